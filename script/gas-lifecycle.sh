@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Gas of one contract-created job, from real transaction receipts on a fresh Anvil.
+#
+#   script/gas-lifecycle.sh
+#
+# Deploys the contracts to a new Anvil, sets up the parties (not counted: a solver, a mediator,
+# a resource provider with collateral and an offer, the lilysay module, and the payee's one-time
+# authorisation of the client contract), then runs one job's whole lifecycle with real
+# transactions and prints each one's gasUsed:
+#   approve (payee) -> ExampleClient.runLilysay -> runJob (client) -> matchJob (solver)
+#   -> submitResult (provider) -> [challenge window passes] -> settle (anyone, calls the client back)
+# and, last, TOTAL_LIFECYCLE_GAS=<n>. A second job is run the same way to show the steady state.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+[[ -f tools/env.sh ]] || tools/bootstrap >&2
+# shellcheck source=/dev/null
+source tools/env.sh
+
+port="${GAS_ANVIL_PORT:-$((20000 + RANDOM % 20000))}"
+rpc="http://127.0.0.1:$port"
+workdir="$(mktemp -d)"
+anvil --port "$port" --silent >"$workdir/anvil.log" 2>&1 &
+anvil_pid=$!
+trap 'kill $anvil_pid 2>/dev/null || true; rm -rf "$workdir"' EXIT
+for _ in $(seq 1 50); do cast chain-id --rpc-url "$rpc" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# The well-known Anvil accounts, in the roles the Lilypad reference's devnet gives them.
+ADMIN_KEY=0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80
+SOLVER_KEY=0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a
+MEDIATOR_KEY=0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6
+PROVIDER_KEY=0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a
+PAYEE_KEY=0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba
+ANYONE_KEY=0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e
+addr() { cast wallet address "$1"; }
+SOLVER=$(addr $SOLVER_KEY); PROVIDER=$(addr $PROVIDER_KEY); PAYEE=$(addr $PAYEE_KEY); MEDIATOR=$(addr $MEDIATOR_KEY)
+
+forge build --quiet
+CHALLENGE_WINDOW=60 forge script script/Deploy.s.sol --rpc-url "$rpc" --private-key $ADMIN_KEY --broadcast --quiet >/dev/null
+json() { python3 -c "import json,sys; print(json.load(open('deployments/31337.json'))['$1'])"; }
+MARKET=$(json market); TOKEN=$(json token)
+WINDOW=$(json challengeWindow); MATCH_T=$(json matchTimeout); MED_T=$(json mediationTimeout); CB_GAS=$(json callbackGas)
+
+# send KEY TO SIG ARGS... -> prints gasUsed; fails loudly on a revert
+send() {
+  local key=$1; shift
+  local out
+  out=$(cast send --rpc-url "$rpc" --private-key "$key" --json "$@") || { echo "transaction failed: $*" >&2; exit 1; }
+  python3 -c "import json,sys; r=json.loads(sys.argv[1]); assert r['status']=='0x1', r; print(int(r['gasUsed'],16), int(r['blockNumber'],16))" "$out"
+}
+
+PRICE=5000000000000000000 # 5 LP
+FEE=$((PRICE / 20))       # the 5 % solver fee
+PAYMENT=$((PRICE + FEE))  # the module's default payment: no refund left over
+COLLATERAL=$(python3 -c "print($PRICE * 2)") # 2x the price (bash arithmetic stops at 2**63)
+MODULE_ID=$(cast keccak "lilysay:0.1.0")
+SPEC_HASH=$(cast keccak "lilysay module spec")
+RUN_T=600
+
+echo "== setup (not part of a job's lifecycle)"
+send $ADMIN_KEY "$TOKEN" "faucet(address,uint256)" "$PROVIDER" 1000000000000000000000 >/dev/null
+send $ADMIN_KEY "$TOKEN" "faucet(address,uint256)" "$PAYEE" 1000000000000000000000 >/dev/null
+send $SOLVER_KEY "$MARKET" "registerSolver()" >/dev/null
+send $MEDIATOR_KEY "$MARKET" "registerMediator()" >/dev/null
+send $ADMIN_KEY "$MARKET" "setDefaultMediators(uint64)" 1 >/dev/null
+send $PROVIDER_KEY "$MARKET" "registerProvider(uint64)" 1 >/dev/null
+send $PROVIDER_KEY "$TOKEN" "approve(address,uint256)" "$MARKET" 100000000000000000000 >/dev/null
+send $PROVIDER_KEY "$MARKET" "deposit(address,uint256)" "$PROVIDER" 100000000000000000000 >/dev/null
+send $ADMIN_KEY "$MARKET" "publishModule(string,string,(bytes32,uint128,uint32,uint8,(uint32,uint32,uint32,uint32,uint8)))" \
+  lilysay 0.1.0 "($SPEC_HASH,$PAYMENT,$RUN_T,0,(1000,256,100,0,0))" >/dev/null
+send $PROVIDER_KEY "$MARKET" "setOffer(bytes32,uint128,bool)" "$MODULE_ID" $PRICE true >/dev/null
+CLIENT=$(forge create contracts/examples/ExampleClient.sol:ExampleClient --rpc-url "$rpc" --private-key $ADMIN_KEY \
+  --broadcast --json --constructor-args "$MARKET" "lilysay:0.1.0" | python3 -c "import json,sys; print(json.load(sys.stdin)['deployedTo'])")
+auth=$(send $PAYEE_KEY "$MARKET" "authorizeClient(address,bool)" "$CLIENT" true | cut -d' ' -f1)
+echo "payee authorises the client contract (once per payee and client): $auth gas"
+
+JOB_T="(address,address,bytes32,bytes32,uint128,uint64,uint40,uint32,uint32,uint32,uint32,uint32,address,address,uint128,uint128,uint128,uint8,uint40,bytes32,uint40,address,uint40,uint8)"
+ZERO=0x0000000000000000000000000000000000000000
+Z32=0x0000000000000000000000000000000000000000000000000000000000000000
+INPUTS_HASH=$(cast keccak "$(cast abi-encode 'f(string[])' '[Message=hi]')")
+CID=bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi
+RESULT_HASH=$(cast keccak "outputs")
+RESULT=$(cast keccak "$(cast abi-encode 'f(string,bytes32)' "$CID" "$RESULT_HASH")")
+ts() { cast block "$1" -f timestamp --rpc-url "$rpc"; }
+check() { # the Job we built must be the one the market stores
+  local id=$1 job=$2 want got
+  want=$(cast call --rpc-url "$rpc" "$MARKET" "jobHash(uint256)(bytes32)" "$id")
+  got=$(cast call --rpc-url "$rpc" "$MARKET" "hashJob($JOB_T)(bytes32)" "$job")
+  [[ "$want" == "$got" ]] || { echo "job $id: built Job does not match the stored hash" >&2; exit 1; }
+}
+
+lifecycle() {
+  local id=$1 g total=0 bn
+  read -r g bn < <(send $PAYEE_KEY "$TOKEN" "approve(address,uint256)" "$MARKET" $PAYMENT)
+  printf '  %-42s %8d\n' "approve (payee)" "$g"; total=$((total + g))
+  read -r g bn < <(send $PAYEE_KEY "$CLIENT" "runLilysay(string)" hi)
+  printf '  %-42s %8d\n' "runLilysay -> runJob (payee via client)" "$g"; total=$((total + g))
+  local created; created=$(ts "$bn")
+  local terms="$CLIENT,$PAYEE,$MODULE_ID,$INPUTS_HASH,$PAYMENT,1,$created,$MATCH_T,$RUN_T,$WINDOW,$MED_T,$CB_GAS"
+  local job="($terms,$ZERO,$ZERO,0,0,0,0,0,$Z32,0,$ZERO,0,1)"
+  check "$id" "$job"
+  read -r g bn < <(send $SOLVER_KEY "$MARKET" "matchJob(uint256,$JOB_T,address,uint8)" "$id" "$job" "$PROVIDER" 0)
+  printf '  %-42s %8d\n' "matchJob (solver)" "$g"; total=$((total + g))
+  local matched; matched=$(ts "$bn")
+  local deal="$SOLVER,$PROVIDER,$PRICE,$FEE,$COLLATERAL,0,$matched"
+  job="($terms,$deal,$Z32,0,$ZERO,0,2)"
+  check "$id" "$job"
+  read -r g bn < <(send $PROVIDER_KEY "$MARKET" "submitResult(uint256,$JOB_T,string,bytes32)" "$id" "$job" "$CID" "$RESULT_HASH")
+  printf '  %-42s %8d\n' "submitResult (provider)" "$g"; total=$((total + g))
+  local submitted; submitted=$(ts "$bn")
+  job="($terms,$deal,$RESULT,$submitted,$ZERO,0,3)"
+  check "$id" "$job"
+  cast rpc --rpc-url "$rpc" evm_increaseTime $((WINDOW + 1)) >/dev/null
+  cast rpc --rpc-url "$rpc" evm_mine >/dev/null
+  read -r g bn < <(send $ANYONE_KEY "$MARKET" "settle(uint256,$JOB_T,string,bytes32)" "$id" "$job" "$CID" "$RESULT_HASH")
+  printf '  %-42s %8d\n' "settle + submitResults callback (anyone)" "$g"; total=$((total + g))
+  local stored; stored=$(cast call --rpc-url "$rpc" "$MARKET" "jobHash(uint256)(bytes32)" "$id")
+  [[ "$stored" == "$Z32" ]] || { echo "job $id was not settled" >&2; exit 1; }
+  LAST_TOTAL=$total
+}
+
+echo "== job 1: the first job of this payee"
+lifecycle 1
+first=$LAST_TOTAL
+echo "  total: $first"
+echo "== job 2: the same payee again"
+lifecycle 2
+echo "  total: $LAST_TOTAL"
+echo "Lilypad reference (v1 contracts, same lifecycle): 2211306"
+echo "TOTAL_LIFECYCLE_GAS=$first"
