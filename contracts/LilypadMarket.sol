@@ -88,6 +88,9 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     mapping(address payee => mapping(address client => bool)) public isClientAuthorized;
     mapping(uint256 id => bytes32) public jobHash;
     Counters internal _counters;
+    /// @notice Mediators the owner suspended with `setMediatorActive(index, false)`: they
+    /// cannot reactivate themselves with `registerMediator`; only the owner restores them.
+    mapping(uint256 index => bool) public mediatorSuspended;
 
     constructor(address token_, Config memory config, address owner_) {
         if (token_ == address(0) || owner_ == address(0)) revert ZeroAddress();
@@ -488,6 +491,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         } else {
             index = slot - 1;
             if (_mediators[index].active) revert AlreadyMediator(msg.sender);
+            if (mediatorSuspended[index]) revert MediatorSuspended(index);
             _mediators[index].active = true;
             emit MediatorActiveSet(index, true);
         }
@@ -535,6 +539,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     function setMediatorActive(uint8 index, bool active) external onlyOwner {
         if (index >= mediatorCount) revert UnknownMediator(index);
         _mediators[index].active = active;
+        mediatorSuspended[index] = !active;
         emit MediatorActiveSet(index, active);
     }
 

@@ -176,6 +176,7 @@ interface ILilypadMarketTypes {
     error TooManyMediators();
     error UnknownMediator(uint8 index);
     error AlreadyMediator(address account);
+    error MediatorSuspended(uint8 index); // the owner suspended it; only the owner restores it
     error ZeroAddress();
     error ZeroAmount();
     error InvalidConfig();

@@ -10,8 +10,17 @@ abstract contract Test {
 
     bool public IS_TEST = true;
 
+    /// @dev What forge reads from `targetSelectors()`: which functions of `addr` the invariant
+    /// fuzzer calls.
+    struct FuzzSelector {
+        address addr;
+        bytes4[] selectors;
+    }
+
     address[] private _targetContracts;
     address[] private _excludeSenders;
+    address[] private _selectorTargets;
+    mapping(uint256 => bytes4[]) private _selectorsOf;
 
     error AssertionFailed(string message);
 
@@ -26,8 +35,23 @@ abstract contract Test {
         return _excludeSenders;
     }
 
+    function targetSelectors() public view returns (FuzzSelector[] memory out) {
+        out = new FuzzSelector[](_selectorTargets.length);
+        for (uint256 i; i < out.length; ++i) {
+            out[i] = FuzzSelector({addr: _selectorTargets[i], selectors: _selectorsOf[i]});
+        }
+    }
+
     function targetContract(address target) internal {
         _targetContracts.push(target);
+    }
+
+    function targetSelector(address target, bytes4[] memory selectors) internal {
+        uint256 i = _selectorTargets.length;
+        _selectorTargets.push(target);
+        for (uint256 j; j < selectors.length; ++j) {
+            _selectorsOf[i].push(selectors[j]);
+        }
     }
 
     function excludeSender(address sender) internal {

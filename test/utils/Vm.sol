@@ -52,4 +52,11 @@ interface Vm {
     function snapshotGasLastCall(string calldata group, string calldata name) external returns (uint256);
     function pauseGasMetering() external;
     function resumeGasMetering() external;
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
+    function expectCall(address callee, bytes calldata data) external;
+    function expectCall(address callee, uint256 msgValue, uint64 gas, bytes calldata data) external;
+    function getBlockTimestamp() external view returns (uint256);
+    function cool(address target) external;
+    function snapshotValue(string calldata group, string calldata name, uint256 value) external;
 }

@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.28;
+
+import {MarketFixture, JobFlow} from "./utils/MarketFixture.sol";
+import {LilypadMarket} from "../contracts/LilypadMarket.sol";
+
+/// @notice Balances (deposit/withdraw), client authorisation, roles, offers, resources, the
+/// owner's settings, ownership and the account views.
+contract MarketRolesTest is MarketFixture {
+    // ================================================================ deposit
+
+    function test_deposit_creditsAccountAndPullsTokens() public {
+        uint256 before = token.balanceOf(alice);
+        uint256 held = token.balanceOf(address(market));
+        vm.expectEmit(true, true, true, true, address(market));
+        emit Deposited(alice, alice, 7 ether);
+        vm.prank(alice);
+        market.deposit(alice, 7 ether);
+        assertEq(market.balanceOf(alice), 7 ether, "credited");
+        assertEq(token.balanceOf(alice), before - 7 ether, "pulled");
+        assertEq(token.balanceOf(address(market)), held + 7 ether, "held");
+    }
+
+    function test_deposit_forAnotherAccount() public {
+        vm.expectEmit(true, true, true, true, address(market));
+        emit Deposited(provider, alice, 3 ether);
+        vm.prank(alice);
+        market.deposit(provider, 3 ether);
+        assertEq(market.balanceOf(provider), PROVIDER_DEPOSIT + 3 ether, "provider credited");
+        assertEq(market.balanceOf(alice), 0, "alice not");
+    }
+
+    function test_deposit_revertsOnZeroAccount() public {
+        vm.expectRevert(abi.encodeWithSelector(ZeroAddress.selector));
+        vm.prank(alice);
+        market.deposit(address(0), 1);
+    }
+
+    function test_deposit_revertsOnZeroAmount() public {
+        vm.expectRevert(abi.encodeWithSelector(ZeroAmount.selector));
+        vm.prank(alice);
+        market.deposit(alice, 0);
+    }
+
+    function test_deposit_revertsWithoutAllowance() public {
+        vm.expectRevert(TRANSFER_FROM_FAILED);
+        vm.prank(stranger);
+        market.deposit(stranger, 1);
+    }
+
+    // ================================================================ withdraw
+
+    function test_withdraw_sendsTokensAndDebits() public {
+        uint256 before = token.balanceOf(bob);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit Withdrew(provider, bob, 40 ether);
+        vm.prank(provider);
+        market.withdraw(40 ether, bob);
+        assertEq(market.balanceOf(provider), PROVIDER_DEPOSIT - 40 ether, "debited");
+        assertEq(token.balanceOf(bob), before + 40 ether, "sent to `to`");
+    }
+
+    function test_withdraw_wholeBalance() public {
+        vm.prank(provider);
+        market.withdraw(PROVIDER_DEPOSIT, provider);
+        assertEq(market.balanceOf(provider), 0, "empty");
+    }
+
+    function test_withdraw_revertsOnZeroRecipient() public {
+        vm.expectRevert(abi.encodeWithSelector(ZeroAddress.selector));
+        vm.prank(provider);
+        market.withdraw(1, address(0));
+    }
+
+    function test_withdraw_revertsOnZeroAmount() public {
+        vm.expectRevert(abi.encodeWithSelector(ZeroAmount.selector));
+        vm.prank(provider);
+        market.withdraw(0, provider);
+    }
+
+    function test_withdraw_revertsOnInsufficientBalance() public {
+        vm.expectRevert(abi.encodeWithSelector(InsufficientBalance.selector, provider, PROVIDER_DEPOSIT, PROVIDER_DEPOSIT + 1));
+        vm.prank(provider);
+        market.withdraw(PROVIDER_DEPOSIT + 1, provider);
+    }
+
+    function test_withdraw_lockedCollateralIsNotWithdrawable() public {
+        _matchedJob(); // locks 10 ether of provider's 100
+        uint256 free = PROVIDER_DEPOSIT - 10 ether;
+        vm.expectRevert(abi.encodeWithSelector(InsufficientBalance.selector, provider, free, PROVIDER_DEPOSIT));
+        vm.prank(provider);
+        market.withdraw(PROVIDER_DEPOSIT, provider);
+        vm.prank(provider);
+        market.withdraw(free, provider);
+    }
+
+    function test_withdraw_revertsForHugeAmount() public {
+        vm.expectRevert(abi.encodeWithSelector(InsufficientBalance.selector, provider, PROVIDER_DEPOSIT, type(uint256).max));
+        vm.prank(provider);
+        market.withdraw(type(uint256).max, provider);
+    }
+
+    function test_withdraw_earningsAfterSettlement() public {
+        (uint256 id, Job memory job) = _submittedJob();
+        _pastChallengeWindow(job);
+        _settle(id, job);
+        uint256 before = token.balanceOf(solver);
+        vm.prank(solver);
+        market.withdraw(0.25 ether, solver);
+        assertEq(token.balanceOf(solver), before + 0.25 ether, "fee withdrawn");
+        assertEq(market.balanceOf(solver), 0, "nothing left");
+    }
+
+    // ================================================================ authorizeClient
+
+    function test_authorizeClient_setsAndRevokes() public {
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ClientAuthorized(alice, bob, true);
+        vm.prank(alice);
+        market.authorizeClient(bob, true);
+        assertTrue(market.isClientAuthorized(alice, bob), "authorised");
+        assertFalse(market.isClientAuthorized(bob, alice), "one way");
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ClientAuthorized(alice, bob, false);
+        vm.prank(alice);
+        market.authorizeClient(bob, false);
+        assertFalse(market.isClientAuthorized(alice, bob), "revoked");
+    }
+
+    function test_authorizeClient_revertsOnZeroAddress() public {
+        vm.expectRevert(abi.encodeWithSelector(ZeroAddress.selector));
+        vm.prank(alice);
+        market.authorizeClient(address(0), true);
+    }
+
+    // ================================================================ registerSolver
+
+    function test_registerSolver_setsRoleAndEmits() public {
+        vm.expectEmit(true, true, true, true, address(market));
+        emit RolesChanged(stranger, ROLE_SOLVER);
+        vm.prank(stranger);
+        market.registerSolver();
+        assertEq(market.accountOf(stranger).roles, ROLE_SOLVER, "solver");
+    }
+
+    function test_registerSolver_keepsOtherRoles() public {
+        vm.prank(provider);
+        market.registerSolver();
+        assertEq(market.accountOf(provider).roles, ROLE_SOLVER | ROLE_PROVIDER, "both");
+        vm.prank(provider);
+        market.registerSolver(); // idempotent
+        assertEq(market.accountOf(provider).roles, ROLE_SOLVER | ROLE_PROVIDER, "still both");
+    }
+
+    // ================================================================ registerProvider
+
+    function test_registerProvider_setsRoleAndMediators() public {
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ProviderMediatorsSet(stranger, 0x5);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit RolesChanged(stranger, ROLE_PROVIDER);
+        vm.prank(stranger);
+        market.registerProvider(0x5);
+        LilypadMarket.Account memory a = market.accountOf(stranger);
+        assertEq(a.roles, ROLE_PROVIDER, "role");
+        assertEq(a.mediators, 0x5, "mediators");
+        assertEq(a.balance, 0, "no balance");
+    }
+
+    function test_registerProvider_againReplacesMediators() public {
+        vm.prank(provider);
+        market.registerProvider(0x2);
+        assertEq(market.accountOf(provider).mediators, 0x2, "replaced");
+        assertEq(market.accountOf(provider).roles, ROLE_PROVIDER, "role kept");
+    }
+
+    // ================================================================ registerMediator
+
+    function test_registerMediator_assignsConsecutiveIndexes() public {
+        assertEq(mediatorIndex, 0, "fixture mediator");
+        vm.expectEmit(true, true, true, true, address(market));
+        emit MediatorRegistered(auditor, 1);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit RolesChanged(auditor, ROLE_MEDIATOR);
+        vm.prank(auditor);
+        uint8 index = market.registerMediator();
+        assertEq(index, 1, "second mediator");
+        assertEq(market.mediatorCount(), 2, "count");
+        LilypadMarket.Mediator memory m = market.mediatorAt(1);
+        assertEq(m.account, auditor, "account");
+        assertTrue(m.active, "active");
+        assertEq(market.accountOf(auditor).mediatorSlot, 2, "slot = index + 1");
+    }
+
+    function test_registerMediator_revertsWhenAlreadyActive() public {
+        vm.expectRevert(abi.encodeWithSelector(AlreadyMediator.selector, mediator));
+        vm.prank(mediator);
+        market.registerMediator();
+    }
+
+    function test_registerMediator_reRegisterAfterLeavingKeepsIndex() public {
+        vm.prank(auditor);
+        market.registerMediator(); // index 1
+        vm.prank(mediator);
+        market.leaveRoles(ROLE_MEDIATOR);
+        assertFalse(market.mediatorAt(mediatorIndex).active, "inactive");
+        vm.expectEmit(true, true, true, true, address(market));
+        emit MediatorActiveSet(mediatorIndex, true);
+        vm.prank(mediator);
+        uint8 index = market.registerMediator();
+        assertEq(index, mediatorIndex, "same index");
+        assertEq(market.mediatorCount(), 2, "no new slot");
+        assertTrue(market.mediatorAt(mediatorIndex).active, "active again");
+        assertEq(market.accountOf(mediator).roles, ROLE_MEDIATOR, "role again");
+    }
+
+    function test_registerMediator_revertsWithTooManyMediators() public {
+        for (uint256 i = 1; i < 64; ++i) {
+            vm.prank(address(uint160(0x10000 + i)));
+            uint8 index = market.registerMediator();
+            assertEq(index, i, "index");
+        }
+        assertEq(market.mediatorCount(), 64, "full");
+        vm.expectRevert(abi.encodeWithSelector(TooManyMediators.selector));
+        vm.prank(stranger);
+        market.registerMediator();
+        // a mediator that left can still come back: it keeps its slot
+        vm.prank(address(uint160(0x10000 + 63)));
+        market.leaveRoles(ROLE_MEDIATOR);
+        vm.prank(address(uint160(0x10000 + 63)));
+        assertEq(market.registerMediator(), 63, "kept slot 63");
+    }
+
+    /// @dev The owner's suspension must stick: the mediator cannot lift it by re-registering,
+    /// nor by leaving and re-registering.
+    function test_registerMediator_cannotLiftOwnerSuspension() public {
+        vm.prank(owner);
+        market.setMediatorActive(mediatorIndex, false);
+        vm.expectRevert(abi.encodeWithSelector(MediatorSuspended.selector, mediatorIndex));
+        vm.prank(mediator);
+        market.registerMediator();
+        vm.prank(mediator);
+        market.leaveRoles(ROLE_MEDIATOR);
+        vm.expectRevert(abi.encodeWithSelector(MediatorSuspended.selector, mediatorIndex));
+        vm.prank(mediator);
+        market.registerMediator();
+        assertFalse(market.mediatorAt(mediatorIndex).active, "still suspended");
+        // the owner restores it; then it may leave and come back on its own
+        vm.prank(owner);
+        market.setMediatorActive(mediatorIndex, true);
+        assertFalse(market.mediatorSuspended(mediatorIndex), "restored");
+        assertTrue(market.mediatorAt(mediatorIndex).active, "active after restore");
+        vm.prank(mediator);
+        market.leaveRoles(ROLE_MEDIATOR);
+        vm.prank(mediator);
+        assertEq(market.registerMediator(), mediatorIndex, "back");
+        assertTrue(market.mediatorAt(mediatorIndex).active, "active");
+    }
+
+    // ================================================================ leaveRoles
+
+    function test_leaveRoles_clearsOnlyTheGivenBits() public {
+        vm.startPrank(provider);
+        market.registerSolver();
+        vm.expectEmit(true, true, true, true, address(market));
+        emit RolesChanged(provider, ROLE_PROVIDER);
+        market.leaveRoles(ROLE_SOLVER);
+        vm.stopPrank();
+        assertEq(market.accountOf(provider).roles, ROLE_PROVIDER, "provider left");
+    }
+
+    function test_leaveRoles_mediatorDeactivatesItsSlot() public {
+        vm.expectEmit(true, true, true, true, address(market));
+        emit MediatorActiveSet(mediatorIndex, false);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit RolesChanged(mediator, 0);
+        vm.prank(mediator);
+        market.leaveRoles(ROLE_MEDIATOR);
+        assertFalse(market.mediatorAt(mediatorIndex).active, "inactive");
+        assertEq(market.mediatorAt(mediatorIndex).account, mediator, "slot kept");
+    }
+
+    function test_leaveRoles_rolesNotHeldIsHarmless() public {
+        vm.prank(stranger);
+        market.leaveRoles(ROLE_SOLVER | ROLE_PROVIDER | ROLE_MEDIATOR);
+        assertEq(market.accountOf(stranger).roles, 0, "none");
+        assertEq(market.mediatorCount(), 1, "no mediator slot touched");
+    }
+
+    function test_leaveRoles_matchedJobCarriesOn() public {
+        (uint256 id, Job memory job) = _matchedJob();
+        vm.prank(provider);
+        market.leaveRoles(ROLE_PROVIDER);
+        job = _submit(id, job);
+        _pastChallengeWindow(job);
+        _settle(id, job);
+    }
+
+    // ================================================================ provider settings
+
+    function test_setProviderMediators_setsAndEmits() public {
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ProviderMediatorsSet(provider, 0xF0);
+        vm.prank(provider);
+        market.setProviderMediators(0xF0);
+        assertEq(market.accountOf(provider).mediators, 0xF0, "mediators");
+        assertEq(market.accountOf(provider).roles, ROLE_PROVIDER, "roles untouched");
+    }
+
+    function test_setOffer_setsAndEmits() public {
+        vm.expectEmit(true, true, true, true, address(market));
+        emit OfferSet(provider, moduleId, 4 ether, true);
+        vm.prank(provider);
+        market.setOffer(moduleId, 4 ether, true);
+        LilypadMarket.Offer memory o = market.offerOf(provider, moduleId);
+        assertEq(o.price, 4 ether, "price");
+        assertTrue(o.active, "active");
+        vm.prank(provider);
+        market.setOffer(moduleId, 4 ether, false);
+        assertFalse(market.offerOf(provider, moduleId).active, "withdrawn");
+    }
+
+    function test_setOffer_wildcard() public {
+        vm.prank(stranger);
+        market.setOffer(bytes32(0), 1 ether, true);
+        assertEq(market.offerOf(stranger, bytes32(0)).price, 1 ether, "wildcard");
+    }
+
+    function test_setResources_setsAndEmits() public {
+        Resources memory r = Resources({cpuMilli: 8000, ramMb: 32_768, diskMb: 500_000, vramMb: 24_576, gpus: 2});
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ResourcesSet(provider, r);
+        vm.prank(provider);
+        market.setResources(r);
+        Resources memory got = market.resourcesOf(provider);
+        assertEq(keccak256(abi.encode(got)), keccak256(abi.encode(r)), "resources");
+    }
+
+    // ================================================================ owner settings
+
+    function test_setDefaultMediators_onlyOwner() public {
+        vm.expectRevert(UNAUTHORIZED);
+        vm.prank(stranger);
+        market.setDefaultMediators(0x3);
+    }
+
+    function test_setDefaultMediators_setsEmitsAndAppliesToNewJobs() public {
+        (, Job memory before) = _run(alice);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit DefaultMediatorsSet(0x3);
+        vm.prank(owner);
+        market.setDefaultMediators(0x3);
+        assertEq(market.defaultMediators(), 0x3, "stored");
+        (, Job memory after_) = _run(alice);
+        assertEq(before.mediators, 0x1, "old job keeps its set");
+        assertEq(after_.mediators, 0x3, "new job takes the new set");
+    }
+
+    function test_setMediatorActive_onlyOwner() public {
+        vm.expectRevert(UNAUTHORIZED);
+        vm.prank(mediator);
+        market.setMediatorActive(mediatorIndex, false);
+    }
+
+    function test_setMediatorActive_revertsOnUnknownMediator() public {
+        vm.expectRevert(abi.encodeWithSelector(UnknownMediator.selector, 1));
+        vm.prank(owner);
+        market.setMediatorActive(1, true);
+    }
+
+    function test_setMediatorActive_suspendsAndRestores() public {
+        vm.expectEmit(true, true, true, true, address(market));
+        emit MediatorActiveSet(mediatorIndex, false);
+        vm.prank(owner);
+        market.setMediatorActive(mediatorIndex, false);
+        assertFalse(market.mediatorAt(mediatorIndex).active, "suspended");
+        assertTrue(market.mediatorSuspended(mediatorIndex), "flagged");
+        vm.prank(owner);
+        market.setMediatorActive(mediatorIndex, true);
+        assertTrue(market.mediatorAt(mediatorIndex).active, "restored");
+        assertFalse(market.mediatorSuspended(mediatorIndex), "unflagged");
+        _matchedJob(); // matches with it again
+    }
+
+    // ================================================================ ownership (Solady Ownable)
+
+    function test_owner_isConstructorArgument() public view {
+        assertEq(market.owner(), owner, "owner");
+    }
+
+    function test_transferOwnership_onlyOwner() public {
+        vm.expectRevert(UNAUTHORIZED);
+        vm.prank(stranger);
+        market.transferOwnership(stranger);
+        vm.prank(owner);
+        market.transferOwnership(bob);
+        assertEq(market.owner(), bob, "new owner");
+        vm.expectRevert(UNAUTHORIZED);
+        vm.prank(owner);
+        market.setDefaultMediators(0);
+    }
+
+    function test_renounceOwnership_freezesOwnerSettings() public {
+        vm.prank(owner);
+        market.renounceOwnership();
+        assertEq(market.owner(), address(0), "no owner");
+        vm.expectRevert(UNAUTHORIZED);
+        vm.prank(owner);
+        market.setMediatorActive(0, false);
+    }
+
+    function test_ownershipHandover_twoStep() public {
+        vm.prank(bob);
+        market.requestOwnershipHandover();
+        assertGe(market.ownershipHandoverExpiresAt(bob), block.timestamp + 1, "requested");
+        vm.prank(owner);
+        market.completeOwnershipHandover(bob);
+        assertEq(market.owner(), bob, "handed over");
+        vm.prank(alice);
+        market.requestOwnershipHandover();
+        vm.prank(alice);
+        market.cancelOwnershipHandover();
+        assertEq(market.ownershipHandoverExpiresAt(alice), 0, "cancelled");
+    }
+
+    // ================================================================ views
+
+    function test_accountOf_reportsAllFields() public view {
+        LilypadMarket.Account memory a = market.accountOf(provider);
+        assertEq(a.balance, PROVIDER_DEPOSIT, "balance");
+        assertEq(a.mediators, type(uint64).max, "mediators");
+        assertEq(a.roles, ROLE_PROVIDER, "roles");
+        assertEq(a.mediatorSlot, 0, "not a mediator");
+        assertEq(market.balanceOf(provider), PROVIDER_DEPOSIT, "balanceOf");
+    }
+
+    function test_mediatorAt_unknownIsEmpty() public view {
+        LilypadMarket.Mediator memory m = market.mediatorAt(200);
+        assertEq(m.account, address(0), "no account");
+        assertFalse(m.active, "inactive");
+    }
+
+    function test_constants() public view {
+        assertEq(market.ROLE_SOLVER(), ROLE_SOLVER, "solver");
+        assertEq(market.ROLE_PROVIDER(), ROLE_PROVIDER, "provider");
+        assertEq(market.ROLE_MEDIATOR(), ROLE_MEDIATOR, "mediator");
+        assertEq(market.MAX_MEDIATORS(), 64, "mediators");
+        assertEq(market.MAX_CALLBACK_GAS(), 2_000_000, "callback gas");
+        assertEq(market.MAX_DATA_ID_LENGTH(), 256, "data id");
+        assertEq(market.MAX_TIMEOUT(), 30 days, "timeout");
+        assertEq(market.MODULE_NONDETERMINISTIC(), 1, "flag");
+        assertEq(market.MODULE_NETWORK(), 2, "flag");
+    }
+}
