@@ -37,7 +37,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     /// @dev Gas kept back around the client callback (cold account access, memory, the
     /// bookkeeping after the call) on top of the 1/64 the EVM withholds.
     uint256 internal constant CALLBACK_RESERVE = 12_000;
-    uint256 internal constant JOB_WORDS_SIZE = 24 * 32;
+    uint256 internal constant JOB_WORDS_SIZE = 23 * 32;
 
     /*//////////////////////////////////////////////////////////////
                               IMMUTABLES
@@ -132,7 +132,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         job.challengeWindow = defaultChallengeWindow;
         job.mediationTimeout = defaultMediationTimeout;
         job.callbackGas = msg.sender.code.length == 0 ? 0 : defaultCallbackGas;
-        return _create(job, module, inputs);
+        return _create(job, inputs);
     }
 
     /// @notice Creates a job with explicit terms; zero fields of `request` take the defaults.
@@ -158,10 +158,10 @@ contract LilypadMarket is ModuleDirectory, Ownable {
             if (cb > MAX_CALLBACK_GAS) revert CallbackGasTooHigh(cb, MAX_CALLBACK_GAS);
             job.callbackGas = uint32(cb);
         }
-        return _create(job, request.module, request.inputs);
+        return _create(job, request.inputs);
     }
 
-    function _create(Job memory job, string calldata module, string[] calldata inputs) internal returns (uint256 id) {
+    function _create(Job memory job, string[] calldata inputs) internal returns (uint256 id) {
         address payee = job.payee;
         if (payee == address(0)) revert ZeroAddress();
         if (payee != msg.sender && !isClientAuthorized[payee][msg.sender]) {
@@ -174,7 +174,6 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         _counters = Counters({defaultMediators: c.defaultMediators, jobCount: uint192(id)});
 
         job.client = msg.sender;
-        job.inputsHash = keccak256(abi.encode(inputs));
         if (job.mediators == 0) job.mediators = c.defaultMediators;
         job.createdAt = uint40(block.timestamp);
         job.state = JobState.Open;
@@ -184,7 +183,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
             id,
             msg.sender,
             payee,
-            module,
+            job.moduleId,
             inputs,
             job.payment,
             job.mediators,
@@ -297,6 +296,10 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     /// @dev Forward enough gas for the callback: the call reverts with InsufficientGasForCallback
     /// rather than let the callback run short.
     function settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external {
+        _settle(id, job, dataId, resultHash);
+    }
+
+    function _settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) private {
         _check(id, job, JobState.Submitted);
         uint256 deadline = uint256(job.submittedAt) + job.challengeWindow;
         if (block.timestamp <= deadline) revert DeadlineNotReached(id, deadline);
@@ -306,6 +309,23 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         uint128 refund = _payDeal(job, 0);
         emit JobSettled(id, job.provider, job.price, job.solverFee, refund);
         _callback(id, job, dataId);
+    }
+
+    /// @notice One item of `settleMany`.
+    struct Settlement {
+        uint256 id;
+        Job job;
+        string dataId;
+        bytes32 resultHash;
+    }
+
+    /// @notice Settles several jobs in one transaction (e.g. a provider's jobs whose windows
+    /// have passed). All or nothing: one item that cannot settle reverts the call.
+    function settleMany(Settlement[] calldata items) external {
+        for (uint256 i; i < items.length; ++i) {
+            Settlement calldata s = items[i];
+            _settle(s.id, s.job, s.dataId, s.resultHash);
+        }
     }
 
     /*//////////////////////////////////////////////////////////////

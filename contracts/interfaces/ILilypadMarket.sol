@@ -21,8 +21,7 @@ interface ILilypadMarketTypes {
         // ---- terms, fixed when the job is created ----
         address client; // caller of runJob/createJob; receives submitResults when callbackGas > 0
         address payee; // paid the escrow; receives refunds
-        bytes32 moduleId; // keccak256(bytes("name:version"))
-        bytes32 inputsHash; // keccak256(abi.encode(string[] inputs))
+        bytes32 moduleId; // keccak256(bytes("name:version")); the inputs are in JobCreated
         uint128 payment; // escrowed; the most price + solver fee may reach
         uint64 mediators; // bit i set: the job creator accepts mediator i
         uint40 createdAt;
@@ -98,7 +97,7 @@ interface ILilypadMarketTypes {
         uint256 indexed id,
         address indexed client,
         address indexed payee,
-        string module,
+        bytes32 moduleId,
         string[] inputs,
         uint128 payment,
         uint64 mediators,

@@ -55,7 +55,7 @@ abstract contract MarketFixture is Test, ILilypadMarketTypes {
         vm.warp(1_700_000_000);
         token = new LilypadDevToken(owner, 0);
         market = new LilypadMarket(address(token), _config(), owner);
-        client = new ExampleClient(ILilypadJobManager(address(market)), MODULE);
+        client = new ExampleClient(ILilypadJobManager(address(market)));
 
         address[7] memory people = [alice, bob, solver, provider, provider2, mediator, auditor];
         for (uint256 i; i < people.length; ++i) {
@@ -102,7 +102,7 @@ abstract contract MarketFixture is Test, ILilypadMarketTypes {
     // ---------------------------------------------------------------- job helpers
 
     /// @dev The Job runJob stores for a job created now by `creator` for itself.
-    function _expectedJob(address creator, address payee, string[] memory inputs, uint32 callbackGas)
+    function _expectedJob(address creator, address payee, string[] memory, uint32 callbackGas)
         internal
         view
         returns (Job memory job)
@@ -111,7 +111,6 @@ abstract contract MarketFixture is Test, ILilypadMarketTypes {
         job.client = creator;
         job.payee = payee;
         job.moduleId = moduleId;
-        job.inputsHash = keccak256(abi.encode(inputs));
         job.payment = PAYMENT;
         job.mediators = market.defaultMediators();
         job.createdAt = uint40(block.timestamp);
