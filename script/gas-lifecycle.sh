@@ -9,7 +9,8 @@
 # transactions and prints each one's gasUsed:
 #   approve (payee) -> ExampleClient.runLilysay -> runJob (client) -> matchJob (solver)
 #   -> submitResult (provider) -> [challenge window passes] -> settle (anyone, calls the client back)
-# and, last, TOTAL_LIFECYCLE_GAS=<n>. A second job is run the same way to show the steady state.
+# and LONE_JOB_GAS=<n>. Then GAS_BATCH (default 10) jobs run the same way except that one
+# settleMany settles them all, and, last, TOTAL_LIFECYCLE_GAS=<per-job gas of those>.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -138,6 +139,7 @@ completed=$(cast logs --rpc-url "$rpc" --address "$CLIENT" "JobCompleted(uint256
 echo "  the client contract received submitResults(1, \"1\", \"$CID\")"
 
 N="${GAS_BATCH:-10}"
+if [[ "$N" == 0 ]]; then exit 0; fi
 echo "== $N jobs of one provider, settled together (settleMany)"
 sum=0; items=()
 for i in $(seq 2 $((N + 1))); do
