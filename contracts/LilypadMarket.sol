@@ -71,7 +71,8 @@ contract LilypadMarket is ModuleDirectory, Ownable {
 
     struct Mediator {
         address account;
-        bool active;
+        bool active; // registered and not left
+        bool suspended; // by the owner; only the owner lifts it
     }
 
     /// @dev Read and written by every job creation: one slot.
@@ -225,7 +226,8 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         if (price + fee > job.payment) revert PriceAboveCap(id, price + fee, job.payment);
 
         uint64 bit = mediator < MAX_MEDIATORS ? uint64(1) << mediator : 0;
-        if (job.mediators & bit == 0 || p.mediators & bit == 0 || !_mediators[mediator].active) {
+        Mediator memory m = _mediators[mediator];
+        if (job.mediators & bit == 0 || p.mediators & bit == 0 || !m.active || m.suspended) {
             revert MediatorNotAcceptable(id, mediator);
         }
 
@@ -503,7 +505,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
             index = uint8(n);
             mediatorCount = n + 1;
             a.mediatorSlot = index + 1;
-            _mediators[index] = Mediator({account: msg.sender, active: true});
+            _mediators[index] = Mediator({account: msg.sender, active: true, suspended: false});
             emit MediatorRegistered(msg.sender, index);
         } else {
             index = slot - 1;
@@ -551,11 +553,13 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         emit DefaultMediatorsSet(mediators);
     }
 
-    /// @notice Owner: suspends (or restores) a mediator for new matches.
-    function setMediatorActive(uint8 index, bool active) external onlyOwner {
+    /// @notice Owner: suspends (or reinstates) a mediator for new matches. A suspended
+    /// mediator still rules on the challenges it already has; it cannot lift the suspension
+    /// by registering again.
+    function setMediatorSuspended(uint8 index, bool suspended) external onlyOwner {
         if (index >= mediatorCount) revert UnknownMediator(index);
-        _mediators[index].active = active;
-        emit MediatorActiveSet(index, active);
+        _mediators[index].suspended = suspended;
+        emit MediatorSuspended(index, suspended);
     }
 
     function _setRoles(address account, uint8 roles) private {

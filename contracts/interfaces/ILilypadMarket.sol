@@ -138,6 +138,7 @@ interface ILilypadMarketTypes {
     event OfferSet(address indexed provider, bytes32 indexed moduleId, uint128 price, bool active);
     event MediatorRegistered(address indexed mediator, uint8 index);
     event MediatorActiveSet(uint8 indexed index, bool active);
+    event MediatorSuspended(uint8 indexed index, bool suspended);
     event DefaultMediatorsSet(uint64 mediators);
     event ModulePublished(bytes32 indexed moduleId, string name, string version, address indexed publisher, ModuleSpec spec);
     event ModuleNameTransferred(bytes32 indexed nameHash, string name, address indexed from, address indexed to);
