@@ -37,7 +37,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     /// @dev Gas kept back around the client callback (cold account access, memory, the
     /// bookkeeping after the call) on top of the 1/64 the EVM withholds.
     uint256 internal constant CALLBACK_RESERVE = 12_000;
-    uint256 internal constant JOB_WORDS_SIZE = 24 * 32;
+    uint256 internal constant JOB_WORDS_SIZE = 23 * 32;
 
     /*//////////////////////////////////////////////////////////////
                               IMMUTABLES
@@ -71,7 +71,8 @@ contract LilypadMarket is ModuleDirectory, Ownable {
 
     struct Mediator {
         address account;
-        bool active;
+        bool active; // registered and not left
+        bool suspended; // by the owner; only the owner lifts it
     }
 
     /// @dev Read and written by every job creation: one slot.
@@ -88,9 +89,6 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     mapping(address payee => mapping(address client => bool)) public isClientAuthorized;
     mapping(uint256 id => bytes32) public jobHash;
     Counters internal _counters;
-    /// @notice Mediators the owner suspended with `setMediatorActive(index, false)`: they
-    /// cannot reactivate themselves with `registerMediator`; only the owner restores them.
-    mapping(uint256 index => bool) public mediatorSuspended;
 
     constructor(address token_, Config memory config, address owner_) {
         if (token_ == address(0) || owner_ == address(0)) revert ZeroAddress();
@@ -135,7 +133,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         job.challengeWindow = defaultChallengeWindow;
         job.mediationTimeout = defaultMediationTimeout;
         job.callbackGas = msg.sender.code.length == 0 ? 0 : defaultCallbackGas;
-        return _create(job, module, inputs);
+        return _create(job, inputs);
     }
 
     /// @notice Creates a job with explicit terms; zero fields of `request` take the defaults.
@@ -161,10 +159,10 @@ contract LilypadMarket is ModuleDirectory, Ownable {
             if (cb > MAX_CALLBACK_GAS) revert CallbackGasTooHigh(cb, MAX_CALLBACK_GAS);
             job.callbackGas = uint32(cb);
         }
-        return _create(job, request.module, request.inputs);
+        return _create(job, request.inputs);
     }
 
-    function _create(Job memory job, string calldata module, string[] calldata inputs) internal returns (uint256 id) {
+    function _create(Job memory job, string[] calldata inputs) internal returns (uint256 id) {
         address payee = job.payee;
         if (payee == address(0)) revert ZeroAddress();
         if (payee != msg.sender && !isClientAuthorized[payee][msg.sender]) {
@@ -177,7 +175,6 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         _counters = Counters({defaultMediators: c.defaultMediators, jobCount: uint192(id)});
 
         job.client = msg.sender;
-        job.inputsHash = keccak256(abi.encode(inputs));
         if (job.mediators == 0) job.mediators = c.defaultMediators;
         job.createdAt = uint40(block.timestamp);
         job.state = JobState.Open;
@@ -187,7 +184,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
             id,
             msg.sender,
             payee,
-            module,
+            job.moduleId,
             inputs,
             job.payment,
             job.mediators,
@@ -229,7 +226,8 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         if (price + fee > job.payment) revert PriceAboveCap(id, price + fee, job.payment);
 
         uint64 bit = mediator < MAX_MEDIATORS ? uint64(1) << mediator : 0;
-        if (job.mediators & bit == 0 || p.mediators & bit == 0 || !_mediators[mediator].active) {
+        Mediator memory m = _mediators[mediator];
+        if (job.mediators & bit == 0 || p.mediators & bit == 0 || !m.active || m.suspended) {
             revert MediatorNotAcceptable(id, mediator);
         }
 
@@ -300,6 +298,10 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     /// @dev Forward enough gas for the callback: the call reverts with InsufficientGasForCallback
     /// rather than let the callback run short.
     function settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external {
+        _settle(id, job, dataId, resultHash);
+    }
+
+    function _settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) private {
         _check(id, job, JobState.Submitted);
         uint256 deadline = uint256(job.submittedAt) + job.challengeWindow;
         if (block.timestamp <= deadline) revert DeadlineNotReached(id, deadline);
@@ -309,6 +311,15 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         uint128 refund = _payDeal(job, 0);
         emit JobSettled(id, job.provider, job.price, job.solverFee, refund);
         _callback(id, job, dataId);
+    }
+
+    /// @notice Settles several jobs in one transaction (e.g. a provider's jobs whose windows
+    /// have passed). All or nothing: one item that cannot settle reverts the call.
+    function settleMany(Settlement[] calldata items) external {
+        for (uint256 i; i < items.length; ++i) {
+            Settlement calldata s = items[i];
+            _settle(s.id, s.job, s.dataId, s.resultHash);
+        }
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -486,12 +497,11 @@ contract LilypadMarket is ModuleDirectory, Ownable {
             index = uint8(n);
             mediatorCount = n + 1;
             a.mediatorSlot = index + 1;
-            _mediators[index] = Mediator({account: msg.sender, active: true});
+            _mediators[index] = Mediator({account: msg.sender, active: true, suspended: false});
             emit MediatorRegistered(msg.sender, index);
         } else {
             index = slot - 1;
             if (_mediators[index].active) revert AlreadyMediator(msg.sender);
-            if (mediatorSuspended[index]) revert MediatorSuspended(index);
             _mediators[index].active = true;
             emit MediatorActiveSet(index, true);
         }
@@ -535,12 +545,13 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         emit DefaultMediatorsSet(mediators);
     }
 
-    /// @notice Owner: suspends (or restores) a mediator for new matches.
-    function setMediatorActive(uint8 index, bool active) external onlyOwner {
+    /// @notice Owner: suspends (or reinstates) a mediator for new matches. A suspended
+    /// mediator still rules on the challenges it already has; it cannot lift the suspension
+    /// by registering again.
+    function setMediatorSuspended(uint8 index, bool suspended) external onlyOwner {
         if (index >= mediatorCount) revert UnknownMediator(index);
-        _mediators[index].active = active;
-        mediatorSuspended[index] = !active;
-        emit MediatorActiveSet(index, active);
+        _mediators[index].suspended = suspended;
+        emit MediatorSuspended(index, suspended);
     }
 
     function _setRoles(address account, uint8 roles) private {

@@ -9,7 +9,8 @@
 # transactions and prints each one's gasUsed:
 #   approve (payee) -> ExampleClient.runLilysay -> runJob (client) -> matchJob (solver)
 #   -> submitResult (provider) -> [challenge window passes] -> settle (anyone, calls the client back)
-# and, last, TOTAL_LIFECYCLE_GAS=<n>. A second job is run the same way to show the steady state.
+# and LONE_JOB_GAS=<n>. Then GAS_BATCH (default 10) jobs run the same way except that one
+# settleMany settles them all, and, last, TOTAL_LIFECYCLE_GAS=<per-job gas of those>.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -70,14 +71,13 @@ send $ADMIN_KEY "$MARKET" "publishModule(string,string,(bytes32,uint128,uint32,u
   lilysay 0.1.0 "($SPEC_HASH,$PAYMENT,$RUN_T,0,(1000,256,100,0,0))" >/dev/null
 send $PROVIDER_KEY "$MARKET" "setOffer(bytes32,uint128,bool)" "$MODULE_ID" $PRICE true >/dev/null
 CLIENT=$(forge create contracts/examples/ExampleClient.sol:ExampleClient --rpc-url "$rpc" --private-key $ADMIN_KEY \
-  --broadcast --json --constructor-args "$MARKET" "lilysay:0.1.0" | python3 -c "import json,sys; print(json.load(sys.stdin)['deployedTo'])")
+  --broadcast --json --constructor-args "$MARKET" | python3 -c "import json,sys; print(json.load(sys.stdin)['deployedTo'])")
 auth=$(send $PAYEE_KEY "$MARKET" "authorizeClient(address,bool)" "$CLIENT" true | cut -d' ' -f1)
 echo "payee authorises the client contract (once per payee and client): $auth gas"
 
-JOB_T="(address,address,bytes32,bytes32,uint128,uint64,uint40,uint32,uint32,uint32,uint32,uint32,address,address,uint128,uint128,uint128,uint8,uint40,bytes32,uint40,address,uint40,uint8)"
+JOB_T="(address,address,bytes32,uint128,uint64,uint40,uint32,uint32,uint32,uint32,uint32,address,address,uint128,uint128,uint128,uint8,uint40,bytes32,uint40,address,uint40,uint8)"
 ZERO=0x0000000000000000000000000000000000000000
 Z32=0x0000000000000000000000000000000000000000000000000000000000000000
-INPUTS_HASH=$(cast keccak "$(cast abi-encode 'f(string[])' '[Message=hi]')")
 CID=bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi
 RESULT_HASH=$(cast keccak "outputs")
 RESULT=$(cast keccak "$(cast abi-encode 'f(string,bytes32)' "$CID" "$RESULT_HASH")")
@@ -89,42 +89,73 @@ check() { # the Job we built must be the one the market stores
   [[ "$want" == "$got" ]] || { echo "job $id: built Job does not match the stored hash" >&2; exit 1; }
 }
 
-lifecycle() {
+# Runs one job up to a posted result: approve, runJob (through the client), matchJob,
+# submitResult. Prints each gasUsed; leaves the job's gas in RUN_GAS and its Job in JOB.
+to_result() {
   local id=$1 g total=0 bn
   read -r g bn < <(send $PAYEE_KEY "$TOKEN" "approve(address,uint256)" "$MARKET" $PAYMENT)
-  printf '  %-42s %8d\n' "approve (payee)" "$g"; total=$((total + g))
+  printf '  %-44s %8d\n' "approve (payee)" "$g"; total=$((total + g))
   read -r g bn < <(send $PAYEE_KEY "$CLIENT" "runLilysay(string)" hi)
-  printf '  %-42s %8d\n' "runLilysay -> runJob (payee via client)" "$g"; total=$((total + g))
+  printf '  %-44s %8d\n' "runLilysay -> runJob (payee, via the client)" "$g"; total=$((total + g))
   local created; created=$(ts "$bn")
-  local terms="$CLIENT,$PAYEE,$MODULE_ID,$INPUTS_HASH,$PAYMENT,1,$created,$MATCH_T,$RUN_T,$WINDOW,$MED_T,$CB_GAS"
-  local job="($terms,$ZERO,$ZERO,0,0,0,0,0,$Z32,0,$ZERO,0,1)"
-  check "$id" "$job"
-  read -r g bn < <(send $SOLVER_KEY "$MARKET" "matchJob(uint256,$JOB_T,address,uint8)" "$id" "$job" "$PROVIDER" 0)
-  printf '  %-42s %8d\n' "matchJob (solver)" "$g"; total=$((total + g))
+  local terms="$CLIENT,$PAYEE,$MODULE_ID,$PAYMENT,1,$created,$MATCH_T,$RUN_T,$WINDOW,$MED_T,$CB_GAS"
+  JOB="($terms,$ZERO,$ZERO,0,0,0,0,0,$Z32,0,$ZERO,0,1)"
+  check "$id" "$JOB"
+  read -r g bn < <(send $SOLVER_KEY "$MARKET" "matchJob(uint256,$JOB_T,address,uint8)" "$id" "$JOB" "$PROVIDER" 0)
+  printf '  %-44s %8d\n' "matchJob (solver)" "$g"; total=$((total + g))
   local matched; matched=$(ts "$bn")
   local deal="$SOLVER,$PROVIDER,$PRICE,$FEE,$COLLATERAL,0,$matched"
-  job="($terms,$deal,$Z32,0,$ZERO,0,2)"
-  check "$id" "$job"
-  read -r g bn < <(send $PROVIDER_KEY "$MARKET" "submitResult(uint256,$JOB_T,string,bytes32)" "$id" "$job" "$CID" "$RESULT_HASH")
-  printf '  %-42s %8d\n' "submitResult (provider)" "$g"; total=$((total + g))
+  JOB="($terms,$deal,$Z32,0,$ZERO,0,2)"
+  check "$id" "$JOB"
+  read -r g bn < <(send $PROVIDER_KEY "$MARKET" "submitResult(uint256,$JOB_T,string,bytes32)" "$id" "$JOB" "$CID" "$RESULT_HASH")
+  printf '  %-44s %8d\n' "submitResult (provider)" "$g"; total=$((total + g))
   local submitted; submitted=$(ts "$bn")
-  job="($terms,$deal,$RESULT,$submitted,$ZERO,0,3)"
-  check "$id" "$job"
-  cast rpc --rpc-url "$rpc" evm_increaseTime $((WINDOW + 1)) >/dev/null
-  cast rpc --rpc-url "$rpc" evm_mine >/dev/null
-  read -r g bn < <(send $ANYONE_KEY "$MARKET" "settle(uint256,$JOB_T,string,bytes32)" "$id" "$job" "$CID" "$RESULT_HASH")
-  printf '  %-42s %8d\n' "settle + submitResults callback (anyone)" "$g"; total=$((total + g))
-  local stored; stored=$(cast call --rpc-url "$rpc" "$MARKET" "jobHash(uint256)(bytes32)" "$id")
-  [[ "$stored" == "$Z32" ]] || { echo "job $id was not settled" >&2; exit 1; }
-  LAST_TOTAL=$total
+  JOB="($terms,$deal,$RESULT,$submitted,$ZERO,0,3)"
+  check "$id" "$JOB"
+  RUN_GAS=$total
 }
 
-echo "== job 1: the first job of this payee"
-lifecycle 1
-first=$LAST_TOTAL
-echo "  total: $first"
-echo "== job 2: the same payee again"
-lifecycle 2
-echo "  total: $LAST_TOTAL"
-echo "Lilypad reference (v1 contracts, same lifecycle): 2211306"
-echo "TOTAL_LIFECYCLE_GAS=$first"
+pass_window() {
+  cast rpc --rpc-url "$rpc" evm_increaseTime $((WINDOW + 1)) >/dev/null
+  cast rpc --rpc-url "$rpc" evm_mine >/dev/null
+}
+
+settled() {
+  local stored; stored=$(cast call --rpc-url "$rpc" "$MARKET" "jobHash(uint256)(bytes32)" "$1")
+  [[ "$stored" == "$Z32" ]] || { echo "job $1 was not settled" >&2; exit 1; }
+}
+
+echo "== one job on its own"
+to_result 1
+pass_window
+read -r g bn < <(send $ANYONE_KEY "$MARKET" "settle(uint256,$JOB_T,string,bytes32)" 1 "$JOB" "$CID" "$RESULT_HASH")
+printf '  %-44s %8d\n' "settle + submitResults callback (anyone)" "$g"
+settled 1
+lone=$((RUN_GAS + g))
+echo "  LONE_JOB_GAS=$lone"
+completed=$(cast logs --rpc-url "$rpc" --address "$CLIENT" "JobCompleted(uint256 indexed,string,string)" --json \
+  | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
+[[ "$completed" == 1 ]] || { echo "the client was not called back" >&2; exit 1; }
+echo "  the client contract received submitResults(1, \"1\", \"$CID\")"
+
+N="${GAS_BATCH:-10}"
+if [[ "$N" == 0 ]]; then exit 0; fi
+echo "== $N jobs of one provider, settled together (settleMany)"
+sum=0; items=()
+for i in $(seq 2 $((N + 1))); do
+  echo " job $i"
+  to_result "$i"
+  sum=$((sum + RUN_GAS))
+  items+=("($i,$JOB,$CID,$RESULT_HASH)")
+done
+pass_window
+list=$(IFS=,; echo "[${items[*]}]")
+read -r g bn < <(send $ANYONE_KEY "$MARKET" "settleMany((uint256,$JOB_T,string,bytes32)[])" "$list")
+printf '  %-44s %8d  (%d per job)\n' "settleMany of $N jobs + callbacks (anyone)" "$g" $((g / N))
+for i in $(seq 2 $((N + 1))); do settled "$i"; done
+per_job=$(((sum + g) / N))
+echo "  per job: $per_job"
+echo
+echo "Lilypad reference (v1 contracts, same lifecycle, from its receipts): 2211306"
+echo "LONE_JOB_GAS=$lone"
+echo "TOTAL_LIFECYCLE_GAS=$per_job"

@@ -441,17 +441,19 @@ contract MarketFuzzTest is MarketFixture {
         else if (s == 1) (id, job) = _matchedJob();
         else if (s == 2) (id, job) = _submittedJob();
         else (id, job) = _challengedJob();
-        Job memory bad = _mutate(job, field % 24, value);
+        Job memory bad = _mutate(job, field % JOB_FIELDS, value);
         assertTrue(market.hashJob(bad) != market.jobHash(id), "mutation changes the hash");
         vm.expectRevert(abi.encodeWithSelector(StaleJob.selector, id));
         _call(which, id, bad);
         assertEq(market.jobHash(id), market.hashJob(job), "unchanged");
     }
 
+    uint256 internal constant JOB_FIELDS = 23;
+
     /// @dev hashJob(job) == keccak256(abi.encode(job)) for arbitrary contents.
     function testFuzz_hashJob_equalsKeccakOfAbiEncode(uint256 seed) public view {
         Job memory job;
-        for (uint256 i; i < 24; ++i) {
+        for (uint256 i; i < JOB_FIELDS; ++i) {
             job = _mutate(job, i, uint256(keccak256(abi.encode(seed, i))));
         }
         assertEq(market.hashJob(job), keccak256(abi.encode(job)), "hashJob");
@@ -459,9 +461,9 @@ contract MarketFuzzTest is MarketFixture {
 
     /// @dev Word `field` of the Job's ABI encoding replaced by another value of the field's type.
     function _mutate(Job memory job, uint256 field, uint256 value) internal pure returns (Job memory) {
-        uint8[24] memory bits = [
-            160, 160, 0, 0, 128, 64, 40, 32, 32, 32, 32, 32, 160, 160, 128, 128, 128, 8, 40, 0, 40, 160, 40, 255
-        ]; // 0 = 256 bits, 255 = the JobState enum
+        uint8[JOB_FIELDS] memory bits = [
+            160, 160, 0, 128, 64, 40, 32, 32, 32, 32, 32, 160, 160, 128, 128, 128, 8, 40, 0, 40, 160, 40, 255
+        ]; // in Job's field order; 0 = 256 bits, 255 = the JobState enum
         bytes memory enc = abi.encode(job);
         uint256 offset = 32 * (field + 1);
         uint256 old;

@@ -89,7 +89,7 @@ contract MarketJobsTest is MarketFixture {
         string[] memory inputs = _inputs("hi");
         Job memory job = _expectedJob(alice, alice, inputs, 0);
         vm.expectEmit(true, true, true, true, address(market));
-        emit JobCreated(1, alice, alice, MODULE, inputs, PAYMENT, job.mediators, job.createdAt, 3600, RUN_TIMEOUT, 300, 3600, 0);
+        emit JobCreated(1, alice, alice, moduleId, inputs, PAYMENT, job.mediators, job.createdAt, 3600, RUN_TIMEOUT, 300, 3600, 0);
         vm.prank(alice);
         uint256 id = market.runJob(MODULE, inputs, alice);
         assertEq(id, 1, "first id");
@@ -198,16 +198,19 @@ contract MarketJobsTest is MarketFixture {
         assertEq(token.balanceOf(address(market)), before, "nothing pulled");
     }
 
-    function test_runJob_hashesInputs() public {
+    /// @dev The inputs are told by JobCreated (the record agents run the job from); the stored
+    /// Job does not carry them.
+    function test_runJob_emitsEveryInput() public {
         string[] memory inputs = new string[](3);
         inputs[0] = "Message=a";
         inputs[1] = "Seed=42";
         inputs[2] = "";
         Job memory job = _expectedJob(alice, alice, inputs, 0);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit JobCreated(1, alice, alice, moduleId, inputs, PAYMENT, job.mediators, job.createdAt, 3600, RUN_TIMEOUT, 300, 3600, 0);
         vm.prank(alice);
         uint256 id = market.runJob(MODULE, inputs, alice);
-        assertEq(market.jobHash(id), market.hashJob(job), "inputs hash");
-        assertEq(job.inputsHash, keccak256(abi.encode(inputs)), "inputsHash");
+        assertEq(market.jobHash(id), market.hashJob(job), "stored job");
     }
 
     // ================================================================ createJob
@@ -362,7 +365,7 @@ contract MarketJobsTest is MarketFixture {
         r.mediators = 0x3;
         vm.expectEmit(true, true, true, true, address(market));
         emit JobCreated(
-            1, alice, alice, MODULE, r.inputs, 8 ether, 0x3, uint40(block.timestamp), 100, 200, 300, 400, 0
+            1, alice, alice, moduleId, r.inputs, 8 ether, 0x3, uint40(block.timestamp), 100, 200, 300, 400, 0
         );
         vm.prank(alice);
         market.createJob(r);
@@ -541,10 +544,10 @@ contract MarketJobsTest is MarketFixture {
         market.matchJob(id, job, provider, mediatorIndex);
     }
 
-    function test_matchJob_revertsWhenMediatorInactive() public {
+    function test_matchJob_revertsWhenMediatorSuspended() public {
         (uint256 id, Job memory job) = _run(alice);
         vm.prank(owner);
-        market.setMediatorActive(mediatorIndex, false);
+        market.setMediatorSuspended(mediatorIndex, true);
         vm.expectRevert(abi.encodeWithSelector(MediatorNotAcceptable.selector, id, mediatorIndex));
         vm.prank(solver);
         market.matchJob(id, job, provider, mediatorIndex);
@@ -818,6 +821,62 @@ contract MarketJobsTest is MarketFixture {
         _settle(id, job);
         vm.expectRevert(abi.encodeWithSelector(JobNotFound.selector, id));
         market.settle(id, job, CID, RESULT_HASH);
+    }
+
+    // ================================================================ settleMany
+
+    function _settlement(uint256 id, Job memory job) internal pure returns (Settlement memory) {
+        return Settlement({id: id, job: job, dataId: CID, resultHash: RESULT_HASH});
+    }
+
+    function test_settleMany_settlesEachJobAndPaysOnce() public {
+        (uint256 a, Job memory ja) = _submittedJob();
+        (uint256 b, Job memory jb) = _runViaClient(bob);
+        jb = _submit(b, _match(b, jb, provider2));
+        _pastChallengeWindow(jb);
+        Settlement[] memory items = new Settlement[](2);
+        items[0] = _settlement(a, ja);
+        items[1] = _settlement(b, jb);
+        uint256 p1 = market.balanceOf(provider);
+        uint256 p2 = market.balanceOf(provider2);
+        uint256 s = market.balanceOf(solver);
+        vm.expectEmit(true, true, true, true, address(client));
+        emit ExampleClient.JobCompleted(b, "2", CID);
+        vm.prank(stranger);
+        market.settleMany(items);
+        assertEq(market.jobHash(a), bytes32(0), "a settled");
+        assertEq(market.jobHash(b), bytes32(0), "b settled");
+        assertEq(market.balanceOf(provider) - p1, uint256(ja.price) + ja.collateral, "provider paid");
+        assertEq(market.balanceOf(provider2) - p2, uint256(jb.price) + jb.collateral, "provider2 paid");
+        assertEq(market.balanceOf(solver) - s, uint256(ja.solverFee) + jb.solverFee, "solver paid both fees");
+    }
+
+    function test_settleMany_isAllOrNothing() public {
+        (uint256 a, Job memory ja) = _submittedJob();
+        (uint256 b, Job memory jb) = _matchedJob(); // not submitted: cannot settle
+        _pastChallengeWindow(ja);
+        Settlement[] memory items = new Settlement[](2);
+        items[0] = _settlement(a, ja);
+        items[1] = _settlement(b, jb);
+        vm.expectRevert(abi.encodeWithSelector(WrongState.selector, b, JobState.Matched));
+        market.settleMany(items);
+        assertEq(market.jobHash(a), market.hashJob(ja), "a untouched");
+    }
+
+    function test_settleMany_rejectsTheSameJobTwice() public {
+        (uint256 a, Job memory ja) = _submittedJob();
+        _pastChallengeWindow(ja);
+        Settlement[] memory items = new Settlement[](2);
+        items[0] = _settlement(a, ja);
+        items[1] = _settlement(a, ja);
+        vm.expectRevert(abi.encodeWithSelector(JobNotFound.selector, a));
+        market.settleMany(items);
+    }
+
+    function test_settleMany_emptyListDoesNothing() public {
+        uint256 before = token.balanceOf(address(market));
+        market.settleMany(new Settlement[](0));
+        assertEq(token.balanceOf(address(market)), before, "nothing moved");
     }
 
     function test_settle_callsBackClientWithDecimalDealIdAndCid() public {

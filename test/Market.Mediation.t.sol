@@ -191,7 +191,7 @@ contract MarketMediationTest is MarketFixture {
     function test_upholdChallenge_suspendedMediatorStillRules() public {
         (uint256 id, Job memory job) = _challengedJob();
         vm.prank(owner);
-        market.setMediatorActive(mediatorIndex, false);
+        market.setMediatorSuspended(mediatorIndex, true);
         vm.prank(mediator);
         market.upholdChallenge(id, job, "x");
         assertEq(market.jobHash(id), bytes32(0), "final");

@@ -232,29 +232,29 @@ contract MarketRolesTest is MarketFixture {
     }
 
     /// @dev The owner's suspension must stick: the mediator cannot lift it by re-registering,
-    /// nor by leaving and re-registering.
+    /// nor by leaving and re-registering; only the owner can.
     function test_registerMediator_cannotLiftOwnerSuspension() public {
         vm.prank(owner);
-        market.setMediatorActive(mediatorIndex, false);
-        vm.expectRevert(abi.encodeWithSelector(MediatorSuspended.selector, mediatorIndex));
+        market.setMediatorSuspended(mediatorIndex, true);
+        vm.expectRevert(abi.encodeWithSelector(AlreadyMediator.selector, mediator));
         vm.prank(mediator);
         market.registerMediator();
         vm.prank(mediator);
         market.leaveRoles(ROLE_MEDIATOR);
-        vm.expectRevert(abi.encodeWithSelector(MediatorSuspended.selector, mediatorIndex));
         vm.prank(mediator);
-        market.registerMediator();
-        assertFalse(market.mediatorAt(mediatorIndex).active, "still suspended");
-        // the owner restores it; then it may leave and come back on its own
-        vm.prank(owner);
-        market.setMediatorActive(mediatorIndex, true);
-        assertFalse(market.mediatorSuspended(mediatorIndex), "restored");
-        assertTrue(market.mediatorAt(mediatorIndex).active, "active after restore");
-        vm.prank(mediator);
-        market.leaveRoles(ROLE_MEDIATOR);
-        vm.prank(mediator);
-        assertEq(market.registerMediator(), mediatorIndex, "back");
+        assertEq(market.registerMediator(), mediatorIndex, "back in its slot");
         assertTrue(market.mediatorAt(mediatorIndex).active, "active");
+        assertTrue(market.mediatorAt(mediatorIndex).suspended, "still suspended");
+        (uint256 id, Job memory job) = _run(alice);
+        vm.expectRevert(abi.encodeWithSelector(MediatorNotAcceptable.selector, id, mediatorIndex));
+        vm.prank(solver);
+        market.matchJob(id, job, provider, mediatorIndex);
+        // the owner lifts it; matches go through again
+        vm.prank(owner);
+        market.setMediatorSuspended(mediatorIndex, false);
+        assertFalse(market.mediatorAt(mediatorIndex).suspended, "lifted");
+        vm.prank(solver);
+        market.matchJob(id, job, provider, mediatorIndex);
     }
 
     // ================================================================ leaveRoles
@@ -356,29 +356,30 @@ contract MarketRolesTest is MarketFixture {
         assertEq(after_.mediators, 0x3, "new job takes the new set");
     }
 
-    function test_setMediatorActive_onlyOwner() public {
+    function test_setMediatorSuspended_onlyOwner() public {
         vm.expectRevert(UNAUTHORIZED);
         vm.prank(mediator);
-        market.setMediatorActive(mediatorIndex, false);
+        market.setMediatorSuspended(mediatorIndex, true);
     }
 
-    function test_setMediatorActive_revertsOnUnknownMediator() public {
+    function test_setMediatorSuspended_revertsOnUnknownMediator() public {
         vm.expectRevert(abi.encodeWithSelector(UnknownMediator.selector, 1));
         vm.prank(owner);
-        market.setMediatorActive(1, true);
+        market.setMediatorSuspended(1, false);
     }
 
-    function test_setMediatorActive_suspendsAndRestores() public {
+    function test_setMediatorSuspended_suspendsAndRestores() public {
         vm.expectEmit(true, true, true, true, address(market));
-        emit MediatorActiveSet(mediatorIndex, false);
+        emit MediatorSuspended(mediatorIndex, true);
         vm.prank(owner);
-        market.setMediatorActive(mediatorIndex, false);
-        assertFalse(market.mediatorAt(mediatorIndex).active, "suspended");
-        assertTrue(market.mediatorSuspended(mediatorIndex), "flagged");
+        market.setMediatorSuspended(mediatorIndex, true);
+        assertTrue(market.mediatorAt(mediatorIndex).suspended, "suspended");
+        assertTrue(market.mediatorAt(mediatorIndex).active, "still registered");
+        vm.expectEmit(true, true, true, true, address(market));
+        emit MediatorSuspended(mediatorIndex, false);
         vm.prank(owner);
-        market.setMediatorActive(mediatorIndex, true);
-        assertTrue(market.mediatorAt(mediatorIndex).active, "restored");
-        assertFalse(market.mediatorSuspended(mediatorIndex), "unflagged");
+        market.setMediatorSuspended(mediatorIndex, false);
+        assertFalse(market.mediatorAt(mediatorIndex).suspended, "restored");
         _matchedJob(); // matches with it again
     }
 
@@ -406,7 +407,7 @@ contract MarketRolesTest is MarketFixture {
         assertEq(market.owner(), address(0), "no owner");
         vm.expectRevert(UNAUTHORIZED);
         vm.prank(owner);
-        market.setMediatorActive(0, false);
+        market.setMediatorSuspended(0, true);
     }
 
     function test_ownershipHandover_twoStep() public {

@@ -9,23 +9,22 @@ import {ILilypadJobClient, ILilypadJobManager} from "../interfaces/ILilypadJobMa
 /// (who has approved the manager on the token and authorised this contract in it). The
 /// manager calls `submitResults` when the job is settled.
 contract ExampleClient is ILilypadJobClient {
+    string public constant MODULE = "lilysay:0.1.0";
     ILilypadJobManager public immutable manager;
-    string public module;
 
     event JobRequested(uint256 indexed id, address indexed payee, string message);
     event JobCompleted(uint256 indexed id, string dealId, string dataId);
 
     error OnlyManager(address caller);
 
-    constructor(ILilypadJobManager manager_, string memory module_) {
+    constructor(ILilypadJobManager manager_) {
         manager = manager_;
-        module = module_;
     }
 
     function runLilysay(string calldata message) external returns (uint256 id) {
         string[] memory inputs = new string[](1);
         inputs[0] = string.concat("Message=", message);
-        id = manager.runJob(module, inputs, msg.sender);
+        id = manager.runJob(MODULE, inputs, msg.sender);
         emit JobRequested(id, msg.sender, message);
     }
 

@@ -21,8 +21,7 @@ interface ILilypadMarketTypes {
         // ---- terms, fixed when the job is created ----
         address client; // caller of runJob/createJob; receives submitResults when callbackGas > 0
         address payee; // paid the escrow; receives refunds
-        bytes32 moduleId; // keccak256(bytes("name:version"))
-        bytes32 inputsHash; // keccak256(abi.encode(string[] inputs))
+        bytes32 moduleId; // keccak256(bytes("name:version")); the inputs are in JobCreated
         uint128 payment; // escrowed; the most price + solver fee may reach
         uint64 mediators; // bit i set: the job creator accepts mediator i
         uint40 createdAt;
@@ -81,6 +80,14 @@ interface ILilypadMarketTypes {
         Resources requirements;
     }
 
+    /// @notice One item of `settleMany`: what `settle` takes.
+    struct Settlement {
+        uint256 id;
+        Job job;
+        string dataId;
+        bytes32 resultHash;
+    }
+
     /// @notice Parameters fixed at deployment.
     struct Config {
         uint16 solverFeeBps; // solver fee as a share of the price
@@ -98,7 +105,7 @@ interface ILilypadMarketTypes {
         uint256 indexed id,
         address indexed client,
         address indexed payee,
-        string module,
+        bytes32 moduleId,
         string[] inputs,
         uint128 payment,
         uint64 mediators,
@@ -139,6 +146,7 @@ interface ILilypadMarketTypes {
     event OfferSet(address indexed provider, bytes32 indexed moduleId, uint128 price, bool active);
     event MediatorRegistered(address indexed mediator, uint8 index);
     event MediatorActiveSet(uint8 indexed index, bool active);
+    event MediatorSuspended(uint8 indexed index, bool suspended);
     event DefaultMediatorsSet(uint64 mediators);
     event ModulePublished(bytes32 indexed moduleId, string name, string version, address indexed publisher, ModuleSpec spec);
     event ModuleNameTransferred(bytes32 indexed nameHash, string name, address indexed from, address indexed to);
@@ -176,7 +184,6 @@ interface ILilypadMarketTypes {
     error TooManyMediators();
     error UnknownMediator(uint8 index);
     error AlreadyMediator(address account);
-    error MediatorSuspended(uint8 index); // the owner suspended it; only the owner restores it
     error ZeroAddress();
     error ZeroAmount();
     error InvalidConfig();

@@ -91,7 +91,7 @@ contract MarketHandler is ILilypadMarketTypes {
 
     /// @dev The selectors the fuzzer calls: the actions below, nothing else.
     function actions() external pure returns (bytes4[] memory s) {
-        s = new bytes4[](17);
+        s = new bytes4[](18);
         s[0] = this.runJob.selector;
         s[1] = this.createJob.selector;
         s[2] = this.matchJob.selector;
@@ -109,6 +109,7 @@ contract MarketHandler is ILilypadMarketTypes {
         s[14] = this.withdraw.selector;
         s[15] = this.warp.selector;
         s[16] = this.setOffer.selector;
+        s[17] = this.settleMany.selector;
     }
 
     // ================================================================ helpers
@@ -308,6 +309,33 @@ contract MarketHandler is ILilypadMarketTypes {
         try market.settle(id, job, dataId, _resultHashes[id]) {
             _finalize(id);
             _count("settle");
+        } catch {}
+    }
+
+    /// @dev A live submitted job and, when there is one, another (or, one time in eight, the
+    /// same one twice, which must revert as a whole).
+    function settleMany(uint256 seedA, uint256 seedB, uint256 callerSeed) external {
+        _begin();
+        (uint256 a, Job memory ja) = _pickId(seedA, JobState.Submitted);
+        uint256 b = a;
+        if (seedB % 8 != 0) {
+            for (uint256 i; i < _ids.length; ++i) {
+                uint256 other = _ids[(seedB + i) % _ids.length];
+                if (other != a && live[other] && _jobs[other].state == JobState.Submitted) {
+                    b = other;
+                    break;
+                }
+            }
+        }
+        uint256 n = (b == a && seedB % 8 != 0) ? 1 : 2;
+        Settlement[] memory items = new Settlement[](n);
+        items[0] = Settlement({id: a, job: ja, dataId: _dataIds[a], resultHash: _resultHashes[a]});
+        if (n == 2) items[1] = Settlement({id: b, job: _jobs[b], dataId: _dataIds[b], resultHash: _resultHashes[b]});
+        vm.prank(_pick(_actors, callerSeed));
+        try market.settleMany(items) {
+            _finalize(a);
+            if (n == 2) _finalize(b);
+            _count("settleMany");
         } catch {}
     }
 

@@ -32,7 +32,6 @@ library JobFlow {
         job.client = creator;
         job.payee = r.payee;
         job.moduleId = id;
-        job.inputsHash = keccak256(abi.encode(r.inputs));
         job.payment = r.maxPayment == 0 ? spec.defaultPayment : r.maxPayment;
         job.mediators = r.mediators == 0 ? m.defaultMediators() : r.mediators;
         job.createdAt = uint40(block.timestamp);
@@ -206,7 +205,7 @@ abstract contract MarketFixture is Test, ILilypadMarketTypes {
     /// the default set), lilysay is published and both providers offer it with collateral.
     function _deployMarket(Config memory c) internal {
         market = new LilypadMarket(address(token), c, owner);
-        client = new ExampleClient(ILilypadJobManager(address(market)), MODULE);
+        client = new ExampleClient(ILilypadJobManager(address(market)));
 
         address[7] memory people = _people();
         for (uint256 i; i < people.length; ++i) {

@@ -41,9 +41,125 @@ sol!(
     "abi/ExampleClient.json"
 );
 
-pub use ILilypadMarketTypes::{Config, Job, JobRequest, JobState, ModuleSpec, Resources};
+pub use ILilypadMarketTypes::{Config, Job, JobRequest, ModuleSpec, Resources};
+
+/// The non-final states of a job, as `Job.state` holds them (`ILilypadMarketTypes.JobState`).
+/// A job in a final state has no stored hash; the event that ended it tells the outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum JobState {
+    /// Not a live job.
+    None = 0,
+    /// Paid into escrow, waiting for a match.
+    Open = 1,
+    /// Matched with a provider whose collateral is locked; waiting for its result.
+    Matched = 2,
+    /// Result posted; the challenge window is running.
+    Submitted = 3,
+    /// Challenged; waiting for the mediator's ruling.
+    Challenged = 4,
+}
+
+impl JobState {
+    /// Every state, in the contract's order.
+    pub const ALL: [JobState; 5] =
+        [JobState::None, JobState::Open, JobState::Matched, JobState::Submitted, JobState::Challenged];
+}
+
+impl TryFrom<u8> for JobState {
+    type Error = u8;
+
+    fn try_from(value: u8) -> Result<Self, u8> {
+        JobState::ALL.get(usize::from(value)).copied().ok_or(value)
+    }
+}
+
+impl From<JobState> for u8 {
+    fn from(state: JobState) -> u8 {
+        state as u8
+    }
+}
 
 /// The hash `LilypadMarket` stores for `job`: `keccak256(abi.encode(job))`.
 pub fn job_hash(job: &Job) -> B256 {
     keccak256(job.abi_encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{address, b256, Address, U256};
+
+    /// A Job whose fields are 1, 2, 3, ... in declaration order (hashes as repeated bytes).
+    fn numbered_job() -> Job {
+        fn a(n: u8) -> Address {
+            Address::with_last_byte(n)
+        }
+        Job {
+            client: a(1),
+            payee: a(2),
+            moduleId: B256::repeat_byte(3),
+            payment: 4,
+            mediators: 5,
+            createdAt: alloy::primitives::aliases::U40::from(6),
+            matchTimeout: 7,
+            runTimeout: 8,
+            challengeWindow: 9,
+            mediationTimeout: 10,
+            callbackGas: 11,
+            solver: a(12),
+            provider: a(13),
+            price: 14,
+            solverFee: 15,
+            collateral: 16,
+            mediator: 17,
+            matchedAt: alloy::primitives::aliases::U40::from(18),
+            result: B256::repeat_byte(19),
+            submittedAt: alloy::primitives::aliases::U40::from(20),
+            challenger: a(21),
+            challengedAt: alloy::primitives::aliases::U40::from(22),
+            state: JobState::Submitted.into(),
+        }
+    }
+
+    #[test]
+    fn job_hash_matches_the_contracts_hash_job() {
+        // LilypadMarket.hashJob(numbered_job()) on Anvil, via `cast call`.
+        let expected = b256!("056e80c6fc0a39f32ace69b7cb63d9fcdbe912897cbaf9a8796c86f74c075353");
+        assert_eq!(job_hash(&numbered_job()), expected);
+    }
+
+    /// The Rust enum must list the Solidity enum's variants in the same order.
+    #[test]
+    fn job_state_matches_the_solidity_enum() {
+        let source = include_str!("../../../contracts/interfaces/ILilypadMarket.sol");
+        let start = source.find("enum JobState {").expect("enum JobState in ILilypadMarket.sol");
+        let body = &source[start..start + source[start..].find('}').expect("end of enum")];
+        let variants: Vec<&str> = body
+            .lines()
+            .skip(1)
+            .map(|l| l.split("//").next().unwrap_or("").trim().trim_end_matches(','))
+            .filter(|l| !l.is_empty())
+            .collect();
+        let ours: Vec<String> = JobState::ALL.iter().map(|s| format!("{s:?}")).collect();
+        assert_eq!(variants, ours);
+        assert_eq!(JobState::try_from(3), Ok(JobState::Submitted));
+        assert_eq!(JobState::try_from(5), Err(5));
+    }
+
+    #[test]
+    fn job_encoding_is_one_word_per_field_in_declaration_order() {
+        let encoded = numbered_job().abi_encode();
+        assert_eq!(encoded.len(), 23 * 32, "a Job is 23 static words");
+        let word = |i: usize| U256::from_be_slice(&encoded[i * 32..(i + 1) * 32]);
+        assert_eq!(word(0), U256::from(1), "client");
+        assert_eq!(word(3), U256::from(4), "payment");
+        assert_eq!(word(16), U256::from(17), "mediator");
+        assert_eq!(word(22), U256::from(3), "state = Submitted");
+        assert_eq!(
+            Address::from_word(encoded[11 * 32..12 * 32].try_into().unwrap()),
+            address!("000000000000000000000000000000000000000c"),
+            "solver"
+        );
+    }
 }
