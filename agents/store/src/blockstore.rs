@@ -92,7 +92,10 @@ impl DiskBlockstore {
     pub fn block_path(&self, cid: &Cid) -> PathBuf {
         let key = canonical(cid);
         let digest = key.hash().digest();
-        let shard = digest.first().map(|b| hex(&[*b])).unwrap_or_else(|| "00".into());
+        let shard = digest
+            .first()
+            .map(|b| hex(&[*b]))
+            .unwrap_or_else(|| "00".into());
         self.root.join("blocks").join(shard).join(key.to_string())
     }
 }

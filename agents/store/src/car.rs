@@ -159,7 +159,11 @@ impl<'a> Cbor<'a> {
                 a.copy_from_slice(b);
                 u64::from_be_bytes(a)
             }
-            _ => return Err(StoreError::car("indefinite-length or reserved CBOR item in header")),
+            _ => {
+                return Err(StoreError::car(
+                    "indefinite-length or reserved CBOR item in header",
+                ))
+            }
         };
         Ok((major, v))
     }
@@ -324,7 +328,9 @@ impl CarDecoder {
         })?;
         let start = cursor.position() as usize;
         if section.len() - start > MAX_BLOCK_SIZE {
-            return Err(StoreError::car(format!("block {cid} exceeds {MAX_BLOCK_SIZE} bytes")));
+            return Err(StoreError::car(format!(
+                "block {cid} exceeds {MAX_BLOCK_SIZE} bytes"
+            )));
         }
         Ok(Some((cid, section[start..].to_vec())))
     }
@@ -337,7 +343,8 @@ impl CarDecoder {
                 self.buf.len() - self.pos
             )));
         }
-        self.roots.ok_or_else(|| StoreError::car("empty stream, no header"))
+        self.roots
+            .ok_or_else(|| StoreError::car("empty stream, no header"))
     }
 }
 
@@ -380,7 +387,10 @@ mod tests {
     #[test]
     fn header_rejects() {
         let v2 = [0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02];
-        assert!(decode_header(&v2).unwrap_err().to_string().contains("CARv2"));
+        assert!(decode_header(&v2)
+            .unwrap_err()
+            .to_string()
+            .contains("CARv2"));
         assert!(decode_header(&[0x80]).is_err());
         assert!(decode_header(&[0xa1]).is_err());
     }
@@ -459,7 +469,10 @@ mod tests {
             Err(StoreError::Car { .. })
         ));
         // Header only: fine, no blocks.
-        assert_eq!(import_car(&encode_header(&[root])[..], &other).unwrap(), vec![root]);
+        assert_eq!(
+            import_car(&encode_header(&[root])[..], &other).unwrap(),
+            vec![root]
+        );
     }
 
     #[test]

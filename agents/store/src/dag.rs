@@ -164,7 +164,10 @@ fn read_file_at(
     depth: usize,
 ) -> Result<u64> {
     if depth > MAX_DEPTH {
-        return Err(StoreError::malformed(cid, "file tree deeper than 64 levels"));
+        return Err(StoreError::malformed(
+            cid,
+            "file tree deeper than 64 levels",
+        ));
     }
     if node.kind() != Kind::File {
         return Err(StoreError::malformed(
@@ -288,7 +291,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let top = dir.path().join("top");
         fs::create_dir_all(top.join("sub")).unwrap();
-        let big: Vec<u8> = (0..3 * CHUNK_SIZE + 5).map(|i| ((i * 7 + i / 1000) % 256) as u8).collect();
+        let big: Vec<u8> = (0..3 * CHUNK_SIZE + 5)
+            .map(|i| ((i * 7 + i / 1000) % 256) as u8)
+            .collect();
         fs::write(top.join("sub/big.bin"), &big).unwrap();
         fs::write(top.join("small"), b"hello\n").unwrap();
         let store = DiskBlockstore::open(dir.path().join("store")).unwrap();
@@ -313,7 +318,10 @@ mod tests {
         assert!(matches!(err, StoreError::NoSuchEntry { ref name, .. } if name == "nope"));
         let err = resolve_path(&store, &root, ["small", "x"]).unwrap_err();
         assert!(matches!(err, StoreError::NoSuchEntry { .. }));
-        assert!(read_file(&store, &root, &mut |_| Ok(())).is_err(), "a folder is not a file");
+        assert!(
+            read_file(&store, &root, &mut |_| Ok(())).is_err(),
+            "a folder is not a file"
+        );
     }
 
     #[test]

@@ -394,9 +394,7 @@ fn write_file(store: &DiskBlockstore, cid: &Cid, node: dag::Node, path: &Path) -
     file.flush().map_err(|e| StoreError::io(path, e))
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(StoreError::Unsupported {
@@ -412,10 +410,22 @@ mod tests {
 
     #[test]
     fn gateway_urls() {
-        assert_eq!(gateway_base("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080");
-        assert_eq!(gateway_base("https://gw.example/x").unwrap(), "https://gw.example/x");
-        assert!(matches!(gateway_base("ftp://x"), Err(StoreError::InvalidUrl { .. })));
-        assert!(matches!(gateway_base("not a url"), Err(StoreError::InvalidUrl { .. })));
+        assert_eq!(
+            gateway_base("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            gateway_base("https://gw.example/x").unwrap(),
+            "https://gw.example/x"
+        );
+        assert!(matches!(
+            gateway_base("ftp://x"),
+            Err(StoreError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            gateway_base("not a url"),
+            Err(StoreError::InvalidUrl { .. })
+        ));
     }
 
     #[test]
@@ -426,6 +436,9 @@ mod tests {
         fs::create_dir(&dest).unwrap();
         prepare(&dest).unwrap();
         fs::write(dest.join("x"), b"x").unwrap();
-        assert!(matches!(prepare(&dest), Err(StoreError::DestinationExists { .. })));
+        assert!(matches!(
+            prepare(&dest),
+            Err(StoreError::DestinationExists { .. })
+        ));
     }
 }

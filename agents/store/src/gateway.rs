@@ -224,9 +224,7 @@ async fn respond_inner(
         Prepared::Raw(block) => {
             ([(header::CONTENT_TYPE, RAW_TYPE)], Bytes::from(block)).into_response()
         }
-        Prepared::Dir(json) => {
-            ([(header::CONTENT_TYPE, "application/json")], json).into_response()
-        }
+        Prepared::Dir(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Prepared::File { node, size } => {
             let body = stream_blocking(move |tx| {
                 dag::read_file_node(&store, &target, node, &mut |chunk| {
@@ -234,11 +232,8 @@ async fn respond_inner(
                 })
                 .map(|_| ())
             });
-            let mut r = (
-                [(header::CONTENT_TYPE, "application/octet-stream")],
-                body,
-            )
-                .into_response();
+            let mut r =
+                ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
             r.headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
             r
@@ -318,9 +313,7 @@ fn listing(store: &DiskBlockstore, cid: &Cid, node: &dag::Node) -> Result<String
     Ok(doc.to_string())
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(StoreError::Unsupported {

@@ -123,7 +123,10 @@ mod tests {
     fn v0_and_v1_share_a_canonical_form() {
         let v1 = dag_pb_cid(&[0x0a, 0x02, 0x08, 0x01]);
         let v0 = Cid::new_v0(*v1.hash()).unwrap();
-        assert_eq!(v0.to_string(), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+        assert_eq!(
+            v0.to_string(),
+            "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
+        );
         assert_eq!(canonical(&v0), v1);
         assert_eq!(canonical(&v1), v1);
     }

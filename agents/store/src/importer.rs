@@ -237,7 +237,9 @@ fn import_dir<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
     }
 
     let block = pb::encode_node(
-        entries.iter().map(|(name, c)| (&c.cid, name.as_str(), c.tsize)),
+        entries
+            .iter()
+            .map(|(name, c)| (&c.cid, name.as_str(), c.tsize)),
         &pb::UNIXFS_DIRECTORY_DATA,
     );
     let cid = dag_pb_cid(&block);
@@ -311,7 +313,10 @@ mod tests {
             assert_eq!(link.name.as_deref(), Some(""));
             let (d, l, s) = shape(sink, &link.cid);
             assert_eq!(s, *bs, "blocksize of child");
-            assert!(depth.is_none() || depth == Some(d), "leaves all at one depth");
+            assert!(
+                depth.is_none() || depth == Some(d),
+                "leaves all at one depth"
+            );
             depth = Some(d);
             leaves += l;
             size += s;
@@ -360,7 +365,11 @@ mod tests {
             }
             let root = b.finish(&sink).unwrap();
             let (d, leaves, size) = shape(&sink, &root.cid);
-            assert_eq!((d, leaves, size), (depth, chunks, 4 * chunks as u64), "{chunks} chunks");
+            assert_eq!(
+                (d, leaves, size),
+                (depth, chunks, 4 * chunks as u64),
+                "{chunks} chunks"
+            );
             if chunks == MAX_LINKS + 1 {
                 // Root over a full node and a node with a single leaf.
                 let node = decode_node(&sink.get(&root.cid)).unwrap();
@@ -398,7 +407,11 @@ mod tests {
         fs::write(top.join("a.txt"), b"hello\n").unwrap();
         fs::write(top.join("B.txt"), b"upper\n").unwrap();
         fs::write(top.join(".hidden"), b"").unwrap();
-        fs::write(top.join("b-sub/ü-nested/データ.bin"), pattern(CHUNK_SIZE + 10)).unwrap();
+        fs::write(
+            top.join("b-sub/ü-nested/データ.bin"),
+            pattern(CHUNK_SIZE + 10),
+        )
+        .unwrap();
         let sink = MemSink::default();
         let root = import_path(&top, &sink).unwrap();
 

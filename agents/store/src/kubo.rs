@@ -87,7 +87,11 @@ impl KuboClient {
         }
     }
 
-    async fn post(&self, url: &str, body: Option<(reqwest::Body, String)>) -> Result<reqwest::Response> {
+    async fn post(
+        &self,
+        url: &str,
+        body: Option<(reqwest::Body, String)>,
+    ) -> Result<reqwest::Response> {
         let mut req = self.http.post(url);
         if let Some((body, content_type)) = body {
             req = req
@@ -146,10 +150,7 @@ impl KuboClient {
                 subject: path.display().to_string(),
                 what: format!("listing task failed: {e}"),
             })??;
-        let top_name = entries
-            .first()
-            .map(|e| e.rel.clone())
-            .unwrap_or_default();
+        let top_name = entries.first().map(|e| e.rel.clone()).unwrap_or_default();
         let is_dir = entries.first().is_some_and(|e| e.is_dir);
 
         let boundary = boundary(path);
@@ -387,16 +388,24 @@ async fn write_multipart(
         let mut file = match tokio::fs::File::open(&entry.abs).await {
             Ok(f) => f,
             Err(e) => {
-                let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string()))).await;
+                let _ = tx
+                    .send(Err(std::io::Error::new(e.kind(), e.to_string())))
+                    .await;
                 return Err(StoreError::io(&entry.abs, e));
             }
         };
         loop {
             let mut buf = Vec::with_capacity(CHUNK_SIZE);
-            let n = match (&mut file).take(CHUNK_SIZE as u64).read_to_end(&mut buf).await {
+            let n = match (&mut file)
+                .take(CHUNK_SIZE as u64)
+                .read_to_end(&mut buf)
+                .await
+            {
                 Ok(n) => n,
                 Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string()))).await;
+                    let _ = tx
+                        .send(Err(std::io::Error::new(e.kind(), e.to_string())))
+                        .await;
                     return Err(StoreError::io(&entry.abs, e));
                 }
             };
@@ -433,7 +442,10 @@ mod tests {
         let c = KuboClient::new("http://127.0.0.1:5001/api/v0/").unwrap();
         assert_eq!(c.url("version", ""), "http://127.0.0.1:5001/api/v0/version");
         let c = KuboClient::new("http://127.0.0.1:5001").unwrap();
-        assert_eq!(c.url("cat", "arg=x"), "http://127.0.0.1:5001/api/v0/cat?arg=x");
+        assert_eq!(
+            c.url("cat", "arg=x"),
+            "http://127.0.0.1:5001/api/v0/cat?arg=x"
+        );
         assert!(KuboClient::new("unix:///tmp/x").is_err());
         assert!(KuboClient::new("::").is_err());
     }

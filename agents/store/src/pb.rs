@@ -281,7 +281,10 @@ mod tests {
             (128, vec![0x80, 0x01]),
             (300, vec![0xac, 0x02]),
             (262144, vec![0x80, 0x80, 0x10]),
-            (u64::MAX, vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            (
+                u64::MAX,
+                vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
         ] {
             let mut buf = Vec::new();
             put_varint(&mut buf, v);
@@ -294,7 +297,13 @@ mod tests {
         // Truncated and overlong varints are refused.
         assert_eq!(read_varint(&[0x80], &mut 0), None);
         assert_eq!(read_varint(&[0xff; 10], &mut 0), None);
-        assert_eq!(read_varint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], &mut 0), None);
+        assert_eq!(
+            read_varint(
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+                &mut 0
+            ),
+            None
+        );
     }
 
     #[test]
@@ -354,7 +363,11 @@ mod tests {
         let node = decode_node(&bytes).unwrap();
         assert_eq!(
             node.links,
-            vec![PbLink { cid: leaf, name: Some("a.txt".into()), tsize: Some(6) }]
+            vec![PbLink {
+                cid: leaf,
+                name: Some("a.txt".into()),
+                tsize: Some(6)
+            }]
         );
         assert_eq!(node.data.as_deref(), Some(&UNIXFS_DIRECTORY_DATA[..]));
     }
@@ -362,12 +375,24 @@ mod tests {
     #[test]
     fn decode_rejects_garbage() {
         assert!(decode_node(&[0x0a]).is_err(), "truncated Data");
-        assert!(decode_node(&[0x0a, 0x05, 0x00]).is_err(), "Data longer than the block");
+        assert!(
+            decode_node(&[0x0a, 0x05, 0x00]).is_err(),
+            "Data longer than the block"
+        );
         assert!(decode_node(&[0x18, 0x01]).is_err(), "unknown field");
-        assert!(decode_node(&[0x0a, 0x00, 0x0a, 0x00]).is_err(), "two Data fields");
-        assert!(decode_node(&[0x0a, 0x00, 0x12, 0x00]).is_err(), "Links after Data");
+        assert!(
+            decode_node(&[0x0a, 0x00, 0x0a, 0x00]).is_err(),
+            "two Data fields"
+        );
+        assert!(
+            decode_node(&[0x0a, 0x00, 0x12, 0x00]).is_err(),
+            "Links after Data"
+        );
         assert!(decode_node(&[0x12, 0x00]).is_err(), "link without Hash");
-        assert!(decode_node(&[0x12, 0x03, 0x0a, 0x01, 0x01]).is_err(), "bad link CID");
+        assert!(
+            decode_node(&[0x12, 0x03, 0x0a, 0x01, 0x01]).is_err(),
+            "bad link CID"
+        );
         assert_eq!(decode_node(&[]).unwrap(), PbNode::default());
     }
 }

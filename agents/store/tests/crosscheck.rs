@@ -39,8 +39,12 @@ fn js_dir() -> PathBuf {
 /// Installs the JS importer into tests/js/node_modules if it is not there yet.
 fn ensure_js_importer() {
     let dir = js_dir();
-    if dir.join("node_modules/ipfs-unixfs-importer/package.json").is_file()
-        && dir.join("node_modules/blockstore-core/package.json").is_file()
+    if dir
+        .join("node_modules/ipfs-unixfs-importer/package.json")
+        .is_file()
+        && dir
+            .join("node_modules/blockstore-core/package.json")
+            .is_file()
     {
         return;
     }
@@ -67,7 +71,11 @@ fn js_cids(paths: &[PathBuf]) -> Vec<String> {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     let cids: Vec<String> = text.lines().map(str::to_owned).collect();
-    assert_eq!(cids.len(), paths.len(), "one CID per path from cid.mjs: {text}");
+    assert_eq!(
+        cids.len(),
+        paths.len(),
+        "one CID per path from cid.mjs: {text}"
+    );
     cids
 }
 
@@ -108,18 +116,30 @@ fn cids_match_the_js_importer() {
     write(&tree.join("empty-file"), b"");
     fs::create_dir_all(tree.join("empty-folder")).unwrap();
     write(&tree.join("données/résumé.txt"), "naïve café".as_bytes());
-    write(&tree.join("données/日本語/データ.bin"), &pseudo_random(CHUNK_SIZE + 7, 20));
+    write(
+        &tree.join("données/日本語/データ.bin"),
+        &pseudo_random(CHUNK_SIZE + 7, 20),
+    );
     write(&tree.join("emoji 😀/x"), b"x");
     write(&tree.join("deep/a/b/c/d/e/f/g.txt"), b"deep\n");
     write(&tree.join("sub/exact"), &pseudo_random(CHUNK_SIZE, 21));
-    write(&tree.join("sub/minus-one"), &pseudo_random(CHUNK_SIZE - 1, 22));
-    write(&tree.join("sub/two-chunks"), &pseudo_random(2 * CHUNK_SIZE + 1, 23));
+    write(
+        &tree.join("sub/minus-one"),
+        &pseudo_random(CHUNK_SIZE - 1, 22),
+    );
+    write(
+        &tree.join("sub/two-chunks"),
+        &pseudo_random(2 * CHUNK_SIZE + 1, 23),
+    );
     write(&tree.join("sub/same-as-a.txt"), b"hello\n");
     paths.push(tree.clone());
 
     // A folder holding a 5 MB file, nested.
     let big = root.join("big");
-    write(&big.join("inner/five-mb.bin"), &pseudo_random(5_000_000, 30));
+    write(
+        &big.join("inner/five-mb.bin"),
+        &pseudo_random(5_000_000, 30),
+    );
     write(&big.join("readme"), b"outputs\n");
     paths.push(big);
 
@@ -137,7 +157,10 @@ fn cids_match_the_js_importer() {
     // A folder with many entries (one block, well under the HAMT threshold).
     let many = root.join("many");
     for i in 0..300 {
-        write(&many.join(format!("entry-{i:04}")), format!("{i}\n").as_bytes());
+        write(
+            &many.join(format!("entry-{i:04}")),
+            format!("{i}\n").as_bytes(),
+        );
     }
     paths.push(many);
 
@@ -152,7 +175,11 @@ fn cids_match_the_js_importer() {
             mismatches.push(format!("{}: ours {ours}, JS {js}", path.display()));
         }
     }
-    assert!(mismatches.is_empty(), "CID mismatches:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "CID mismatches:\n{}",
+        mismatches.join("\n")
+    );
 
     // Known answers.
     let hello_idx = paths.iter().position(|p| p.ends_with("hello")).unwrap();
@@ -160,19 +187,24 @@ fn cids_match_the_js_importer() {
         expected[hello_idx],
         "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"
     );
-    let empty_idx = paths.iter().position(|p| p.ends_with("empty-root")).unwrap();
+    let empty_idx = paths
+        .iter()
+        .position(|p| p.ends_with("empty-root"))
+        .unwrap();
     assert_eq!(
         expected[empty_idx],
         "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354"
     );
     assert_eq!(
-        expected[0],
-        "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+        expected[0], "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
         "empty file is the empty raw block"
     );
 
     // Writing blocks gives the same root as hashing only.
     let store = DiskBlockstore::open(root.join("store")).unwrap();
     let tree_idx = paths.iter().position(|p| p == &tree).unwrap();
-    assert_eq!(add_path(&tree, &store).unwrap().to_string(), expected[tree_idx]);
+    assert_eq!(
+        add_path(&tree, &store).unwrap().to_string(),
+        expected[tree_idx]
+    );
 }

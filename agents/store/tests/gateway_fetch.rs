@@ -45,7 +45,11 @@ fn snapshot(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
         for entry in fs::read_dir(dir).unwrap() {
             let entry = entry.unwrap();
             let path = entry.path();
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let ft = entry.file_type().unwrap();
             assert!(!ft.is_symlink(), "no symlinks expected: {}", path.display());
             if ft.is_dir() {
@@ -118,7 +122,12 @@ async fn fetch_round_trip_is_byte_for_byte() {
     assert_eq!(snapshot(&dest), snapshot(&f.src));
     let mut listed: Vec<_> = files
         .iter()
-        .map(|p| p.strip_prefix(&dest).unwrap().to_string_lossy().into_owned())
+        .map(|p| {
+            p.strip_prefix(&dest)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     listed.sort();
     let mut expected: Vec<_> = snapshot(&f.src)
@@ -191,7 +200,9 @@ async fn fetch_falls_back_to_raw_blocks() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dest = f.root.join("via-raw");
-    fetch(&format!("http://{addr}/"), &f.cid, &dest).await.unwrap();
+    fetch(&format!("http://{addr}/"), &f.cid, &dest)
+        .await
+        .unwrap();
     assert_eq!(snapshot(&dest), snapshot(&f.src));
 }
 
@@ -212,7 +223,9 @@ async fn fetch_errors() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let err = fetch(&format!("http://{closed}"), &f.cid, &dest).await.unwrap_err();
+    let err = fetch(&format!("http://{closed}"), &f.cid, &dest)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Network { .. }), "{err}");
     assert!(err.is_retryable());
     assert!(!dest.exists());
@@ -319,7 +332,11 @@ async fn gateway_responses() {
     assert_eq!(r.bytes().await.unwrap(), pattern(3 * CHUNK_SIZE + 17, 1));
 
     // Unicode path, percent-encoded by the client.
-    let r = get(format!("/ipfs/{}/data/%C3%BCn%C3%AFc%C3%B8d%C3%A9/%E5%90%8D%E5%89%8D.txt", f.cid)).await;
+    let r = get(format!(
+        "/ipfs/{}/data/%C3%BCn%C3%AFc%C3%B8d%C3%A9/%E5%90%8D%E5%89%8D.txt",
+        f.cid
+    ))
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "内容");
 
@@ -331,7 +348,10 @@ async fn gateway_responses() {
         let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
         assert_eq!(v["cid"], f.cid.to_string());
         let entries = v["entries"].as_array().unwrap();
-        let names: Vec<_> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
+        let names: Vec<_> = entries
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, [".hidden", "data", "empty", "logs", "result.json"]);
         assert_eq!(entries[1]["type"], "directory");
         assert_eq!(entries[4]["type"], "file");
@@ -340,7 +360,12 @@ async fn gateway_responses() {
     }
     let r = get(format!("/ipfs/{}/data", f.cid)).await;
     let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-    let big = v["entries"].as_array().unwrap().iter().find(|e| e["name"] == "big.bin").unwrap();
+    let big = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "big.bin")
+        .unwrap();
     assert_eq!(big["cid"], big_cid.to_string());
     assert_eq!(big["size"], 3 * CHUNK_SIZE + 17);
 
