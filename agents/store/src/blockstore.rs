@@ -35,8 +35,9 @@ pub(crate) trait BlockSource {
 /// the block's CIDv1 in base32 (a CIDv0 is stored under its CIDv1 equivalent) and `<xx>` the first
 /// byte of its sha2-256 digest in hex, which spreads blocks over 256 subfolders.
 ///
-/// Writes are atomic: a block is written to a temporary file in `<root>/tmp` and renamed into
-/// place, so a reader never sees a partial block. Blocks are not fsynced. [`get`](Self::get) does
+/// Writes are atomic: a block is written to a temporary file (`.tmp-*`, in the same subfolder)
+/// and renamed into place, so a reader never sees a partial block. Blocks are not fsynced; a
+/// crash can leave a stray `.tmp-*` file, which is never read. [`get`](Self::get) does
 /// not re-hash what it reads (fetchers verify every block they receive); [`put`](Self::put)
 /// verifies that the bytes match the CID.
 ///
@@ -50,9 +51,8 @@ impl DiskBlockstore {
     /// Opens the blockstore in `root`, creating the folder and its layout if needed.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        for dir in [root.join("blocks"), root.join("tmp")] {
-            fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        }
+        let blocks = root.join("blocks");
+        fs::create_dir_all(&blocks).map_err(|e| StoreError::io(&blocks, e))?;
         Ok(DiskBlockstore { root })
     }
 
@@ -110,11 +110,12 @@ impl BlockSink for DiskBlockstore {
             return Err(StoreError::io(&path, ErrorKind::InvalidInput.into()));
         };
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        let tmp_dir = self.root.join("tmp");
+        // The temporary file sits in the block's own shard folder: the rename stays within one
+        // folder, and parallel writers rarely contend for the same folder.
         let mut tmp = tempfile::Builder::new()
-            .prefix(".block-")
-            .tempfile_in(&tmp_dir)
-            .map_err(|e| StoreError::io(&tmp_dir, e))?;
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(|e| StoreError::io(dir, e))?;
         tmp.write_all(data)
             .map_err(|e| StoreError::io(tmp.path().to_path_buf(), e))?;
         tmp.persist(&path)
@@ -152,7 +153,7 @@ mod tests {
         assert!(path.starts_with(dir.path().join("store").join("blocks")));
         assert_eq!(path.file_name().unwrap(), cid.to_string().as_str());
         // No temporary files are left behind.
-        assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
     }
 
     #[test]

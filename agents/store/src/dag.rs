@@ -56,15 +56,18 @@ impl Node {
         }
     }
 
-    /// Content size of a file node (`None` for other kinds).
+    /// Content size of a file node (`None` for other kinds, or when the node does not say).
     pub(crate) fn file_size(&self) -> Option<u64> {
         match self {
             Node::Raw(data) => Some(data.len() as u64),
-            Node::Pb { unixfs, .. } if self.kind() == Kind::File => Some(
-                unixfs
-                    .filesize
-                    .unwrap_or_else(|| unixfs.data.as_ref().map_or(0, |d| d.len() as u64)),
-            ),
+            // Without a filesize the size is only known for a node holding all its data.
+            Node::Pb { unixfs, links } if self.kind() == Kind::File => {
+                unixfs.filesize.or_else(|| {
+                    links
+                        .is_empty()
+                        .then(|| unixfs.data.as_ref().map_or(0, |d| d.len() as u64))
+                })
+            }
             Node::Pb { .. } => None,
         }
     }

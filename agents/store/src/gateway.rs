@@ -156,7 +156,7 @@ fn error_response(e: &StoreError) -> Response {
 /// What the blocking part of a request found.
 enum Prepared {
     Raw(Vec<u8>),
-    File { node: dag::Node, size: u64 },
+    File { node: dag::Node, size: Option<u64> },
     Dir(String),
     Car,
 }
@@ -190,7 +190,7 @@ async fn respond_inner(
                 match node.kind() {
                     Kind::Directory => Prepared::Dir(listing(&st, &target, &node)?),
                     Kind::File => {
-                        let size = node.file_size().unwrap_or(0);
+                        let size = node.file_size();
                         Prepared::File { node, size }
                     }
                     Kind::Other(kind) => {
@@ -234,8 +234,10 @@ async fn respond_inner(
             });
             let mut r =
                 ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
-            r.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            if let Some(size) = size {
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            }
             r
         }
         Prepared::Car => {

@@ -23,6 +23,9 @@
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Mutex, PoisonError};
 
 use cid::Cid;
 use tracing::debug;
@@ -57,11 +60,82 @@ struct Imported {
 /// Imports the file or folder at `path` into `store`, writing every block as it goes, and
 /// returns its root CID: the CID `ipfs add -r -H --cid-version=1 <path>` prints for it.
 ///
+/// Blocks are written by a few background threads while this one reads and hashes (creating
+/// one file per block is what limits the speed). If the import fails, the blocks already written
+/// stay in the store: they are valid, just unreferenced.
+///
 /// Blocking (file system work): from async code, call it in `tokio::task::spawn_blocking`.
 pub fn add_path(path: &Path, store: &DiskBlockstore) -> Result<Cid> {
-    let root = import_path(path, store)?;
+    let writers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let root = ParallelSink::run(store, writers, |sink| import_path(path, sink))?;
     debug!(path = %path.display(), cid = %root.cid, bytes = root.tsize, "imported");
     Ok(root.cid)
+}
+
+/// Hands blocks to writer threads through a bounded queue.
+struct ParallelSink<'a> {
+    tx: SyncSender<(Cid, Vec<u8>)>,
+    failed: &'a AtomicBool,
+}
+
+impl ParallelSink<'_> {
+    /// Runs `work` with a sink backed by `writers` threads writing into `store`. A write error
+    /// (the first one) wins over the error `work` then stops with.
+    fn run<T>(
+        store: &DiskBlockstore,
+        writers: usize,
+        work: impl FnOnce(&ParallelSink<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let failed = AtomicBool::new(false);
+        let first_error: Mutex<Option<StoreError>> = Mutex::new(None);
+        let (tx, rx) = sync_channel::<(Cid, Vec<u8>)>(2 * writers);
+        let rx = Mutex::new(rx);
+        let result = std::thread::scope(|scope| {
+            for _ in 0..writers {
+                scope.spawn(|| loop {
+                    let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok((cid, data)) = next else { break };
+                    if failed.load(Ordering::Relaxed) {
+                        continue; // drain until the importer notices and stops
+                    }
+                    if let Err(e) = store.put_block(&cid, &data) {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_or_insert(e);
+                    }
+                });
+            }
+            let sink = ParallelSink {
+                tx,
+                failed: &failed,
+            };
+            let result = work(&sink);
+            drop(sink); // closes the queue: writers finish what is queued and exit
+            result
+        });
+        match first_error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(e) => Err(e),
+            None => result,
+        }
+    }
+}
+
+impl BlockSink for ParallelSink<'_> {
+    fn put_block(&self, cid: &Cid, data: &[u8]) -> Result<()> {
+        let stopped = || StoreError::Unsupported {
+            subject: cid.to_string(),
+            what: "block writers stopped".into(),
+        };
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(stopped());
+        }
+        self.tx.send((*cid, data.to_vec())).map_err(|_| stopped())
+    }
 }
 
 /// Computes the root CID of the file or folder at `path` like [`add_path`], writing nothing.
@@ -468,6 +542,36 @@ mod tests {
             cid_of_path(dir.path()),
             Err(StoreError::InvalidName { .. })
         ));
+    }
+
+    #[test]
+    fn add_path_reports_block_write_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskBlockstore::open(dir.path().join("store")).unwrap();
+        let top = dir.path().join("top");
+        for i in 0..50 {
+            write_file(&top.join(format!("f{i}")), &pattern(1000 + i));
+        }
+        // Block one leaf's shard folder with a plain file: its write fails.
+        let victim = raw_cid(&pattern(1025));
+        let shard = store.block_path(&victim).parent().unwrap().to_path_buf();
+        fs::create_dir_all(shard.parent().unwrap()).unwrap();
+        fs::write(&shard, b"in the way").unwrap();
+        let err = add_path(&top, &store).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io { path, .. } if path.starts_with(&shard)),
+            "{err}"
+        );
+        // Once unblocked, the same import succeeds and every block is there.
+        fs::remove_file(&shard).unwrap();
+        let root = add_path(&top, &store).unwrap();
+        assert_eq!(root, cid_of_path(&top).unwrap());
+        assert!(store.has(&victim).unwrap());
+    }
+
+    fn write_file(path: &Path, data: &[u8]) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! serve, pin and verify the same outputs.
 //!
 //! * [`cid_of_path`] / [`add_path`]: UnixFS importer (hash-only, or writing blocks into a
-//!   [`DiskBlockstore`]). See [`importer`](crate::importer) for the exact DAG layout and what is
+//!   [`DiskBlockstore`]). See [`importer`] for the exact DAG layout and what is
 //!   refused (symlinks, HAMT-sized folders).
 //! * [`DiskBlockstore`]: blocks on disk, named by CID, written atomically.
 //! * [`export_car`] / [`import_car`]: CARv1 archives, every imported block verified.
