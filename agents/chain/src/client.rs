@@ -1,0 +1,247 @@
+//! The chain client: one RPC connection, an optional signer, and transactions sent one at a
+//! time with gas estimation, retries for what is retryable and decoded reverts for what is not.
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use alloy::contract::{CallBuilder, CallDecoder};
+use alloy::network::EthereumWallet;
+use alloy::primitives::Address;
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::transports::{RpcError, TransportErrorKind};
+use lilypad_bindings::LilypadMarket::{LilypadMarketErrors, LilypadMarketInstance};
+use lilypad_bindings::LilypadToken::LilypadTokenInstance;
+use tokio::sync::Mutex;
+use tracing::{debug, warn};
+
+use crate::{ChainError, Deployment};
+
+/// How hard to try before giving up on a retryable failure.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { attempts: 8, first_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5) }
+    }
+}
+
+/// A connection to the chain the market is deployed on.
+#[derive(Clone)]
+pub struct ChainClient {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
+    provider: DynProvider,
+    url: String,
+    signer: Option<Address>,
+    deployment: Deployment,
+    retry: RetryPolicy,
+    /// Transactions of one signer go out one at a time: nonces stay in order.
+    send_lock: Mutex<()>,
+}
+
+impl ChainClient {
+    /// Connects to `rpc_url`, checks that it serves the deployment's chain and that the market
+    /// is there, and signs with `private_key` when one is given.
+    pub async fn connect(rpc_url: &str, private_key: Option<&str>, deployment: Deployment) -> Result<Self, ChainError> {
+        let url: alloy::transports::http::reqwest::Url =
+            rpc_url.parse().map_err(|e| ChainError::InvalidUrl { url: rpc_url.to_string(), reason: format!("{e}") })?;
+        let (provider, signer) = match private_key {
+            Some(key) => {
+                let signer: PrivateKeySigner =
+                    key.trim().parse().map_err(|_| ChainError::InvalidKey("not a secp256k1 private key".into()))?;
+                let address = signer.address();
+                let provider = ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url).erased();
+                (provider, Some(address))
+            }
+            None => (ProviderBuilder::new().connect_http(url).erased(), None),
+        };
+        let client = Self {
+            inner: std::sync::Arc::new(Inner {
+                provider,
+                url: rpc_url.to_string(),
+                signer,
+                deployment,
+                retry: RetryPolicy::default(),
+                send_lock: Mutex::new(()),
+            }),
+        };
+        let actual = client.retrying("reading the chain id", || client.provider().get_chain_id()).await?;
+        let expected = client.inner.deployment.chain_id;
+        if actual != expected {
+            return Err(ChainError::WrongChain { expected, actual });
+        }
+        let market = client.inner.deployment.market;
+        let code = client.retrying("reading the market's code", || client.provider().get_code_at(market).into_future()).await?;
+        if code.is_empty() {
+            return Err(ChainError::NoContract { address: market });
+        }
+        Ok(client)
+    }
+
+    pub fn provider(&self) -> &DynProvider {
+        &self.inner.provider
+    }
+
+    pub fn deployment(&self) -> &Deployment {
+        &self.inner.deployment
+    }
+
+    pub fn rpc_url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The signer's address.
+    pub fn address(&self) -> Result<Address, ChainError> {
+        self.inner.signer.ok_or(ChainError::NoSigner)
+    }
+
+    pub fn market(&self) -> LilypadMarketInstance<DynProvider> {
+        LilypadMarketInstance::new(self.inner.deployment.market, self.inner.provider.clone())
+    }
+
+    pub fn token(&self) -> LilypadTokenInstance<DynProvider> {
+        LilypadTokenInstance::new(self.inner.deployment.token, self.inner.provider.clone())
+    }
+
+    /// Runs a read-only RPC request, retrying transient failures.
+    pub async fn retrying<T, F, Fut>(&self, action: &str, mut f: F) -> Result<T, ChainError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RpcError<TransportErrorKind>>>,
+    {
+        let mut delay = self.inner.retry.first_delay;
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let err = self.classify_rpc(action, &e);
+                    if !err.is_retryable() || attempt >= self.inner.retry.attempts {
+                        return Err(err);
+                    }
+                    warn!(action, attempt, error = %err, "retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.inner.retry.max_delay);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Sends a contract call as a transaction and waits for its receipt. Gas is estimated (a
+    /// revert shows up here, decoded, before anything is spent); transient failures are
+    /// retried; a transaction that reverts on chain is an error.
+    pub async fn send<D>(&self, action: &str, call: CallBuilder<&DynProvider, D>) -> Result<TransactionReceipt, ChainError>
+    where
+        D: CallDecoder + Send + Sync,
+    {
+        self.address()?;
+        let _guard = self.inner.send_lock.lock().await;
+        let mut delay = self.inner.retry.first_delay;
+        let mut attempt = 1;
+        loop {
+            let result = async {
+                let pending = call.send().await?;
+                Ok::<_, alloy::contract::Error>(pending.get_receipt().await?)
+            }
+            .await;
+            let err = match result {
+                Ok(receipt) if receipt.status() => {
+                    debug!(action, tx = %receipt.transaction_hash, gas = receipt.gas_used, "sent");
+                    return Ok(receipt);
+                }
+                Ok(receipt) => {
+                    return Err(ChainError::Reverted {
+                        action: action.to_string(),
+                        reason: format!("reverted on chain in transaction {}", receipt.transaction_hash),
+                        error_name: None,
+                    })
+                }
+                Err(e) => self.classify_contract(action, &e),
+            };
+            if !err.is_retryable() || attempt >= self.inner.retry.attempts {
+                return Err(err);
+            }
+            warn!(action, attempt, error = %err, "transaction failed, retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.inner.retry.max_delay);
+            attempt += 1;
+        }
+    }
+
+    fn classify_contract(&self, action: &str, e: &alloy::contract::Error) -> ChainError {
+        if let Some(decoded) = e.as_decoded_interface_error::<LilypadMarketErrors>() {
+            let reason = format!("{decoded:?}");
+            let name = reason.split(|c: char| !c.is_alphanumeric()).next().map(str::to_string);
+            return ChainError::Reverted { action: action.to_string(), reason, error_name: name };
+        }
+        if let Some(data) = e.as_revert_data() {
+            return ChainError::Reverted {
+                action: action.to_string(),
+                reason: revert_reason(&data),
+                error_name: None,
+            };
+        }
+        match e {
+            alloy::contract::Error::TransportError(t) => self.classify_rpc(action, t),
+            alloy::contract::Error::PendingTransactionError(p) => ChainError::Node {
+                action: action.to_string(),
+                reason: p.to_string(),
+                retryable: true,
+            },
+            other => ChainError::Node { action: action.to_string(), reason: other.to_string(), retryable: false },
+        }
+    }
+
+    fn classify_rpc(&self, action: &str, e: &RpcError<TransportErrorKind>) -> ChainError {
+        match e {
+            RpcError::ErrorResp(payload) => {
+                let msg = payload.message.to_string();
+                let lower = msg.to_lowercase();
+                let retryable = ["nonce too low", "replacement transaction underpriced", "already known", "timeout", "rate limit", "too many requests", "header not found"]
+                    .iter()
+                    .any(|p| lower.contains(p));
+                let reason = if lower.contains("insufficient funds") {
+                    format!("{msg} (the account needs ETH for gas)")
+                } else {
+                    msg
+                };
+                ChainError::Node { action: action.to_string(), reason, retryable }
+            }
+            RpcError::Transport(kind) if !kind.is_retry_err() && !matches!(kind, TransportErrorKind::HttpError(_)) => {
+                ChainError::Unreachable { url: self.inner.url.clone(), action: action.to_string(), reason: kind.to_string() }
+            }
+            RpcError::Transport(kind) => {
+                ChainError::Unreachable { url: self.inner.url.clone(), action: action.to_string(), reason: kind.to_string() }
+            }
+            other => ChainError::Node { action: action.to_string(), reason: other.to_string(), retryable: false },
+        }
+    }
+}
+
+/// A readable reason for revert data that is not one of the market's errors.
+fn revert_reason(data: &[u8]) -> String {
+    use alloy::sol_types::{Revert, SolError};
+    if let Ok(r) = Revert::abi_decode(data) {
+        return r.reason;
+    }
+    // Errors of libraries the market uses, which are not in its ABI.
+    match data.get(..4) {
+        Some([0x79, 0x39, 0xf4, 0x24]) => {
+            return "TransferFromFailed: the payer's token allowance to the market, or its token balance, is too low".into()
+        }
+        Some([0x90, 0xb8, 0xec, 0x18]) => return "TransferFailed: the token refused a transfer out of the market".into(),
+        Some([0x82, 0xb4, 0x29, 0x00]) => return "Unauthorized: only the market's owner may do this".into(),
+        _ => {}
+    }
+    format!("revert data 0x{}", hex::encode(data))
+}

@@ -1,0 +1,167 @@
+//! A local devnet: Anvil started as a child process, the token and the market deployed from
+//! the committed artifacts (no forge needed), roles and balances set up for the well-known
+//! Anvil accounts. Used by `lilypad devnet` and by the end-to-end tests.
+
+#![forbid(unsafe_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use lilypad_bindings::{Config, LilypadDevToken, LilypadMarket};
+use lilypad_chain::Deployment;
+use tokio::process::{Child, Command};
+
+/// The well-known Anvil/Hardhat accounts (mnemonic "test test ... junk"), in the roles the
+/// Lilypad reference's devnet gives them.
+pub mod accounts {
+    pub const ADMIN: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    pub const JOB_CREATOR_2: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    pub const SOLVER: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+    pub const MEDIATOR: &str = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+    pub const RESOURCE_PROVIDER: &str = "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a";
+    pub const JOB_CREATOR: &str = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba";
+    pub const RESOURCE_PROVIDER_2: &str = "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e";
+    pub const AUDITOR: &str = "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356";
+    pub const RESOURCE_PROVIDER_3: &str = "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97";
+    pub const SPARE: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    #[error("cannot start anvil ({0}): run tools/bootstrap and `source tools/env.sh`, or install Foundry")]
+    AnvilMissing(std::io::Error),
+    #[error("anvil did not answer on {url} within {secs} s")]
+    AnvilTimeout { url: String, secs: u64 },
+    #[error("no free local port: {0}")]
+    NoPort(std::io::Error),
+    #[error("deploying {what} failed: {reason}")]
+    Deploy { what: &'static str, reason: String },
+    #[error("writing {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// A running Anvil; killed when dropped.
+pub struct Anvil {
+    child: Child,
+    port: u16,
+}
+
+impl Anvil {
+    /// Starts Anvil on `port` (a free one when `None`), instant mining.
+    pub async fn start(port: Option<u16>) -> Result<Self, DevnetError> {
+        let port = match port {
+            Some(p) => p,
+            None => free_port()?,
+        };
+        let child = Command::new("anvil")
+            .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--silent", "--chain-id", "31337"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(DevnetError::AnvilMissing)?;
+        let anvil = Self { child, port };
+        let url = anvil.url();
+        let provider = ProviderBuilder::new().connect_http(url.parse().map_err(|_| DevnetError::AnvilTimeout { url: url.clone(), secs: 0 })?);
+        let started = Instant::now();
+        while provider.get_chain_id().await.is_err() {
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err(DevnetError::AnvilTimeout { url, secs: 20 });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(anvil)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops Anvil now.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn free_port() -> Result<u16, DevnetError> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(DevnetError::NoPort)?;
+    l.local_addr().map(|a| a.port()).map_err(DevnetError::NoPort)
+}
+
+/// The market's parameters on a devnet: quick timeouts so that every path can be watched.
+pub fn devnet_config() -> Config {
+    Config {
+        solverFeeBps: 500,
+        collateralBps: 20_000,
+        mediatorFee: 1_000_000_000_000_000_000,
+        challengeBond: 2_000_000_000_000_000_000,
+        matchTimeout: 300,
+        challengeWindow: 30,
+        mediationTimeout: 600,
+        callbackGas: 200_000,
+    }
+}
+
+/// Deploys the devnet token and the market with `config`, signed by the admin account.
+pub async fn deploy(rpc_url: &str, config: Config) -> Result<Deployment, DevnetError> {
+    let err = |what: &'static str| move |e: alloy::contract::Error| DevnetError::Deploy { what, reason: e.to_string() };
+    let admin: PrivateKeySigner = accounts::ADMIN.parse().map_err(|_| DevnetError::Deploy { what: "admin key", reason: "bad key".into() })?;
+    let owner = admin.address();
+    let url = rpc_url.parse().map_err(|_| DevnetError::Deploy { what: "RPC URL", reason: rpc_url.to_string() })?;
+    let provider = ProviderBuilder::new().wallet(EthereumWallet::from(admin)).connect_http(url);
+    let start_block = provider.get_block_number().await.map_err(|e| DevnetError::Deploy { what: "block number", reason: e.to_string() })?;
+    let supply = U256::from(1_000_000_000u64) * U256::from(10u64).pow(U256::from(18u64));
+    let token = LilypadDevToken::deploy(&provider, owner, supply).await.map_err(err("LilypadDevToken"))?;
+    let market = LilypadMarket::deploy(&provider, *token.address(), config.clone(), owner).await.map_err(err("LilypadMarket"))?;
+    Ok(Deployment {
+        chain_id: 31337,
+        start_block,
+        owner,
+        token: *token.address(),
+        market: *market.address(),
+        solver_fee_bps: u64::from(config.solverFeeBps),
+        collateral_bps: u64::from(config.collateralBps),
+        mediator_fee: config.mediatorFee,
+        challenge_bond: config.challengeBond,
+        match_timeout: config.matchTimeout,
+        challenge_window: config.challengeWindow,
+        mediation_timeout: config.mediationTimeout,
+        callback_gas: config.callbackGas,
+    })
+}
+
+/// Writes `deployment` as `dir/<chainId>.json`, the same shape `script/Deploy.s.sol` writes.
+pub fn write_deployment(dir: &Path, d: &Deployment) -> Result<PathBuf, DevnetError> {
+    let path = Deployment::path_for(dir, d.chain_id);
+    let json = serde_json::json!({
+        "chainId": d.chain_id, "startBlock": d.start_block, "owner": d.owner, "token": d.token,
+        "market": d.market, "solverFeeBps": d.solver_fee_bps, "collateralBps": d.collateral_bps,
+        "mediatorFee": d.mediator_fee.to_string(), "challengeBond": d.challenge_bond.to_string(),
+        "matchTimeout": d.match_timeout, "challengeWindow": d.challenge_window,
+        "mediationTimeout": d.mediation_timeout, "callbackGas": d.callback_gas,
+    });
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&json)?)?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| DevnetError::Write { path: path.clone(), reason: e.to_string() })?;
+    Ok(path)
+}
+
+/// The address of a private key.
+pub fn address_of(key: &str) -> Option<Address> {
+    key.parse::<PrivateKeySigner>().ok().map(|s| s.address())
+}

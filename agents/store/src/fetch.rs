@@ -1,0 +1,444 @@
+//! Fetching a DAG from a gateway, verifying every block, and writing it out atomically.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cid::Cid;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::blockstore::{BlockSink, DiskBlockstore};
+use crate::car::{CarDecoder, MAX_BLOCK_SIZE};
+use crate::dag::{self, Kind};
+use crate::error::{Result, StoreError};
+use crate::hash::{verify_block, CODEC_RAW};
+
+/// Deepest folder nesting written by [`fetch`].
+const MAX_DIR_DEPTH: usize = 256;
+
+/// Downloads the DAG `cid` from the path gateway at `gateway` (e.g. `http://127.0.0.1:8080`),
+/// verifies every block against its CID, and writes the content to `dest`. Returns the paths of
+/// the files written (folders are not listed), in DAG order.
+///
+/// * A folder's entries are written directly in `dest` (which becomes that folder). A single file
+///   is written as `dest/<cid>`.
+/// * The DAG is asked for as one CAR (`?format=car`). When the gateway does not serve CARs, or
+///   its CAR lacks blocks, the missing blocks are fetched one by one with `?format=raw`.
+/// * Atomic: everything is written into a temporary folder next to `dest` and renamed to `dest`
+///   at the end, so on any error `dest` is left as it was (absent, or an empty folder).
+/// * `dest` must not exist, or be an empty folder: [`StoreError::DestinationExists`] otherwise.
+/// * Fatal errors: a block that does not match its CID ([`StoreError::Verification`], naming
+///   it), an entry name that could escape `dest` (`..`, `/`, NUL: [`StoreError::UnsafeName`]),
+///   symlinks and HAMT folders ([`StoreError::Unsupported`]). Network failures and 5xx are
+///   [`StoreError::is_retryable`].
+pub async fn fetch(gateway: &str, cid: &Cid, dest: &Path) -> Result<Vec<PathBuf>> {
+    let base = gateway_base(gateway)?;
+    let cid = *cid;
+    let dest = dest.to_path_buf();
+
+    let (tmp, store) = {
+        let dest = dest.clone();
+        blocking(move || prepare(&dest)).await?
+    };
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("lilypad-store/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|source| StoreError::Network {
+            url: base.clone(),
+            source,
+        })?;
+
+    let got_car = download_car(&client, &base, &cid, &store).await?;
+    // Fill in whatever the CAR did not hold (everything, if there was no CAR).
+    let mut fetched = 0usize;
+    loop {
+        let missing = {
+            let store = store.clone();
+            blocking(move || find_missing(&store, &cid)).await?
+        };
+        if missing.is_empty() {
+            break;
+        }
+        if got_car {
+            warn!(%cid, missing = missing.len(), "CAR was incomplete; fetching blocks one by one");
+        }
+        for block_cid in missing {
+            let data = fetch_block(&client, &base, &block_cid).await?;
+            let store = store.clone();
+            blocking(move || store.put_block(&block_cid, &data)).await?;
+            fetched += 1;
+        }
+    }
+    debug!(%cid, raw_blocks = fetched, "DAG complete");
+
+    let files = blocking(move || {
+        let tree = tmp.path().join("tree");
+        let rel = write_tree(&store, &cid, &tree)?;
+        fs::rename(&tree, &dest).map_err(|e| {
+            if dest.exists() {
+                StoreError::DestinationExists { path: dest.clone() }
+            } else {
+                StoreError::io(&dest, e)
+            }
+        })?;
+        drop(tmp); // removes the blocks
+        Ok(rel.into_iter().map(|p| dest.join(p)).collect::<Vec<_>>())
+    })
+    .await?;
+    info!(%cid, files = files.len(), "fetched and verified");
+    Ok(files)
+}
+
+fn gateway_base(gateway: &str) -> Result<String> {
+    let url = reqwest::Url::parse(gateway).map_err(|e| StoreError::InvalidUrl {
+        url: gateway.into(),
+        reason: e.to_string(),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(StoreError::InvalidUrl {
+            url: gateway.into(),
+            reason: "scheme must be http or https".into(),
+        });
+    }
+    Ok(gateway.trim_end_matches('/').to_string())
+}
+
+/// Checks `dest` and makes the temporary folder (with a blockstore) next to it.
+fn prepare(dest: &Path) -> Result<(tempfile::TempDir, DiskBlockstore)> {
+    match fs::read_dir(dest) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(StoreError::DestinationExists {
+                    path: dest.to_path_buf(),
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => {
+            return Err(StoreError::DestinationExists {
+                path: dest.to_path_buf(),
+            })
+        }
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(|e| StoreError::io(&parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".lilypad-fetch-")
+        .tempdir_in(&parent)
+        .map_err(|e| StoreError::io(&parent, e))?;
+    let store = DiskBlockstore::open(tmp.path().join("blocks"))?;
+    Ok((tmp, store))
+}
+
+fn network(url: &str) -> impl FnOnce(reqwest::Error) -> StoreError + '_ {
+    move |source| StoreError::Network {
+        url: url.to_string(),
+        source,
+    }
+}
+
+/// An unsuccessful response as [`StoreError::Http`], with the start of its body.
+async fn http_error(url: &str, resp: reqwest::Response) -> StoreError {
+    let status = resp.status().as_u16();
+    let mut message = String::new();
+    let mut resp = resp;
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        message.push_str(&String::from_utf8_lossy(&chunk));
+        if message.len() > 512 {
+            break;
+        }
+    }
+    let message: String = message.trim().chars().take(512).collect();
+    StoreError::Http {
+        url: url.to_string(),
+        status,
+        message,
+    }
+}
+
+/// Streams `?format=car` into `store`, verifying each block. `Ok(false)` when the gateway does
+/// not serve CARs for this request (the caller then fetches blocks one by one). A transfer that
+/// breaks off midway keeps the blocks received so far.
+async fn download_car(
+    client: &reqwest::Client,
+    base: &str,
+    cid: &Cid,
+    store: &DiskBlockstore,
+) -> Result<bool> {
+    let url = format!("{base}/ipfs/{cid}?format=car");
+    let mut resp = client
+        .get(&url)
+        .header(ACCEPT, "application/vnd.ipld.car; version=1")
+        .send()
+        .await
+        .map_err(network(&url))?;
+    let status = resp.status().as_u16();
+    if matches!(status, 400 | 406 | 415 | 501) {
+        debug!(%url, status, "gateway does not serve CARs; falling back to raw blocks");
+        return Ok(false);
+    }
+    if !resp.status().is_success() {
+        return Err(http_error(&url, resp).await);
+    }
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/vnd.ipld.car") {
+        debug!(%url, content_type, "gateway answered without a CAR; falling back to raw blocks");
+        return Ok(false);
+    }
+
+    // Decoding, hashing and writing run on the blocking pool, fed chunk by chunk.
+    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+    let sink = store.clone();
+    let consumer = tokio::task::spawn_blocking(move || -> Result<(Vec<Cid>, u64)> {
+        let mut decoder = CarDecoder::default();
+        let mut blocks = 0u64;
+        while let Some(chunk) = rx.blocking_recv() {
+            decoder.push(&chunk);
+            while let Some((cid, block)) = decoder.next_block()? {
+                verify_block(&cid, &block)?;
+                sink.put_block(&cid, &block)?;
+                blocks += 1;
+            }
+        }
+        Ok((decoder.finish()?, blocks))
+    });
+    let mut network_error = None;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if tx.send(chunk).await.is_err() {
+                    break; // the consumer stopped on an error: report that one
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                network_error = Some(StoreError::Network {
+                    url: url.clone(),
+                    source: e,
+                });
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let consumed = match consumer.await {
+        Ok(r) => r,
+        Err(join) => Err(StoreError::Unsupported {
+            subject: url.clone(),
+            what: format!("CAR decoding task failed: {join}"),
+        }),
+    };
+    // A verification failure found before the connection broke is the more telling error.
+    let (roots, blocks) = match (consumed, network_error) {
+        (Err(e @ (StoreError::Verification { .. } | StoreError::UnsupportedCid { .. })), _) => {
+            return Err(e)
+        }
+        // The transfer broke off (or the gateway aborted it, e.g. missing a block): keep what
+        // arrived, the rest is fetched block by block (and fails there if it really is gone).
+        (_, Some(net)) => {
+            warn!(%url, error = %net, "CAR transfer broke off; continuing block by block");
+            return Ok(true);
+        }
+        (r, None) => r?,
+    };
+    if !roots.contains(cid) {
+        warn!(%url, ?roots, "CAR roots do not include the requested CID");
+    }
+    debug!(%url, blocks, "CAR received");
+    Ok(true)
+}
+
+/// Downloads one block with `?format=raw` and verifies it.
+async fn fetch_block(client: &reqwest::Client, base: &str, cid: &Cid) -> Result<Vec<u8>> {
+    let url = format!("{base}/ipfs/{cid}?format=raw");
+    let mut resp = client
+        .get(&url)
+        .header(ACCEPT, "application/vnd.ipld.raw")
+        .send()
+        .await
+        .map_err(network(&url))?;
+    if !resp.status().is_success() {
+        return Err(http_error(&url, resp).await);
+    }
+    let mut data = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(network(&url))? {
+        if data.len() + chunk.len() > MAX_BLOCK_SIZE {
+            return Err(StoreError::Verification {
+                cid: *cid,
+                reason: format!("gateway sent more than {MAX_BLOCK_SIZE} bytes for one block"),
+            });
+        }
+        data.extend_from_slice(&chunk);
+    }
+    verify_block(cid, &data)?;
+    Ok(data)
+}
+
+/// Blocks of the DAG under `root` that are not in `store` yet (their subtrees are unknown until
+/// they arrive, so this is called again after fetching them).
+fn find_missing(store: &DiskBlockstore, root: &Cid) -> Result<Vec<Cid>> {
+    let mut missing = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![*root];
+    while let Some(cid) = stack.pop() {
+        if !seen.insert(cid) {
+            continue;
+        }
+        if cid.codec() == CODEC_RAW {
+            if !store.has(&cid)? {
+                missing.push(cid);
+            }
+            continue;
+        }
+        match store.get(&cid) {
+            Ok(block) => stack.extend(dag::links_of(&cid, &block)?.into_iter().rev()),
+            Err(StoreError::NotFound { .. }) => missing.push(cid),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(missing)
+}
+
+/// Writes the DAG under `root` (complete in `store`) at `tree`. Returns the files' paths
+/// relative to `tree`.
+fn write_tree(store: &DiskBlockstore, root: &Cid, tree: &Path) -> Result<Vec<PathBuf>> {
+    let node = dag::load(store, root)?;
+    let mut files = Vec::new();
+    match node.kind() {
+        Kind::File => {
+            fs::create_dir(tree).map_err(|e| StoreError::io(tree, e))?;
+            let name = PathBuf::from(root.to_string());
+            write_file(store, root, node, &tree.join(&name))?;
+            files.push(name);
+        }
+        Kind::Directory => write_dir(store, root, node, tree, Path::new(""), &mut files, 0)?,
+        Kind::Other(kind) => {
+            return Err(StoreError::Unsupported {
+                subject: root.to_string(),
+                what: format!("cannot write a UnixFS {kind}"),
+            })
+        }
+    }
+    Ok(files)
+}
+
+fn write_dir(
+    store: &DiskBlockstore,
+    cid: &Cid,
+    node: dag::Node,
+    path: &Path,
+    rel: &Path,
+    files: &mut Vec<PathBuf>,
+    depth: usize,
+) -> Result<()> {
+    if depth > MAX_DIR_DEPTH {
+        return Err(StoreError::Unsupported {
+            subject: cid.to_string(),
+            what: format!("folders nested more than {MAX_DIR_DEPTH} deep"),
+        });
+    }
+    fs::create_dir(path).map_err(|e| StoreError::io(path, e))?;
+    for entry in dag::dir_entries(cid, &node)? {
+        let child = dag::load(store, &entry.cid)?;
+        let child_path = path.join(&entry.name);
+        let child_rel = rel.join(&entry.name);
+        match child.kind() {
+            Kind::File => {
+                write_file(store, &entry.cid, child, &child_path)?;
+                files.push(child_rel);
+            }
+            Kind::Directory => write_dir(
+                store,
+                &entry.cid,
+                child,
+                &child_path,
+                &child_rel,
+                files,
+                depth + 1,
+            )?,
+            Kind::Other(kind) => {
+                return Err(StoreError::Unsupported {
+                    subject: format!("{} ({})", child_rel.display(), entry.cid),
+                    what: format!("UnixFS {kind} entries are not written"),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_file(store: &DiskBlockstore, cid: &Cid, node: dag::Node, path: &Path) -> Result<()> {
+    // create_new: never follow or replace anything already there.
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    dag::read_file_node(store, cid, node, &mut |chunk| {
+        file.write_all(&chunk).map_err(|e| StoreError::io(path, e))
+    })?;
+    file.flush().map_err(|e| StoreError::io(path, e))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Unsupported {
+            subject: "fetch".into(),
+            what: format!("blocking task failed: {e}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_urls() {
+        assert_eq!(
+            gateway_base("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            gateway_base("https://gw.example/x").unwrap(),
+            "https://gw.example/x"
+        );
+        assert!(matches!(
+            gateway_base("ftp://x"),
+            Err(StoreError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            gateway_base("not a url"),
+            Err(StoreError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn destination_must_be_absent_or_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        prepare(&dest).unwrap();
+        fs::create_dir(&dest).unwrap();
+        prepare(&dest).unwrap();
+        fs::write(dest.join("x"), b"x").unwrap();
+        assert!(matches!(
+            prepare(&dest),
+            Err(StoreError::DestinationExists { .. })
+        ));
+    }
+}

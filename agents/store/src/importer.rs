@@ -1,0 +1,600 @@
+//! UnixFS importer that gives the CIDs of `ipfs add -r --cid-version=1` (Kubo).
+//!
+//! * Files are cut into [`CHUNK_SIZE`] (262144-byte) chunks, each stored as a raw block
+//!   (codec 0x55). A file of at most one chunk is just that raw block; an empty file is the raw
+//!   block of zero bytes.
+//! * Larger files are a balanced tree of dag-pb nodes (codec 0x70) with at most [`MAX_LINKS`]
+//!   (174) links each; every node carries UnixFS `Data{Type=File, filesize, blocksizes}`, and
+//!   links have an empty name and the cumulative size of the child's blocks as Tsize. All leaves
+//!   sit at the same depth; nodes fill left to right, as in Kubo's balanced layout.
+//! * A folder is a dag-pb node with UnixFS `Data{Type=Directory}` and one link per entry, sorted by
+//!   name bytes, each with the entry's name and cumulative size.
+//! * Hidden files (names starting with '.') are imported like any other: the result is that of
+//!   `ipfs add -r -H --cid-version=1` (without `-H`, Kubo skips them; both agree for folders with
+//!   no hidden entries). A provider must not silently drop outputs.
+//!
+//! Refused: symbolic links anywhere (they could point outside the published folder), sockets,
+//! FIFOs and devices, names that are not UTF-8, and folders so large that Kubo would shard them
+//! as a HAMT (see [`HAMT_THRESHOLD`]).
+//!
+//! Files are streamed in chunk-sized reads through one reused buffer, so memory stays at one
+//! chunk plus at most 174 pending links per tree level, whatever the file size.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Mutex, PoisonError};
+
+use cid::Cid;
+use tracing::debug;
+
+use crate::blockstore::{BlockSink, DiskBlockstore, NullSink};
+use crate::error::{Result, StoreError};
+use crate::hash::{dag_pb_cid, raw_cid};
+use crate::pb;
+
+/// Size of the fixed-size chunks files are cut into (Kubo's default `size-262144` chunker).
+pub const CHUNK_SIZE: usize = 262_144;
+
+/// Most links in one file node (Kubo's balanced layout).
+pub const MAX_LINKS: usize = 174;
+
+/// Kubo turns a folder into a HAMT shard when the estimated size of its node, the sum over its
+/// entries of name length plus CID length in bytes, reaches 256 KiB. This crate does not build
+/// HAMTs: it refuses such a folder with [`StoreError::Unsupported`] (some 3000+ entries with
+/// typical names; spread them over subfolders instead).
+pub const HAMT_THRESHOLD: usize = 262_144;
+
+/// The root of an imported DAG, as its parent links to it.
+#[derive(Debug, Clone, Copy)]
+struct Imported {
+    cid: Cid,
+    /// Cumulative size of all blocks in the DAG (what a parent's link carries as Tsize).
+    tsize: u64,
+    /// File content bytes under this node (0 for folders).
+    filesize: u64,
+}
+
+/// Imports the file or folder at `path` into `store`, writing every block as it goes, and
+/// returns its root CID: the CID `ipfs add -r -H --cid-version=1 <path>` prints for it.
+///
+/// Blocks are written by a few background threads while this one reads and hashes (creating
+/// one file per block is what limits the speed). If the import fails, the blocks already written
+/// stay in the store: they are valid, just unreferenced.
+///
+/// Blocking (file system work): from async code, call it in `tokio::task::spawn_blocking`.
+pub fn add_path(path: &Path, store: &DiskBlockstore) -> Result<Cid> {
+    let writers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let root = ParallelSink::run(store, writers, |sink| import_path(path, sink))?;
+    debug!(path = %path.display(), cid = %root.cid, bytes = root.tsize, "imported");
+    Ok(root.cid)
+}
+
+/// Hands blocks to writer threads through a bounded queue.
+struct ParallelSink<'a> {
+    tx: SyncSender<(Cid, Vec<u8>)>,
+    failed: &'a AtomicBool,
+}
+
+impl ParallelSink<'_> {
+    /// Runs `work` with a sink backed by `writers` threads writing into `store`. A write error
+    /// (the first one) wins over the error `work` then stops with.
+    fn run<T>(
+        store: &DiskBlockstore,
+        writers: usize,
+        work: impl FnOnce(&ParallelSink<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let failed = AtomicBool::new(false);
+        let first_error: Mutex<Option<StoreError>> = Mutex::new(None);
+        let (tx, rx) = sync_channel::<(Cid, Vec<u8>)>(2 * writers);
+        let rx = Mutex::new(rx);
+        let result = std::thread::scope(|scope| {
+            for _ in 0..writers {
+                scope.spawn(|| loop {
+                    let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok((cid, data)) = next else { break };
+                    if failed.load(Ordering::Relaxed) {
+                        continue; // drain until the importer notices and stops
+                    }
+                    if let Err(e) = store.put_block(&cid, &data) {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_or_insert(e);
+                    }
+                });
+            }
+            let sink = ParallelSink {
+                tx,
+                failed: &failed,
+            };
+            let result = work(&sink);
+            drop(sink); // closes the queue: writers finish what is queued and exit
+            result
+        });
+        match first_error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(e) => Err(e),
+            None => result,
+        }
+    }
+}
+
+impl BlockSink for ParallelSink<'_> {
+    fn put_block(&self, cid: &Cid, data: &[u8]) -> Result<()> {
+        let stopped = || StoreError::Unsupported {
+            subject: cid.to_string(),
+            what: "block writers stopped".into(),
+        };
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(stopped());
+        }
+        self.tx.send((*cid, data.to_vec())).map_err(|_| stopped())
+    }
+}
+
+/// Computes the root CID of the file or folder at `path` like [`add_path`], writing nothing.
+pub fn cid_of_path(path: &Path) -> Result<Cid> {
+    Ok(import_path(path, &NullSink)?.cid)
+}
+
+fn import_path<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
+    let meta = fs::symlink_metadata(path).map_err(|e| StoreError::io(path, e))?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        Err(StoreError::Symlink {
+            path: path.to_path_buf(),
+        })
+    } else if ft.is_dir() {
+        import_dir(path, sink)
+    } else if ft.is_file() {
+        import_file(path, sink)
+    } else {
+        Err(StoreError::Unsupported {
+            subject: path.display().to_string(),
+            what: "not a regular file or folder (socket, FIFO or device)".into(),
+        })
+    }
+}
+
+/// Reads until `buf` is full or the reader is at end of file; returns the bytes read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn import_file<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
+    let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut builder = FileBuilder::default();
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    loop {
+        let n = read_full(&mut file, &mut buf).map_err(|e| StoreError::io(path, e))?;
+        if n == 0 && builder.has_chunks() {
+            break;
+        }
+        builder.push_chunk(&buf[..n], sink)?;
+        if n < CHUNK_SIZE {
+            break;
+        }
+    }
+    builder.finish(sink)
+}
+
+/// Builds the balanced file DAG bottom-up as chunks arrive.
+///
+/// `levels[0]` holds leaves not yet given a parent, `levels[k]` nodes of height k. A level is
+/// turned into a parent node only once it is full *and* another node arrives for it, so a
+/// file of exactly 174 chunks gets one root over 174 leaves, and one of 175 chunks a root over
+/// a full node and a node with one leaf, as Kubo's balanced builder makes them.
+#[derive(Default)]
+struct FileBuilder {
+    levels: Vec<Vec<Imported>>,
+}
+
+impl FileBuilder {
+    fn has_chunks(&self) -> bool {
+        self.levels.first().is_some_and(|l| !l.is_empty())
+    }
+
+    fn push_chunk<S: BlockSink>(&mut self, chunk: &[u8], sink: &S) -> Result<()> {
+        let cid = raw_cid(chunk);
+        sink.put_block(&cid, chunk)?;
+        let len = chunk.len() as u64;
+        self.push(
+            0,
+            Imported {
+                cid,
+                tsize: len,
+                filesize: len,
+            },
+            sink,
+        )
+    }
+
+    fn push<S: BlockSink>(&mut self, level: usize, node: Imported, sink: &S) -> Result<()> {
+        if self.levels.len() <= level {
+            self.levels.resize_with(level + 1, Vec::new);
+        }
+        if self.levels[level].len() == MAX_LINKS {
+            let children = std::mem::take(&mut self.levels[level]);
+            let parent = file_node(&children, sink)?;
+            self.push(level + 1, parent, sink)?;
+        }
+        self.levels[level].push(node);
+        Ok(())
+    }
+
+    fn finish<S: BlockSink>(mut self, sink: &S) -> Result<Imported> {
+        let mut level = 0;
+        while level < self.levels.len() {
+            let children = std::mem::take(&mut self.levels[level]);
+            let top = level + 1 == self.levels.len();
+            match children.as_slice() {
+                [] => {}
+                [only] if top => return Ok(*only),
+                _ if top => return file_node(&children, sink),
+                _ => {
+                    let parent = file_node(&children, sink)?;
+                    self.push(level + 1, parent, sink)?;
+                }
+            }
+            level += 1;
+        }
+        // push_chunk is always called at least once (an empty file is one empty chunk).
+        Err(StoreError::Unsupported {
+            subject: "file".into(),
+            what: "file builder finished without chunks".into(),
+        })
+    }
+}
+
+/// Makes the dag-pb file node over `children` and stores it.
+fn file_node<S: BlockSink>(children: &[Imported], sink: &S) -> Result<Imported> {
+    let filesize: u64 = children.iter().map(|c| c.filesize).sum();
+    let data = pb::encode_unixfs_file(filesize, children.iter().map(|c| c.filesize));
+    let block = pb::encode_node(children.iter().map(|c| (&c.cid, "", c.tsize)), &data);
+    let cid = dag_pb_cid(&block);
+    sink.put_block(&cid, &block)?;
+    let tsize = block.len() as u64 + children.iter().map(|c| c.tsize).sum::<u64>();
+    Ok(Imported {
+        cid,
+        tsize,
+        filesize,
+    })
+}
+
+fn import_dir<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
+    let mut entries: Vec<(String, Imported)> = Vec::new();
+    let read = fs::read_dir(path).map_err(|e| StoreError::io(path, e))?;
+    for entry in read {
+        let entry = entry.map_err(|e| StoreError::io(path, e))?;
+        let child = entry.path();
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|_| StoreError::InvalidName {
+                path: child.clone(),
+            })?;
+        let imported = import_path(&child, sink)?;
+        entries.push((name, imported));
+    }
+    // dag-pb requires links sorted by name bytes; String's Ord is byte order.
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+
+    let estimate: usize = entries
+        .iter()
+        .map(|(name, c)| name.len() + c.cid.encoded_len())
+        .sum();
+    if estimate >= HAMT_THRESHOLD {
+        return Err(StoreError::Unsupported {
+            subject: path.display().to_string(),
+            what: format!(
+                "folder with {} entries is too large for one block ({estimate} bytes of links \
+                 >= {HAMT_THRESHOLD}); Kubo would shard it as a HAMT, which this importer does \
+                 not build",
+                entries.len()
+            ),
+        });
+    }
+
+    let block = pb::encode_node(
+        entries
+            .iter()
+            .map(|(name, c)| (&c.cid, name.as_str(), c.tsize)),
+        &pb::UNIXFS_DIRECTORY_DATA,
+    );
+    let cid = dag_pb_cid(&block);
+    sink.put_block(&cid, &block)?;
+    let tsize = block.len() as u64 + entries.iter().map(|(_, c)| c.tsize).sum::<u64>();
+    Ok(Imported {
+        cid,
+        tsize,
+        filesize: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::{decode_node, decode_unixfs, UNIXFS_DIRECTORY, UNIXFS_FILE};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// Keeps blocks in memory so tests can inspect the DAG.
+    #[derive(Default)]
+    struct MemSink(RefCell<HashMap<Cid, Vec<u8>>>);
+
+    impl BlockSink for MemSink {
+        fn put_block(&self, cid: &Cid, data: &[u8]) -> Result<()> {
+            self.0.borrow_mut().insert(*cid, data.to_vec());
+            Ok(())
+        }
+    }
+
+    impl MemSink {
+        fn get(&self, cid: &Cid) -> Vec<u8> {
+            self.0.borrow().get(cid).cloned().expect("block present")
+        }
+    }
+
+    /// Imports `len` bytes of a deterministic pattern through the file builder.
+    fn import_bytes(data: &[u8], sink: &MemSink) -> Imported {
+        let mut b = FileBuilder::default();
+        let mut chunks = data.chunks(CHUNK_SIZE);
+        match chunks.next() {
+            None => b.push_chunk(&[], sink).unwrap(),
+            Some(first) => {
+                b.push_chunk(first, sink).unwrap();
+                for c in chunks {
+                    b.push_chunk(c, sink).unwrap();
+                }
+            }
+        }
+        b.finish(sink).unwrap()
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// Depth of the tree and number of leaves, checking UnixFS sizes on the way.
+    fn shape(sink: &MemSink, cid: &Cid) -> (usize, usize, u64) {
+        if cid.codec() == crate::hash::CODEC_RAW {
+            return (0, 1, sink.get(cid).len() as u64);
+        }
+        let node = decode_node(&sink.get(cid)).unwrap();
+        let fs = decode_unixfs(node.data.as_deref().unwrap()).unwrap();
+        assert_eq!(fs.kind, UNIXFS_FILE);
+        assert!(node.links.len() <= MAX_LINKS);
+        assert_eq!(fs.blocksizes.len(), node.links.len());
+        let mut depth = None;
+        let mut leaves = 0;
+        let mut size = 0;
+        for (link, bs) in node.links.iter().zip(&fs.blocksizes) {
+            assert_eq!(link.name.as_deref(), Some(""));
+            let (d, l, s) = shape(sink, &link.cid);
+            assert_eq!(s, *bs, "blocksize of child");
+            assert!(
+                depth.is_none() || depth == Some(d),
+                "leaves all at one depth"
+            );
+            depth = Some(d);
+            leaves += l;
+            size += s;
+        }
+        assert_eq!(fs.filesize, Some(size));
+        (depth.unwrap() + 1, leaves, size)
+    }
+
+    #[test]
+    fn chunk_boundaries() {
+        for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE] {
+            let sink = MemSink::default();
+            let data = pattern(len);
+            let root = import_bytes(&data, &sink);
+            assert_eq!(root.cid, raw_cid(&data), "{len} bytes is a single raw leaf");
+            assert_eq!(root.tsize, len as u64);
+        }
+        let sink = MemSink::default();
+        let data = pattern(CHUNK_SIZE + 1);
+        let root = import_bytes(&data, &sink);
+        assert_eq!(root.cid.codec(), crate::hash::CODEC_DAG_PB);
+        assert_eq!(shape(&sink, &root.cid), (1, 2, CHUNK_SIZE as u64 + 1));
+        let node = decode_node(&sink.get(&root.cid)).unwrap();
+        assert_eq!(node.links[0].cid, raw_cid(&data[..CHUNK_SIZE]));
+        assert_eq!(node.links[1].cid, raw_cid(&data[CHUNK_SIZE..]));
+        assert_eq!(node.links[1].tsize, Some(1));
+        let block_len = sink.get(&root.cid).len() as u64;
+        assert_eq!(root.tsize, block_len + CHUNK_SIZE as u64 + 1);
+    }
+
+    #[test]
+    fn tree_shapes() {
+        // Chunks of one byte each would not be Kubo's chunking, but exercise the same tree
+        // builder cheaply: the shape depends only on the number of chunks.
+        for (chunks, depth) in [
+            (2, 1),
+            (MAX_LINKS, 1),
+            (MAX_LINKS + 1, 2),
+            (MAX_LINKS * MAX_LINKS, 2),
+            (MAX_LINKS * MAX_LINKS + 1, 3),
+        ] {
+            let sink = MemSink::default();
+            let mut b = FileBuilder::default();
+            for i in 0..chunks {
+                b.push_chunk(&(i as u32).to_le_bytes(), &sink).unwrap();
+            }
+            let root = b.finish(&sink).unwrap();
+            let (d, leaves, size) = shape(&sink, &root.cid);
+            assert_eq!(
+                (d, leaves, size),
+                (depth, chunks, 4 * chunks as u64),
+                "{chunks} chunks"
+            );
+            if chunks == MAX_LINKS + 1 {
+                // Root over a full node and a node with a single leaf.
+                let node = decode_node(&sink.get(&root.cid)).unwrap();
+                assert_eq!(node.links.len(), 2);
+                let last = decode_node(&sink.get(&node.links[1].cid)).unwrap();
+                assert_eq!(last.links.len(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn two_level_tree_from_a_file() {
+        // 174 * 262144 + 1 bytes: the first size that needs a second level of file nodes.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let f = File::create(&path).unwrap();
+        f.set_len((MAX_LINKS * CHUNK_SIZE + 1) as u64).unwrap(); // sparse zeros
+        let sink = MemSink::default();
+        let root = import_path(&path, &sink).unwrap();
+        assert_eq!(
+            shape(&sink, &root.cid),
+            (2, MAX_LINKS + 1, (MAX_LINKS * CHUNK_SIZE + 1) as u64)
+        );
+        // Identical zero chunks dedupe: full chunk, 1-byte chunk, two file nodes, root.
+        assert_eq!(sink.0.borrow().len(), 5);
+        assert_eq!(cid_of_path(&path).unwrap(), root.cid);
+    }
+
+    #[test]
+    fn folder_links_sorted_with_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("top");
+        fs::create_dir_all(top.join("b-sub/ü-nested")).unwrap();
+        fs::create_dir_all(top.join("empty")).unwrap();
+        fs::write(top.join("a.txt"), b"hello\n").unwrap();
+        fs::write(top.join("B.txt"), b"upper\n").unwrap();
+        fs::write(top.join(".hidden"), b"").unwrap();
+        fs::write(
+            top.join("b-sub/ü-nested/データ.bin"),
+            pattern(CHUNK_SIZE + 10),
+        )
+        .unwrap();
+        let sink = MemSink::default();
+        let root = import_path(&top, &sink).unwrap();
+
+        let node = decode_node(&sink.get(&root.cid)).unwrap();
+        assert_eq!(
+            decode_unixfs(node.data.as_deref().unwrap()).unwrap().kind,
+            UNIXFS_DIRECTORY
+        );
+        let names: Vec<_> = node.links.iter().map(|l| l.name.clone().unwrap()).collect();
+        assert_eq!(names, [".hidden", "B.txt", "a.txt", "b-sub", "empty"]);
+        assert_eq!(node.links[2].cid, raw_cid(b"hello\n"));
+        assert_eq!(node.links[2].tsize, Some(6));
+        assert_eq!(node.links[4].tsize, Some(4)); // the empty folder's 4-byte block
+        let sum: u64 = node.links.iter().map(|l| l.tsize.unwrap()).sum();
+        assert_eq!(root.tsize, sink.get(&root.cid).len() as u64 + sum);
+        assert_eq!(cid_of_path(&top).unwrap(), root.cid);
+    }
+
+    #[test]
+    fn unicode_names_sort_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["z", "é", "e", "Ω", "a b", "😀", "E"] {
+            fs::write(dir.path().join(name), name).unwrap();
+        }
+        let sink = MemSink::default();
+        let root = import_path(dir.path(), &sink).unwrap();
+        let node = decode_node(&sink.get(&root.cid)).unwrap();
+        let names: Vec<_> = node.links.iter().map(|l| l.name.clone().unwrap()).collect();
+        assert_eq!(names, ["E", "a b", "e", "z", "é", "Ω", "😀"]);
+    }
+
+    #[test]
+    fn symlinks_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("top");
+        fs::create_dir_all(top.join("sub")).unwrap();
+        fs::write(top.join("sub/ok"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", top.join("sub/link")).unwrap();
+        let err = cid_of_path(&top).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Symlink { path } if path.ends_with("sub/link")),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn non_utf8_names_are_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"bad\xff");
+        fs::write(dir.path().join(name), b"x").unwrap();
+        assert!(matches!(
+            cid_of_path(dir.path()),
+            Err(StoreError::InvalidName { .. })
+        ));
+    }
+
+    #[test]
+    fn add_path_reports_block_write_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskBlockstore::open(dir.path().join("store")).unwrap();
+        let top = dir.path().join("top");
+        for i in 0..50 {
+            write_file(&top.join(format!("f{i}")), &pattern(1000 + i));
+        }
+        // Block one leaf's shard folder with a plain file: its write fails.
+        let victim = raw_cid(&pattern(1025));
+        let shard = store.block_path(&victim).parent().unwrap().to_path_buf();
+        fs::create_dir_all(shard.parent().unwrap()).unwrap();
+        fs::write(&shard, b"in the way").unwrap();
+        let err = add_path(&top, &store).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io { path, .. } if path.starts_with(&shard)),
+            "{err}"
+        );
+        // Once unblocked, the same import succeeds and every block is there.
+        fs::remove_file(&shard).unwrap();
+        let root = add_path(&top, &store).unwrap();
+        assert_eq!(root, cid_of_path(&top).unwrap());
+        assert!(store.has(&victim).unwrap());
+    }
+
+    fn write_file(path: &Path, data: &[u8]) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
+    }
+
+    #[test]
+    fn missing_path_is_an_io_error_naming_it() {
+        let err = cid_of_path(Path::new("/nonexistent/lilypad")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/lilypad"), "{err}");
+    }
+
+    #[test]
+    fn huge_folder_is_unsupported() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2600 entries * (60-byte name + 36-byte CID) = 249600 < 262144: still one block.
+        // 2800 entries * 96 = 268800: Kubo would shard.
+        let name = |i: usize| format!("{i:060}");
+        for i in 0..2600 {
+            File::create(dir.path().join(name(i))).unwrap();
+        }
+        cid_of_path(dir.path()).unwrap();
+        for i in 2600..2800 {
+            File::create(dir.path().join(name(i))).unwrap();
+        }
+        let err = cid_of_path(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Unsupported { .. }), "{err}");
+        assert!(err.to_string().contains("HAMT"));
+    }
+}

@@ -1,0 +1,40 @@
+//! Content store for Lilypad.
+//!
+//! Resource providers publish job outputs with it, `lilypad run` fetches and verifies them, users
+//! reach it through `lilypad ipfs add/get`. It speaks IPFS: content is addressed by CIDs that are
+//! exactly those Kubo's `ipfs add -r --cid-version=1` prints, so any IPFS node or gateway can
+//! serve, pin and verify the same outputs.
+//!
+//! * [`cid_of_path`] / [`add_path`]: UnixFS importer (hash-only, or writing blocks into a
+//!   [`DiskBlockstore`]). See [`importer`] for the exact DAG layout and what is
+//!   refused (symlinks, HAMT-sized folders).
+//! * [`DiskBlockstore`]: blocks on disk, named by CID, written atomically.
+//! * [`export_car`] / [`import_car`]: CARv1 archives, every imported block verified.
+//! * [`gateway::router`] / [`gateway::serve`]: an HTTP path gateway (`/ipfs/<cid>[/<path>]`, with
+//!   `?format=car` and `?format=raw`).
+//! * [`fetch`]: downloads a DAG from a gateway, verifies every block and writes the files
+//!   atomically.
+//! * [`KuboClient`]: the parts of Kubo's RPC API used to publish and pin.
+//!
+//! Errors are one [`StoreError`] type; [`StoreError::is_retryable`] says whether trying again can
+//! help. Filesystem-heavy functions are blocking; the network ones are async (tokio).
+
+mod blockstore;
+mod car;
+mod dag;
+mod error;
+mod fetch;
+pub mod gateway;
+mod hash;
+pub mod importer;
+mod kubo;
+mod pb;
+
+pub use blockstore::DiskBlockstore;
+pub use car::{export_car, import_car, MAX_BLOCK_SIZE};
+pub use cid::Cid;
+pub use error::{Result, StoreError};
+pub use fetch::fetch;
+pub use hash::{parse_cid, CODEC_DAG_PB, CODEC_RAW};
+pub use importer::{add_path, cid_of_path, CHUNK_SIZE, MAX_LINKS};
+pub use kubo::KuboClient;
