@@ -341,16 +341,16 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         jobHash[id] = _hashMemory(next);
         emit ResultChallenged(id, msg.sender, job.mediator, next.challengedAt);
 
-        uint256 deposit = uint256(mediatorFee) + challengeBond;
-        if (deposit != 0) {
+        uint256 owed = uint256(mediatorFee) + challengeBond;
+        if (owed != 0) {
             Account storage a = _accounts[msg.sender];
             uint128 balance = a.balance;
-            if (balance >= deposit) {
+            if (balance >= owed) {
                 unchecked {
-                    a.balance = balance - uint128(deposit);
+                    a.balance = balance - uint128(owed);
                 }
             } else {
-                token.safeTransferFrom(msg.sender, address(this), deposit);
+                token.safeTransferFrom(msg.sender, address(this), owed);
             }
         }
     }
@@ -451,9 +451,10 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /// @notice Sends `amount` of the caller's free balance to `to`.
+    /// @notice Sends `amount` of the caller's free balance to `to` (not the market itself,
+    /// where tokens would be owed to no one).
     function withdraw(uint256 amount, address to) external {
-        if (to == address(0)) revert ZeroAddress();
+        if (to == address(0) || to == address(this)) revert InvalidRecipient(to);
         if (amount == 0) revert ZeroAmount();
         Account storage a = _accounts[msg.sender];
         uint128 balance = a.balance;

@@ -67,9 +67,16 @@ contract MarketRolesTest is MarketFixture {
     }
 
     function test_withdraw_revertsOnZeroRecipient() public {
-        vm.expectRevert(abi.encodeWithSelector(ZeroAddress.selector));
+        vm.expectRevert(abi.encodeWithSelector(InvalidRecipient.selector, address(0)));
         vm.prank(provider);
         market.withdraw(1, address(0));
+    }
+
+    /// @dev Tokens sent to the market itself would be owed to no one.
+    function test_withdraw_revertsWhenSendingToTheMarket() public {
+        vm.expectRevert(abi.encodeWithSelector(InvalidRecipient.selector, address(market)));
+        vm.prank(provider);
+        market.withdraw(1 ether, address(market));
     }
 
     function test_withdraw_revertsOnZeroAmount() public {

@@ -176,7 +176,6 @@ interface ILilypadMarketTypes {
     error NotNameOwner(string name, address owner);
     error InvalidModuleSpec();
     error InvalidTimeout(string which, uint256 value);
-    error PaymentTooLarge(uint256 payment);
     error CallbackGasTooHigh(uint256 callbackGas, uint256 max);
     error InsufficientGasForCallback(uint256 id, uint256 needed);
     error ResultMismatch(uint256 id);
@@ -185,6 +184,7 @@ interface ILilypadMarketTypes {
     error UnknownMediator(uint8 index);
     error AlreadyMediator(address account);
     error ZeroAddress();
+    error InvalidRecipient(address to);
     error ZeroAmount();
     error InvalidConfig();
 }
