@@ -55,7 +55,18 @@ pub async fn fetch(gateway: &str, cid: &Cid, dest: &Path) -> Result<Vec<PathBuf>
             source,
         })?;
 
-    let got_car = download_car(&client, &base, &cid, &store).await?;
+    // The CAR is only a faster path: when it fails on the way (the gateway dropped the
+    // connection, e.g. because it could not produce a block and aborted the stream before its
+    // headers went out), the blocks are asked for one by one, which names what is missing. An
+    // unreachable gateway still ends in a Network error there.
+    let got_car = match download_car(&client, &base, &cid, &store).await {
+        Ok(got) => got,
+        Err(e @ StoreError::Network { .. }) => {
+            warn!(%cid, error = %e, "CAR download failed; fetching blocks one by one");
+            true
+        }
+        Err(e) => return Err(e),
+    };
     // Fill in whatever the CAR did not hold (everything, if there was no CAR).
     let mut fetched = 0usize;
     loop {
