@@ -6,7 +6,7 @@
 //! - [`JobBook`]: every live job's `Job` struct rebuilt from those events, which is what the
 //!   market's calls take back (it stores only their hashes).
 //! - [`Checkpoint`]: an atomically written file for an agent's last handled block and book.
-//! - [`Deployment`]: `deployments/<chainId>.json`.
+//! - [`Deployment`], read from `deployments/<chainId>.json`.
 
 #![forbid(unsafe_code)]
 

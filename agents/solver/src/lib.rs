@@ -1,0 +1,246 @@
+//! The solver: watches jobs and provider offers on chain and records valid matches.
+//!
+//! Its whole state comes from the market's events ([`MarketView`] and a [`JobBook`]); a
+//! checkpoint file lets it resume where it stopped. A match it records is checked again by
+//! the market (offer, price cap, collateral, mediators), so the solver can choose among valid
+//! providers but cannot make an invalid match; two solvers racing for a job cost the loser a
+//! reverted estimate, nothing more.
+
+#![forbid(unsafe_code)]
+
+pub mod matching;
+pub mod view;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use lilypad_bindings::JobState;
+use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStream, JobBook, JobChange};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+pub use matching::{choose, Choice, NoMatch, Terms};
+pub use view::MarketView;
+
+/// How the solver runs.
+#[derive(Clone, Debug)]
+pub struct SolverOptions {
+    /// How often to look for new blocks.
+    pub poll: Duration,
+    /// The most unfinished jobs the solver gives one provider.
+    pub max_active_per_provider: u32,
+    /// Where to keep the checkpoint; `None` rebuilds from the deployment block on each start.
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl Default for SolverOptions {
+    fn default() -> Self {
+        Self { poll: Duration::from_millis(250), max_active_per_provider: 4, checkpoint: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SolverError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    next_block: u64,
+    book: BookSnapshot,
+    view: MarketView,
+}
+
+/// The solver's state and loop.
+pub struct Solver {
+    client: ChainClient,
+    options: SolverOptions,
+    stream: EventStream,
+    book: JobBook,
+    view: MarketView,
+    terms: Terms,
+    /// The last reason logged per job, so a job waiting for a provider is logged once per change.
+    waiting: HashMap<U256, NoMatch>,
+    checkpoint: Option<Checkpoint>,
+}
+
+impl Solver {
+    /// Loads the checkpoint (if any) and registers the signer as a solver if it is not one yet.
+    pub async fn start(client: ChainClient, options: SolverOptions) -> Result<Self, SolverError> {
+        let d = client.deployment().clone();
+        let checkpoint = options.checkpoint.clone().map(Checkpoint::new);
+        let saved: Option<Saved> = match &checkpoint {
+            Some(cp) => cp.load()?,
+            None => None,
+        };
+        let (next_block, book, view) = match saved.and_then(|s| JobBook::from_snapshot(&s.book).map(|b| (s.next_block, b, s.view))) {
+            Some(restored) => restored,
+            None => (d.start_block, JobBook::new(), MarketView::default()),
+        };
+        let me = client.address()?;
+        let account = client.retrying("reading the solver's account", || async {
+            client.market().accountOf(me).call().await.map_err(to_rpc)
+        });
+        let roles = account.await?.roles;
+        if roles & view::ROLE_SOLVER == 0 {
+            client.send("registerSolver", client.market().registerSolver()).await?;
+            info!(solver = %me, "registered as a solver");
+        }
+        let stream = EventStream::new(client.clone(), next_block).poll_interval(options.poll);
+        let terms = Terms { solver_fee_bps: d.solver_fee_bps, collateral_bps: d.collateral_bps, mediator_fee: d.mediator_fee };
+        Ok(Self { client, options, stream, book, view, terms, waiting: HashMap::new(), checkpoint })
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), SolverError> {
+        tokio::pin!(shutdown);
+        info!(solver = %self.client.address()?, from_block = self.stream.next_block(), "solver running");
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                step = self.step() => match step {
+                    Ok(()) => {}
+                    Err(SolverError::Chain(e)) if e.is_retryable() => {
+                        warn!(error = %e, "chain unavailable; will retry");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Reads new events (waiting for some), then tries to match every open job.
+    pub async fn step(&mut self) -> Result<(), SolverError> {
+        let batch = self.stream.next_batch().await?;
+        for log in &batch.logs {
+            self.view.apply(log);
+            match self.book.apply(log) {
+                Some(JobChange::Finished { record, .. }) if record.job.provider != Address::ZERO => {
+                    self.view.job_done(record.job.provider);
+                    self.waiting.remove(&record.id);
+                }
+                Some(JobChange::Finished { id, .. }) => {
+                    self.waiting.remove(&id);
+                }
+                Some(JobChange::Released(id)) => {
+                    if let Some(p) = self.release_provider(log) {
+                        self.view.job_done(p);
+                    }
+                    self.waiting.remove(&id);
+                }
+                _ => {}
+            }
+        }
+        self.match_open_jobs().await?;
+        if let Some(cp) = &self.checkpoint {
+            cp.save(&Saved { next_block: self.stream.next_block(), book: self.book.snapshot(), view: self.view.clone() })?;
+        }
+        Ok(())
+    }
+
+    fn release_provider(&self, log: &lilypad_chain::MarketLog) -> Option<Address> {
+        match &log.event {
+            lilypad_chain::MarketEvent::JobReleased(e) => Some(e.provider),
+            _ => None,
+        }
+    }
+
+    async fn match_open_jobs(&mut self) -> Result<(), SolverError> {
+        let open: Vec<_> = self.book.live().filter(|r| r.state() == JobState::Open).cloned().collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let now = self.now().await?;
+        let mut balances: HashMap<Address, u128> = HashMap::new();
+        for record in open {
+            let choice = loop {
+                let known = balances.clone();
+                match choose(&record.job, &self.view, &self.terms, now, self.options.max_active_per_provider, |a| known.get(&a).copied()) {
+                    Ok(c) if !balances.contains_key(&c.provider) => {
+                        // learn its free balance, then decide again with it
+                        let b = self.balance_of(c.provider).await?;
+                        balances.insert(c.provider, b);
+                    }
+                    other => break other,
+                }
+            };
+            match choice {
+                Ok(c) => {
+                    let market = self.client.market();
+                    let call = market.matchJob(record.id, record.job.clone(), c.provider, c.mediator);
+                    match self.client.send(&format!("matchJob(job {})", record.id), call).await {
+                        Ok(receipt) => {
+                            info!(job = %record.id, provider = %c.provider, price = c.price, mediator = c.mediator, gas = receipt.gas_used, "matched");
+                            // count it now so the next job in this pass sees the provider busier
+                            if let Some(p) = self.view.providers.get_mut(&c.provider) {
+                                p.active_jobs += 1;
+                            }
+                            if let Some(b) = balances.get_mut(&c.provider) {
+                                *b = b.saturating_sub(self.terms.collateral(c.price));
+                            }
+                            self.waiting.remove(&record.id);
+                        }
+                        Err(e) if e.is_retryable() => return Err(e.into()),
+                        Err(e) => warn!(job = %record.id, provider = %c.provider, error = %e, "match refused by the market"),
+                    }
+                }
+                Err(reason) => {
+                    if self.waiting.get(&record.id) != Some(&reason) {
+                        info!(job = %record.id, reason = %reason, "cannot match yet");
+                        self.waiting.insert(record.id, reason);
+                    }
+                }
+            }
+        }
+        // The view counted the new matches; the JobMatched events will count them again.
+        self.recount_active();
+        Ok(())
+    }
+
+    /// Active jobs per provider, from the book (the source of truth).
+    fn recount_active(&mut self) {
+        for p in self.view.providers.values_mut() {
+            p.active_jobs = 0;
+        }
+        for r in self.book.live() {
+            if r.state() != JobState::Open && r.job.provider != Address::ZERO {
+                if let Some(p) = self.view.providers.get_mut(&r.job.provider) {
+                    p.active_jobs += 1;
+                }
+            }
+        }
+    }
+
+    async fn balance_of(&self, provider: Address) -> Result<u128, SolverError> {
+        let market = self.client.market();
+        let b = self.client.retrying("reading a provider's balance", || async { market.balanceOf(provider).call().await.map_err(to_rpc) }).await?;
+        Ok(u128::try_from(b).unwrap_or(u128::MAX))
+    }
+
+    async fn now(&self) -> Result<u64, SolverError> {
+        use alloy::providers::Provider;
+        let block = self
+            .client
+            .retrying("reading the latest block", || async {
+                self.client.provider().get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await
+            })
+            .await?;
+        Ok(block.map(|b| b.header.timestamp).unwrap_or(0))
+    }
+
+    pub fn book(&self) -> &JobBook {
+        &self.book
+    }
+}
+
+/// A contract read's error as an RPC error, for [`ChainClient::retrying`].
+fn to_rpc(e: alloy::contract::Error) -> alloy::transports::RpcError<alloy::transports::TransportErrorKind> {
+    match e {
+        alloy::contract::Error::TransportError(t) => t,
+        other => alloy::transports::RpcError::LocalUsageError(Box::new(other)),
+    }
+}

@@ -1,0 +1,85 @@
+//! The solver against a real Anvil: it matches an open job to the provider that offers its
+//! module, logs why it cannot match a job nobody can run, and resumes from its checkpoint.
+
+use std::time::Duration;
+
+use alloy::primitives::{keccak256, U256};
+use lilypad_bindings::{JobState, ModuleSpec, Resources};
+use lilypad_chain::ChainClient;
+use lilypad_devnet::{accounts, deploy, devnet_config, Anvil};
+use lilypad_solver::{Solver, SolverOptions};
+
+const LP: u128 = 1_000_000_000_000_000_000;
+
+#[tokio::test]
+async fn matches_an_open_job_and_resumes_from_its_checkpoint() {
+    let anvil = Anvil::start(None).await.expect("anvil (run tools/bootstrap; source tools/env.sh)");
+    let url = anvil.url();
+    let d = deploy(&url, devnet_config()).await.unwrap();
+    let c = |key: &'static str| {
+        let d = d.clone();
+        let url = url.clone();
+        async move { ChainClient::connect(&url, Some(key), d).await.unwrap() }
+    };
+    let admin = c(accounts::ADMIN).await;
+    let provider = c(accounts::RESOURCE_PROVIDER).await;
+    let creator = c(accounts::JOB_CREATOR).await;
+    let mediator = c(accounts::MEDIATOR).await;
+    let dev = lilypad_bindings::LilypadDevToken::new(d.token, admin.provider().clone());
+    for who in [provider.address().unwrap(), creator.address().unwrap()] {
+        admin.send("faucet", dev.faucet(who, U256::from(1000 * LP))).await.unwrap();
+    }
+    mediator.send("registerMediator", mediator.market().registerMediator()).await.unwrap();
+    admin.send("setDefaultMediators", admin.market().setDefaultMediators(1)).await.unwrap();
+    let spec = |hash: &str| ModuleSpec {
+        specHash: keccak256(hash),
+        defaultPayment: 10 * LP,
+        runTimeout: 600,
+        flags: 0,
+        requirements: Resources { cpuMilli: 1000, ramMb: 64, diskMb: 16, vramMb: 0, gpus: 0 },
+    };
+    admin.send("publish", admin.market().publishModule("lilysay".into(), "0.1.0".into(), spec("a"))).await.unwrap();
+    admin.send("publish", admin.market().publishModule("nobody".into(), "1".into(), spec("b"))).await.unwrap();
+    let p = provider.market();
+    let me = provider.address().unwrap();
+    provider.send("registerProvider", p.registerProvider(1)).await.unwrap();
+    provider.send("setOffer", p.setOffer(keccak256("lilysay:0.1.0"), 5 * LP, true)).await.unwrap();
+    provider.send("approve", provider.token().approve(d.market, U256::from(100 * LP))).await.unwrap();
+    provider.send("deposit", p.deposit(me, U256::from(100 * LP))).await.unwrap();
+    let payee = creator.address().unwrap();
+    creator.send("approve", creator.token().approve(d.market, U256::from(100 * LP))).await.unwrap();
+    creator.send("runJob", creator.market().runJob("nobody:1".into(), vec![], payee)).await.unwrap();
+    creator.send("runJob", creator.market().runJob("lilysay:0.1.0".into(), vec!["Message=hi".into()], payee)).await.unwrap();
+
+    let dir = std::env::temp_dir().join(format!("lilypad-solver-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = SolverOptions { poll: Duration::from_millis(20), checkpoint: Some(dir.join("solver.json")), ..Default::default() };
+    let solver_client = c(accounts::SOLVER).await;
+    let mut solver = Solver::start(solver_client.clone(), options.clone()).await.unwrap();
+    solver.step().await.unwrap();
+
+    let job2 = solver.book().get(U256::from(2)).cloned().unwrap();
+    let market = solver_client.market();
+    let stored = market.jobHash(U256::from(2)).call().await.unwrap();
+    // the match is on chain; the book sees it on the next step
+    assert_ne!(stored, job2.hash(), "job 2 was matched (its hash changed)");
+    solver.step().await.unwrap();
+    let job2 = solver.book().get(U256::from(2)).unwrap();
+    assert_eq!(job2.state(), JobState::Matched);
+    assert_eq!(job2.job.provider, me);
+    assert_eq!(job2.job.price, 5 * LP);
+    assert_eq!(job2.hash(), market.jobHash(U256::from(2)).call().await.unwrap());
+    // job 1's module has no provider: still open
+    assert_eq!(solver.book().get(U256::from(1)).unwrap().state(), JobState::Open);
+
+    // a restarted solver picks up from its checkpoint: a new job is matched, nothing twice
+    drop(solver);
+    creator.send("runJob", creator.market().runJob("lilysay:0.1.0".into(), vec!["Message=again".into()], payee)).await.unwrap();
+    let mut solver = Solver::start(solver_client, options).await.unwrap();
+    solver.step().await.unwrap();
+    solver.step().await.unwrap();
+    assert_eq!(solver.book().get(U256::from(3)).unwrap().state(), JobState::Matched);
+    assert_eq!(solver.book().get(U256::from(2)).unwrap().state(), JobState::Matched);
+    assert_eq!(solver.book().len(), 3);
+    anvil.stop().await;
+}
