@@ -42,7 +42,7 @@ sol!(
     "abi/ExampleClient.json"
 );
 
-pub use ILilypadMarketTypes::{Config, Job, JobRequest, ModuleSpec, Resources};
+pub use ILilypadMarketTypes::{Config, Job, JobRequest, ModuleSpec, Resources, Settlement};
 
 /// The non-final states of a job, as `Job.state` holds them (`ILilypadMarketTypes.JobState`).
 /// A job in a final state has no stored hash; the event that ended it tells the outcome.

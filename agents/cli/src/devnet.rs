@@ -1,0 +1,161 @@
+//! `lilypad devnet`: Anvil as a child process, the contracts deployed, the well-known accounts
+//! funded and given their roles, the modules published, and a solver and a resource provider
+//! running in this process, until Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use eyre::{eyre, WrapErr};
+use lilypad_chain::ChainClient;
+use lilypad_devnet::{accounts, address_of, deploy, devnet_config, write_deployment, Anvil};
+use lilypad_module::Module;
+use tracing::info;
+
+use crate::network::DevnetInfo;
+
+#[derive(clap::Args, Debug)]
+pub struct DevnetArgs {
+    /// Anvil's port.
+    #[arg(long, default_value_t = 8545)]
+    pub port: u16,
+    /// Folder of module folders to publish and offer.
+    #[arg(long, default_value = "modules")]
+    pub modules: PathBuf,
+    /// Port of the resource provider's outputs gateway (0: any free one).
+    #[arg(long, default_value_t = 0)]
+    pub gateway_port: u16,
+    /// Set up and exit once ready (for scripts), leaving nothing running.
+    #[arg(long, hide = true)]
+    pub check: bool,
+}
+
+const LP: u128 = 1_000_000_000_000_000_000;
+/// What the devnet provider asks per lilysay-sized job, and the collateral it keeps.
+const PRICE: u128 = LP;
+const COLLATERAL: u128 = 1_000 * LP;
+
+pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
+    let root = data_dir.join("devnet");
+    std::fs::create_dir_all(&root).wrap_err_with(|| format!("creating {}", root.display()))?;
+    let module_dirs = module_folders(&args.modules)?;
+    let modules: Vec<Module> = module_dirs
+        .iter()
+        .map(|d| Module::load(d).wrap_err_with(|| format!("module {}", d.display())))
+        .collect::<eyre::Result<_>>()?;
+
+    let anvil = Anvil::start(Some(args.port)).await.wrap_err("starting anvil")?;
+    let url = anvil.url();
+    info!(%url, "anvil started");
+    let d = deploy(&url, devnet_config()).await?;
+    let deployment = write_deployment(&root, &d)?;
+    info!(market = %d.market, token = %d.token, "contracts deployed");
+
+    let admin = ChainClient::connect(&url, Some(accounts::ADMIN), d.clone()).await?;
+    let dev = lilypad_bindings::LilypadDevToken::new(d.token, admin.provider().clone());
+    for key in [
+        accounts::JOB_CREATOR,
+        accounts::JOB_CREATOR_2,
+        accounts::SOLVER,
+        accounts::MEDIATOR,
+        accounts::RESOURCE_PROVIDER,
+        accounts::RESOURCE_PROVIDER_2,
+        accounts::RESOURCE_PROVIDER_3,
+        accounts::AUDITOR,
+    ] {
+        let who = address_of(key).ok_or_else(|| eyre!("bad devnet key"))?;
+        admin.send("faucet", dev.faucet(who, U256::from(100_000 * LP))).await?;
+    }
+    let mediator = ChainClient::connect(&url, Some(accounts::MEDIATOR), d.clone()).await?;
+    mediator.send("registerMediator", mediator.market().registerMediator()).await?;
+    admin.send("setDefaultMediators", admin.market().setDefaultMediators(1)).await?;
+    for m in &modules {
+        let spec = m.chain_spec();
+        admin
+            .send(&format!("publishModule({})", m.reference()), admin.market().publishModule(m.name().to_string(), m.version().to_string(), spec))
+            .await?;
+        info!(module = %m.reference(), hash = %m.cid(), "module published");
+    }
+
+    let solver_client = ChainClient::connect(&url, Some(accounts::SOLVER), d.clone()).await?;
+    let solver = lilypad_solver::Solver::start(
+        solver_client,
+        lilypad_solver::SolverOptions { poll: Duration::from_millis(20), ..Default::default() },
+    )
+    .await?;
+    let provider_client = ChainClient::connect(&url, Some(accounts::RESOURCE_PROVIDER), d.clone()).await?;
+    let provider = lilypad_provider::Provider::start(
+        provider_client,
+        lilypad_provider::ProviderOptions {
+            modules: module_dirs.clone(),
+            price: PRICE,
+            collateral: COLLATERAL,
+            mediators: u64::MAX,
+            data_dir: root.join("provider"),
+            gateway: ([127, 0, 0, 1], args.gateway_port).into(),
+            concurrency: 2,
+            allow_network: false,
+            poll: Duration::from_millis(20),
+        },
+    )
+    .await?;
+    let gateway = format!("http://{}", provider.gateway());
+
+    let info = DevnetInfo {
+        rpc_url: url.clone(),
+        deployment,
+        gateway: gateway.clone(),
+        modules: module_dirs.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect(),
+        job_creator_key: accounts::JOB_CREATOR.into(),
+        solver_key: accounts::SOLVER.into(),
+        provider_key: accounts::RESOURCE_PROVIDER.into(),
+    };
+    let info_path = DevnetInfo::path(data_dir);
+    let tmp = info_path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+    std::fs::rename(&tmp, &info_path)?;
+
+    println!("Lilypad devnet ready");
+    println!("  chain      {url} (chain id 31337)");
+    println!("  market     {}", d.market);
+    println!("  outputs    {gateway}/ipfs/<cid>");
+    println!("  modules    {}", modules.iter().map(|m| m.reference().to_string()).collect::<Vec<_>>().join(", "));
+    println!("  run a job  lilypad run lilysay:0.1.0 -i Message=hello");
+    println!("(Ctrl-C to stop)");
+    if args.check {
+        let _ = std::fs::remove_file(&info_path);
+        anvil.stop().await;
+        return Ok(());
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
+    };
+    let solver_task = tokio::spawn(solver.run(wait(stop_rx.clone())));
+    let provider_task = tokio::spawn(provider.run(wait(stop_rx.clone())));
+    tokio::select! {
+        _ = crate::shutdown_signal() => info!("stopping"),
+        r = solver_task => return Err(eyre!("the solver stopped: {:?}", r)),
+        r = provider_task => return Err(eyre!("the resource provider stopped: {:?}", r)),
+    }
+    let _ = stop_tx.send(true);
+    let _ = std::fs::remove_file(&info_path);
+    anvil.stop().await;
+    Ok(())
+}
+
+fn module_folders(dir: &Path) -> eyre::Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).wrap_err_with(|| {
+        format!("reading the modules folder {} (run from the repository root, or pass --modules)", dir.display())
+    })?;
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(lilypad_module::SPEC_FILE).is_file())
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        return Err(eyre!("no module folders (with {}) in {}", lilypad_module::SPEC_FILE, dir.display()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,252 @@
+//! `lilypad`: run jobs on the network, run its agents, start a local devnet.
+
+mod devnet;
+mod network;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes of `lilypad run` (and of the other commands, where they apply).
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// The job ran and failed (non-zero exit code), or was refused on chain.
+    pub const JOB_FAILED: u8 = 1;
+    /// Bad input: unknown module, bad inputs, bad flags. Nothing was paid.
+    pub const BAD_INPUT: u8 = 2;
+    /// The job timed out (no match, no result); its payment is refundable.
+    pub const TIMEOUT: u8 = 3;
+    /// The chain, Docker or the network failed.
+    pub const INFRA: u8 = 4;
+}
+
+#[derive(Parser)]
+#[command(name = "lilypad", version, about = "Run compute jobs on the Lilypad network", propagate_version = true)]
+struct Cli {
+    /// Folder for downloaded results, agent state and the devnet's files.
+    #[arg(long, global = true, env = "DATA_DIR", default_value = "/tmp/lilypad/data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a module on the network: lilypad run lilysay:0.1.0 -i Message=hello
+    Run(run::RunArgs),
+    /// Start a local devnet (Anvil, the contracts, a solver and a resource provider) until Ctrl-C.
+    Devnet(devnet::DevnetArgs),
+    /// Run a solver.
+    Solver {
+        #[command(flatten)]
+        network: network::NetworkArgs,
+    },
+    /// Run a resource provider.
+    ResourceProvider {
+        #[command(flatten)]
+        network: network::NetworkArgs,
+        /// Module folders to offer (repeatable).
+        #[arg(long = "module", required = true)]
+        modules: Vec<PathBuf>,
+        /// Price per job, in token units (wei of LP).
+        #[arg(long, env = "OFFER_PRICE", default_value = "1000000000000000000")]
+        price: u128,
+        /// Collateral to keep deposited, in token units.
+        #[arg(long, env = "COLLATERAL", default_value = "100000000000000000000")]
+        collateral: u128,
+        /// Where to serve job outputs.
+        #[arg(long, env = "GATEWAY_ADDR", default_value = "127.0.0.1:8090")]
+        gateway: SocketAddr,
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
+    /// Content addressing: the same CIDs as `ipfs add -r --cid-version=1`.
+    Ipfs {
+        #[command(subcommand)]
+        command: IpfsCommand,
+    },
+    /// Job modules.
+    Module {
+        #[command(subcommand)]
+        command: ModuleCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IpfsCommand {
+    /// Print the CID of a file or folder.
+    Add { path: PathBuf },
+    /// Fetch a CID from a gateway into a folder, verifying every block.
+    Get {
+        cid: String,
+        dest: PathBuf,
+        #[arg(long, env = "IPFS_GATEWAY", default_value = "http://127.0.0.1:8090")]
+        gateway: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModuleCommand {
+    /// Create a working module skeleton in a new folder.
+    Init {
+        dir: PathBuf,
+        /// The module's name (default: the folder's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Build a module's image and print its content hash.
+    Build { dir: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default_log_level(&cli.command)))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INFRA);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    ExitCode::from(code)
+}
+
+fn default_log_level(command: &Command) -> &'static str {
+    match command {
+        Command::Run(_) | Command::Ipfs { .. } | Command::Module { .. } => "warn",
+        _ => "info",
+    }
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    let result = match cli.command {
+        Command::Run(args) => return run::run(args, &cli.data_dir).await,
+        Command::Devnet(args) => devnet::devnet(args, &cli.data_dir).await,
+        Command::Solver { network } => solver(network, &cli.data_dir).await,
+        Command::ResourceProvider { network, modules, price, collateral, gateway, concurrency } => {
+            provider(network, &cli.data_dir, modules, price, collateral, gateway, concurrency).await
+        }
+        Command::Ipfs { command } => ipfs(command).await,
+        Command::Module { command } => module(command).await,
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            exit::INFRA
+        }
+    }
+}
+
+async fn solver(network: network::NetworkArgs, data_dir: &std::path::Path) -> eyre::Result<()> {
+    let net = network.resolve(data_dir)?;
+    let client = net.connect(true).await?;
+    let options = lilypad_solver::SolverOptions {
+        checkpoint: Some(data_dir.join("solver").join(format!("{}.json", client.address()?))),
+        ..Default::default()
+    };
+    let solver = lilypad_solver::Solver::start(client, options).await?;
+    solver.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn provider(
+    network: network::NetworkArgs,
+    data_dir: &std::path::Path,
+    modules: Vec<PathBuf>,
+    price: u128,
+    collateral: u128,
+    gateway: SocketAddr,
+    concurrency: usize,
+) -> eyre::Result<()> {
+    let net = network.resolve_with(data_dir, |d| d.provider_key.clone())?;
+    let client = net.connect(true).await?;
+    let options = lilypad_provider::ProviderOptions {
+        modules,
+        price,
+        collateral,
+        mediators: u64::MAX,
+        data_dir: data_dir.join("provider").join(client.address()?.to_string()),
+        gateway,
+        concurrency,
+        allow_network: false,
+        poll: std::time::Duration::from_millis(250),
+    };
+    let provider = lilypad_provider::Provider::start(client, options).await?;
+    provider.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn ipfs(command: IpfsCommand) -> eyre::Result<()> {
+    match command {
+        IpfsCommand::Add { path } => {
+            let cid = tokio::task::spawn_blocking(move || lilypad_store::cid_of_path(&path)).await??;
+            println!("{cid}");
+        }
+        IpfsCommand::Get { cid, dest, gateway } => {
+            let cid = lilypad_store::parse_cid(&cid)?;
+            let files = lilypad_store::fetch(&gateway, &cid, &dest).await?;
+            println!("fetched and verified {} files into {}", files.len(), dest.display());
+        }
+    }
+    Ok(())
+}
+
+async fn module(command: ModuleCommand) -> eyre::Result<()> {
+    match command {
+        ModuleCommand::Init { dir, name } => {
+            let name = match name {
+                Some(n) => n,
+                None => dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| eyre::eyre!("give the module a --name"))?,
+            };
+            let module = lilypad_module::init_module(&dir, &name)?;
+            println!("created {} in {} (content hash {})", module.reference(), dir.display(), module.cid());
+            println!("build it with: lilypad module build {}", dir.display());
+        }
+        ModuleCommand::Build { dir } => {
+            let module = lilypad_module::Module::load(&dir)?;
+            let executor = lilypad_executor::Executor::connect().await?;
+            executor.preflight().await?;
+            let image = lilypad_module::build_image(&module, &executor).await?;
+            println!("{} built as image {image}", module.reference());
+            println!("content hash (CID): {}", module.cid());
+            println!("spec hash (on chain): {}", module.spec_hash());
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,368 @@
+//! The resource provider: registers its offers, runs the jobs matched to it in a Docker
+//! sandbox, publishes each job's result folder by CID (`stdout`, `stderr`, `exitCode`,
+//! `outputs/`), serves it over HTTP (`/ipfs/<cid>`), posts the CID on chain and settles its
+//! jobs once their challenge windows have passed.
+//!
+//! Its state comes from the chain: after a crash it finds its matched jobs in the market's
+//! events again, reuses a result it already made (the result folder is kept by job id), and
+//! the market refuses anything done twice.
+
+#![forbid(unsafe_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use lilypad_bindings::{JobState, Settlement};
+use lilypad_chain::{ChainClient, ChainError, EventStream, JobBook, JobRecord};
+use lilypad_executor::Executor;
+use lilypad_module::Module;
+use lilypad_store::{Cid, DiskBlockstore};
+use tokio::sync::{mpsc, Semaphore};
+use tracing::{error, info, warn};
+
+/// How the provider runs.
+#[derive(Clone, Debug)]
+pub struct ProviderOptions {
+    /// Module folders this provider runs, each offered at `price`.
+    pub modules: Vec<PathBuf>,
+    /// Price asked per job (token units), for every module.
+    pub price: u128,
+    /// Free balance to keep deposited in the market as collateral.
+    pub collateral: u128,
+    /// Mediators accepted (bit i = mediator i).
+    pub mediators: u64,
+    /// Results, blocks and the like.
+    pub data_dir: PathBuf,
+    /// Where to serve outputs (`/ipfs/<cid>`).
+    pub gateway: SocketAddr,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Let modules that ask for a network have one.
+    pub allow_network: bool,
+    pub poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("module {path}: {reason}")]
+    Module { path: PathBuf, reason: String },
+    #[error("module {reference} is not published on chain: publish it first (lilypad module publish)")]
+    NotPublished { reference: String },
+    #[error("module {reference}: the local folder's hash {local} is not the one published on chain ({chain})")]
+    HashMismatch { reference: String, local: B256, chain: B256 },
+    #[error("Docker: {0}")]
+    Executor(#[from] lilypad_executor::ExecError),
+    #[error("content store: {0}")]
+    Store(#[from] lilypad_store::StoreError),
+    #[error("not enough tokens for collateral: balance {balance}, need {needed} more (fund this account)")]
+    NoFunds { balance: u128, needed: u128 },
+}
+
+/// What a finished run reports back to the main loop.
+struct Finished {
+    id: U256,
+    result: Result<(Cid, B256), String>,
+}
+
+/// A running resource provider.
+pub struct Provider {
+    client: ChainClient,
+    options: ProviderOptions,
+    me: Address,
+    executor: Arc<Executor>,
+    store: DiskBlockstore,
+    modules: HashMap<B256, Arc<Module>>,
+    book: JobBook,
+    stream: EventStream,
+    running: HashSet<U256>,
+    submitted: HashSet<U256>,
+    gateway: SocketAddr,
+    done_tx: mpsc::Sender<Finished>,
+    done_rx: mpsc::Receiver<Finished>,
+    slots: Arc<Semaphore>,
+}
+
+impl Provider {
+    /// Checks Docker and the modules, registers (provider role, offers, collateral) as needed
+    /// and starts the output gateway.
+    pub async fn start(client: ChainClient, options: ProviderOptions) -> Result<Self, ProviderError> {
+        let me = client.address()?;
+        let executor = Executor::connect().await?;
+        executor.preflight().await?;
+        let removed = executor.cleanup_leftovers().await?;
+        if removed > 0 {
+            info!(removed, "removed containers left by a previous run");
+        }
+        let market = client.market();
+
+        let mut modules = HashMap::new();
+        for dir in &options.modules {
+            let module = Module::load(dir).map_err(|e| ProviderError::Module { path: dir.clone(), reason: e.to_string() })?;
+            let reference = module.reference().to_string();
+            let (spec, published_at) = client
+                .retrying("reading the module directory", || async { market.getModule(module.id()).call().await.map(|r| (r.spec, r.publishedAt)).map_err(to_rpc) })
+                .await?;
+            if published_at == alloy::primitives::aliases::U40::ZERO {
+                return Err(ProviderError::NotPublished { reference });
+            }
+            if spec.specHash != module.spec_hash() {
+                return Err(ProviderError::HashMismatch { reference, local: module.spec_hash(), chain: spec.specHash });
+            }
+            modules.insert(module.id(), Arc::new(module));
+        }
+
+        let account = client.retrying("reading the provider's account", || async { market.accountOf(me).call().await.map_err(to_rpc) }).await?;
+        if account.roles & 2 == 0 || account.mediators != options.mediators {
+            client.send("registerProvider", market.registerProvider(options.mediators)).await?;
+            info!(provider = %me, "registered as a resource provider");
+        }
+        for (id, module) in &modules {
+            let offer = client.retrying("reading an offer", || async { market.offerOf(me, *id).call().await.map_err(to_rpc) }).await?;
+            if !offer.active || offer.price != options.price {
+                client.send("setOffer", market.setOffer(*id, options.price, true)).await?;
+                info!(module = %module.reference(), price = options.price, "offered");
+            }
+        }
+        let free = u128::try_from(client.retrying("reading the balance", || async { market.balanceOf(me).call().await.map_err(to_rpc) }).await?).unwrap_or(u128::MAX);
+        if free < options.collateral {
+            let needed = options.collateral - free;
+            let token = client.token();
+            let held = client.retrying("reading token balance", || async { token.balanceOf(me).call().await.map_err(to_rpc) }).await?;
+            let held = u128::try_from(held).unwrap_or(u128::MAX);
+            if held < needed {
+                return Err(ProviderError::NoFunds { balance: held, needed });
+            }
+            client.send("approve", token.approve(client.deployment().market, U256::from(needed))).await?;
+            client.send("deposit", market.deposit(me, U256::from(needed))).await?;
+            info!(deposited = needed, "collateral deposited");
+        }
+
+        let store = DiskBlockstore::open(options.data_dir.join("blocks"))?;
+        let (gateway, _server) = lilypad_store::gateway::serve(store.clone(), options.gateway).await?;
+        info!(%gateway, "serving outputs at http://{gateway}/ipfs/<cid>");
+
+        let stream = EventStream::new(client.clone(), client.deployment().start_block).poll_interval(options.poll);
+        let (done_tx, done_rx) = mpsc::channel(64);
+        let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        Ok(Self {
+            client,
+            me,
+            executor: Arc::new(executor),
+            store,
+            modules,
+            book: JobBook::new(),
+            stream,
+            running: HashSet::new(),
+            submitted: HashSet::new(),
+            gateway,
+            done_tx,
+            done_rx,
+            slots,
+            options,
+        })
+    }
+
+    /// The address the outputs gateway listens on.
+    pub fn gateway(&self) -> SocketAddr {
+        self.gateway
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ProviderError> {
+        tokio::pin!(shutdown);
+        info!(provider = %self.me, modules = self.modules.len(), "resource provider running");
+        let mut settle_tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            let step: Result<(), ProviderError> = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                batch = self.stream.next_batch() => match batch {
+                    Ok(batch) => {
+                        for log in &batch.logs {
+                            self.book.apply(log);
+                        }
+                        self.start_new_jobs();
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                },
+                Some(done) = self.done_rx.recv() => self.finish(done).await,
+                _ = settle_tick.tick() => self.settle_due().await,
+            };
+            match step {
+                Ok(()) => {}
+                Err(ProviderError::Chain(e)) if e.is_retryable() => {
+                    warn!(error = %e, "chain unavailable; will retry");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Starts a run for every job matched to this provider that is not running or done.
+    fn start_new_jobs(&mut self) {
+        let mine: Vec<JobRecord> = self
+            .book
+            .live()
+            .filter(|r| r.state() == JobState::Matched && r.job.provider == self.me)
+            .filter(|r| !self.running.contains(&r.id) && !self.submitted.contains(&r.id))
+            .cloned()
+            .collect();
+        for record in mine {
+            let Some(module) = self.modules.get(&record.job.moduleId).cloned() else {
+                warn!(job = %record.id, module = %record.job.moduleId, "matched to a module this provider does not have");
+                continue;
+            };
+            self.running.insert(record.id);
+            let executor = self.executor.clone();
+            let store = self.store.clone();
+            let tx = self.done_tx.clone();
+            let slots = self.slots.clone();
+            let dir = self.result_dir(record.id);
+            let allow_network = self.options.allow_network;
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                let id = record.id;
+                let result = run_job(&executor, &store, &module, &record, &dir, allow_network).await;
+                let _ = tx.send(Finished { id, result }).await;
+            });
+        }
+    }
+
+    fn result_dir(&self, id: U256) -> PathBuf {
+        self.options.data_dir.join("results").join(id.to_string())
+    }
+
+    /// Posts a finished run's result (or gives the job back when it could not run).
+    async fn finish(&mut self, done: Finished) -> Result<(), ProviderError> {
+        self.running.remove(&done.id);
+        // the events may have moved on (a timeout, another transition): use the current record
+        self.catch_up().await?;
+        let Some(record) = self.book.get(done.id).cloned() else { return Ok(()) };
+        if record.state() != JobState::Matched || record.job.provider != self.me {
+            return Ok(());
+        }
+        let market = self.client.market();
+        match done.result {
+            Ok((cid, result_hash)) => {
+                let call = market.submitResult(done.id, record.job.clone(), cid.to_string(), result_hash);
+                match self.client.send(&format!("submitResult(job {})", done.id), call).await {
+                    Ok(r) => {
+                        info!(job = %done.id, %cid, gas = r.gas_used, "result submitted");
+                        self.submitted.insert(done.id);
+                    }
+                    Err(e) if e.is_retryable() => return Err(e.into()),
+                    Err(e) => error!(job = %done.id, error = %e, "the market refused the result"),
+                }
+            }
+            Err(reason) => {
+                warn!(job = %done.id, %reason, "cannot run the job; giving it back");
+                let call = market.releaseJob(done.id, record.job.clone());
+                if let Err(e) = self.client.send(&format!("releaseJob(job {})", done.id), call).await {
+                    error!(job = %done.id, error = %e, "could not give the job back");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn catch_up(&mut self) -> Result<(), ProviderError> {
+        while let Some(batch) = self.stream.poll_once().await? {
+            for log in &batch.logs {
+                self.book.apply(log);
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles, in one transaction, this provider's jobs whose challenge windows have passed.
+    async fn settle_due(&mut self) -> Result<(), ProviderError> {
+        use alloy::providers::Provider as _;
+        let due: Vec<JobRecord> = self
+            .book
+            .live()
+            .filter(|r| r.state() == JobState::Submitted && r.job.provider == self.me && r.data_id.is_some())
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let now = self
+            .client
+            .retrying("reading the latest block", || async { self.client.provider().get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await })
+            .await?
+            .map(|b| b.header.timestamp)
+            .unwrap_or(0);
+        let items: Vec<Settlement> = due
+            .into_iter()
+            .filter(|r| r.deadline().is_some_and(|d| now > d))
+            .map(|r| Settlement {
+                id: r.id,
+                job: r.job.clone(),
+                dataId: r.data_id.clone().unwrap_or_default(),
+                resultHash: r.result_hash.unwrap_or_default(),
+            })
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let n = items.len();
+        let market = self.client.market();
+        match self.client.send("settleMany", market.settleMany(items)).await {
+            Ok(r) => info!(jobs = n, gas = r.gas_used, "settled"),
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            // another party settled one of them first: the next events drop it from the list
+            Err(e) => warn!(error = %e, "settlement refused; will retry with fresh state"),
+        }
+        Ok(())
+    }
+}
+
+/// Runs one job (or reuses the result of an earlier run of it) and returns its CID and the
+/// result hash (the CID's sha2-256 digest).
+async fn run_job(
+    executor: &Executor,
+    store: &DiskBlockstore,
+    module: &Module,
+    record: &JobRecord,
+    dir: &Path,
+    allow_network: bool,
+) -> Result<(Cid, B256), String> {
+    if !dir.exists() {
+        let inputs = module.parse_inputs(&record.inputs).map_err(|e| format!("its inputs are invalid: {e}"))?;
+        let rendered = module.render(&inputs).map_err(|e| format!("its inputs are invalid: {e}"))?;
+        if rendered.network && !allow_network {
+            return Err("the module asks for a network and this provider does not allow it".into());
+        }
+        let image = lilypad_module::build_image(module, executor).await.map_err(|e| format!("building the image failed: {e}"))?;
+        let spec = rendered.to_run_spec(&image, None);
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let tmp = dir.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let outcome = executor.run(&format!("job-{}", record.id), &spec, dir).await.map_err(|e| format!("the run failed: {e}"))?;
+        info!(job = %record.id, exit = outcome.exit_code, timed_out = outcome.timed_out, secs = outcome.duration.as_secs_f64(), "job ran");
+    }
+    let store = store.clone();
+    let dir = dir.to_path_buf();
+    let cid = tokio::task::spawn_blocking(move || lilypad_store::add_path(&dir, &store))
+        .await
+        .map_err(|e| format!("publishing the result panicked: {e}"))?
+        .map_err(|e| format!("publishing the result failed: {e}"))?;
+    let hash = lilypad_module::spec_hash_of(&cid).ok_or("the result's CID is not sha2-256")?;
+    Ok((cid, hash))
+}
+
+fn to_rpc(e: alloy::contract::Error) -> alloy::transports::RpcError<alloy::transports::TransportErrorKind> {
+    match e {
+        alloy::contract::Error::TransportError(t) => t,
+        other => alloy::transports::RpcError::LocalUsageError(Box::new(other)),
+    }
+}
