@@ -25,6 +25,9 @@ pub struct DevnetArgs {
     /// Port of the resource provider's outputs gateway (0: any free one).
     #[arg(long, default_value_t = 0)]
     pub gateway_port: u16,
+    /// Seconds a result can be challenged before it settles.
+    #[arg(long, default_value_t = 30)]
+    pub challenge_window: u32,
     /// Set up and exit once ready (for scripts), leaving nothing running.
     #[arg(long, hide = true)]
     pub check: bool,
@@ -44,10 +47,12 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         .map(|d| Module::load(d).wrap_err_with(|| format!("module {}", d.display())))
         .collect::<eyre::Result<_>>()?;
 
-    let anvil = Anvil::start(Some(args.port)).await.wrap_err("starting anvil")?;
+    let anvil = Anvil::start_with(Some(args.port), Some(1)).await.wrap_err("starting anvil")?;
     let url = anvil.url();
     info!(%url, "anvil started");
-    let d = deploy(&url, devnet_config()).await?;
+    let mut config = devnet_config();
+    config.challengeWindow = args.challenge_window.max(1);
+    let d = deploy(&url, config).await?;
     let deployment = write_deployment(&root, &d)?;
     info!(market = %d.market, token = %d.token, "contracts deployed");
 

@@ -53,14 +53,24 @@ pub struct Anvil {
 }
 
 impl Anvil {
-    /// Starts Anvil on `port` (a free one when `None`), instant mining.
+    /// Starts Anvil on `port` (a free one when `None`), mining each transaction at once.
     pub async fn start(port: Option<u16>) -> Result<Self, DevnetError> {
+        Self::start_with(port, None).await
+    }
+
+    /// Like [`Anvil::start`], plus, with `block_time`, an empty block every that many seconds
+    /// so that time moves on (deadlines and challenge windows pass) when nobody transacts.
+    pub async fn start_with(port: Option<u16>, block_time: Option<u64>) -> Result<Self, DevnetError> {
         let port = match port {
             Some(p) => p,
             None => free_port()?,
         };
-        let child = Command::new("anvil")
-            .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--silent", "--chain-id", "31337"])
+        let mut command = Command::new("anvil");
+        command.args(["--port", &port.to_string(), "--host", "127.0.0.1", "--silent", "--chain-id", "31337"]);
+        if let Some(secs) = block_time {
+            command.args(["--block-time", &secs.to_string(), "--mixed-mining"]);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -94,7 +104,7 @@ impl Anvil {
     }
 }
 
-fn free_port() -> Result<u16, DevnetError> {
+pub fn free_port() -> Result<u16, DevnetError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(DevnetError::NoPort)?;
     l.local_addr().map(|a| a.port()).map_err(DevnetError::NoPort)
 }

@@ -1,0 +1,215 @@
+//! End to end, with everything real: `lilypad devnet` (Anvil, the contracts, a solver, a
+//! resource provider running Docker) as a child process, then
+//! - `lilypad run lilysay:0.1.0 -i Message=...`: the printed art and CID, the files on disk,
+//!   the CID recomputed from them, and the settlement's balances on chain;
+//! - the contract path: a client contract calls runJob and is called back with the CID;
+//! - bad input is refused before anything is paid.
+//!
+//! Needs anvil (tools/bootstrap) and a Docker engine (tools/bootstrap --docker).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider as _;
+use alloy::sol_types::SolEvent;
+use lilypad_bindings::{ExampleClient, LilypadMarket};
+use lilypad_chain::{ChainClient, Deployment};
+use lilypad_devnet::accounts;
+
+const LILYPAD: &str = env!("CARGO_BIN_EXE_lilypad");
+const LP: u128 = 1_000_000_000_000_000_000;
+
+struct Devnet {
+    child: Child,
+    data_dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Devnet {
+    fn start(challenge_window: u32) -> Devnet {
+        let data_dir = tempfile::tempdir().unwrap();
+        let log = data_dir.path().join("devnet.log");
+        let port = lilypad_devnet::free_port().expect("a free port");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let child = Command::new(LILYPAD)
+            .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", &port.to_string()])
+            .args(["--challenge-window", &challenge_window.to_string()])
+            .args(["--modules", repo.join("modules").to_str().unwrap()])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .expect("start lilypad devnet");
+        let mut devnet = Devnet { child, data_dir, log };
+        let started = Instant::now();
+        while !devnet.data_dir.path().join("devnet.json").exists() {
+            if let Ok(Some(status)) = devnet.child.try_wait() {
+                panic!("lilypad devnet exited ({status}):\n{}", devnet.log());
+            }
+            assert!(started.elapsed() < Duration::from_secs(180), "devnet not ready in 180 s:\n{}", devnet.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        devnet
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn info(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.data_dir.path().join("devnet.json")).unwrap()).unwrap()
+    }
+
+    fn lilypad(&self, args: &[&str]) -> Output {
+        Command::new(LILYPAD)
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lilypad")
+    }
+
+    async fn client(&self, key: &str) -> ChainClient {
+        let info = self.info();
+        let deployment = Deployment::load(Path::new(info["deployment"].as_str().unwrap())).unwrap();
+        ChainClient::connect(info["rpcUrl"].as_str().unwrap(), Some(key), deployment).await.unwrap()
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        // SIGTERM lets it stop Anvil and its tasks; then make sure.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lilypad_run_lilysay_end_to_end() {
+    let devnet = Devnet::start(3);
+    let provider_addr = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
+    let solver_addr = lilypad_devnet::address_of(accounts::SOLVER).unwrap();
+    let observer = devnet.client(accounts::AUDITOR).await;
+    let market = observer.market();
+    let provider_before = market.balanceOf(provider_addr).call().await.unwrap();
+    let solver_before = market.balanceOf(solver_addr).call().await.unwrap();
+
+    // --- bad input is refused before anything is paid
+    let out = devnet.lilypad(&["run", "lilysay:0.1.0", "-i", "Colour=red"]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "unknown input → exit 2: {err}");
+    assert!(err.contains("Colour") && err.contains("Message"), "names the bad input and the accepted ones: {err}");
+    let out = devnet.lilypad(&["run", "nosuchmodule:1.0", "-i", "Message=x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    let out = devnet.lilypad(&["run", "not a module"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    assert_eq!(market.jobCount().call().await.unwrap(), U256::ZERO, "no job was created, nothing paid");
+
+    // --- a job through the network
+    let out = devnet.lilypad(&["run", "lilysay:0.1.0", "-i", "Message=hello from the e2e test"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}\ndevnet:\n{}", devnet.log());
+    assert!(stdout.contains("hello from the e2e test"), "{stdout}");
+    let cid = stdout
+        .lines()
+        .find_map(|l| l.split("Data ID: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the Data ID line")
+        .to_string();
+    let dir = devnet.data_dir.path().join("downloaded-files").join("1");
+    assert!(stdout.contains(&format!("cat {}", dir.join("stdout").display())), "{stdout}");
+    assert_eq!(std::fs::read_to_string(dir.join("exitCode")).unwrap().trim(), "0");
+    let art = std::fs::read_to_string(dir.join("stdout")).unwrap();
+    assert!(art.contains("hello from the e2e test"));
+    assert_eq!(std::fs::read_to_string(dir.join("outputs/lilysay.txt")).unwrap(), art, "outputs/ holds the same art");
+    // the CID is the content's: recompute it from the files written
+    let out = devnet.lilypad(&["ipfs", "add", dir.to_str().unwrap()]);
+    assert_eq!(text(&out).0.trim(), cid, "the downloaded folder hashes to the CID on chain");
+
+    // --- settlement after the challenge window: the provider is paid its price, the solver its fee
+    let d = observer.deployment().clone();
+    wait_until("settlement", 60, || async { market.jobHash(U256::from(1)).call().await.unwrap().is_zero() }).await;
+    let price = U256::from(LP); // the devnet provider's price
+    let fee = price * U256::from(d.solver_fee_bps) / U256::from(10_000u64);
+    assert_eq!(market.balanceOf(provider_addr).call().await.unwrap() - provider_before, price, "provider paid its price");
+    assert_eq!(market.balanceOf(solver_addr).call().await.unwrap() - solver_before, fee, "solver paid its fee");
+    let settled = observer
+        .provider()
+        .get_logs(&alloy::rpc::types::Filter::new().address(d.market).event_signature(LilypadMarket::JobSettled::SIGNATURE_HASH).from_block(0))
+        .await
+        .unwrap();
+    assert_eq!(settled.len(), 1, "settled once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_contract_gets_submit_results_with_the_cid() {
+    let devnet = Devnet::start(2);
+    let payee = devnet.client(accounts::JOB_CREATOR_2).await;
+    let d = payee.deployment().clone();
+    let me = payee.address().unwrap();
+    // a client contract compiled against the reference interface
+    let deployed = ExampleClient::deploy(payee.provider(), d.market).await.expect("deploy ExampleClient");
+    let client_addr = *deployed.address();
+    let client = ExampleClient::new(client_addr, payee.provider().clone());
+    payee.send("authorizeClient", payee.market().authorizeClient(client_addr, true)).await.unwrap();
+    let (spec, _) = {
+        let r = payee.market().getModule(lilypad_module::module_id("lilysay", "0.1.0")).call().await.unwrap();
+        (r.spec, r.publishedAt)
+    };
+    payee.send("approve", payee.token().approve(d.market, U256::from(spec.defaultPayment))).await.unwrap();
+    let receipt = payee.send("runLilysay", client.runLilysay("hi from a contract".into())).await.unwrap();
+    let id = receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|l| LilypadMarket::JobCreated::decode_log(&l.inner).ok().map(|e| e.data.id))
+        .expect("JobCreated");
+
+    // nobody runs `lilypad run`: the solver and the provider do it all, and settlement calls back
+    let filter = alloy::rpc::types::Filter::new()
+        .address(client_addr)
+        .event_signature(ExampleClient::JobCompleted::SIGNATURE_HASH)
+        .from_block(0);
+    let mut completed = None;
+    let start = Instant::now();
+    while completed.is_none() {
+        assert!(start.elapsed() < Duration::from_secs(90), "no submitResults callback; devnet:\n{}", devnet.log());
+        let logs = payee.provider().get_logs(&filter).await.unwrap();
+        completed = logs.first().and_then(|l| ExampleClient::JobCompleted::decode_log(&l.inner).ok()).map(|e| e.data);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let completed = completed.unwrap();
+    assert_eq!(completed.id, id);
+    assert_eq!(completed.dealId, id.to_string());
+    assert!(completed.dataId.starts_with("bafy"), "a CIDv1: {}", completed.dataId);
+    // the CID is what the provider posted for that job
+    let posted = payee
+        .provider()
+        .get_logs(&alloy::rpc::types::Filter::new().address(d.market).event_signature(LilypadMarket::ResultSubmitted::SIGNATURE_HASH).from_block(0))
+        .await
+        .unwrap();
+    let posted = LilypadMarket::ResultSubmitted::decode_log(&posted[0].inner).unwrap().data;
+    assert_eq!(posted.dataId, completed.dataId);
+    let _: Address = me;
+}
