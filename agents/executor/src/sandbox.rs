@@ -318,7 +318,9 @@ pub fn holder_container(
             network_mode: Some("none".into()),
             memory: Some(HOLDER_MEMORY),
             memory_swap: Some(HOLDER_MEMORY),
-            nano_cpus: Some(10_000_000),
+            // 0.1 CPU: it only sleeps, but its start (runc init) runs in this cgroup too; at
+            // 0.01 CPU the start alone took a second.
+            nano_cpus: Some(100_000_000),
             pids_limit: Some(4),
             mounts: Some(vec![outputs_mount(outputs_volume)]),
             ..Default::default()
