@@ -1,6 +1,6 @@
 //! `lilypad devnet`: Anvil as a child process, the contracts deployed, the well-known accounts
-//! funded and given their roles, the modules published, and a solver and a resource provider
-//! running in this process, until Ctrl-C.
+//! funded and given their roles, the modules published, and a solver, a resource provider and
+//! a mediator running in this process, until Ctrl-C.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -105,6 +105,11 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     )
     .await?;
     let gateway = format!("http://{}", provider.gateway());
+    let mediator_agent = lilypad_mediator::Mediator::start(
+        mediator,
+        lilypad_mediator::MediatorOptions { modules: module_dirs.clone(), data_dir: root.join("mediator"), poll: Duration::from_millis(50) },
+    )
+    .await?;
 
     let info = DevnetInfo {
         rpc_url: url.clone(),
@@ -139,10 +144,12 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     };
     let solver_task = tokio::spawn(solver.run(wait(stop_rx.clone())));
     let provider_task = tokio::spawn(provider.run(wait(stop_rx.clone())));
+    let mediator_task = tokio::spawn(mediator_agent.run(wait(stop_rx.clone())));
     tokio::select! {
         _ = crate::shutdown_signal() => info!("stopping"),
         r = solver_task => return Err(eyre!("the solver stopped: {:?}", r)),
         r = provider_task => return Err(eyre!("the resource provider stopped: {:?}", r)),
+        r = mediator_task => return Err(eyre!("the mediator stopped: {:?}", r)),
     }
     let _ = stop_tx.send(true);
     let _ = std::fs::remove_file(&info_path);

@@ -64,6 +64,21 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
     },
+    /// Run a mediator.
+    Mediator {
+        #[command(flatten)]
+        network: network::NetworkArgs,
+        /// Module folders it can re-run (repeatable).
+        #[arg(long = "module", required = true)]
+        modules: Vec<PathBuf>,
+    },
+    /// Challenge a job's result within its challenge window (pays the mediator fee + bond).
+    Challenge {
+        /// The job id.
+        id: u64,
+        #[command(flatten)]
+        network: network::NetworkArgs,
+    },
     /// Content addressing: the same CIDs as `ipfs add -r --cid-version=1`.
     Ipfs {
         #[command(subcommand)]
@@ -134,6 +149,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::ResourceProvider { network, modules, price, collateral, gateway, concurrency } => {
             provider(network, &cli.data_dir, modules, price, collateral, gateway, concurrency).await
         }
+        Command::Mediator { network, modules } => mediator(network, &cli.data_dir, modules).await,
+        Command::Challenge { id, network } => challenge(id, network, &cli.data_dir).await,
         Command::Ipfs { command } => ipfs(command).await,
         Command::Module { command } => module(command).await,
     };
@@ -182,6 +199,49 @@ async fn provider(
     };
     let provider = lilypad_provider::Provider::start(client, options).await?;
     provider.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn mediator(network: network::NetworkArgs, data_dir: &std::path::Path, modules: Vec<PathBuf>) -> eyre::Result<()> {
+    let net = network.resolve_with(data_dir, |_| lilypad_devnet::accounts::MEDIATOR.to_string())?;
+    let client = net.connect(true).await?;
+    let options = lilypad_mediator::MediatorOptions {
+        modules,
+        data_dir: data_dir.join("mediator").join(client.address()?.to_string()),
+        poll: std::time::Duration::from_millis(250),
+    };
+    let mediator = lilypad_mediator::Mediator::start(client, options).await?;
+    mediator.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn challenge(id: u64, network: network::NetworkArgs, data_dir: &std::path::Path) -> eyre::Result<()> {
+    use alloy::primitives::U256;
+    let net = network.resolve_with(data_dir, |d| d.job_creator_key.clone())?;
+    let client = net.connect(true).await?;
+    let id = U256::from(id);
+    // rebuild the job from the events
+    let mut stream = lilypad_chain::EventStream::new(client.clone(), client.deployment().start_block);
+    let mut book = lilypad_chain::JobBook::new();
+    while let Some(batch) = stream.poll_once().await? {
+        for log in &batch.logs {
+            book.apply(log);
+        }
+    }
+    let record = book.get(id).ok_or_else(|| eyre::eyre!("job {id} is not live (never created, or already final)"))?;
+    if record.state() != lilypad_bindings::JobState::Submitted {
+        return Err(eyre::eyre!("job {id} is {:?}: only a submitted result can be challenged", record.state()));
+    }
+    let deposit = U256::from(client.deployment().challenge_deposit());
+    let me = client.address()?;
+    let market = client.market();
+    let free = market.balanceOf(me).call().await?;
+    if free < deposit {
+        let token = client.token();
+        client.send("approve", token.approve(client.deployment().market, deposit)).await?;
+    }
+    client.send(&format!("challenge(job {id})"), market.challenge(id, record.job.clone())).await?;
+    println!("challenged job {id}: mediator {} re-runs it and rules", record.job.mediator);
     Ok(())
 }
 

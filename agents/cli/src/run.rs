@@ -93,7 +93,7 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     };
 
     let client = net.connect(true).await.map_err(|e| infra(format!("{e:#}")))?;
-    let me = client.address().map_err(|e| infra(e))?;
+    let me = client.address().map_err(infra)?;
     let market = client.market();
     let module_id = lilypad_module::module_id(&reference.name, &reference.version);
     let (spec, published_at) = client
@@ -243,7 +243,8 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     println!("    cat {}", dest.join("stderr").display());
     let _ = client.provider().get_block_number().await;
     if exit_code != 0 {
-        eprintln!("the job's program exited with code {exit_code}");
+        let stderr = std::fs::read_to_string(dest.join("stderr")).unwrap_or_default();
+        eprintln!("the job's program exited with code {exit_code}; its stderr:\n{stderr}");
         return Ok(exit::JOB_FAILED);
     }
     Ok(exit::OK)

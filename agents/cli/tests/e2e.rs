@@ -213,3 +213,37 @@ async fn a_client_contract_gets_submit_results_with_the_cid() {
     assert_eq!(posted.dataId, completed.dataId);
     let _: Address = me;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_challenged_honest_result_stands_and_the_provider_gets_the_bond() {
+    let devnet = Devnet::start(30);
+    let observer = devnet.client(accounts::AUDITOR).await;
+    let market = observer.market();
+    let d = observer.deployment().clone();
+    let provider_addr = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
+    let mediator_addr = lilypad_devnet::address_of(accounts::MEDIATOR).unwrap();
+    let out = devnet.lilypad(&["run", "lilysay:0.1.0", "-i", "Message=check me"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let provider_before = market.balanceOf(provider_addr).call().await.unwrap();
+    let mediator_before = market.balanceOf(mediator_addr).call().await.unwrap();
+
+    // the job creator challenges; the mediator re-runs it, gets the same CID and rejects
+    let out = devnet.lilypad(&["challenge", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}\n{}", text(&out), devnet.log());
+    wait_until("the ruling", 60, || async { market.jobHash(U256::from(1)).call().await.unwrap().is_zero() }).await;
+    let ruled = observer
+        .provider()
+        .get_logs(&alloy::rpc::types::Filter::new().address(d.market).event_signature(LilypadMarket::ChallengeRuled::SIGNATURE_HASH).from_block(0))
+        .await
+        .unwrap();
+    let ruling = LilypadMarket::ChallengeRuled::decode_log(&ruled[0].inner).unwrap().data;
+    assert!(!ruling.upheld, "an honest result stands");
+    let price = U256::from(LP);
+    let collateral = (price * U256::from(d.collateral_bps) / U256::from(10_000u64)).max(U256::from(d.mediator_fee));
+    assert_eq!(
+        market.balanceOf(provider_addr).call().await.unwrap() - provider_before,
+        price + collateral + U256::from(d.challenge_bond),
+        "the provider is paid, its collateral (locked when measured) released, and it gets the challenger's bond"
+    );
+    assert_eq!(market.balanceOf(mediator_addr).call().await.unwrap() - mediator_before, U256::from(d.mediator_fee), "the mediator is paid its fee");
+}

@@ -324,9 +324,10 @@ impl Provider {
     }
 }
 
-/// Runs one job (or reuses the result of an earlier run of it) and returns its CID and the
-/// result hash (the CID's sha2-256 digest).
-async fn run_job(
+/// Runs one job (or reuses the result of an earlier run of it, kept in `dir`) and returns its
+/// CID and the result hash (the CID's sha2-256 digest). Shared with the mediator, which
+/// re-runs a challenged job exactly as a provider does.
+pub async fn run_job(
     executor: &Executor,
     store: &DiskBlockstore,
     module: &Module,
