@@ -101,6 +101,7 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             concurrency: 2,
             allow_network: false,
             poll: Duration::from_millis(20),
+            ipfs_api: None,
         },
     )
     .await?;

@@ -63,6 +63,9 @@ enum Command {
         /// Jobs run at once.
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
+        /// A Kubo RPC API to also add and pin outputs to (e.g. http://127.0.0.1:5001).
+        #[arg(long, env = "IPFS_API")]
+        ipfs_api: Option<String>,
     },
     /// Run a mediator.
     Mediator {
@@ -146,8 +149,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Run(args) => return run::run(args, &cli.data_dir).await,
         Command::Devnet(args) => devnet::devnet(args, &cli.data_dir).await,
         Command::Solver { network } => solver(network, &cli.data_dir).await,
-        Command::ResourceProvider { network, modules, price, collateral, gateway, concurrency } => {
-            provider(network, &cli.data_dir, modules, price, collateral, gateway, concurrency).await
+        Command::ResourceProvider { network, modules, price, collateral, gateway, concurrency, ipfs_api } => {
+            provider(network, &cli.data_dir, modules, price, collateral, gateway, concurrency, ipfs_api).await
         }
         Command::Mediator { network, modules } => mediator(network, &cli.data_dir, modules).await,
         Command::Challenge { id, network } => challenge(id, network, &cli.data_dir).await,
@@ -175,6 +178,7 @@ async fn solver(network: network::NetworkArgs, data_dir: &std::path::Path) -> ey
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn provider(
     network: network::NetworkArgs,
     data_dir: &std::path::Path,
@@ -183,6 +187,7 @@ async fn provider(
     collateral: u128,
     gateway: SocketAddr,
     concurrency: usize,
+    ipfs_api: Option<String>,
 ) -> eyre::Result<()> {
     let net = network.resolve_with(data_dir, |d| d.provider_key.clone())?;
     let client = net.connect(true).await?;
@@ -196,6 +201,7 @@ async fn provider(
         concurrency,
         allow_network: false,
         poll: std::time::Duration::from_millis(250),
+        ipfs_api,
     };
     let provider = lilypad_provider::Provider::start(client, options).await?;
     provider.run(shutdown_signal()).await?;

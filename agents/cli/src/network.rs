@@ -34,8 +34,44 @@ impl DevnetInfo {
     }
 }
 
+/// `--config` file (TOML), the lowest layer under flags and environment:
+///
+/// ```toml
+/// rpc_url = "https://arb-sepolia.example/rpc"
+/// deployment = "deployments/421614.json"
+/// gateway = "https://provider.example/"
+/// # private_key = "0x..."   # better: WEB3_PRIVATE_KEY in the environment
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub rpc_url: Option<String>,
+    pub deployment: Option<PathBuf>,
+    pub private_key: Option<String>,
+    pub gateway: Option<String>,
+}
+
+impl ConfigFile {
+    /// `path`, or `<data-dir>/config.toml` when it exists.
+    pub fn load(path: Option<&Path>, data_dir: &Path) -> eyre::Result<ConfigFile> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (data_dir.join("config.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).wrap_err_with(|| format!("config file {}", path.display())),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
+            Err(e) => Err(eyre!("config file {}: {e}", path.display())),
+        }
+    }
+}
+
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct NetworkArgs {
+    /// Config file (TOML: rpc_url, deployment, gateway, private_key); default
+    /// <data-dir>/config.toml if present. Flags and environment override it.
+    #[arg(long, env = "LILYPAD_CONFIG")]
+    pub config: Option<PathBuf>,
     /// JSON-RPC URL of the chain (default: the local devnet's).
     #[arg(long, env = "WEB3_RPC_URL")]
     pub rpc_url: Option<String>,
@@ -53,6 +89,8 @@ pub struct Network {
     pub deployment: Deployment,
     pub private_key: Option<String>,
     pub devnet: Option<DevnetInfo>,
+    /// Outputs gateway from the config file.
+    pub gateway: Option<String>,
 }
 
 impl std::fmt::Debug for Network {
@@ -66,6 +104,19 @@ impl NetworkArgs {
     /// Flags over environment over the devnet's file. `role_key` picks the devnet key to use
     /// when none is given.
     pub fn resolve_with(&self, data_dir: &Path, role_key: impl Fn(&DevnetInfo) -> String) -> eyre::Result<Network> {
+        let file = ConfigFile::load(self.config.as_deref(), data_dir)?;
+        let layered = NetworkArgs {
+            config: None,
+            rpc_url: self.rpc_url.clone().or(file.rpc_url),
+            deployment: self.deployment.clone().or(file.deployment),
+            private_key: self.private_key.clone().or(file.private_key),
+        };
+        let mut net = layered.resolve_layered(data_dir, role_key)?;
+        net.gateway = file.gateway;
+        Ok(net)
+    }
+
+    fn resolve_layered(&self, data_dir: &Path, role_key: impl Fn(&DevnetInfo) -> String) -> eyre::Result<Network> {
         let devnet = DevnetInfo::load(data_dir);
         let rpc_url = match (&self.rpc_url, &devnet) {
             (Some(u), _) => u.clone(),
@@ -83,7 +134,7 @@ impl NetworkArgs {
         };
         let deployment = Deployment::load(&deployment_path)?;
         let private_key = self.private_key.clone().or_else(|| devnet.as_ref().filter(|_| self.rpc_url.is_none()).map(&role_key));
-        Ok(Network { rpc_url, deployment, private_key, devnet })
+        Ok(Network { rpc_url, deployment, private_key, devnet, gateway: None })
     }
 
     pub fn resolve(&self, data_dir: &Path) -> eyre::Result<Network> {
@@ -99,5 +150,64 @@ impl Network {
         ChainClient::connect(&self.rpc_url, self.private_key.as_deref(), self.deployment.clone())
             .await
             .wrap_err_with(|| format!("connecting to {}", self.rpc_url))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(dir: &Path, name: &str, chain: u64) -> PathBuf {
+        let p = dir.join(name);
+        let json = serde_json::json!({
+            "chainId": chain, "startBlock": 0, "owner": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+            "token": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "market": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+            "solverFeeBps": 500, "collateralBps": 20000, "mediatorFee": "1", "challengeBond": "2",
+            "matchTimeout": 1, "challengeWindow": 1, "mediationTimeout": 1, "callbackGas": 1 });
+        std::fs::write(&p, json.to_string()).unwrap();
+        p
+    }
+
+    #[test]
+    fn flags_override_the_config_file_which_overrides_the_devnet() {
+        let dir = tempfile::tempdir().unwrap();
+        let file_dep = deployment(dir.path(), "file.json", 1);
+        let flag_dep = deployment(dir.path(), "flag.json", 2);
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!("rpc_url = \"http://file:1\"\ndeployment = \"{}\"\ngateway = \"http://gw\"\n", file_dep.display()),
+        )
+        .unwrap();
+        let none = NetworkArgs::default();
+        let net = none.resolve(dir.path()).unwrap();
+        assert_eq!(net.rpc_url, "http://file:1");
+        assert_eq!(net.deployment.chain_id, 1);
+        assert_eq!(net.gateway.as_deref(), Some("http://gw"));
+        let flags = NetworkArgs { rpc_url: Some("http://flag:2".into()), deployment: Some(flag_dep), ..Default::default() };
+        let net = flags.resolve(dir.path()).unwrap();
+        assert_eq!(net.rpc_url, "http://flag:2");
+        assert_eq!(net.deployment.chain_id, 2);
+    }
+
+    #[test]
+    fn no_network_says_how_to_get_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = NetworkArgs::default().resolve(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("lilypad devnet"), "{err}");
+        std::fs::write(dir.path().join("config.toml"), "rpc = 1").unwrap();
+        let err = format!("{:#}", NetworkArgs::default().resolve(dir.path()).unwrap_err());
+        assert!(err.contains("config.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_key_is_never_printed() {
+        let net = Network {
+            rpc_url: "http://x".into(),
+            deployment: serde_json::from_str(&std::fs::read_to_string(deployment(tempfile::tempdir().unwrap().path(), "d.json", 3)).unwrap()).unwrap(),
+            private_key: Some("0xdeadbeefsecret".into()),
+            devnet: None,
+            gateway: None,
+        };
+        assert!(!format!("{net:?}").contains("deadbeef"));
     }
 }

@@ -217,7 +217,7 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     };
 
     spinner.set_message(format!("🤔 Results submitted ({data_id}). Downloading..."));
-    let gateway = args.gateway.clone().or_else(|| net.devnet.as_ref().map(|d| d.gateway.clone())).ok_or_else(|| bad_input("where are the outputs served? pass --gateway"))?;
+    let gateway = args.gateway.clone().or_else(|| net.gateway.clone()).or_else(|| net.devnet.as_ref().map(|d| d.gateway.clone())).ok_or_else(|| bad_input("where are the outputs served? pass --gateway"))?;
     let cid = lilypad_store::parse_cid(&data_id).map_err(|e| infra(format!("the provider posted a malformed CID: {e}")))?;
     let dest = data_dir.join("downloaded-files").join(id.to_string());
     if dest.exists() {

@@ -44,6 +44,8 @@ pub struct ProviderOptions {
     /// Let modules that ask for a network have one.
     pub allow_network: bool,
     pub poll: Duration,
+    /// A Kubo RPC API (e.g. http://127.0.0.1:5001): outputs are also added and pinned there.
+    pub ipfs_api: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,7 @@ pub struct Provider {
     done_tx: mpsc::Sender<Finished>,
     done_rx: mpsc::Receiver<Finished>,
     slots: Arc<Semaphore>,
+    kubo: Option<Arc<lilypad_store::KuboClient>>,
 }
 
 impl Provider {
@@ -147,6 +150,15 @@ impl Provider {
         let (gateway, _server) = lilypad_store::gateway::serve(store.clone(), options.gateway).await?;
         info!(%gateway, "serving outputs at http://{gateway}/ipfs/<cid>");
 
+        let kubo = match &options.ipfs_api {
+            Some(url) => {
+                let kubo = lilypad_store::KuboClient::new(url)?;
+                let version = kubo.version().await?;
+                info!(%url, %version, "outputs are also pinned to this IPFS node");
+                Some(Arc::new(kubo))
+            }
+            None => None,
+        };
         let stream = EventStream::new(client.clone(), client.deployment().start_block).poll_interval(options.poll);
         let (done_tx, done_rx) = mpsc::channel(64);
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
@@ -164,6 +176,7 @@ impl Provider {
             done_tx,
             done_rx,
             slots,
+            kubo,
             options,
         })
     }
@@ -226,10 +239,21 @@ impl Provider {
             let slots = self.slots.clone();
             let dir = self.result_dir(record.id);
             let allow_network = self.options.allow_network;
+            let kubo = self.kubo.clone();
             tokio::spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 let id = record.id;
-                let result = run_job(&executor, &store, &module, &record, &dir, allow_network).await;
+                let mut result = run_job(&executor, &store, &module, &record, &dir, allow_network).await;
+                if let (Ok((cid, _)), Some(kubo)) = (&result, kubo) {
+                    // The IPFS node must agree on the CID: same importer settings.
+                    match kubo.add_path(&dir).await {
+                        Ok(pinned) if &pinned == cid => info!(job = %id, %cid, "pinned to IPFS"),
+                        Ok(pinned) => {
+                            result = Err(format!("the IPFS node computed {pinned} for the outputs, not {cid}"));
+                        }
+                        Err(e) => warn!(job = %id, error = %e, "pinning to IPFS failed; outputs are still served here"),
+                    }
+                }
                 let _ = tx.send(Finished { id, result }).await;
             });
         }
