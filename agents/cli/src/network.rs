@@ -68,6 +68,10 @@ impl ConfigFile {
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct NetworkArgs {
+    /// A named network: `devnet` (the local one `lilypad devnet` runs; the default), or a name
+    /// whose settings are in <data-dir>/networks/<name>.toml (same keys as --config).
+    #[arg(long, short = 'n', env = "LILYPAD_NETWORK")]
+    pub network: Option<String>,
     /// Config file (TOML: rpc_url, deployment, gateway, private_key); default
     /// <data-dir>/config.toml if present. Flags and environment override it.
     #[arg(long, env = "LILYPAD_CONFIG")]
@@ -104,8 +108,31 @@ impl NetworkArgs {
     /// Flags over environment over the devnet's file. `role_key` picks the devnet key to use
     /// when none is given.
     pub fn resolve_with(&self, data_dir: &Path, role_key: impl Fn(&DevnetInfo) -> String) -> eyre::Result<Network> {
-        let file = ConfigFile::load(self.config.as_deref(), data_dir)?;
+        let named = match self.network.as_deref() {
+            None | Some("devnet") => None,
+            Some(name) => {
+                let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !ok {
+                    return Err(eyre!("network names are letters, digits, '-' and '_': {name:?}"));
+                }
+                let path = data_dir.join("networks").join(format!("{name}.toml"));
+                if !path.exists() {
+                    return Err(eyre!("unknown network {name:?}: write its settings to {} (rpc_url, deployment, gateway)", path.display()));
+                }
+                Some(path)
+            }
+        };
+        let file = ConfigFile::load(self.config.as_deref().or(named.as_deref()), data_dir)?;
+        if named.is_some() && self.config.is_some() {
+            return Err(eyre!("give --network or --config, not both"));
+        }
+        if let Some(path) = &named {
+            if file.rpc_url.is_none() && self.rpc_url.is_none() || file.deployment.is_none() && self.deployment.is_none() {
+                return Err(eyre!("{} must set rpc_url and deployment", path.display()));
+            }
+        }
         let layered = NetworkArgs {
+            network: None,
             config: None,
             rpc_url: self.rpc_url.clone().or(file.rpc_url),
             deployment: self.deployment.clone().or(file.deployment),
@@ -187,6 +214,27 @@ mod tests {
         let net = flags.resolve(dir.path()).unwrap();
         assert_eq!(net.rpc_url, "http://flag:2");
         assert_eq!(net.deployment.chain_id, 2);
+    }
+
+    #[test]
+    fn a_named_network_reads_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dep = deployment(dir.path(), "421614.json", 421614);
+        std::fs::create_dir_all(dir.path().join("networks")).unwrap();
+        std::fs::write(
+            dir.path().join("networks/testnet.toml"),
+            format!("rpc_url = \"https://rpc.example\"\ndeployment = \"{}\"\n", dep.display()),
+        )
+        .unwrap();
+        let args = NetworkArgs { network: Some("testnet".into()), ..Default::default() };
+        let net = args.resolve(dir.path()).unwrap();
+        assert_eq!(net.rpc_url, "https://rpc.example");
+        assert_eq!(net.deployment.chain_id, 421614);
+        assert_eq!(net.private_key, None, "no devnet key on a real network");
+        let err = NetworkArgs { network: Some("mainnet".into()), ..Default::default() }.resolve(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("networks/mainnet.toml"), "{err}");
+        let err = NetworkArgs { network: Some("../x".into()), ..Default::default() }.resolve(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("network names"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
 use lilypad_bindings::JobState;
-use lilypad_chain::{ChainClient, ChainError, EventStream, JobBook, JobRecord};
+use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStream, JobBook, JobRecord};
 use lilypad_executor::Executor;
 use lilypad_module::Module;
 use lilypad_store::DiskBlockstore;
@@ -51,6 +51,7 @@ pub struct Mediator {
     stream: EventStream,
     ruled: HashSet<U256>,
     options: MediatorOptions,
+    checkpoint: Checkpoint,
 }
 
 impl Mediator {
@@ -75,9 +76,14 @@ impl Mediator {
             modules.insert(m.id(), Arc::new(m));
         }
         let store = DiskBlockstore::open(options.data_dir.join("blocks"))?;
-        let stream = EventStream::new(client.clone(), client.deployment().start_block).poll_interval(options.poll);
-        info!(mediator = %me, index, "mediator ready");
-        Ok(Self { client, index, executor, store, modules, book: JobBook::new(), stream, ruled: HashSet::new(), options })
+        let checkpoint = Checkpoint::new(options.data_dir.join("checkpoint.json"));
+        let saved: Option<(u64, BookSnapshot)> = checkpoint.load()?;
+        let (from_block, book) = saved
+            .and_then(|(b, s)| JobBook::from_snapshot(&s).map(|book| (b, book)))
+            .unwrap_or((client.deployment().start_block, JobBook::new()));
+        let stream = EventStream::new(client.clone(), from_block).poll_interval(options.poll);
+        info!(mediator = %me, index, from_block, "mediator ready");
+        Ok(Self { client, index, executor, store, modules, book, stream, ruled: HashSet::new(), options, checkpoint })
     }
 
     pub fn index(&self) -> u8 {
@@ -117,6 +123,9 @@ impl Mediator {
         for record in mine {
             self.rule(record).await?;
         }
+        // A ruling that did not land before a crash is made again after it: the job is still
+        // Challenged in the saved book and on chain.
+        self.checkpoint.save(&(self.stream.next_block(), self.book.snapshot()))?;
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use lilypad_bindings::{JobState, Settlement};
-use lilypad_chain::{ChainClient, ChainError, EventStream, JobBook, JobRecord};
+use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStream, JobBook, JobRecord};
 use lilypad_executor::Executor;
 use lilypad_module::Module;
 use lilypad_store::{Cid, DiskBlockstore};
@@ -89,6 +89,7 @@ pub struct Provider {
     done_rx: mpsc::Receiver<Finished>,
     slots: Arc<Semaphore>,
     kubo: Option<Arc<lilypad_store::KuboClient>>,
+    checkpoint: Checkpoint,
 }
 
 impl Provider {
@@ -159,7 +160,17 @@ impl Provider {
             }
             None => None,
         };
-        let stream = EventStream::new(client.clone(), client.deployment().start_block).poll_interval(options.poll);
+        // Resume from the checkpoint: the last handled block and the live jobs then.
+        let checkpoint = Checkpoint::new(options.data_dir.join("checkpoint.json"));
+        let saved: Option<(u64, BookSnapshot)> = checkpoint.load()?;
+        let (from_block, book) = match saved.and_then(|(b, s)| JobBook::from_snapshot(&s).map(|book| (b, book))) {
+            Some((b, book)) => {
+                info!(from_block = b, live_jobs = book.len(), "resuming from the checkpoint");
+                (b, book)
+            }
+            None => (client.deployment().start_block, JobBook::new()),
+        };
+        let stream = EventStream::new(client.clone(), from_block).poll_interval(options.poll);
         let (done_tx, done_rx) = mpsc::channel(64);
         let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
         Ok(Self {
@@ -168,8 +179,9 @@ impl Provider {
             executor: Arc::new(executor),
             store,
             modules,
-            book: JobBook::new(),
+            book,
             stream,
+            checkpoint,
             running: HashSet::new(),
             submitted: HashSet::new(),
             gateway,
@@ -200,7 +212,9 @@ impl Provider {
                             self.book.apply(log);
                         }
                         self.start_new_jobs();
-                        Ok(())
+                        // Saved after the runs are started: a crash before this re-reads the
+                        // batch and finds the same jobs (a result already made is reused).
+                        self.checkpoint.save(&(self.stream.next_block(), self.book.snapshot())).map_err(ProviderError::from)
                     }
                     Err(e) => Err(e.into()),
                 },
@@ -302,6 +316,8 @@ impl Provider {
                 self.book.apply(log);
             }
         }
+        self.start_new_jobs();
+        self.checkpoint.save(&(self.stream.next_block(), self.book.snapshot()))?;
         Ok(())
     }
 
