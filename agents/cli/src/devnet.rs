@@ -102,6 +102,8 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             allow_network: false,
             poll: Duration::from_millis(20),
             ipfs_api: None,
+            offer_any: None,
+            allow_git_modules: false,
         },
     )
     .await?;

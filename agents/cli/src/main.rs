@@ -49,7 +49,7 @@ enum Command {
         #[command(flatten)]
         network: network::NetworkArgs,
         /// Module folders to offer (repeatable).
-        #[arg(long = "module", required = true)]
+        #[arg(long = "module", required_unless_present = "offer_any")]
         modules: Vec<PathBuf>,
         /// Price per job, in token units (wei of LP).
         #[arg(long, env = "OFFER_PRICE", default_value = "1000000000000000000")]
@@ -66,6 +66,13 @@ enum Command {
         /// A Kubo RPC API to also add and pin outputs to (e.g. http://127.0.0.1:5001).
         #[arg(long, env = "IPFS_API")]
         ipfs_api: Option<String>,
+        /// Also offer any published module that fits these resources: cpu-milli,ram-mb,disk-mb
+        /// (e.g. 2000,4096,10000).
+        #[arg(long, value_parser = parse_resources)]
+        offer_any: Option<lilypad_bindings::Resources>,
+        /// Run modules published from git repositories (their build commands run on this host).
+        #[arg(long)]
+        allow_git_modules: bool,
     },
     /// Run a mediator.
     Mediator {
@@ -118,6 +125,12 @@ enum ModuleCommand {
     },
     /// Build a module's image and print its content hash.
     Build { dir: PathBuf },
+    /// Publish a module folder's name:version on chain, pinned to its content hash.
+    Publish {
+        dir: PathBuf,
+        #[command(flatten)]
+        network: network::NetworkArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -149,13 +162,14 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Run(args) => return run::run(args, &cli.data_dir).await,
         Command::Devnet(args) => devnet::devnet(args, &cli.data_dir).await,
         Command::Solver { network } => solver(network, &cli.data_dir).await,
-        Command::ResourceProvider { network, modules, price, collateral, gateway, concurrency, ipfs_api } => {
-            provider(network, &cli.data_dir, modules, price, collateral, gateway, concurrency, ipfs_api).await
+        Command::ResourceProvider { network, modules, price, collateral, gateway, concurrency, ipfs_api, offer_any, allow_git_modules } => {
+            let extra = ProviderExtra { ipfs_api, offer_any, allow_git_modules };
+            provider(network, &cli.data_dir, modules, price, collateral, gateway, concurrency, extra).await
         }
         Command::Mediator { network, modules } => mediator(network, &cli.data_dir, modules).await,
         Command::Challenge { id, network } => challenge(id, network, &cli.data_dir).await,
         Command::Ipfs { command } => ipfs(command).await,
-        Command::Module { command } => module(command).await,
+        Command::Module { command } => module(command, &cli.data_dir).await,
     };
     match result {
         Ok(()) => exit::OK,
@@ -178,6 +192,20 @@ async fn solver(network: network::NetworkArgs, data_dir: &std::path::Path) -> ey
     Ok(())
 }
 
+struct ProviderExtra {
+    ipfs_api: Option<String>,
+    offer_any: Option<lilypad_bindings::Resources>,
+    allow_git_modules: bool,
+}
+
+fn parse_resources(s: &str) -> Result<lilypad_bindings::Resources, String> {
+    let parts: Vec<u32> = s.split(',').map(|p| p.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|e| format!("{s:?}: {e}"))?;
+    match parts[..] {
+        [cpu, ram, disk] => Ok(lilypad_bindings::Resources { cpuMilli: cpu, ramMb: ram, diskMb: disk, vramMb: 0, gpus: 0 }),
+        _ => Err(format!("{s:?}: expected cpu-milli,ram-mb,disk-mb")),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn provider(
     network: network::NetworkArgs,
@@ -187,7 +215,7 @@ async fn provider(
     collateral: u128,
     gateway: SocketAddr,
     concurrency: usize,
-    ipfs_api: Option<String>,
+    extra: ProviderExtra,
 ) -> eyre::Result<()> {
     let net = network.resolve_with(data_dir, |d| d.provider_key.clone())?;
     let client = net.connect(true).await?;
@@ -201,7 +229,9 @@ async fn provider(
         concurrency,
         allow_network: false,
         poll: std::time::Duration::from_millis(250),
-        ipfs_api,
+        ipfs_api: extra.ipfs_api,
+        offer_any: extra.offer_any,
+        allow_git_modules: extra.allow_git_modules,
     };
     let provider = lilypad_provider::Provider::start(client, options).await?;
     provider.run(shutdown_signal()).await?;
@@ -266,7 +296,7 @@ async fn ipfs(command: IpfsCommand) -> eyre::Result<()> {
     Ok(())
 }
 
-async fn module(command: ModuleCommand) -> eyre::Result<()> {
+async fn module(command: ModuleCommand, data_dir: &std::path::Path) -> eyre::Result<()> {
     match command {
         ModuleCommand::Init { dir, name } => {
             let name = match name {
@@ -289,6 +319,15 @@ async fn module(command: ModuleCommand) -> eyre::Result<()> {
             println!("{} built as image {image}", module.reference());
             println!("content hash (CID): {}", module.cid());
             println!("spec hash (on chain): {}", module.spec_hash());
+        }
+        ModuleCommand::Publish { dir, network } => {
+            let module = lilypad_module::Module::load(&dir)?;
+            let net = network.resolve_with(data_dir, |d| d.job_creator_key.clone())?;
+            let client = net.connect(true).await?;
+            let market = client.market();
+            let call = market.publishModule(module.name().to_string(), module.version().to_string(), module.chain_spec());
+            client.send(&format!("publishModule({})", module.reference()), call).await?;
+            println!("published {} pinned to {} (spec hash {})", module.reference(), module.cid(), module.spec_hash());
         }
     }
     Ok(())

@@ -73,6 +73,17 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
         }
         candidates.into_iter().find(|p| p.join(lilypad_module::SPEC_FILE).exists())
     });
+    // A module in a git repository (github.com/org/repo:tag): fetched at the tag's commit.
+    let module_dir = match module_dir {
+        Some(d) => Some(d),
+        None if lilypad_module::is_git_name(&reference.name) => {
+            let cache = data_dir.join("repos");
+            Some(lilypad_module::fetch_git_module(&reference.name, &reference.version, &cache).await.map_err(|e| {
+                if e.is_retryable() { infra(e) } else { bad_input(e) }
+            })?)
+        }
+        None => None,
+    };
     let module = match &module_dir {
         Some(dir) => Some(Module::load(dir).map_err(|e| bad_input(format!("module folder {}: {e}", dir.display())))?),
         None => None,

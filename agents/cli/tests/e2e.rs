@@ -247,3 +247,73 @@ async fn a_challenged_honest_result_stands_and_the_provider_gets_the_bond() {
     );
     assert_eq!(market.balanceOf(mediator_addr).call().await.unwrap() - mediator_before, U256::from(d.mediator_fee), "the mediator is paid its fee");
 }
+
+/// A module published from a git repository (`example.com/org/hello:v1`, served here from a
+/// local folder through LILYPAD_GIT_BASE): a provider that offers any module that fits and
+/// allows git modules fetches it at the tag's commit, checks its hash against the chain, builds
+/// and runs it; `lilypad run` fetches the same commit to check the inputs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_from_a_git_repository_runs_pinned_to_its_commit() {
+    let devnet = Devnet::start(30);
+    let git_root = tempfile::tempdir().unwrap();
+    let repo = git_root.path().join("example.com/org/hello");
+    std::fs::create_dir_all(&repo).unwrap();
+    lilypad_module::init_module(&repo, "example.com/org/hello").unwrap();
+    // publish it, pinned to the folder's hash (before .git exists: the checkout has none)
+    let spec_version = lilypad_module::Module::load(&repo).unwrap().version().to_string();
+    let out = devnet.lilypad(&["module", "publish", repo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "hello"]);
+    git(&["tag", "v1"]);
+    let base = format!("file://{}/", git_root.path().display());
+
+
+    // a second provider: any module that fits, git modules allowed
+    let provider_dir = devnet.data_dir.path().join("p2");
+    let gw = lilypad_devnet::free_port().unwrap();
+    let info = devnet.info();
+    let mut provider = Command::new(LILYPAD)
+        .arg("--data-dir")
+        .arg(&provider_dir)
+        .args(["resource-provider", "--offer-any", "4000,4096,1000", "--allow-git-modules", "--price", "500000000000000000"])
+        .args(["--rpc-url", info["rpcUrl"].as_str().unwrap(), "--deployment", info["deployment"].as_str().unwrap()])
+        .args(["--private-key", accounts::RESOURCE_PROVIDER_2, "--gateway", &format!("127.0.0.1:{gw}")])
+        .env("LILYPAD_GIT_BASE", &base)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(devnet.data_dir.path().join("p2.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // wait for its offer
+    let observer = devnet.client(accounts::AUDITOR).await;
+    let p2 = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER_2).unwrap();
+    wait_until("the second provider's offer", 120, || async {
+        observer.market().offerOf(p2, alloy::primitives::B256::ZERO).call().await.map(|o| o.active).unwrap_or(false)
+    })
+    .await;
+
+    let reference = format!("example.com/org/hello:{spec_version}");
+    // the tag names the commit the module was published from: the version in its spec
+    git(&["tag", &spec_version]);
+    let out = Command::new(LILYPAD)
+        .arg("--data-dir")
+        .arg(devnet.data_dir.path())
+        .args(["run", &reference, "--gateway", &format!("http://127.0.0.1:{gw}")])
+        .env("LILYPAD_GIT_BASE", &base)
+        .output()
+        .unwrap();
+    let _ = provider.kill();
+    let p2_log = std::fs::read_to_string(devnet.data_dir.path().join("p2.log")).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{:?}\nprovider 2:\n{p2_log}", text(&out));
+    let _ = provider.wait();
+}

@@ -33,6 +33,7 @@
 
 mod build;
 mod error;
+mod git;
 mod init;
 mod inputs;
 mod module;
@@ -48,6 +49,7 @@ pub use build::{build_image, build_image_with, BuildOptions, BuiltImage};
 pub use error::{
     BuildError, Error, InitError, InputError, InputProblem, LoadError, ReferenceError, SpecError,
 };
+pub use git::{fetch_git_module, is_git_name, repo_url, resolve_commit, GitError};
 pub use init::{init_module, SKELETON_SOURCE};
 pub use inputs::{parse_inputs, InputDecl, InputValue, Inputs, MAX_INPUT_BYTES};
 pub use module::{

@@ -46,6 +46,12 @@ pub struct ProviderOptions {
     pub poll: Duration,
     /// A Kubo RPC API (e.g. http://127.0.0.1:5001): outputs are also added and pinned there.
     pub ipfs_api: Option<String>,
+    /// Also offer any published module that fits these resources (an offer for module id 0).
+    pub offer_any: Option<lilypad_bindings::Resources>,
+    /// Run modules published from git repositories (github.com/org/repo:tag): fetched at the
+    /// tag's commit and checked against the hash pinned on chain. Their build commands run on
+    /// this host: allow only if you trust who can publish.
+    pub allow_git_modules: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +70,13 @@ pub enum ProviderError {
     Store(#[from] lilypad_store::StoreError),
     #[error("not enough tokens for collateral: balance {balance}, need {needed} more (fund this account)")]
     NoFunds { balance: u128, needed: u128 },
+}
+
+/// Where a matched job's module comes from.
+enum Source {
+    Local(Arc<Module>),
+    Git { name: String, version: String, spec_hash: B256, cache: PathBuf },
+    Unavailable(String),
 }
 
 /// What a finished run reports back to the main loop.
@@ -132,6 +145,14 @@ impl Provider {
                 client.send("setOffer", market.setOffer(*id, options.price, true)).await?;
                 info!(module = %module.reference(), price = options.price, "offered");
             }
+        }
+        if let Some(resources) = &options.offer_any {
+            client.send("setResources", market.setResources(resources.clone())).await?;
+            let any = client.retrying("reading an offer", || async { market.offerOf(me, B256::ZERO).call().await.map_err(to_rpc) }).await?;
+            if !any.active || any.price != options.price {
+                client.send("setOffer(any module that fits)", market.setOffer(B256::ZERO, options.price, true)).await?;
+            }
+            info!(price = options.price, git = options.allow_git_modules, "offered any module that fits its resources");
         }
         let free = u128::try_from(client.retrying("reading the balance", || async { market.balanceOf(me).call().await.map_err(to_rpc) }).await?).unwrap_or(u128::MAX);
         if free < options.collateral {
@@ -242,9 +263,21 @@ impl Provider {
             .cloned()
             .collect();
         for record in mine {
-            let Some(module) = self.modules.get(&record.job.moduleId).cloned() else {
-                warn!(job = %record.id, module = %record.job.moduleId, "matched to a module this provider does not have");
-                continue;
+            let source = match self.modules.get(&record.job.moduleId) {
+                Some(m) => Source::Local(m.clone()),
+                None => match self.book.module(&record.job.moduleId) {
+                    Some(entry) if self.options.allow_git_modules && lilypad_module::is_git_name(&entry.name) => Source::Git {
+                        name: entry.name.clone(),
+                        version: entry.version.clone(),
+                        spec_hash: entry.spec.specHash,
+                        cache: self.options.data_dir.join("repos"),
+                    },
+                    entry => {
+                        let what = entry.map(|e| e.reference()).unwrap_or_else(|| record.job.moduleId.to_string());
+                        warn!(job = %record.id, module = %what, "matched to a module this provider cannot run; giving it back");
+                        Source::Unavailable(format!("this provider does not run {what}"))
+                    }
+                },
             };
             self.running.insert(record.id);
             let executor = self.executor.clone();
@@ -257,7 +290,22 @@ impl Provider {
             tokio::spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 let id = record.id;
-                let mut result = run_job(&executor, &store, &module, &record, &dir, allow_network).await;
+                let module = match source {
+                    Source::Local(m) => Ok(m),
+                    Source::Git { name, version, spec_hash, cache } => {
+                        match lilypad_module::fetch_git_module(&name, &version, &cache).await {
+                            Ok(folder) => Module::load_pinned(&folder, spec_hash)
+                                .map(Arc::new)
+                                .map_err(|e| format!("{name}:{version} from git is not the module pinned on chain: {e}")),
+                            Err(e) => Err(format!("fetching {name}:{version}: {e}")),
+                        }
+                    }
+                    Source::Unavailable(reason) => Err(reason),
+                };
+                let mut result = match module {
+                    Ok(module) => run_job(&executor, &store, &module, &record, &dir, allow_network).await,
+                    Err(reason) => Err(reason),
+                };
                 if let (Ok((cid, _)), Some(kubo)) = (&result, kubo) {
                     // The IPFS node must agree on the CID: same importer settings.
                     match kubo.add_path(&dir).await {
