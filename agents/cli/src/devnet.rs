@@ -28,6 +28,10 @@ pub struct DevnetArgs {
     /// Seconds a result can be challenged before it settles.
     #[arg(long, default_value_t = 30)]
     pub challenge_window: u32,
+    /// Start only the chain (contracts deployed, accounts funded, modules published, mediator
+    /// registered); run the agents yourself (`lilypad solver`, `lilypad resource-provider`, ...).
+    #[arg(long)]
+    pub no_agents: bool,
     /// Set up and exit once ready (for scripts), leaving nothing running.
     #[arg(long, hide = true)]
     pub check: bool,
@@ -82,6 +86,23 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         info!(module = %m.reference(), hash = %m.cid(), "module published");
     }
 
+    if args.no_agents {
+        let info = DevnetInfo {
+            rpc_url: url.clone(),
+            deployment,
+            gateway: String::new(),
+            modules: module_dirs.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect(),
+            job_creator_key: accounts::JOB_CREATOR.into(),
+            solver_key: accounts::SOLVER.into(),
+            provider_key: accounts::RESOURCE_PROVIDER.into(),
+        };
+        write_info(data_dir, &info)?;
+        println!("Lilypad devnet ready (chain only): {url}, market {}", d.market);
+        crate::shutdown_signal().await;
+        let _ = std::fs::remove_file(DevnetInfo::path(data_dir));
+        anvil.stop().await;
+        return Ok(());
+    }
     let solver_client = ChainClient::connect(&url, Some(accounts::SOLVER), d.clone()).await?;
     let solver = lilypad_solver::Solver::start(
         solver_client,
@@ -123,10 +144,7 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         solver_key: accounts::SOLVER.into(),
         provider_key: accounts::RESOURCE_PROVIDER.into(),
     };
-    let info_path = DevnetInfo::path(data_dir);
-    let tmp = info_path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
-    std::fs::rename(&tmp, &info_path)?;
+    let info_path = write_info(data_dir, &info)?;
 
     println!("Lilypad devnet ready");
     println!("  chain      {url} (chain id 31337)");
@@ -158,6 +176,14 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     let _ = std::fs::remove_file(&info_path);
     anvil.stop().await;
     Ok(())
+}
+
+fn write_info(data_dir: &Path, info: &DevnetInfo) -> eyre::Result<PathBuf> {
+    let path = DevnetInfo::path(data_dir);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
 }
 
 fn module_folders(dir: &Path) -> eyre::Result<Vec<PathBuf>> {

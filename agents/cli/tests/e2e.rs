@@ -29,13 +29,17 @@ struct Devnet {
 
 impl Devnet {
     fn start(challenge_window: u32) -> Devnet {
+        Self::start_with(&["--challenge-window", &challenge_window.to_string()])
+    }
+
+    fn start_with(extra: &[&str]) -> Devnet {
         let data_dir = tempfile::tempdir().unwrap();
         let log = data_dir.path().join("devnet.log");
         let port = lilypad_devnet::free_port().expect("a free port");
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let child = Command::new(LILYPAD)
             .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", &port.to_string()])
-            .args(["--challenge-window", &challenge_window.to_string()])
+            .args(extra)
             .args(["--modules", repo.join("modules").to_str().unwrap()])
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::options().append(true).open(&log).unwrap())
@@ -316,4 +320,112 @@ async fn a_module_from_a_git_repository_runs_pinned_to_its_commit() {
     let p2_log = std::fs::read_to_string(devnet.data_dir.path().join("p2.log")).unwrap_or_default();
     assert_eq!(out.status.code(), Some(0), "{:?}\nprovider 2:\n{p2_log}", text(&out));
     let _ = provider.wait();
+}
+
+
+/// The agents as processes of their own, killed with SIGKILL mid-work and restarted: every job
+/// still ends settled, with exactly one result and one settlement each, and no container is
+/// left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_killed_and_restarted_finish_every_job_exactly_once() {
+    let devnet = Devnet::start_with(&["--no-agents", "--challenge-window", "2"]);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let lilysay = repo.join("modules/lilysay");
+    let gw = lilypad_devnet::free_port().unwrap();
+    let spawn = |args: Vec<String>, log: &str| -> Child {
+        Command::new(LILYPAD)
+            .arg("--data-dir")
+            .arg(devnet.data_dir.path())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::options().create(true).append(true).open(devnet.data_dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let solver_args = vec!["solver".to_string()];
+    let provider_args = vec![
+        "resource-provider".to_string(),
+        "--module".into(),
+        lilysay.to_str().unwrap().into(),
+        "--gateway".into(),
+        format!("127.0.0.1:{gw}"),
+        "--concurrency".into(),
+        "2".into(),
+    ];
+    let mut solver = spawn(solver_args.clone(), "solver.log");
+    let mut provider = spawn(provider_args.clone(), "provider.log");
+
+    let creator = devnet.client(accounts::JOB_CREATOR).await;
+    let d = creator.deployment().clone();
+    let market = creator.market();
+    let me = creator.address().unwrap();
+    let id = lilypad_module::module_id("lilysay", "0.1.0");
+    let payment = market.getModule(id).call().await.unwrap().spec.defaultPayment;
+    const JOBS: u64 = 6;
+    creator.send("approve", creator.token().approve(d.market, U256::from(payment) * U256::from(JOBS))).await.unwrap();
+    for i in 0..JOBS {
+        creator.send("runJob", market.runJob("lilysay:0.1.0".into(), vec![format!("Message=job {i}")], me)).await.unwrap();
+    }
+    let count = |sig: alloy::primitives::B256| {
+        let creator = creator.clone();
+        async move {
+            creator
+                .provider()
+                .get_logs(&alloy::rpc::types::Filter::new().address(d.market).event_signature(sig).from_block(0))
+                .await
+                .unwrap()
+        }
+    };
+    // kill both agents as soon as some work is done, twice, restarting them each time
+    for round in 0..2 {
+        let start = Instant::now();
+        while count(LilypadMarket::ResultSubmitted::SIGNATURE_HASH).await.len() < 1 + round * 2 && start.elapsed() < Duration::from_secs(90) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        provider.kill().unwrap(); // SIGKILL
+        solver.kill().unwrap();
+        let _ = provider.wait();
+        let _ = solver.wait();
+        provider = spawn(provider_args.clone(), "provider.log");
+        solver = spawn(solver_args.clone(), "solver.log");
+    }
+    let start = Instant::now();
+    loop {
+        let mut live = 0;
+        for j in 1..=JOBS {
+            if !market.jobHash(U256::from(j)).call().await.unwrap().is_zero() {
+                live += 1;
+            }
+        }
+        if live == 0 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(150) {
+            let logs = std::fs::read_to_string(devnet.data_dir.path().join("provider.log")).unwrap_or_default();
+            panic!("{live} jobs not settled; provider log:\n{logs}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = provider.kill();
+    let _ = solver.kill();
+    let _ = provider.wait();
+    let _ = solver.wait();
+
+    let per_job = |logs: Vec<alloy::rpc::types::Log>| {
+        let mut ids: Vec<U256> = logs.iter().map(|l| U256::from_be_bytes(l.topics()[1].0)).collect();
+        ids.sort();
+        ids
+    };
+    let all: Vec<U256> = (1..=JOBS).map(U256::from).collect();
+    assert_eq!(per_job(count(LilypadMarket::ResultSubmitted::SIGNATURE_HASH).await), all, "one result per job");
+    assert_eq!(per_job(count(LilypadMarket::JobSettled::SIGNATURE_HASH).await), all, "one settlement per job");
+    // Nothing of this provider's is left in Docker: what the killed processes left, their
+    // restarted selves removed (same identity and data folder, same instance label).
+    let addr = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
+    let instance = lilypad_provider::executor_config("provider", addr, &devnet.data_dir.path().join("provider").join(addr.to_string())).instance;
+    for what in [&["ps", "-aq"][..], &["volume", "ls", "-q"][..]] {
+        let out = Command::new("docker").args(what).args(["--filter", &format!("label=lilypad.executor={instance}")]).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "", "docker {what:?} left behind for {instance}");
+    }
 }

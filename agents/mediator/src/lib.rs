@@ -68,7 +68,7 @@ impl Mediator {
         } else {
             account.mediatorSlot - 1
         };
-        let executor = Executor::connect().await?;
+        let executor = Executor::connect_with(lilypad_provider::executor_config("mediator", me, &options.data_dir)).await?;
         executor.preflight().await?;
         let mut modules = HashMap::new();
         for dir in &options.modules {

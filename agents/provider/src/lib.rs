@@ -72,6 +72,22 @@ pub enum ProviderError {
     NoFunds { balance: u128, needed: u128 },
 }
 
+/// The executor's instance label: one per agent identity and data folder, stable across
+/// restarts (so a restarted agent removes the containers its crashed self left) and distinct
+/// between agents sharing one Docker engine (so none removes another's running jobs).
+pub fn executor_config(role: &str, me: Address, data_dir: &Path) -> lilypad_executor::ExecutorConfig {
+    let folder = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let tag = alloy::primitives::keccak256(folder.to_string_lossy().as_bytes());
+    lilypad_executor::ExecutorConfig {
+        instance: format!("{role}-{}-{}", &me.to_string()[2..10].to_lowercase(), &hex_prefix(tag.as_slice())),
+        ..Default::default()
+    }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Where a matched job's module comes from.
 enum Source {
     Local(Arc<Module>),
@@ -110,7 +126,7 @@ impl Provider {
     /// and starts the output gateway.
     pub async fn start(client: ChainClient, options: ProviderOptions) -> Result<Self, ProviderError> {
         let me = client.address()?;
-        let executor = Executor::connect().await?;
+        let executor = Executor::connect_with(executor_config("provider", me, &options.data_dir)).await?;
         executor.preflight().await?;
         let removed = executor.cleanup_leftovers().await?;
         if removed > 0 {
