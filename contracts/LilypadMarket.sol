@@ -123,7 +123,9 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     function runJob(string calldata module, string[] calldata inputs, address payee) external returns (uint256 id) {
         bytes32 moduleId_ = keccak256(bytes(module));
         ModuleInfo memory info = _moduleInfo[moduleId_];
+        // slither-disable-next-line incorrect-equality (0 = not published; not a balance; see contracts/SLITHER.md)
         if (info.publishedAt == 0) revert UnknownModule(module);
+        // slither-disable-next-line uninitialized-local (zero-initialised on purpose, then filled)
         Job memory job;
         job.moduleId = moduleId_;
         job.payee = payee;
@@ -140,11 +142,13 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     function createJob(JobRequest calldata request) external returns (uint256 id) {
         bytes32 moduleId_ = keccak256(bytes(request.module));
         ModuleInfo memory info = _moduleInfo[moduleId_];
+        // slither-disable-next-line incorrect-equality (0 = not published; see contracts/SLITHER.md)
         if (info.publishedAt == 0) revert UnknownModule(request.module);
         if (request.specHash != 0) {
             bytes32 pinned = _moduleSpecHash[moduleId_];
             if (pinned != request.specHash) revert SpecHashMismatch(request.module, pinned, request.specHash);
         }
+        // slither-disable-next-line uninitialized-local (zero-initialised on purpose, then filled)
         Job memory job;
         job.moduleId = moduleId_;
         job.payee = request.payee;
@@ -175,6 +179,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         _counters = Counters({defaultMediators: c.defaultMediators, jobCount: uint192(id)});
 
         job.client = msg.sender;
+        // slither-disable-next-line incorrect-equality (0 = use the default set; see contracts/SLITHER.md)
         if (job.mediators == 0) job.mediators = c.defaultMediators;
         job.createdAt = uint40(block.timestamp);
         job.state = JobState.Open;
@@ -195,6 +200,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
             job.mediationTimeout,
             job.callbackGas
         );
+        // slither-disable-next-line arbitrary-send-erc20 (payee is the caller or authorised it: see _create and contracts/SLITHER.md)
         if (job.payment != 0) token.safeTransferFrom(payee, address(this), job.payment);
     }
 
@@ -618,6 +624,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     /// @dev Checks that `job` is what is stored for `id` and is in `state`.
     function _check(uint256 id, Job calldata job, JobState state) private view {
         bytes32 stored = jobHash[id];
+        // slither-disable-next-line incorrect-equality (0 = no live job; a hash, not a balance)
         if (stored == 0) revert JobNotFound(id);
         bytes32 h;
         assembly ("memory-safe") {
