@@ -21,8 +21,8 @@ if [[ -z "${LILYPAD_BIN:-}" ]]; then
   LILYPAD_BIN=target/debug/lilypad
 fi
 data_dir="$(mktemp -d /tmp/lilypad-bench.XXXXXX)"
-port=$((20000 + RANDOM % 20000))
-"$LILYPAD_BIN" --data-dir "$data_dir" devnet --port "$port" >"$data_dir/devnet.log" 2>&1 &
+
+"$LILYPAD_BIN" --data-dir "$data_dir" devnet --port 0 >"$data_dir/devnet.log" 2>&1 &
 devnet_pid=$!
 trap 'kill $devnet_pid 2>/dev/null || true; wait $devnet_pid 2>/dev/null || true; rm -rf "$data_dir"' EXIT
 for _ in $(seq 1 600); do [[ -f "$data_dir/devnet.json" ]] && break; sleep 0.2; done

@@ -16,7 +16,7 @@ use crate::network::DevnetInfo;
 
 #[derive(clap::Args, Debug)]
 pub struct DevnetArgs {
-    /// Anvil's port.
+    /// Anvil's port (0: any free one).
     #[arg(long, default_value_t = 8545)]
     pub port: u16,
     /// Folder of module folders to publish and offer.

@@ -35,10 +35,9 @@ impl Devnet {
     fn start_with(extra: &[&str]) -> Devnet {
         let data_dir = tempfile::tempdir().unwrap();
         let log = data_dir.path().join("devnet.log");
-        let port = lilypad_devnet::free_port().expect("a free port");
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let child = Command::new(LILYPAD)
-            .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", &port.to_string()])
+            .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", "0"])
             .args(extra)
             .args(["--modules", repo.join("modules").to_str().unwrap()])
             .stdout(std::fs::File::create(&log).unwrap())
@@ -331,7 +330,6 @@ async fn agents_killed_and_restarted_finish_every_job_exactly_once() {
     let devnet = Devnet::start_with(&["--no-agents", "--challenge-window", "2"]);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let lilysay = repo.join("modules/lilysay");
-    let gw = lilypad_devnet::free_port().unwrap();
     let spawn = |args: Vec<String>, log: &str| -> Child {
         Command::new(LILYPAD)
             .arg("--data-dir")
@@ -348,7 +346,7 @@ async fn agents_killed_and_restarted_finish_every_job_exactly_once() {
         "--module".into(),
         lilysay.to_str().unwrap().into(),
         "--gateway".into(),
-        format!("127.0.0.1:{gw}"),
+        "127.0.0.1:0".into(),
         "--concurrency".into(),
         "2".into(),
     ];

@@ -36,6 +36,8 @@ pub mod accounts {
 pub enum DevnetError {
     #[error("cannot start anvil ({0}): run tools/bootstrap and `source tools/env.sh`, or install Foundry")]
     AnvilMissing(std::io::Error),
+    #[error("anvil stopped at start (port {port}): {reason} (is the port taken? pick another with --port)")]
+    AnvilExited { port: u16, reason: String },
     #[error("anvil did not answer on {url} within {secs} s")]
     AnvilTimeout { url: String, secs: u64 },
     #[error("no free local port: {0}")]
@@ -61,26 +63,62 @@ impl Anvil {
     /// Like [`Anvil::start`], plus, with `block_time`, an empty block every that many seconds
     /// so that time moves on (deadlines and challenge windows pass) when nobody transacts.
     pub async fn start_with(port: Option<u16>, block_time: Option<u64>) -> Result<Self, DevnetError> {
-        let port = match port {
-            Some(p) => p,
-            None => free_port()?,
-        };
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        // Port 0: Anvil binds a free port itself and says which ("Listening on host:port"), so
+        // two devnets started at once can never race for the same port.
+        let asked = port.unwrap_or(0);
         let mut command = Command::new("anvil");
-        command.args(["--port", &port.to_string(), "--host", "127.0.0.1", "--silent", "--chain-id", "31337"]);
+        command.args(["--port", &asked.to_string(), "--host", "127.0.0.1", "--chain-id", "31337"]);
         if let Some(secs) = block_time {
             command.args(["--block-time", &secs.to_string(), "--mixed-mining"]);
         }
-        let child = command
+        let mut child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(DevnetError::AnvilMissing)?;
+        let stdout = child.stdout.take().ok_or_else(|| DevnetError::AnvilTimeout { url: "anvil's stdout".into(), secs: 0 })?;
+        let stderr = child.stderr.take();
+        let mut lines = BufReader::new(stdout).lines();
+        let started = Instant::now();
+        let port = loop {
+            let line = tokio::time::timeout(Duration::from_secs(20).saturating_sub(started.elapsed()), lines.next_line()).await;
+            match line {
+                Ok(Ok(Some(line))) => {
+                    if let Some(addr) = line.trim().strip_prefix("Listening on ") {
+                        if let Some(p) = addr.rsplit(':').next().and_then(|p| p.trim().parse::<u16>().ok()) {
+                            break p;
+                        }
+                    }
+                }
+                Ok(Ok(None)) | Ok(Err(_)) => {
+                    // it exited: say why (e.g. the port is taken)
+                    let mut why = String::new();
+                    if let Some(err) = stderr {
+                        let mut err_lines = BufReader::new(err).lines();
+                        while let Ok(Some(l)) = err_lines.next_line().await {
+                            why.push_str(&l);
+                            why.push(' ');
+                        }
+                    }
+                    return Err(DevnetError::AnvilExited { port: asked, reason: why.trim().to_string() });
+                }
+                Err(_) => return Err(DevnetError::AnvilTimeout { url: format!("127.0.0.1:{asked}"), secs: 20 }),
+            }
+        };
+        // Keep draining its output (it logs every request), or it would block on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        if let Some(err) = stderr {
+            tokio::spawn(async move {
+                let mut l = BufReader::new(err).lines();
+                while let Ok(Some(_)) = l.next_line().await {}
+            });
+        }
         let anvil = Self { child, port };
         let url = anvil.url();
         let provider = ProviderBuilder::new().connect_http(url.parse().map_err(|_| DevnetError::AnvilTimeout { url: url.clone(), secs: 0 })?);
-        let started = Instant::now();
         while provider.get_chain_id().await.is_err() {
             if started.elapsed() > Duration::from_secs(20) {
                 return Err(DevnetError::AnvilTimeout { url, secs: 20 });
