@@ -137,6 +137,32 @@ impl ChainClient {
         }
     }
 
+    /// Runs a contract read (a `call()`), retrying transient failures.
+    pub async fn read<T, F, Fut>(&self, action: &str, mut f: F) -> Result<T, ChainError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, alloy::contract::Error>>,
+    {
+        self.retrying(action, || {
+            let call = f();
+            async move {
+                call.await.map_err(|e| match e {
+                    alloy::contract::Error::TransportError(t) => t,
+                    other => RpcError::LocalUsageError(Box::new(other)),
+                })
+            }
+        })
+        .await
+    }
+
+    /// The latest block's timestamp: the market's clock.
+    pub async fn latest_timestamp(&self) -> Result<u64, ChainError> {
+        let block = self
+            .retrying("reading the latest block", || self.provider().get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).into_future())
+            .await?;
+        Ok(block.map(|b| b.header.timestamp).unwrap_or(0))
+    }
+
     /// Sends a contract call as a transaction and waits for its receipt. Gas is estimated (a
     /// revert shows up here, decoded, before anything is spent); transient failures are
     /// retried; a transaction that reverts on chain is an error.

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
-use alloy::providers::Provider as _;
 use alloy::sol_types::SolEvent;
 use indicatif::{ProgressBar, ProgressStyle};
 use lilypad_bindings::{JobState, LilypadMarket};
@@ -108,8 +107,8 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     let market = client.market();
     let module_id = lilypad_module::module_id(&reference.name, &reference.version);
     let (spec, published_at) = client
-        .retrying("reading the module directory", || async {
-            market.getModule(module_id).call().await.map(|r| (r.spec, r.publishedAt)).map_err(to_rpc)
+        .read("reading the module directory", || async {
+            market.getModule(module_id).call().await.map(|r| (r.spec, r.publishedAt))
         })
         .await
         .map_err(infra)?;
@@ -137,13 +136,13 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
         None => spec.defaultPayment,
     };
     let token = client.token();
-    let held = client.retrying("reading the token balance", || async { token.balanceOf(me).call().await.map_err(to_rpc) }).await.map_err(infra)?;
+    let held = client.read("reading the token balance", || async { token.balanceOf(me).call().await }).await.map_err(infra)?;
     if held < U256::from(payment) {
         spinner.finish_and_clear();
         return Err(bad_input(format!("{me} holds {held} LP units but the job needs {payment}: fund the account")));
     }
     let allowance = client
-        .retrying("reading the allowance", || async { token.allowance(me, client.deployment().market).call().await.map_err(to_rpc) })
+        .read("reading the allowance", || async { token.allowance(me, client.deployment().market).call().await })
         .await
         .map_err(infra)?;
     if allowance < U256::from(payment) {
@@ -252,7 +251,6 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     println!("    open {}", dest.display());
     println!("    cat {}", dest.join("stdout").display());
     println!("    cat {}", dest.join("stderr").display());
-    let _ = client.provider().get_block_number().await;
     if exit_code != 0 {
         let stderr = std::fs::read_to_string(dest.join("stderr")).unwrap_or_default();
         eprintln!("the job's program exited with code {exit_code}; its stderr:\n{stderr}");
@@ -261,9 +259,3 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn to_rpc(e: alloy::contract::Error) -> alloy::transports::RpcError<alloy::transports::TransportErrorKind> {
-    match e {
-        alloy::contract::Error::TransportError(t) => t,
-        other => alloy::transports::RpcError::LocalUsageError(Box::new(other)),
-    }
-}

@@ -59,11 +59,11 @@ impl Mediator {
     pub async fn start(client: ChainClient, options: MediatorOptions) -> Result<Self, MediatorError> {
         let me = client.address()?;
         let market = client.market();
-        let account = client.retrying("reading the mediator's account", || async { market.accountOf(me).call().await.map_err(to_rpc) }).await?;
+        let account = client.read("reading the mediator's account", || async { market.accountOf(me).call().await }).await?;
         let index = if account.mediatorSlot == 0 || account.roles & 4 == 0 {
             let receipt = client.send("registerMediator", market.registerMediator()).await?;
             let _ = receipt;
-            let account = client.retrying("reading the mediator's account", || async { market.accountOf(me).call().await.map_err(to_rpc) }).await?;
+            let account = client.read("reading the mediator's account", || async { market.accountOf(me).call().await }).await?;
             account.mediatorSlot.saturating_sub(1)
         } else {
             account.mediatorSlot - 1
@@ -176,9 +176,3 @@ impl Mediator {
     }
 }
 
-fn to_rpc(e: alloy::contract::Error) -> alloy::transports::RpcError<alloy::transports::TransportErrorKind> {
-    match e {
-        alloy::contract::Error::TransportError(t) => t,
-        other => alloy::transports::RpcError::LocalUsageError(Box::new(other)),
-    }
-}

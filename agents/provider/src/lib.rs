@@ -139,7 +139,7 @@ impl Provider {
             let module = Module::load(dir).map_err(|e| ProviderError::Module { path: dir.clone(), reason: e.to_string() })?;
             let reference = module.reference().to_string();
             let (spec, published_at) = client
-                .retrying("reading the module directory", || async { market.getModule(module.id()).call().await.map(|r| (r.spec, r.publishedAt)).map_err(to_rpc) })
+                .read("reading the module directory", || async { market.getModule(module.id()).call().await.map(|r| (r.spec, r.publishedAt)) })
                 .await?;
             if published_at == alloy::primitives::aliases::U40::ZERO {
                 return Err(ProviderError::NotPublished { reference });
@@ -150,13 +150,13 @@ impl Provider {
             modules.insert(module.id(), Arc::new(module));
         }
 
-        let account = client.retrying("reading the provider's account", || async { market.accountOf(me).call().await.map_err(to_rpc) }).await?;
+        let account = client.read("reading the provider's account", || async { market.accountOf(me).call().await }).await?;
         if account.roles & 2 == 0 || account.mediators != options.mediators {
             client.send("registerProvider", market.registerProvider(options.mediators)).await?;
             info!(provider = %me, "registered as a resource provider");
         }
         for (id, module) in &modules {
-            let offer = client.retrying("reading an offer", || async { market.offerOf(me, *id).call().await.map_err(to_rpc) }).await?;
+            let offer = client.read("reading an offer", || async { market.offerOf(me, *id).call().await }).await?;
             if !offer.active || offer.price != options.price {
                 client.send("setOffer", market.setOffer(*id, options.price, true)).await?;
                 info!(module = %module.reference(), price = options.price, "offered");
@@ -164,17 +164,17 @@ impl Provider {
         }
         if let Some(resources) = &options.offer_any {
             client.send("setResources", market.setResources(resources.clone())).await?;
-            let any = client.retrying("reading an offer", || async { market.offerOf(me, B256::ZERO).call().await.map_err(to_rpc) }).await?;
+            let any = client.read("reading an offer", || async { market.offerOf(me, B256::ZERO).call().await }).await?;
             if !any.active || any.price != options.price {
                 client.send("setOffer(any module that fits)", market.setOffer(B256::ZERO, options.price, true)).await?;
             }
             info!(price = options.price, git = options.allow_git_modules, "offered any module that fits its resources");
         }
-        let free = u128::try_from(client.retrying("reading the balance", || async { market.balanceOf(me).call().await.map_err(to_rpc) }).await?).unwrap_or(u128::MAX);
+        let free = u128::try_from(client.read("reading the balance", || async { market.balanceOf(me).call().await }).await?).unwrap_or(u128::MAX);
         if free < options.collateral {
             let needed = options.collateral - free;
             let token = client.token();
-            let held = client.retrying("reading token balance", || async { token.balanceOf(me).call().await.map_err(to_rpc) }).await?;
+            let held = client.read("reading token balance", || async { token.balanceOf(me).call().await }).await?;
             let held = u128::try_from(held).unwrap_or(u128::MAX);
             if held < needed {
                 return Err(ProviderError::NoFunds { balance: held, needed });
@@ -387,7 +387,6 @@ impl Provider {
 
     /// Settles, in one transaction, this provider's jobs whose challenge windows have passed.
     async fn settle_due(&mut self) -> Result<(), ProviderError> {
-        use alloy::providers::Provider as _;
         let due: Vec<JobRecord> = self
             .book
             .live()
@@ -397,12 +396,7 @@ impl Provider {
         if due.is_empty() {
             return Ok(());
         }
-        let now = self
-            .client
-            .retrying("reading the latest block", || async { self.client.provider().get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await })
-            .await?
-            .map(|b| b.header.timestamp)
-            .unwrap_or(0);
+        let now = self.client.latest_timestamp().await?;
         let items: Vec<Settlement> = due
             .into_iter()
             .filter(|r| r.deadline().is_some_and(|d| now > d))
@@ -465,9 +459,3 @@ pub async fn run_job(
     Ok((cid, hash))
 }
 
-fn to_rpc(e: alloy::contract::Error) -> alloy::transports::RpcError<alloy::transports::TransportErrorKind> {
-    match e {
-        alloy::contract::Error::TransportError(t) => t,
-        other => alloy::transports::RpcError::LocalUsageError(Box::new(other)),
-    }
-}

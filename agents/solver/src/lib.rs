@@ -81,8 +81,8 @@ impl Solver {
             None => (d.start_block, JobBook::new(), MarketView::default()),
         };
         let me = client.address()?;
-        let account = client.retrying("reading the solver's account", || async {
-            client.market().accountOf(me).call().await.map_err(to_rpc)
+        let account = client.read("reading the solver's account", || async {
+            client.market().accountOf(me).call().await
         });
         let roles = account.await?.roles;
         if roles & view::ROLE_SOLVER == 0 {
@@ -118,23 +118,11 @@ impl Solver {
         let batch = self.stream.next_batch().await?;
         for log in &batch.logs {
             self.view.apply(log);
-            match self.book.apply(log) {
-                Some(JobChange::Finished { record, .. }) if record.job.provider != Address::ZERO => {
-                    self.view.job_done(record.job.provider);
-                    self.waiting.remove(&record.id);
-                }
-                Some(JobChange::Finished { id, .. }) => {
-                    self.waiting.remove(&id);
-                }
-                Some(JobChange::Released(id)) => {
-                    if let Some(p) = self.release_provider(log) {
-                        self.view.job_done(p);
-                    }
-                    self.waiting.remove(&id);
-                }
-                _ => {}
+            if let Some(JobChange::Finished { id, .. } | JobChange::Released(id)) = self.book.apply(log) {
+                self.waiting.remove(&id);
             }
         }
+        self.recount_active();
         self.match_open_jobs().await?;
         if let Some(cp) = &self.checkpoint {
             cp.save(&Saved { next_block: self.stream.next_block(), book: self.book.snapshot(), view: self.view.clone() })?;
@@ -142,19 +130,12 @@ impl Solver {
         Ok(())
     }
 
-    fn release_provider(&self, log: &lilypad_chain::MarketLog) -> Option<Address> {
-        match &log.event {
-            lilypad_chain::MarketEvent::JobReleased(e) => Some(e.provider),
-            _ => None,
-        }
-    }
-
     async fn match_open_jobs(&mut self) -> Result<(), SolverError> {
         let open: Vec<_> = self.book.live().filter(|r| r.state() == JobState::Open).cloned().collect();
         if open.is_empty() {
             return Ok(());
         }
-        let now = self.now().await?;
+        let now = self.client.latest_timestamp().await?;
         let mut balances: HashMap<Address, u128> = HashMap::new();
         for record in open {
             let choice = loop {
@@ -176,6 +157,7 @@ impl Solver {
                         Ok(receipt) => {
                             info!(job = %record.id, provider = %c.provider, price = c.price, mediator = c.mediator, gas = receipt.gas_used, "matched");
                             // count it now so the next job in this pass sees the provider busier
+                            // (recount_active rebuilds the counts from the book on the next step)
                             if let Some(p) = self.view.providers.get_mut(&c.provider) {
                                 p.active_jobs += 1;
                             }
@@ -196,12 +178,10 @@ impl Solver {
                 }
             }
         }
-        // The view counted the new matches; the JobMatched events will count them again.
-        self.recount_active();
         Ok(())
     }
 
-    /// Active jobs per provider, from the book (the source of truth).
+    /// Unfinished jobs per provider, derived from the book (the source of truth).
     fn recount_active(&mut self) {
         for p in self.view.providers.values_mut() {
             p.active_jobs = 0;
@@ -217,19 +197,8 @@ impl Solver {
 
     async fn balance_of(&self, provider: Address) -> Result<u128, SolverError> {
         let market = self.client.market();
-        let b = self.client.retrying("reading a provider's balance", || async { market.balanceOf(provider).call().await.map_err(to_rpc) }).await?;
+        let b = self.client.read("reading a provider's balance", || async { market.balanceOf(provider).call().await }).await?;
         Ok(u128::try_from(b).unwrap_or(u128::MAX))
-    }
-
-    async fn now(&self) -> Result<u64, SolverError> {
-        use alloy::providers::Provider;
-        let block = self
-            .client
-            .retrying("reading the latest block", || async {
-                self.client.provider().get_block_by_number(alloy::eips::BlockNumberOrTag::Latest).await
-            })
-            .await?;
-        Ok(block.map(|b| b.header.timestamp).unwrap_or(0))
     }
 
     pub fn book(&self) -> &JobBook {
@@ -237,10 +206,3 @@ impl Solver {
     }
 }
 
-/// A contract read's error as an RPC error, for [`ChainClient::retrying`].
-fn to_rpc(e: alloy::contract::Error) -> alloy::transports::RpcError<alloy::transports::TransportErrorKind> {
-    match e {
-        alloy::contract::Error::TransportError(t) => t,
-        other => alloy::transports::RpcError::LocalUsageError(Box::new(other)),
-    }
-}

@@ -20,7 +20,7 @@ pub struct ProviderInfo {
     /// Price per module id; `B256::ZERO` is the "any module that fits" offer.
     pub offers: BTreeMap<B256, u128>,
     pub resources: Option<ResourcesView>,
-    /// Jobs matched to it and not finished yet.
+    /// Jobs matched to it and not finished yet (the solver derives this from its job book).
     pub active_jobs: u32,
     /// Order in which providers first appeared (older first on ties).
     pub seen: u64,
@@ -124,15 +124,7 @@ impl MarketView {
             E::ModulePublished(e) => {
                 self.requirements.insert(e.moduleId, (&e.spec.requirements).into());
             }
-            E::JobMatched(e) => self.provider(e.provider).active_jobs += 1,
             _ => {}
-        }
-    }
-
-    /// A job matched to `provider` finished or was released.
-    pub fn job_done(&mut self, provider: Address) {
-        if let Some(p) = self.providers.get_mut(&provider) {
-            p.active_jobs = p.active_jobs.saturating_sub(1);
         }
     }
 }
