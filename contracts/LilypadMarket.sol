@@ -541,6 +541,14 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         emit OfferSet(msg.sender, moduleId_, price, active);
     }
 
+    /// @notice A registered provider announces that it has these modules' images ready (or
+    /// no longer has them), so solvers can prefer it for jobs that then need no download.
+    /// Emits an event only: it is a hint, and matching does not depend on it.
+    function announceModules(bytes32[] calldata moduleIds, bool ready) external {
+        if (_accounts[msg.sender].roles & ROLE_PROVIDER == 0) revert NotProvider(msg.sender);
+        emit ModulesAnnounced(msg.sender, moduleIds, ready);
+    }
+
     function setResources(Resources calldata resources) external {
         _resources[msg.sender] = resources;
         emit ResourcesSet(msg.sender, resources);

@@ -37,6 +37,7 @@ abstract contract ModuleDirectory is ILilypadMarketTypes {
 
     mapping(bytes32 moduleId => ModuleInfo) internal _moduleInfo;
     mapping(bytes32 moduleId => bytes32) internal _moduleSpecHash;
+    mapping(bytes32 moduleId => bytes32) internal _moduleImageHash;
     mapping(bytes32 moduleId => Resources) internal _moduleRequirements;
     mapping(bytes32 nameHash => address) public moduleNameOwner;
 
@@ -69,6 +70,7 @@ abstract contract ModuleDirectory is ILilypadMarketTypes {
             publishedAt: uint40(block.timestamp)
         });
         _moduleSpecHash[id] = spec.specHash;
+        if (spec.imageHash != 0) _moduleImageHash[id] = spec.imageHash;
         _moduleRequirements[id] = spec.requirements;
         emit ModulePublished(id, name, version, msg.sender, spec);
     }
@@ -96,6 +98,7 @@ abstract contract ModuleDirectory is ILilypadMarketTypes {
         ModuleInfo memory info = _moduleInfo[moduleId_];
         spec = ModuleSpec({
             specHash: _moduleSpecHash[moduleId_],
+            imageHash: _moduleImageHash[moduleId_],
             defaultPayment: info.defaultPayment,
             runTimeout: info.runTimeout,
             flags: info.flags,

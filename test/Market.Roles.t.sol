@@ -333,6 +333,24 @@ contract MarketRolesTest is MarketFixture {
         assertEq(market.offerOf(stranger, bytes32(0)).price, 1 ether, "wildcard");
     }
 
+    function test_announceModules_emitsForRegisteredProvider() public {
+        bytes32[] memory ids = new bytes32[](2);
+        ids[0] = moduleId;
+        ids[1] = keccak256("other:1");
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ModulesAnnounced(provider, ids, true);
+        vm.prank(provider);
+        market.announceModules(ids, true);
+    }
+
+    function test_announceModules_revertsForNonProvider() public {
+        bytes32[] memory ids = new bytes32[](1);
+        ids[0] = moduleId;
+        vm.expectRevert(abi.encodeWithSelector(NotProvider.selector, stranger));
+        vm.prank(stranger);
+        market.announceModules(ids, true);
+    }
+
     function test_setResources_setsAndEmits() public {
         Resources memory r = Resources({cpuMilli: 8000, ramMb: 32_768, diskMb: 500_000, vramMb: 24_576, gpus: 2});
         vm.expectEmit(true, true, true, true, address(market));

@@ -33,6 +33,7 @@ contract ModuleDirectoryTest is MarketFixture {
     function test_publishModule_storesSpecAndEmits() public {
         ModuleSpec memory spec = ModuleSpec({
             specHash: keccak256("sdxl"),
+            imageHash: keccak256("sdxl image"),
             defaultPayment: 3 ether,
             runTimeout: 1800,
             flags: 3,
@@ -48,6 +49,16 @@ contract ModuleDirectoryTest is MarketFixture {
         assertEq(keccak256(abi.encode(stored)), keccak256(abi.encode(spec)), "spec");
         assertEq(publishedAt, block.timestamp, "publishedAt");
         assertEq(market.moduleNameOwner(keccak256("sdxl")), alice, "name owner");
+    }
+
+    function test_publishModule_withoutImageReadsBackZeroImageHash() public {
+        ModuleSpec memory spec = _spec();
+        spec.imageHash = 0;
+        vm.prank(alice);
+        bytes32 id = market.publishModule("noimage", "1", spec);
+        (ModuleSpec memory stored,) = market.getModule(id);
+        assertEq(stored.imageHash, bytes32(0), "no image");
+        assertEq(stored.specHash, spec.specHash, "spec hash");
     }
 
     function test_publishModule_ownerPublishesNewVersions() public {

@@ -73,7 +73,8 @@ interface ILilypadMarketTypes {
 
     /// @notice A module version as published in the directory. Versions are immutable.
     struct ModuleSpec {
-        bytes32 specHash; // content hash of the module (spec + image) that every party runs
+        bytes32 specHash; // content hash of the module's folder (its UnixFS CID's sha2-256 digest)
+        bytes32 imageHash; // content hash of its image archive (`docker save`, UnixFS file), 0 = none
         uint128 defaultPayment; // what runJob escrows for it
         uint32 runTimeout; // the most a run may take, seconds
         uint8 flags; // MODULE_* bits
@@ -144,6 +145,9 @@ interface ILilypadMarketTypes {
     event ProviderMediatorsSet(address indexed provider, uint64 mediators);
     event ResourcesSet(address indexed provider, Resources resources);
     event OfferSet(address indexed provider, bytes32 indexed moduleId, uint128 price, bool active);
+    /// @notice A provider says it has (ready) or no longer has these modules' images at hand,
+    /// so solvers can prefer it for them. A hint for solvers only: nothing is stored.
+    event ModulesAnnounced(address indexed provider, bytes32[] moduleIds, bool ready);
     event MediatorRegistered(address indexed mediator, uint8 index);
     event MediatorActiveSet(uint8 indexed index, bool active);
     event MediatorSuspended(uint8 indexed index, bool suspended);

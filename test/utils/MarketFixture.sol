@@ -235,6 +235,7 @@ abstract contract MarketFixture is Test, ILilypadMarketTypes {
     function _spec() internal pure returns (ModuleSpec memory) {
         return ModuleSpec({
             specHash: SPEC_HASH,
+            imageHash: 0,
             defaultPayment: PAYMENT,
             runTimeout: RUN_TIMEOUT,
             flags: 0,

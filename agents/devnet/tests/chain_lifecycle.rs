@@ -49,6 +49,7 @@ async fn a_job_runs_its_lifecycle_with_jobs_rebuilt_from_events() {
     admin.send("setDefaultMediators", admin.market().setDefaultMediators(1)).await.unwrap();
     let spec = ModuleSpec {
         specHash: keccak256("lilysay"),
+        imageHash: Default::default(),
         defaultPayment: 10 * LP,
         runTimeout: 600,
         flags: 0,

@@ -254,6 +254,62 @@ impl Executor {
         Ok(id)
     }
 
+    /// Writes `image` (a reference or id) as a `docker save` archive to `dest`, through a
+    /// temporary file renamed into place (no half-written archive is left). Returns its size.
+    pub async fn save_image(&self, image: &str, dest: &Path) -> Result<u64, ExecError> {
+        let subject = || Subject::Image(image.to_string());
+        if !self.has_image(image).await? {
+            return Err(ExecError::BadImage {
+                subject: subject(),
+                message: "not present in the engine: build or load it first".into(),
+            });
+        }
+        let tmp = dest.with_extension("partial");
+        let io_err = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ExecError::Io { subject: subject(), what, path, source }
+        };
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(io_err("creating", &tmp))?;
+        let mut stream = self.docker.export_image(image);
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    drop(file);
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(self.engine_err(subject(), "saving the image")(e));
+                }
+            };
+            size += chunk.len() as u64;
+            if let Err(e) = file.write_all(&chunk).await {
+                drop(file);
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(io_err("writing", &tmp)(e));
+            }
+        }
+        file.sync_all().await.map_err(io_err("syncing", &tmp))?;
+        drop(file);
+        tokio::fs::rename(&tmp, dest).await.map_err(io_err("renaming into", dest))?;
+        info!(%image, bytes = size, dest = %dest.display(), "saved image archive");
+        Ok(size)
+    }
+
+    /// The engine's id of `image` (`sha256:...`).
+    pub async fn image_id_of(&self, image: &str) -> Result<String, ExecError> {
+        self.image_id(image).await
+    }
+
+    /// Tags `image` (a reference or id) as `repo:tag`.
+    pub async fn tag_image(&self, image: &str, reference: &str) -> Result<(), ExecError> {
+        let (repo, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+        let opts = bollard::query_parameters::TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
+        self.docker
+            .tag_image(image, Some(opts))
+            .await
+            .map_err(self.engine_err(Subject::Image(image.to_string()), "tagging the image"))
+    }
+
     async fn image_id(&self, reference: &str) -> Result<String, ExecError> {
         let img =
             self.docker.inspect_image(reference).await.map_err(

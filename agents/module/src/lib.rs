@@ -28,12 +28,16 @@
 //! * [`Module::chain_spec`]: the `ModuleSpec` to publish.
 //! * [`build_image`]: `build.commands` (on the host: trusted modules only) and `docker build`
 //!   in a temporary copy, tagged [`Module::image_tag`].
+//! * [`save_image_archive`] / [`load_image_archive`]: the image as a `docker save` archive
+//!   pinned by CID (`ModuleSpec.imageHash`), loaded only if it names nothing but the module.
 //! * [`init_module`]: a skeleton that builds and runs as it is.
 //! * [`parse_reference`]: parses `name:version`.
 
 mod build;
 mod error;
+mod fetch;
 mod git;
+mod image;
 mod init;
 mod inputs;
 mod module;
@@ -49,6 +53,11 @@ pub use build::{build_image, build_image_with, BuildOptions, BuiltImage};
 pub use error::{
     BuildError, Error, InitError, InputError, InputProblem, LoadError, ReferenceError, SpecError,
 };
+pub use image::{
+    check_archive_for, inspect_archive, load_image_archive, save_image_archive, ArchiveInfo, ImageArchive,
+    ImageError,
+};
+pub use fetch::{fetch_image_archive, fetch_module, FetchError};
 pub use git::{fetch_git_module, is_git_name, repo_url, resolve_commit, GitError};
 pub use init::{init_module, SKELETON_SOURCE};
 pub use inputs::{parse_inputs, InputDecl, InputValue, Inputs, MAX_INPUT_BYTES};

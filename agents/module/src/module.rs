@@ -578,9 +578,16 @@ impl Module {
 
     /// What `publishModule(name, version, spec)` takes.
     pub fn chain_spec(&self) -> ModuleSpec {
+        self.chain_spec_with_image(B256::ZERO)
+    }
+
+    /// [`Self::chain_spec`] pinning an image archive too (`imageHash`: the sha2-256 digest of
+    /// the archive's CID, see [`crate::save_image_archive`]).
+    pub fn chain_spec_with_image(&self, image_hash: B256) -> ModuleSpec {
         let r = &self.spec.resources;
         ModuleSpec {
             specHash: self.digest,
+            imageHash: image_hash,
             defaultPayment: self.default_payment,
             runTimeout: self.spec.timeout_seconds,
             flags: self.flags(),

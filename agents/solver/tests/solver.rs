@@ -33,6 +33,7 @@ async fn matches_an_open_job_and_resumes_from_its_checkpoint() {
     admin.send("setDefaultMediators", admin.market().setDefaultMediators(1)).await.unwrap();
     let spec = |hash: &str| ModuleSpec {
         specHash: keccak256(hash),
+        imageHash: Default::default(),
         defaultPayment: 10 * LP,
         runTimeout: 600,
         flags: 0,

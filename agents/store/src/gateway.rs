@@ -51,6 +51,102 @@ pub fn router(store: DiskBlockstore) -> Router {
         .with_state(store)
 }
 
+/// [`router`] plus the two Kubo RPC calls a publisher needs, for a node that accepts content
+/// (`lilypad devnet`'s IPFS node; never a provider's public outputs gateway):
+/// `POST /api/v0/dag/import` (multipart CAR files, every block verified against its CID,
+/// at most `max_bytes` per request) and `POST /api/v0/version`.
+pub fn router_writable(store: DiskBlockstore, max_bytes: usize) -> Router {
+    let writes = Router::new()
+        .route("/api/v0/dag/import", axum::routing::post(dag_import_handler))
+        .route("/api/v0/version", axum::routing::post(version_handler))
+        .layer(axum::extract::DefaultBodyLimit::max(max_bytes))
+        .with_state(store.clone());
+    router(store).merge(writes)
+}
+
+/// Serves [`router_writable`] on `addr`, like [`serve`].
+pub async fn serve_writable(
+    store: DiskBlockstore,
+    addr: SocketAddr,
+    max_bytes: usize,
+) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StoreError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StoreError::Bind { addr, source })?;
+    info!(%bound, root = %store.root().display(), "IPFS node (gateway + dag/import) listening");
+    let app = router_writable(store, max_bytes);
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((bound, task))
+}
+
+async fn version_handler() -> Response {
+    let body = serde_json::json!({ "Version": concat!("lilypad-store-", env!("CARGO_PKG_VERSION")) });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn dag_import_handler(
+    State(store): State<DiskBlockstore>,
+    mut multipart: axum::extract::Multipart,
+) -> Response {
+    use tokio::io::AsyncWriteExt;
+    let bad = |status: StatusCode, message: String| {
+        let body = serde_json::json!({ "Message": message, "Code": 0, "Type": "error" });
+        (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    };
+    let mut lines = String::new();
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return bad(e.status(), format!("reading the upload: {e}")),
+        };
+        let tmp = match tempfile::NamedTempFile::new_in(store.root()) {
+            Ok(t) => t,
+            Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("temporary file: {e}")),
+        };
+        let mut file = match tmp.reopen() {
+            Ok(f) => tokio::fs::File::from_std(f),
+            Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("temporary file: {e}")),
+        };
+        loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    if let Err(e) = file.write_all(&chunk).await {
+                        return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("writing the upload: {e}"));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return bad(e.status(), format!("reading the upload: {e}")),
+            }
+        }
+        if let Err(e) = file.flush().await {
+            return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("writing the upload: {e}"));
+        }
+        drop(file);
+        let store = store.clone();
+        let imported = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(tmp.path()).map_err(|e| StoreError::io(tmp.path().to_path_buf(), e))?;
+            crate::car::import_car(std::io::BufReader::new(f), &store)
+        })
+        .await;
+        match imported {
+            Ok(Ok(roots)) => {
+                for root in roots {
+                    lines.push_str(&serde_json::json!({ "Root": { "Cid": { "/": root.to_string() }, "PinErrorMsg": "" } }).to_string());
+                    lines.push('\n');
+                }
+            }
+            Ok(Err(e)) => return bad(StatusCode::BAD_REQUEST, format!("importing the CAR: {e}")),
+            Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("import task: {e}")),
+        }
+    }
+    info!(roots = lines.lines().count(), "dag/import");
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response()
+}
+
 /// Serves [`router`] on `addr` (port 0 picks a free port) in a background task. Returns the
 /// address actually bound and the task's handle (abort it to stop the server).
 pub async fn serve(

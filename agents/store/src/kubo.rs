@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cid::Cid;
+use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -214,6 +215,59 @@ impl KuboClient {
         let cid = parse_cid(&hash)?;
         info!(path = %path.display(), %cid, "added to Kubo");
         Ok(cid)
+    }
+
+    /// Imports the CARv1 file at `car` (`/api/v0/dag/import`, roots pinned) and returns the
+    /// roots the node reports. Kubo and `lilypad devnet`'s IPFS node both answer it: this is
+    /// how `lilypad module publish` hands a module folder and its image archive to the network.
+    pub async fn dag_import(&self, car: &Path) -> Result<Vec<Cid>> {
+        let file = tokio::fs::File::open(car).await.map_err(|e| StoreError::io(car.to_path_buf(), e))?;
+        let boundary = boundary(car);
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"import.car\"\r\nContent-Type: application/vnd.ipld.car\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let body_stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(head)) })
+            .chain(tokio_util::io::ReaderStream::new(file))
+            .chain(futures_util::stream::once(async move { Ok(Bytes::from(tail)) }));
+        let url = self.url("dag/import", "pin-roots=true");
+        let resp = self
+            .post(&url, Some((reqwest::Body::wrap_stream(body_stream), format!("multipart/form-data; boundary={boundary}"))))
+            .await?;
+        let body = Self::body(&url, resp).await?;
+        #[derive(serde::Deserialize)]
+        struct Line {
+            #[serde(rename = "Root")]
+            root: Option<RootLine>,
+        }
+        #[derive(serde::Deserialize)]
+        struct RootLine {
+            #[serde(rename = "Cid")]
+            cid: CidLink,
+            #[serde(rename = "PinErrorMsg", default)]
+            pin_error: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct CidLink {
+            #[serde(rename = "/")]
+            cid: String,
+        }
+        let mut roots = Vec::new();
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let line: Line = serde_json::from_slice(line).map_err(|e| StoreError::KuboApi {
+                url: url.clone(),
+                status: 200,
+                message: format!("unexpected dag/import output line: {e}"),
+            })?;
+            if let Some(root) = line.root {
+                if !root.pin_error.is_empty() {
+                    return Err(StoreError::KuboApi { url, status: 200, message: format!("pinning {}: {}", root.cid.cid, root.pin_error) });
+                }
+                roots.push(parse_cid(&root.cid.cid)?);
+            }
+        }
+        info!(car = %car.display(), roots = roots.len(), "imported into IPFS");
+        Ok(roots)
     }
 
     /// Pins `cid` recursively (`/api/v0/pin/add`).

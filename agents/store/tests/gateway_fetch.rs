@@ -425,3 +425,45 @@ async fn gateway_responses() {
     let r = get("/nothing-here".into()).await;
     assert_eq!(r.status(), 404);
 }
+
+/// A publisher hands a folder to a writable node as a CAR (`KuboClient::dag_import`, the Kubo
+/// RPC call) and anyone then fetches it back verified; a CAR with a forged block is refused and
+/// leaves nothing of the forged block in the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dag_import_into_a_writable_node_then_fetch_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_tree(&src);
+    let local = DiskBlockstore::open(dir.path().join("local")).unwrap();
+    let root = add_path(&src, &local).unwrap();
+    let car = dir.path().join("tree.car");
+    lilypad_store::export_car(&local, &root, fs::File::create(&car).unwrap()).unwrap();
+
+    let node = DiskBlockstore::open(dir.path().join("node")).unwrap();
+    let (addr, _task) = gateway::serve_writable(node.clone(), "127.0.0.1:0".parse().unwrap(), 64 << 20).await.unwrap();
+    let kubo = lilypad_store::KuboClient::new(&format!("http://{addr}")).unwrap();
+    assert!(kubo.version().await.unwrap().starts_with("lilypad-store-"));
+    let roots = kubo.dag_import(&car).await.unwrap();
+    assert_eq!(roots, vec![root]);
+
+    let dest = dir.path().join("back");
+    fetch(&format!("http://{addr}"), &root, &dest).await.unwrap();
+    assert_eq!(snapshot(&dest), snapshot(&src), "fetched back byte for byte");
+
+    // Flip one byte of the last block's data: the import fails naming the bad block.
+    let mut bytes = fs::read(&car).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    let forged = dir.path().join("forged.car");
+    fs::write(&forged, &bytes).unwrap();
+    let empty = DiskBlockstore::open(dir.path().join("node2")).unwrap();
+    let (addr2, _task2) = gateway::serve_writable(empty, "127.0.0.1:0".parse().unwrap(), 64 << 20).await.unwrap();
+    let kubo2 = lilypad_store::KuboClient::new(&format!("http://{addr2}")).unwrap();
+    let err = kubo2.dag_import(&forged).await.unwrap_err().to_string();
+    assert!(err.contains("importing the CAR"), "{err}");
+
+    // The read-only gateway has no import route.
+    let (ro, _task3) = gateway::serve(node, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let kubo3 = lilypad_store::KuboClient::new(&format!("http://{ro}")).unwrap();
+    assert!(kubo3.dag_import(&car).await.is_err(), "read-only gateway refuses imports");
+}
