@@ -41,6 +41,11 @@ const LP: u128 = 1_000_000_000_000_000_000;
 /// What the devnet provider asks per lilysay-sized job, and the collateral it keeps.
 const PRICE: u128 = LP;
 const COLLATERAL: u128 = 1_000 * LP;
+/// Largest upload the devnet's IPFS node takes in one request (an image archive).
+const IPFS_MAX_UPLOAD: usize = 4 << 30;
+/// What the devnet provider offers for any published module that fits (besides its own):
+/// its module folders and image archives are fetched from the devnet's IPFS node.
+const OFFER_ANY: lilypad_bindings::Resources = lilypad_bindings::Resources { cpuMilli: 2000, ramMb: 4096, diskMb: 10_000, vramMb: 0, gpus: 0 };
 
 pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     let root = data_dir.join("devnet");
@@ -59,6 +64,21 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     let d = deploy(&url, config).await?;
     let deployment = write_deployment(&root, &d)?;
     info!(market = %d.market, token = %d.token, "contracts deployed");
+
+    // The devnet's IPFS node: module folders and image archives by CID (a gateway that also
+    // takes `dag/import`, which is what `lilypad module publish` sends).
+    let node_store = lilypad_store::DiskBlockstore::open(root.join("ipfs")).wrap_err("opening the devnet's IPFS store")?;
+    let (ipfs_addr, _ipfs_task) = lilypad_store::gateway::serve_writable(node_store.clone(), ([127, 0, 0, 1], 0).into(), IPFS_MAX_UPLOAD)
+        .await
+        .wrap_err("starting the devnet's IPFS node")?;
+    let ipfs = format!("http://{ipfs_addr}");
+    for m in &modules {
+        let (dir, store) = (m.dir().to_path_buf(), node_store.clone());
+        let cid = tokio::task::spawn_blocking(move || lilypad_store::add_path(&dir, &store)).await??;
+        if &cid != m.cid() {
+            return Err(eyre!("module {}: the IPFS node computed {cid}, not {}", m.reference(), m.cid()));
+        }
+    }
 
     let admin = ChainClient::connect(&url, Some(accounts::ADMIN), d.clone()).await?;
     let dev = lilypad_bindings::LilypadDevToken::new(d.token, admin.provider().clone());
@@ -92,6 +112,7 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             deployment,
             gateway: String::new(),
             modules: module_dirs.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect(),
+            ipfs: ipfs.clone(),
             job_creator_key: accounts::JOB_CREATOR.into(),
             solver_key: accounts::SOLVER.into(),
             provider_key: accounts::RESOURCE_PROVIDER.into(),
@@ -123,15 +144,22 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             allow_network: false,
             poll: Duration::from_millis(20),
             ipfs_api: None,
-            offer_any: None,
+            offer_any: Some(OFFER_ANY),
             allow_git_modules: false,
+            fetch_modules: true,
+            ipfs_gateways: vec![ipfs.clone()],
         },
     )
     .await?;
     let gateway = format!("http://{}", provider.gateway());
     let mediator_agent = lilypad_mediator::Mediator::start(
         mediator,
-        lilypad_mediator::MediatorOptions { modules: module_dirs.clone(), data_dir: root.join("mediator"), poll: Duration::from_millis(50) },
+        lilypad_mediator::MediatorOptions {
+            modules: module_dirs.clone(),
+            ipfs_gateways: vec![ipfs.clone()],
+            data_dir: root.join("mediator"),
+            poll: Duration::from_millis(50),
+        },
     )
     .await?;
 
@@ -140,6 +168,7 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         deployment,
         gateway: gateway.clone(),
         modules: module_dirs.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect(),
+        ipfs: ipfs.clone(),
         job_creator_key: accounts::JOB_CREATOR.into(),
         solver_key: accounts::SOLVER.into(),
         provider_key: accounts::RESOURCE_PROVIDER.into(),
@@ -150,6 +179,7 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     println!("  chain      {url} (chain id 31337)");
     println!("  market     {}", d.market);
     println!("  outputs    {gateway}/ipfs/<cid>");
+    println!("  ipfs       {ipfs} (modules and image archives; `lilypad module publish` imports here)");
     println!("  modules    {}", modules.iter().map(|m| m.reference().to_string()).collect::<Vec<_>>().join(", "));
     println!("  run a job  lilypad run lilysay:0.1.0 -i Message=hello");
     println!("(Ctrl-C to stop)");

@@ -73,13 +73,19 @@ enum Command {
         /// Run modules published from git repositories (their build commands run on this host).
         #[arg(long)]
         allow_git_modules: bool,
+        /// Do not fetch published modules it has no folder for (by default, with --offer-any,
+        /// their folders and image archives are fetched by CID from the IPFS gateway; images
+        /// are loaded, never built, so nothing of theirs runs outside the sandbox).
+        #[arg(long)]
+        no_fetch_modules: bool,
     },
     /// Run a mediator.
     Mediator {
         #[command(flatten)]
         network: network::NetworkArgs,
-        /// Module folders it can re-run (repeatable).
-        #[arg(long = "module", required = true)]
+        /// Module folders it can re-run (repeatable); others are fetched by CID from the IPFS
+        /// gateway (folder and pinned image archive).
+        #[arg(long = "module")]
         modules: Vec<PathBuf>,
     },
     /// Challenge a job's result within its challenge window (pays the mediator fee + bond).
@@ -125,11 +131,19 @@ enum ModuleCommand {
     },
     /// Build a module's image and print its content hash.
     Build { dir: PathBuf },
-    /// Publish a module folder's name:version on chain, pinned to its content hash.
+    /// Publish a module: build its image, put the folder and the image archive on IPFS, and
+    /// register name:version on chain pinned to both content hashes.
     Publish {
         dir: PathBuf,
         #[command(flatten)]
         network: network::NetworkArgs,
+        /// Kubo RPC API to import the folder and image archive into (default: the config
+        /// file's ipfs_api, else the devnet's IPFS node).
+        #[arg(long, env = "LILYPAD_IPFS_API")]
+        ipfs_api: Option<String>,
+        /// Pin no image archive: providers then need the folder and build the image themselves.
+        #[arg(long)]
+        no_image: bool,
     },
 }
 
@@ -162,8 +176,19 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Run(args) => return run::run(args, &cli.data_dir).await,
         Command::Devnet(args) => devnet::devnet(args, &cli.data_dir).await,
         Command::Solver { network } => solver(network, &cli.data_dir).await,
-        Command::ResourceProvider { network, modules, price, collateral, gateway, concurrency, ipfs_api, offer_any, allow_git_modules } => {
-            let extra = ProviderExtra { ipfs_api, offer_any, allow_git_modules };
+        Command::ResourceProvider {
+            network,
+            modules,
+            price,
+            collateral,
+            gateway,
+            concurrency,
+            ipfs_api,
+            offer_any,
+            allow_git_modules,
+            no_fetch_modules,
+        } => {
+            let extra = ProviderExtra { ipfs_api, offer_any, allow_git_modules, fetch_modules: !no_fetch_modules };
             provider(network, &cli.data_dir, modules, price, collateral, gateway, concurrency, extra).await
         }
         Command::Mediator { network, modules } => mediator(network, &cli.data_dir, modules).await,
@@ -196,6 +221,7 @@ struct ProviderExtra {
     ipfs_api: Option<String>,
     offer_any: Option<lilypad_bindings::Resources>,
     allow_git_modules: bool,
+    fetch_modules: bool,
 }
 
 fn parse_resources(s: &str) -> Result<lilypad_bindings::Resources, String> {
@@ -232,6 +258,8 @@ async fn provider(
         ipfs_api: extra.ipfs_api,
         offer_any: extra.offer_any,
         allow_git_modules: extra.allow_git_modules,
+        fetch_modules: extra.fetch_modules,
+        ipfs_gateways: net.ipfs_gateways.clone(),
     };
     let provider = lilypad_provider::Provider::start(client, options).await?;
     provider.run(shutdown_signal()).await?;
@@ -243,6 +271,7 @@ async fn mediator(network: network::NetworkArgs, data_dir: &std::path::Path, mod
     let client = net.connect(true).await?;
     let options = lilypad_mediator::MediatorOptions {
         modules,
+        ipfs_gateways: net.ipfs_gateways.clone(),
         data_dir: data_dir.join("mediator").join(client.address()?.to_string()),
         poll: std::time::Duration::from_millis(250),
     };
@@ -320,17 +349,68 @@ async fn module(command: ModuleCommand, data_dir: &std::path::Path) -> eyre::Res
             println!("content hash (CID): {}", module.cid());
             println!("spec hash (on chain): {}", module.spec_hash());
         }
-        ModuleCommand::Publish { dir, network } => {
+        ModuleCommand::Publish { dir, network, ipfs_api, no_image } => {
             let module = lilypad_module::Module::load(&dir)?;
             let net = network.resolve_with(data_dir, |d| d.job_creator_key.clone())?;
+            let api = ipfs_api.or(net.ipfs_api.clone());
+            let image_hash = publish_content(&module, api.as_deref(), !no_image).await?;
             let client = net.connect(true).await?;
             let market = client.market();
-            let call = market.publishModule(module.name().to_string(), module.version().to_string(), module.chain_spec());
-            client.send(&format!("publishModule({})", module.reference()), call).await?;
+            let call = market.publishModule(module.name().to_string(), module.version().to_string(), module.chain_spec_with_image(image_hash));
+            client.send(&format!("publishModule({})", module.reference()), call).await.map_err(|e| match e.market_error() {
+                Some(_) => eyre::eyre!("the module directory refused {}: {e}", module.reference()),
+                None => eyre::eyre!(e),
+            })?;
             println!("published {} pinned to {} (spec hash {})", module.reference(), module.cid(), module.spec_hash());
+            if image_hash != alloy::primitives::B256::ZERO {
+                println!("image archive: {} (image hash {image_hash})", lilypad_module::cid_from_spec_hash(image_hash));
+            }
+            println!("run it with: lilypad run {}", module.reference());
         }
     }
     Ok(())
+}
+
+/// Builds the image (unless `!with_image`), saves its archive, and imports the module folder
+/// and the archive into the IPFS node at `api` as CARs. Returns the image hash to pin (zero
+/// without an image).
+async fn publish_content(module: &lilypad_module::Module, api: Option<&str>, with_image: bool) -> eyre::Result<alloy::primitives::B256> {
+    use eyre::WrapErr;
+    let Some(api) = api else {
+        return Err(eyre::eyre!(
+            "no IPFS node to publish {} to: pass --ipfs-api <Kubo RPC URL> (or set ipfs_api in the config file)",
+            module.reference()
+        ));
+    };
+    let kubo = lilypad_store::KuboClient::new(api)?;
+    let work = tempfile::tempdir().wrap_err("temporary folder")?;
+    let store = lilypad_store::DiskBlockstore::open(work.path().join("blocks"))?;
+    let mut roots = vec![];
+    let (dir, s) = (module.dir().to_path_buf(), store.clone());
+    let folder = tokio::task::spawn_blocking(move || lilypad_store::add_path(&dir, &s)).await??;
+    roots.push(("module folder", folder));
+    let mut image_hash = alloy::primitives::B256::ZERO;
+    if with_image {
+        let executor = lilypad_executor::Executor::connect().await?;
+        executor.preflight().await?;
+        let tag = lilypad_module::build_image(module, &executor).await?;
+        println!("{} built as image {tag}", module.reference());
+        let archive = lilypad_module::save_image_archive(module, &executor, &work.path().join("image.tar"), &store).await?;
+        println!("image archive {} ({} bytes)", archive.cid, archive.bytes);
+        roots.push(("image archive", archive.cid));
+        image_hash = archive.image_hash;
+    }
+    for (what, root) in roots {
+        let car = work.path().join(format!("{root}.car"));
+        let (s, c) = (store.clone(), car.clone());
+        tokio::task::spawn_blocking(move || -> eyre::Result<u64> { Ok(lilypad_store::export_car(&s, &root, std::fs::File::create(&c)?)?) }).await??;
+        let imported = kubo.dag_import(&car).await.wrap_err_with(|| format!("importing the {what} into {api}"))?;
+        if !imported.contains(&root) {
+            return Err(eyre::eyre!("{api} imported {imported:?}, not the {what} {root}"));
+        }
+        println!("{what} {root} is on {api}");
+    }
+    Ok(image_hash)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

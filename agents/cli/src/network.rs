@@ -17,6 +17,10 @@ pub struct DevnetInfo {
     pub gateway: String,
     /// Module folders the devnet published.
     pub modules: Vec<PathBuf>,
+    /// The devnet's IPFS node: a gateway (`/ipfs/<cid>`) that also takes `dag/import`
+    /// (where `lilypad module publish` puts module folders and image archives).
+    #[serde(default)]
+    pub ipfs: String,
     /// Well-known devnet keys by role (public test keys, never use them elsewhere).
     pub job_creator_key: String,
     pub solver_key: String,
@@ -49,6 +53,10 @@ pub struct ConfigFile {
     pub deployment: Option<PathBuf>,
     pub private_key: Option<String>,
     pub gateway: Option<String>,
+    /// IPFS gateway modules and image archives are fetched from.
+    pub ipfs_gateway: Option<String>,
+    /// Kubo RPC API that `lilypad module publish` imports module folders and images into.
+    pub ipfs_api: Option<String>,
 }
 
 impl ConfigFile {
@@ -85,6 +93,10 @@ pub struct NetworkArgs {
     /// Private key to sign with (default on the devnet: its well-known key for the role).
     #[arg(long, env = "WEB3_PRIVATE_KEY", hide_env_values = true)]
     pub private_key: Option<String>,
+    /// IPFS gateway to fetch published modules and image archives from (default: the config
+    /// file's ipfs_gateway, else the devnet's IPFS node).
+    #[arg(long, env = "LILYPAD_IPFS_GATEWAY")]
+    pub ipfs_gateway: Option<String>,
 }
 
 /// A resolved network.
@@ -95,6 +107,10 @@ pub struct Network {
     pub devnet: Option<DevnetInfo>,
     /// Outputs gateway from the config file.
     pub gateway: Option<String>,
+    /// IPFS gateways for modules and image archives, first to try first.
+    pub ipfs_gateways: Vec<String>,
+    /// Kubo RPC API to publish modules into (config file, else the devnet's IPFS node).
+    pub ipfs_api: Option<String>,
 }
 
 impl std::fmt::Debug for Network {
@@ -137,9 +153,13 @@ impl NetworkArgs {
             rpc_url: self.rpc_url.clone().or(file.rpc_url),
             deployment: self.deployment.clone().or(file.deployment),
             private_key: self.private_key.clone().or(file.private_key),
+            ipfs_gateway: None,
         };
         let mut net = layered.resolve_layered(data_dir, role_key)?;
         net.gateway = file.gateway;
+        let devnet_ipfs = net.devnet.as_ref().filter(|d| !d.ipfs.is_empty() && named.is_none()).map(|d| d.ipfs.clone());
+        net.ipfs_gateways = self.ipfs_gateway.clone().or(file.ipfs_gateway).or(devnet_ipfs.clone()).into_iter().collect();
+        net.ipfs_api = file.ipfs_api.or(devnet_ipfs);
         Ok(net)
     }
 
@@ -161,7 +181,7 @@ impl NetworkArgs {
         };
         let deployment = Deployment::load(&deployment_path)?;
         let private_key = self.private_key.clone().or_else(|| devnet.as_ref().filter(|_| self.rpc_url.is_none()).map(&role_key));
-        Ok(Network { rpc_url, deployment, private_key, devnet, gateway: None })
+        Ok(Network { rpc_url, deployment, private_key, devnet, gateway: None, ipfs_gateways: Vec::new(), ipfs_api: None })
     }
 
     pub fn resolve(&self, data_dir: &Path) -> eyre::Result<Network> {

@@ -87,6 +87,43 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
         Some(dir) => Some(Module::load(dir).map_err(|e| bad_input(format!("module folder {}: {e}", dir.display())))?),
         None => None,
     };
+    let client = net.connect(true).await.map_err(|e| infra(format!("{e:#}")))?;
+    let me = client.address().map_err(infra)?;
+    let market = client.market();
+    let module_id = lilypad_module::module_id(&reference.name, &reference.version);
+    let (spec, published_at) = client
+        .read("reading the module directory", || async {
+            market.getModule(module_id).call().await.map(|r| (r.spec, r.publishedAt))
+        })
+        .await
+        .map_err(infra)?;
+    if published_at == alloy::primitives::aliases::U40::ZERO {
+        return Err(bad_input(format!("{reference} is not published in the module directory of this network")));
+    }
+    // No local folder: fetch the published one by the CID the chain pins (verified).
+    let module = match module {
+        Some(m) => Some(m),
+        None if !net.ipfs_gateways.is_empty() => {
+            let cache = data_dir.join("cache").join("modules");
+            match lilypad_module::fetch_module(spec.specHash, &net.ipfs_gateways, &cache).await {
+                Ok(m) => Some(m),
+                Err(e) if e.is_retryable() => return Err(infra(format!("fetching {reference}'s folder to check the inputs: {e}"))),
+                Err(e) => return Err(bad_input(format!("{reference}: {e}"))),
+            }
+        }
+        None => None,
+    };
+    let module_dir = module_dir.or_else(|| module.as_ref().map(|m| m.dir().to_path_buf()));
+    if let Some(m) = &module {
+        if m.spec_hash() != spec.specHash {
+            return Err(bad_input(format!(
+                "the local folder of {reference} (hash {}) is not the published version (hash {}): update it",
+                m.spec_hash(),
+                spec.specHash
+            )));
+        }
+    }
+
     let inputs = match &module {
         Some(m) => {
             if m.reference() != reference {
@@ -101,29 +138,6 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
             lilypad_module::parse_inputs(&args.inputs).map_err(|e| bad_input(format!("{e}")))?.to_strings()
         }
     };
-
-    let client = net.connect(true).await.map_err(|e| infra(format!("{e:#}")))?;
-    let me = client.address().map_err(infra)?;
-    let market = client.market();
-    let module_id = lilypad_module::module_id(&reference.name, &reference.version);
-    let (spec, published_at) = client
-        .read("reading the module directory", || async {
-            market.getModule(module_id).call().await.map(|r| (r.spec, r.publishedAt))
-        })
-        .await
-        .map_err(infra)?;
-    if published_at == alloy::primitives::aliases::U40::ZERO {
-        return Err(bad_input(format!("{reference} is not published in the module directory of this network")));
-    }
-    if let Some(m) = &module {
-        if m.spec_hash() != spec.specHash {
-            return Err(bad_input(format!(
-                "the local folder of {reference} (hash {}) is not the published version (hash {}): update it",
-                m.spec_hash(),
-                spec.specHash
-            )));
-        }
-    }
 
     println!("🌟 Lilypad submitting job {reference} {}", inputs.join(" "));
     let spinner = ProgressBar::new_spinner();

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{B256, U256};
+use alloy::primitives::U256;
 use lilypad_bindings::JobState;
 use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStream, JobBook, JobRecord};
 use lilypad_executor::Executor;
@@ -25,6 +25,9 @@ use tracing::{error, info, warn};
 pub struct MediatorOptions {
     /// Module folders this mediator can re-run.
     pub modules: Vec<PathBuf>,
+    /// Re-run published modules it has no folder for, fetched by CID (folder and image
+    /// archive) from these IPFS gateways. Empty: local folders only.
+    pub ipfs_gateways: Vec<String>,
     pub data_dir: PathBuf,
     pub poll: Duration,
 }
@@ -46,7 +49,7 @@ pub struct Mediator {
     index: u8,
     executor: Executor,
     store: DiskBlockstore,
-    modules: HashMap<B256, Arc<Module>>,
+    resolver: lilypad_provider::ModuleResolver,
     book: JobBook,
     stream: EventStream,
     ruled: HashSet<U256>,
@@ -83,7 +86,14 @@ impl Mediator {
             .unwrap_or((client.deployment().start_block, JobBook::new()));
         let stream = EventStream::new(client.clone(), from_block).poll_interval(options.poll);
         info!(mediator = %me, index, from_block, "mediator ready");
-        Ok(Self { client, index, executor, store, modules, book, stream, ruled: HashSet::new(), options, checkpoint })
+        let resolver = lilypad_provider::ModuleResolver::new(
+            modules,
+            options.ipfs_gateways.clone(),
+            options.data_dir.join("cache"),
+            false,
+            !options.ipfs_gateways.is_empty(),
+        );
+        Ok(Self { client, index, executor, store, resolver, book, stream, ruled: HashSet::new(), options, checkpoint })
     }
 
     pub fn index(&self) -> u8 {
@@ -131,16 +141,24 @@ impl Mediator {
 
     async fn rule(&mut self, record: JobRecord) -> Result<(), MediatorError> {
         let id = record.id;
-        let Some(module) = self.modules.get(&record.job.moduleId).cloned() else {
-            warn!(job = %id, "challenged job of a module this mediator does not have; it will time out and refund everyone");
-            self.ruled.insert(id);
-            return Ok(());
+        let entry = self.book.module(&record.job.moduleId).cloned();
+        let resolved = match self.resolver.resolve(record.job.moduleId, entry.as_ref()).await {
+            Ok(r) => r,
+            Err(reason) => {
+                warn!(job = %id, %reason, "challenged job of a module this mediator cannot get; it will time out and refund everyone");
+                self.ruled.insert(id);
+                return Ok(());
+            }
         };
+        let module = resolved.module.clone();
         if !module.spec().deterministic {
             warn!(job = %id, module = %module.reference(), "non-deterministic module: comparing bytes until declared comparisons land");
         }
         let dir = self.options.data_dir.join("reruns").join(id.to_string());
-        let mine = lilypad_provider::run_job(&self.executor, &self.store, &module, &record, &dir, false).await;
+        let mine = match self.resolver.image(&resolved, &self.executor).await {
+            Ok(_) => lilypad_provider::run_job(&self.executor, &self.store, &module, &record, &dir, false).await,
+            Err(reason) => Err(reason),
+        };
         let market = self.client.market();
         let theirs = record.data_id.clone().unwrap_or_default();
         let sent = match mine {

@@ -21,6 +21,9 @@ use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStre
 use lilypad_executor::Executor;
 use lilypad_module::Module;
 use lilypad_store::{Cid, DiskBlockstore};
+
+mod modules;
+pub use modules::{ModuleResolver, Resolved};
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{error, info, warn};
 
@@ -52,6 +55,11 @@ pub struct ProviderOptions {
     /// tag's commit and checked against the hash pinned on chain. Their build commands run on
     /// this host: allow only if you trust who can publish.
     pub allow_git_modules: bool,
+    /// Run published modules it has no folder for: the folder is fetched from IPFS by the CID
+    /// the chain pins, and the image from the image archive pinned with it (never built here).
+    pub fetch_modules: bool,
+    /// IPFS gateways to fetch modules and image archives from (e.g. http://127.0.0.1:8080).
+    pub ipfs_gateways: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,17 +96,12 @@ fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Where a matched job's module comes from.
-enum Source {
-    Local(Arc<Module>),
-    Git { name: String, version: String, spec_hash: B256, cache: PathBuf },
-    Unavailable(String),
-}
-
 /// What a finished run reports back to the main loop.
 struct Finished {
     id: U256,
     result: Result<(Cid, B256), String>,
+    /// The module whose image this run found or made ready.
+    ready: Option<B256>,
 }
 
 /// A running resource provider.
@@ -108,7 +111,9 @@ pub struct Provider {
     me: Address,
     executor: Arc<Executor>,
     store: DiskBlockstore,
-    modules: HashMap<B256, Arc<Module>>,
+    resolver: Arc<ModuleResolver>,
+    /// Modules announced on chain as ready here (`announceModules`).
+    announced: HashSet<B256>,
     book: JobBook,
     stream: EventStream,
     running: HashSet<U256>,
@@ -215,7 +220,14 @@ impl Provider {
             me,
             executor: Arc::new(executor),
             store,
-            modules,
+            resolver: Arc::new(ModuleResolver::new(
+                modules,
+                options.ipfs_gateways.clone(),
+                options.data_dir.join("cache"),
+                options.allow_git_modules,
+                options.fetch_modules,
+            )),
+            announced: HashSet::new(),
             book,
             stream,
             checkpoint,
@@ -238,7 +250,8 @@ impl Provider {
     /// Runs until `shutdown` resolves.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ProviderError> {
         tokio::pin!(shutdown);
-        info!(provider = %self.me, modules = self.modules.len(), "resource provider running");
+        info!(provider = %self.me, modules = self.resolver.local().len(), "resource provider running");
+        self.announce_present().await?;
         let mut settle_tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             let step: Result<(), ProviderError> = tokio::select! {
@@ -279,22 +292,7 @@ impl Provider {
             .cloned()
             .collect();
         for record in mine {
-            let source = match self.modules.get(&record.job.moduleId) {
-                Some(m) => Source::Local(m.clone()),
-                None => match self.book.module(&record.job.moduleId) {
-                    Some(entry) if self.options.allow_git_modules && lilypad_module::is_git_name(&entry.name) => Source::Git {
-                        name: entry.name.clone(),
-                        version: entry.version.clone(),
-                        spec_hash: entry.spec.specHash,
-                        cache: self.options.data_dir.join("repos"),
-                    },
-                    entry => {
-                        let what = entry.map(|e| e.reference()).unwrap_or_else(|| record.job.moduleId.to_string());
-                        warn!(job = %record.id, module = %what, "matched to a module this provider cannot run; giving it back");
-                        Source::Unavailable(format!("this provider does not run {what}"))
-                    }
-                },
-            };
+            let entry = self.book.module(&record.job.moduleId).cloned();
             self.running.insert(record.id);
             let executor = self.executor.clone();
             let store = self.store.clone();
@@ -303,23 +301,22 @@ impl Provider {
             let dir = self.result_dir(record.id);
             let allow_network = self.options.allow_network;
             let kubo = self.kubo.clone();
+            let resolver = self.resolver.clone();
             tokio::spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 let id = record.id;
-                let module = match source {
-                    Source::Local(m) => Ok(m),
-                    Source::Git { name, version, spec_hash, cache } => {
-                        match lilypad_module::fetch_git_module(&name, &version, &cache).await {
-                            Ok(folder) => Module::load_pinned(&folder, spec_hash)
-                                .map(Arc::new)
-                                .map_err(|e| format!("{name}:{version} from git is not the module pinned on chain: {e}")),
-                            Err(e) => Err(format!("fetching {name}:{version}: {e}")),
+                let mut ready = None;
+                let mut result = match resolver.resolve(record.job.moduleId, entry.as_ref()).await {
+                    Ok(resolved) => {
+                        let image = if dir.exists() { Ok(()) } else { resolver.image(&resolved, &executor).await.map(|_| ()) };
+                        match image {
+                            Ok(()) => {
+                                ready = Some(resolved.module.id());
+                                run_job(&executor, &store, &resolved.module, &record, &dir, allow_network).await
+                            }
+                            Err(reason) => Err(reason),
                         }
                     }
-                    Source::Unavailable(reason) => Err(reason),
-                };
-                let mut result = match module {
-                    Ok(module) => run_job(&executor, &store, &module, &record, &dir, allow_network).await,
                     Err(reason) => Err(reason),
                 };
                 if let (Ok((cid, _)), Some(kubo)) = (&result, kubo) {
@@ -332,9 +329,38 @@ impl Provider {
                         Err(e) => warn!(job = %id, error = %e, "pinning to IPFS failed; outputs are still served here"),
                     }
                 }
-                let _ = tx.send(Finished { id, result }).await;
+                let _ = tx.send(Finished { id, result, ready }).await;
             });
         }
+    }
+
+    /// Announces on chain the local modules whose images the engine has already.
+    async fn announce_present(&mut self) -> Result<(), ProviderError> {
+        let mut present = Vec::new();
+        for (id, module) in self.resolver.local() {
+            if self.executor.has_image(&module.image_tag()).await? {
+                present.push(*id);
+            }
+        }
+        self.announce(present).await
+    }
+
+    /// `announceModules(ids, true)` for those not announced yet. A hint: failures are logged.
+    async fn announce(&mut self, ids: Vec<B256>) -> Result<(), ProviderError> {
+        let ids: Vec<B256> = ids.into_iter().filter(|id| !self.announced.contains(id)).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let market = self.client.market();
+        match self.client.send("announceModules", market.announceModules(ids.clone(), true)).await {
+            Ok(_) => {
+                info!(modules = ids.len(), "announced modules ready here");
+                self.announced.extend(ids);
+            }
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => warn!(error = %e, "announcing ready modules failed"),
+        }
+        Ok(())
     }
 
     fn result_dir(&self, id: U256) -> PathBuf {
@@ -344,6 +370,9 @@ impl Provider {
     /// Posts a finished run's result (or gives the job back when it could not run).
     async fn finish(&mut self, done: Finished) -> Result<(), ProviderError> {
         self.running.remove(&done.id);
+        if let Some(module) = done.ready {
+            self.announce(vec![module]).await?;
+        }
         // the events may have moved on (a timeout, another transition): use the current record
         self.catch_up().await?;
         let Some(record) = self.book.get(done.id).cloned() else { return Ok(()) };
@@ -439,7 +468,9 @@ pub async fn run_job(
         if rendered.network && !allow_network {
             return Err("the module asks for a network and this provider does not allow it".into());
         }
-        let image = lilypad_module::build_image(module, executor).await.map_err(|e| format!("building the image failed: {e}"))?;
+        // The image is prepared by the caller (ModuleResolver::image): present, loaded from
+        // its pinned archive, or built.
+        let image = module.image_tag();
         let spec = rendered.to_run_spec(&image, None);
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;

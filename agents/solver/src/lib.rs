@@ -21,7 +21,7 @@ use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStre
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-pub use matching::{choose, Choice, NoMatch, Terms};
+pub use matching::{choose, choose_excluding, Choice, NoMatch, Terms};
 pub use view::MarketView;
 
 /// How the solver runs.
@@ -52,6 +52,8 @@ struct Saved {
     next_block: u64,
     book: BookSnapshot,
     view: MarketView,
+    #[serde(default)]
+    released: HashMap<U256, Vec<Address>>,
 }
 
 /// The solver's state and loop.
@@ -64,6 +66,8 @@ pub struct Solver {
     terms: Terms,
     /// The last reason logged per job, so a job waiting for a provider is logged once per change.
     waiting: HashMap<U256, NoMatch>,
+    /// Providers that gave each open job back (not matched to it again).
+    released: HashMap<U256, Vec<Address>>,
     checkpoint: Option<Checkpoint>,
 }
 
@@ -76,10 +80,11 @@ impl Solver {
             Some(cp) => cp.load()?,
             None => None,
         };
-        let (next_block, book, view) = match saved.and_then(|s| JobBook::from_snapshot(&s.book).map(|b| (s.next_block, b, s.view))) {
-            Some(restored) => restored,
-            None => (d.start_block, JobBook::new(), MarketView::default()),
-        };
+        let (next_block, book, view, released) =
+            match saved.and_then(|s| JobBook::from_snapshot(&s.book).map(|b| (s.next_block, b, s.view, s.released))) {
+                Some(restored) => restored,
+                None => (d.start_block, JobBook::new(), MarketView::default(), HashMap::new()),
+            };
         let me = client.address()?;
         let account = client.read("reading the solver's account", || async {
             client.market().accountOf(me).call().await
@@ -91,7 +96,7 @@ impl Solver {
         }
         let stream = EventStream::new(client.clone(), next_block).poll_interval(options.poll);
         let terms = Terms { solver_fee_bps: d.solver_fee_bps, collateral_bps: d.collateral_bps, mediator_fee: d.mediator_fee };
-        Ok(Self { client, options, stream, book, view, terms, waiting: HashMap::new(), checkpoint })
+        Ok(Self { client, options, stream, book, view, terms, waiting: HashMap::new(), released, checkpoint })
     }
 
     /// Runs until `shutdown` resolves.
@@ -118,14 +123,29 @@ impl Solver {
         let batch = self.stream.next_batch().await?;
         for log in &batch.logs {
             self.view.apply(log);
-            if let Some(JobChange::Finished { id, .. } | JobChange::Released(id)) = self.book.apply(log) {
-                self.waiting.remove(&id);
+            if let lilypad_chain::MarketEvent::JobReleased(e) = &log.event {
+                self.released.entry(e.id).or_default().push(e.provider);
+            }
+            match self.book.apply(log) {
+                Some(JobChange::Finished { id, .. }) => {
+                    self.waiting.remove(&id);
+                    self.released.remove(&id);
+                }
+                Some(JobChange::Released(id)) => {
+                    self.waiting.remove(&id);
+                }
+                _ => {}
             }
         }
         self.recount_active();
         self.match_open_jobs().await?;
         if let Some(cp) = &self.checkpoint {
-            cp.save(&Saved { next_block: self.stream.next_block(), book: self.book.snapshot(), view: self.view.clone() })?;
+            cp.save(&Saved {
+                next_block: self.stream.next_block(),
+                book: self.book.snapshot(),
+                view: self.view.clone(),
+                released: self.released.clone(),
+            })?;
         }
         Ok(())
     }
@@ -140,7 +160,8 @@ impl Solver {
         for record in open {
             let choice = loop {
                 let known = balances.clone();
-                match choose(&record.job, &self.view, &self.terms, now, self.options.max_active_per_provider, |a| known.get(&a).copied()) {
+                let exclude = self.released.get(&record.id).map(Vec::as_slice).unwrap_or(&[]);
+                match choose_excluding(&record.job, &self.view, &self.terms, now, self.options.max_active_per_provider, |a| known.get(&a).copied(), exclude) {
                     Ok(c) if !balances.contains_key(&c.provider) => {
                         // learn its free balance, then decide again with it
                         let b = self.balance_of(c.provider).await?;

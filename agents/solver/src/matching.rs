@@ -59,18 +59,32 @@ pub fn choose(
     max_active: u32,
     balance: impl Fn(Address) -> Option<u128>,
 ) -> Result<Choice, NoMatch> {
+    choose_excluding(job, view, terms, now, max_active, balance, &[])
+}
+
+/// [`choose`], never picking a provider in `exclude` (e.g. ones that gave this job back:
+/// matching it to them again would only have them release it again).
+pub fn choose_excluding(
+    job: &Job,
+    view: &MarketView,
+    terms: &Terms,
+    now: u64,
+    max_active: u32,
+    balance: impl Fn(Address) -> Option<u128>,
+    exclude: &[Address],
+) -> Result<Choice, NoMatch> {
     let deadline = u40(job.createdAt).saturating_add(u64::from(job.matchTimeout));
     if now > deadline {
         return Err(NoMatch::DeadlinePassed { deadline });
     }
     let usable = view.usable_mediators() & job.mediators;
     let requirements = view.requirements.get(&job.moduleId);
-    let mut best: Option<(u128, u32, u64, Choice)> = None;
+    let mut best: Option<((bool, u128, u32, u64), Choice)> = None;
     let mut worst_reason: Option<NoMatch> = None;
     let mut cheapest: Option<u128> = None;
     let mut any_offer = false;
     for (&address, p) in &view.providers {
-        if p.roles & ROLE_PROVIDER == 0 {
+        if p.roles & ROLE_PROVIDER == 0 || exclude.contains(&address) {
             continue;
         }
         let price = match p.offers.get(&job.moduleId) {
@@ -101,12 +115,14 @@ pub fn choose(
             continue;
         }
         let mediator = common.trailing_zeros() as u8;
-        let key = (price, p.active_jobs, p.seen);
-        if best.as_ref().is_none_or(|(bp, ba, bs, _)| key < (*bp, *ba, *bs)) {
-            best = Some((price, p.active_jobs, p.seen, Choice { provider: address, mediator, price }));
+        // Providers that have the module's image at hand first (the job starts without a
+        // download or build), then the cheapest, then the least busy, then the oldest.
+        let key = (!p.ready.contains(&job.moduleId), price, p.active_jobs, p.seen);
+        if best.as_ref().is_none_or(|(bk, _)| key < *bk) {
+            best = Some((key, Choice { provider: address, mediator, price }));
         }
     }
-    if let Some((.., choice)) = best {
+    if let Some((_, choice)) = best {
         return Ok(choice);
     }
     if !any_offer {
@@ -181,6 +197,33 @@ mod tests {
         assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, B);
         let v = view(vec![(A, provider(5 * LP, 1)), (B, provider(5 * LP, 2))]);
         assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, A);
+    }
+
+    #[test]
+    fn prefers_a_provider_with_the_image_ready_within_the_cap() {
+        let mut ready = provider(5 * LP, 2);
+        ready.ready.insert(module());
+        let v = view(vec![(A, provider(4 * LP, 1)), (B, ready.clone())]);
+        assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, B, "ready beats cheaper");
+        // Readiness for another module does not count.
+        let mut other = provider(5 * LP, 2);
+        other.ready.insert(B256::repeat_byte(9));
+        let v = view(vec![(A, provider(4 * LP, 1)), (B, other)]);
+        assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, A);
+        // A ready provider above the job's cap is still not chosen.
+        let mut dear = provider(20 * LP, 2);
+        dear.ready.insert(module());
+        let v = view(vec![(A, provider(4 * LP, 1)), (B, dear)]);
+        assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, A);
+    }
+
+    #[test]
+    fn a_provider_that_gave_the_job_back_is_not_chosen_again() {
+        let v = view(vec![(A, provider(4 * LP, 1)), (B, provider(5 * LP, 2))]);
+        let c = choose_excluding(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None, &[A]).unwrap();
+        assert_eq!(c.provider, B);
+        let e = choose_excluding(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None, &[A, B]).unwrap_err();
+        assert_eq!(e, NoMatch::NoOffer { module_id: module() });
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What the solver knows of providers and mediators, rebuilt from the market's events.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use alloy::primitives::{Address, B256, U256};
 use lilypad_bindings::Resources;
@@ -24,6 +24,10 @@ pub struct ProviderInfo {
     pub active_jobs: u32,
     /// Order in which providers first appeared (older first on ties).
     pub seen: u64,
+    /// Modules whose images it announced it has at hand (`ModulesAnnounced`): matching a job
+    /// of one of them to it needs no download or build first.
+    #[serde(default)]
+    pub ready: BTreeSet<B256>,
 }
 
 /// Resources as plain numbers.
@@ -104,6 +108,16 @@ impl MarketView {
                 }
             }
             E::ResourcesSet(e) => self.provider(e.provider).resources = Some((&e.resources).into()),
+            E::ModulesAnnounced(e) => {
+                let p = self.provider(e.provider);
+                for id in &e.moduleIds {
+                    if e.ready {
+                        p.ready.insert(*id);
+                    } else {
+                        p.ready.remove(id);
+                    }
+                }
+            }
             E::MediatorRegistered(e) => {
                 let i = usize::from(e.index);
                 if self.mediators.len() <= i {
