@@ -322,6 +322,82 @@ async fn a_module_from_a_git_repository_runs_pinned_to_its_commit() {
 }
 
 
+/// `lilypad module init` + `lilypad module publish` (image built, folder and image archive
+/// imported into the devnet's IPFS node, both hashes pinned on chain) + `lilypad run` from a
+/// folder that is not the module's: the job creator fetches the folder by CID to check the
+/// inputs before paying, and the provider, which never had the folder or the image, fetches
+/// both and loads the archive. Bad input against the fetched spec and a local folder whose
+/// hash differs from the pinned one are refused before anything is paid.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_published_module_runs_on_a_provider_that_never_built_it() {
+    let devnet = Devnet::start(30);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("greeter");
+    // A name of its own: the test removes the image from the shared Docker engine.
+    let out = devnet.lilypad(&["module", "init", dir.to_str().unwrap(), "--name", "greeter-e2e"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let module = lilypad_module::Module::load(&dir).unwrap();
+    let out = devnet.lilypad(&["module", "publish", dir.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("image archive bafybei"), "{stdout}");
+    assert!(stdout.contains("is on http://"), "{stdout}");
+    // On chain: both hashes.
+    let observer = devnet.client(accounts::AUDITOR).await;
+    let got = observer.market().getModule(module.id()).call().await.unwrap();
+    assert_eq!(got.spec.specHash, module.spec_hash());
+    assert_ne!(got.spec.imageHash, alloy::primitives::B256::ZERO, "image archive pinned");
+
+    // The provider must get the image from the archive, not from the engine's cache.
+    let rmi = Command::new("docker").args(["rmi", "-f", &module.image_tag()]).output().unwrap();
+    assert!(rmi.status.success(), "{}", String::from_utf8_lossy(&rmi.stderr));
+
+    let elsewhere = work.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let token = observer.token();
+    let creator = lilypad_devnet::address_of(accounts::JOB_CREATOR).unwrap();
+    let before = token.balanceOf(creator).call().await.unwrap();
+
+    // Unknown input: refused from the fetched spec, which lists what it accepts.
+    let bad = Command::new(LILYPAD)
+        .arg("--data-dir")
+        .arg(devnet.data_dir.path())
+        .args(["run", "greeter-e2e:0.1.0", "-i", "Inptu=x"])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let (o, e) = text(&bad);
+    assert_eq!(bad.status.code(), Some(2), "{o}\n{e}");
+    assert!(e.contains("did you mean Input") && e.contains("greeter-e2e:0.1.0 accepts"), "{e}");
+
+    // A local folder that is not the published version: refused.
+    let edited = work.path().join("edited");
+    std::fs::create_dir_all(&edited).unwrap();
+    for f in ["lilypad-module.json", "Dockerfile", "main.c"] {
+        std::fs::copy(dir.join(f), edited.join(f)).unwrap();
+    }
+    std::fs::write(edited.join("main.c"), std::fs::read_to_string(dir.join("main.c")).unwrap() + "\n/* edited */\n").unwrap();
+    let mismatch = devnet.lilypad(&["run", "greeter-e2e:0.1.0", "--module-dir", edited.to_str().unwrap()]);
+    let (o, e) = text(&mismatch);
+    assert_eq!(mismatch.status.code(), Some(2), "{o}\n{e}");
+    assert!(e.contains("is not the published version"), "{e}");
+    assert_eq!(token.balanceOf(creator).call().await.unwrap(), before, "nothing paid for refused jobs");
+
+    let run = Command::new(LILYPAD)
+        .arg("--data-dir")
+        .arg(devnet.data_dir.path())
+        .args(["run", "greeter-e2e:0.1.0", "-i", "Input=network"])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let (o, e) = text(&run);
+    assert_eq!(run.status.code(), Some(0), "{o}\n{e}\ndevnet:\n{}", devnet.log());
+    assert!(o.contains("Hello, network!"), "{o}");
+    let log = devnet.log();
+    assert!(log.contains("image loaded from its archive"), "the provider loaded the archive:\n{log}");
+    assert!(log.contains("announced modules ready here"), "{log}");
+}
+
 /// The agents as processes of their own, killed with SIGKILL mid-work and restarted: every job
 /// still ends settled, with exactly one result and one settlement each, and no container is
 /// left behind.

@@ -58,7 +58,7 @@ fn spec_text(name: &str) -> String {
   "network": false,
   "deterministic": true,
   "outputs": {{ "maxBytes": 1048576, "maxFiles": 16 }},
-  "defaultPayment": "1000000000000000000"
+  "defaultPayment": "2000000000000000000"
 }}
 "#
     )
