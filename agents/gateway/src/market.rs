@@ -335,7 +335,11 @@ impl Market {
                 let (state, detail, refund) = match outcome {
                     Outcome::Settled { refund, challenged } => (
                         "settled",
-                        format!("settled{}; unused payment {refund} returned", if *challenged { " after a rejected challenge" } else { "" }),
+                        format!(
+                            "settled{}{}",
+                            if *challenged { " after a rejected challenge" } else { "" },
+                            if *refund > 0 { format!("; unused payment {refund} credited back") } else { String::new() }
+                        ),
                         *refund,
                     ),
                     Outcome::Cancelled => ("cancelled", "cancelled; payment refunded".to_string(), record.job.payment),
