@@ -407,85 +407,108 @@ impl Db {
         job: Option<JobInsert>,
     ) -> Result<Option<u128>, DbError> {
         let _guard = self.write_lock.lock().await;
-        for _ in 0..50 {
-            let mut tx = self.pool.begin().await.map_err(sql("starting a transaction"))?;
-            let row = sqlx::query("SELECT name, balance FROM accounts WHERE id = $1")
-                .bind(account_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(sql("reading a balance"))?
-                .ok_or_else(|| DbError::NoAccount(account_id.to_string()))?;
-            let name: String = row.try_get("name").map_err(sql("reading a balance"))?;
-            let old_text: String = row.try_get("balance").map_err(sql("reading a balance"))?;
-            let old = parse_amount(&old_text)?;
-            let new = if delta < 0 {
-                let needed = delta.unsigned_abs();
-                old.checked_sub(needed).ok_or(DbError::InsufficientCredit { account: name, balance: old, needed })?
-            } else {
-                old.saturating_add(delta as u128)
-            };
-            let now = now_ms();
-            if let Some(j) = &job {
-                sqlx::query(
-                    "INSERT INTO jobs (id, account_id, key_id, idempotency_key, module, inputs, payment, state, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitting', $8, $8)",
-                )
-                .bind(&j.id)
-                .bind(&j.account_id)
-                .bind(&j.key_id)
-                .bind(j.idempotency_key.clone())
-                .bind(&j.module)
-                .bind(&j.inputs)
-                .bind(j.payment.to_string())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(sql("recording a job"))?;
-                sqlx::query("INSERT INTO job_events (event_key, job_id, state, detail, block, created_at) VALUES ($1, $2, 'submitting', $3, NULL, $4)")
-                    .bind(format!("{}:accepted", j.id))
-                    .bind(&j.id)
-                    .bind(format!("accepted; {} charged", j.payment))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sql("recording a job event"))?;
+        for attempt in 0..200u64 {
+            match self.try_apply(account_id, entry_key, kind, delta, job_id, note, job.as_ref()).await {
+                Ok(Attempt::Applied(balance)) => return Ok(Some(balance)),
+                Ok(Attempt::Duplicate) => {
+                    debug!(entry_key, "ledger entry already applied");
+                    return Ok(None);
+                }
+                // another writer changed the balance, or holds SQLite's write lock: again
+                Ok(Attempt::Conflict) => {}
+                Err(DbError::Sql { source, .. }) if is_busy(&source) => {}
+                Err(e) => return Err(e),
             }
-            let inserted = sqlx::query(
-                "INSERT INTO ledger (entry_key, account_id, kind, amount, balance_after, job_id, note, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (entry_key) DO NOTHING",
-            )
-            .bind(entry_key)
+            tokio::time::sleep(std::time::Duration::from_millis(5 + attempt.min(20) * 5)).await;
+        }
+        Err(DbError::Sql { what: "updating a balance under heavy contention", source: sqlx::Error::PoolTimedOut })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_apply(
+        &self,
+        account_id: &str,
+        entry_key: &str,
+        kind: &str,
+        delta: i128,
+        job_id: Option<&str>,
+        note: &str,
+        job: Option<&JobInsert>,
+    ) -> Result<Attempt, DbError> {
+        let mut tx = self.pool.begin().await.map_err(sql("starting a transaction"))?;
+        let row = sqlx::query("SELECT name, balance FROM accounts WHERE id = $1")
             .bind(account_id)
-            .bind(kind)
-            .bind(delta.to_string())
-            .bind(new.to_string())
-            .bind(job_id.map(str::to_string))
-            .bind(note)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql("reading a balance"))?
+            .ok_or_else(|| DbError::NoAccount(account_id.to_string()))?;
+        let name: String = row.try_get("name").map_err(sql("reading a balance"))?;
+        let old_text: String = row.try_get("balance").map_err(sql("reading a balance"))?;
+        let old = parse_amount(&old_text)?;
+        let new = if delta < 0 {
+            let needed = delta.unsigned_abs();
+            old.checked_sub(needed).ok_or(DbError::InsufficientCredit { account: name, balance: old, needed })?
+        } else {
+            old.saturating_add(delta as u128)
+        };
+        let now = now_ms();
+        if let Some(j) = job {
+            sqlx::query(
+                "INSERT INTO jobs (id, account_id, key_id, idempotency_key, module, inputs, payment, state, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitting', $8, $8)",
+            )
+            .bind(&j.id)
+            .bind(&j.account_id)
+            .bind(&j.key_id)
+            .bind(j.idempotency_key.clone())
+            .bind(&j.module)
+            .bind(&j.inputs)
+            .bind(j.payment.to_string())
             .bind(now)
             .execute(&mut *tx)
             .await
-            .map_err(sql("writing the ledger"))?;
-            if inserted.rows_affected() == 0 {
-                tx.rollback().await.map_err(sql("rolling back"))?;
-                debug!(entry_key, "ledger entry already applied");
-                return Ok(None);
-            }
-            let swapped = sqlx::query("UPDATE accounts SET balance = $1 WHERE id = $2 AND balance = $3")
-                .bind(new.to_string())
-                .bind(account_id)
-                .bind(&old_text)
+            .map_err(sql("recording a job"))?;
+            sqlx::query("INSERT INTO job_events (event_key, job_id, state, detail, block, created_at) VALUES ($1, $2, 'submitting', $3, NULL, $4)")
+                .bind(format!("{}:accepted", j.id))
+                .bind(&j.id)
+                .bind(format!("accepted; {} charged", j.payment))
+                .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(sql("updating a balance"))?;
-            if swapped.rows_affected() != 1 {
-                tx.rollback().await.map_err(sql("rolling back"))?;
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue; // another process changed the balance: read it again
-            }
-            tx.commit().await.map_err(sql("committing a balance change"))?;
-            return Ok(Some(new));
+                .map_err(sql("recording a job event"))?;
         }
-        Err(DbError::Sql { what: "updating a balance under heavy contention", source: sqlx::Error::PoolTimedOut })
+        let inserted = sqlx::query(
+            "INSERT INTO ledger (entry_key, account_id, kind, amount, balance_after, job_id, note, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (entry_key) DO NOTHING",
+        )
+        .bind(entry_key)
+        .bind(account_id)
+        .bind(kind)
+        .bind(delta.to_string())
+        .bind(new.to_string())
+        .bind(job_id.map(str::to_string))
+        .bind(note)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("writing the ledger"))?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await.map_err(sql("rolling back"))?;
+            return Ok(Attempt::Duplicate);
+        }
+        let swapped = sqlx::query("UPDATE accounts SET balance = $1 WHERE id = $2 AND balance = $3")
+            .bind(new.to_string())
+            .bind(account_id)
+            .bind(&old_text)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("updating a balance"))?;
+        if swapped.rows_affected() != 1 {
+            tx.rollback().await.map_err(sql("rolling back"))?;
+            return Ok(Attempt::Conflict);
+        }
+        tx.commit().await.map_err(sql("committing a balance change"))?;
+        Ok(Attempt::Applied(new))
     }
 
     /// The account's ledger, newest first.
@@ -677,6 +700,25 @@ impl Db {
             .await
             .map_err(sql("saving the chain cursor"))?;
         Ok(())
+    }
+}
+
+enum Attempt {
+    Applied(u128),
+    Duplicate,
+    Conflict,
+}
+
+/// SQLite's "database is locked / busy" (another connection holds the write lock; with WAL a
+/// read transaction that wants to write may get it at once instead of waiting).
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(-1);
+            primary == 5 || primary == 6 || d.message().contains("database is locked")
+        }
+        _ => false,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod market;
 pub mod openapi;
 pub mod problem;
+pub mod testing;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

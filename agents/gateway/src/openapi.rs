@@ -106,3 +106,58 @@ pub fn document() -> Value {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// (METHOD, path) of every `.route(...)` in api.rs, with `{*rest}` written `{rest}` as
+    /// OpenAPI does.
+    fn routes_in_code() -> BTreeSet<(String, String)> {
+        let src = include_str!("api.rs");
+        let mut out = BTreeSet::new();
+        for piece in src.split(".route(\"").skip(1) {
+            let (path, rest) = piece.split_once('"').expect("a quoted path");
+            let call = rest.split_once(")\n").map(|(c, _)| c).unwrap_or(rest);
+            let path = path.replace("{*", "{");
+            for method in ["get", "post", "put", "delete", "patch"] {
+                if call.contains(&format!("{method}(")) {
+                    out.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn routes_in_document() -> BTreeSet<(String, String)> {
+        let doc = super::document();
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_routes_the_router_serves() {
+        let code = routes_in_code();
+        assert!(code.len() >= 10, "the route parser found too few routes: {code:?}");
+        assert!(code.contains(&("POST".into(), "/api/v1/jobs".into())));
+        let doc = routes_in_document();
+        let missing: Vec<_> = code.difference(&doc).collect();
+        let stale: Vec<_> = doc.difference(&code).collect();
+        assert!(missing.is_empty() && stale.is_empty(), "served but not documented: {missing:?}; documented but not served: {stale:?}");
+    }
+
+    #[test]
+    fn every_problem_type_is_documented_and_distinct() {
+        let doc = super::document();
+        let types = doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"].as_array().unwrap().clone();
+        let unique: BTreeSet<String> = types.iter().map(|t| t.as_str().unwrap().to_string()).collect();
+        assert_eq!(unique.len(), crate::problem::Kind::ALL.len());
+        assert!(unique.iter().all(|t| t.starts_with(crate::problem::BASE)));
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}
