@@ -1,6 +1,7 @@
 //! `lilypad`: run jobs on the network, run its agents, start a local devnet.
 
 mod devnet;
+mod gateway;
 mod network;
 mod run;
 
@@ -100,6 +101,8 @@ enum Command {
         #[command(subcommand)]
         command: IpfsCommand,
     },
+    /// The web2 gateway: run and pay for jobs over HTTP with API keys and prepaid credit.
+    Gateway(gateway::GatewayArgs),
     /// Job modules.
     Module {
         #[command(subcommand)]
@@ -167,6 +170,7 @@ fn main() -> ExitCode {
 fn default_log_level(command: &Command) -> &'static str {
     match command {
         Command::Run(_) | Command::Ipfs { .. } | Command::Module { .. } => "warn",
+        Command::Gateway(g) if !matches!(g.command, gateway::GatewayCommand::Serve { .. }) => "warn",
         _ => "info",
     }
 }
@@ -195,6 +199,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Challenge { id, network } => challenge(id, network, &cli.data_dir).await,
         Command::Ipfs { command } => ipfs(command).await,
         Command::Module { command } => module(command, &cli.data_dir).await,
+        Command::Gateway(args) => gateway::gateway(args, &cli.data_dir).await,
     };
     match result {
         Ok(()) => exit::OK,

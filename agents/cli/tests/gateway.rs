@@ -1,0 +1,409 @@
+//! `lilypad gateway` end to end, with everything real: `lilypad devnet` (Anvil, contracts,
+//! solver, Docker provider) as a child process, `lilypad gateway serve` as another, over a
+//! SQLite file and over a throwaway PostgreSQL server; then the dashboard in headless Chromium.
+//!
+//! Per database: keys and credit from the admin CLI; refused requests (each a problem+json,
+//! nothing charged); a lilysay job followed over SSE to its verified outputs; a job whose
+//! gateway is SIGKILLed right after submitting, completed by the restarted gateway and charged
+//! once; a job whose transaction went out but was never recorded as linked (a crash between
+//! send and record), reconciled from its JobCreated by nonce; no credit; every documented
+//! route answered.
+//!
+//! Needs anvil (tools/bootstrap), Docker (tools/bootstrap --docker), PostgreSQL and Chromium
+//! (tools/bootstrap --gateway), node and npm.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::providers::Provider as _;
+use futures_util::StreamExt;
+use lilypad_chain::{ChainClient, Deployment};
+use lilypad_devnet::accounts;
+use lilypad_gateway::db::{Db, NewJob};
+use serde_json::{json, Value};
+
+const LILYPAD: &str = env!("CARGO_BIN_EXE_lilypad");
+const PROBLEMS: &str = "https://lilypad.dev/problems/";
+const PRICE: u128 = 1_050_000_000_000_000_000; // lilysay's default payment
+
+struct Devnet {
+    child: Child,
+    data_dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Devnet {
+    fn start() -> Devnet {
+        let data_dir = tempfile::tempdir().unwrap();
+        let log = data_dir.path().join("devnet.log");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let child = Command::new(LILYPAD)
+            .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", "0", "--challenge-window", "3"])
+            .args(["--modules", repo.join("modules").to_str().unwrap()])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .expect("start lilypad devnet");
+        let mut devnet = Devnet { child, data_dir, log };
+        let started = Instant::now();
+        while !devnet.data_dir.path().join("devnet.json").exists() {
+            if let Ok(Some(status)) = devnet.child.try_wait() {
+                panic!("lilypad devnet exited ({status}):\n{}", devnet.log());
+            }
+            assert!(started.elapsed() < Duration::from_secs(180), "devnet not ready in 180 s:\n{}", devnet.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        devnet
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn lilypad(&self, args: &[&str]) -> Output {
+        Command::new(LILYPAD).arg("--data-dir").arg(self.data_dir.path()).args(args).stdin(Stdio::null()).output().expect("run lilypad")
+    }
+
+    async fn client(&self, key: &str) -> ChainClient {
+        let info: Value = serde_json::from_str(&std::fs::read_to_string(self.data_dir.path().join("devnet.json")).unwrap()).unwrap();
+        let deployment = Deployment::load(Path::new(info["deployment"].as_str().unwrap())).unwrap();
+        ChainClient::connect(info["rpcUrl"].as_str().unwrap(), Some(key), deployment).await.unwrap()
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// `lilypad gateway serve` as a child process.
+struct GatewayProc {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl GatewayProc {
+    fn start(devnet: &Devnet, db: &str, key: &str, log: PathBuf) -> GatewayProc {
+        let before = std::fs::read_to_string(&log).map(|s| s.len()).unwrap_or(0);
+        let out = std::fs::File::options().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(LILYPAD)
+            .arg("--data-dir")
+            .arg(devnet.data_dir.path())
+            .args(["gateway", "--db", db, "serve", "--listen", "127.0.0.1:0", "--private-key", key, "--rate", "50", "--burst", "100"])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start lilypad gateway serve");
+        let mut gw = GatewayProc { child, url: String::new(), log };
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&gw.log).unwrap_or_default();
+            if let Some(rest) = text[before.min(text.len())..].split("listening on http://").nth(1) {
+                gw.url = format!("http://{}", rest.split_whitespace().next().unwrap());
+                return gw;
+            }
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("lilypad gateway exited ({status}):\n{text}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "gateway not listening in 120 s:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no cleanup at all.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout_of(o: &Output) -> String {
+    assert!(o.status.success(), "lilypad failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+struct Api {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, key: Option<&str>, body: Option<Value>) -> (u16, String, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let text = resp.text().await.unwrap();
+        (status, ctype, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn get(&self, path: &str, key: &str) -> Value {
+        let (status, _, body) = self.call(reqwest::Method::GET, path, Some(key), None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Asserts a problem+json answer of `slug` with `status`.
+    async fn problem(&self, method: reqwest::Method, path: &str, key: Option<&str>, body: Option<Value>, status: u16, slug: &str) -> Value {
+        let (got, ctype, problem) = self.call(method, path, key, body).await;
+        assert_eq!(got, status, "{path}: {problem}");
+        assert_eq!(ctype, "application/problem+json", "{path}: {problem}");
+        assert_eq!(problem["type"], format!("{PROBLEMS}{slug}"), "{problem}");
+        assert_eq!(problem["status"], status);
+        assert!(problem["title"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(problem["detail"].as_str().is_some_and(|d| d.len() > 10), "{problem}");
+        problem
+    }
+
+    /// Follows GET /jobs/{id}/events until the job has its outputs (or is final); returns the
+    /// last job seen and how many `job` events came.
+    async fn follow(&self, id: &str, key: &str) -> (Value, usize) {
+        let resp = self.http.get(format!("{}/api/v1/jobs/{id}/events", self.url)).bearer_auth(key).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        let mut stream = resp.bytes_stream();
+        let mut buf = String::new();
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let chunk = tokio::time::timeout_at(deadline.into(), stream.next()).await.expect("no outputs within 180 s").expect("stream ended").unwrap();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(i) = buf.find("\n\n") {
+                let block = buf[..i].to_string();
+                buf.drain(..i + 2);
+                let event = block.lines().find_map(|l| l.strip_prefix("event:")).map(str::trim).unwrap_or("");
+                let data: String = block.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect::<Vec<_>>().join("\n");
+                if event != "job" {
+                    continue;
+                }
+                seen += 1;
+                let job: Value = serde_json::from_str(&data).unwrap();
+                if job["outputsReady"] == true || job["final"] == true {
+                    return (job, seen);
+                }
+            }
+        }
+    }
+
+    async fn wait_for(&self, id: &str, key: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let job = self.get(&format!("/api/v1/jobs/{id}"), key).await;
+            if f(&job) {
+                return job;
+            }
+            assert!(start.elapsed() < Duration::from_secs(180), "job {id}: no {what} in 180 s: {job}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+fn lilysay(message: &str) -> Value {
+    json!({"module": "lilysay:0.1.0", "inputs": {"Message": message}})
+}
+
+async fn scenario(devnet: &Devnet, db: &str, chain_key: &str, label: &str) -> (GatewayProc, String) {
+    let log = devnet.data_dir.path().join(format!("gateway-{label}.log"));
+    // --- admin CLI: keys (shown once) and credit
+    let key = stdout_of(&devnet.lilypad(&["gateway", "--db", db, "keys", "create", "alice"]));
+    assert!(key.starts_with("lpk_") && key.len() == 4 + 12 + 1 + 64, "{key}");
+    let revoked = stdout_of(&devnet.lilypad(&["gateway", "--db", db, "keys", "create", "mallory"]));
+    let revoked_id = &revoked[..16];
+    assert!(stdout_of(&devnet.lilypad(&["gateway", "--db", db, "keys", "revoke", revoked_id])).contains("revoked"));
+    stdout_of(&devnet.lilypad(&["gateway", "--db", db, "credit", "add", "alice", "4LP"]));
+
+    let gw = GatewayProc::start(devnet, db, chain_key, log.clone());
+    let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
+    use reqwest::Method as M;
+
+    // --- refused, each with a problem and nothing charged
+    api.problem(M::POST, "/api/v1/jobs", None, Some(lilysay("x")), 401, "missing-api-key").await;
+    let forged = format!("{}{}", &key[..17], "0".repeat(64));
+    api.problem(M::POST, "/api/v1/jobs", Some(&forged), Some(lilysay("x")), 401, "invalid-api-key").await;
+    api.problem(M::POST, "/api/v1/jobs", Some(&revoked), Some(lilysay("x")), 401, "revoked-api-key").await;
+    let p = api.problem(M::POST, "/api/v1/jobs", Some(&key), Some(json!({"module": "nosuchmodule:1.0", "inputs": ["Message=x"]})), 422, "unknown-module").await;
+    assert!(p["detail"].as_str().unwrap().contains("lilysay:0.1.0"), "names the published modules: {p}");
+    let p = api.problem(M::POST, "/api/v1/jobs", Some(&key), Some(json!({"module": "lilysay:0.1.0", "inputs": ["Colour=red"]})), 422, "bad-inputs").await;
+    assert!(p["detail"].as_str().unwrap().contains("Colour") && p["accepted"].as_str().unwrap().contains("Message"), "{p}");
+    api.problem(M::POST, "/api/v1/jobs", Some(&key), Some(json!({"module": "not a module"})), 422, "invalid-module-reference").await;
+    api.problem(M::POST, "/api/v1/jobs", Some(&key), Some(lilysay(&"x".repeat(100_000))), 413, "payload-too-large").await;
+    api.problem(M::POST, "/api/v1/jobs", Some(&key), Some(json!({"modul": "lilysay:0.1.0"})), 400, "invalid-body").await;
+    api.problem(M::GET, "/api/v1/jobs/gj_nope", Some(&key), None, 404, "job-not-found").await;
+    api.problem(M::GET, "/api/v1/nowhere", Some(&key), None, 404, "not-found").await;
+    api.problem(M::DELETE, "/api/v1/jobs", Some(&key), None, 405, "method-not-allowed").await;
+    let ledger = api.get("/api/v1/account/ledger", &key).await;
+    assert_eq!(ledger["entries"].as_array().unwrap().len(), 1, "only the credit: {ledger}");
+    assert_eq!(ledger["balance"], (4 * 1_000_000_000_000_000_000u128).to_string());
+
+    // --- a job: submitted, followed over SSE, outputs downloaded
+    let message = format!("hello from the {label} gateway");
+    let (status, _, job1) = api.call(M::POST, "/api/v1/jobs", Some(&key), Some(lilysay(&message))).await;
+    assert_eq!(status, 201, "{job1}\n{}", gw.log());
+    let id1 = job1["id"].as_str().unwrap().to_string();
+    assert_eq!(job1["payment"], PRICE.to_string());
+    assert!(job1["chainId"].is_string(), "created on chain before the answer: {job1}");
+    let (job, events) = api.follow(&id1, &key).await;
+    assert!(events >= 2, "the stream showed the job change ({events} events)");
+    assert_eq!(job["result"]["exitCode"], 0, "{job}\ndevnet:\n{}", devnet.log());
+    assert!(job["result"]["stdout"].as_str().unwrap().contains(&message), "{job}");
+    let files = api.get(&format!("/api/v1/jobs/{id1}/outputs"), &key).await;
+    let paths: Vec<&str> = files["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert!(paths.contains(&"stdout") && paths.contains(&"outputs/lilysay.txt"), "{files}");
+    let art = api.http.get(format!("{}/api/v1/jobs/{id1}/outputs/outputs/lilysay.txt", gw.url)).bearer_auth(&key).send().await.unwrap().text().await.unwrap();
+    assert!(art.contains(&message));
+    api.problem(M::GET, &format!("/api/v1/jobs/{id1}/outputs/../../etc/passwd"), Some(&key), None, 404, "not-found").await;
+
+    // --- every documented route answers (no not-found / method-not-allowed)
+    let doc = api.get("/api/v1/openapi.json", &key).await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", &id1).replace("{path}", "stdout");
+            let m: M = method.to_uppercase().parse().unwrap();
+            let body = (m == M::POST).then(|| json!({}));
+            let mut req = api.http.request(m.clone(), format!("{}{concrete}", gw.url)).bearer_auth(&key);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            assert!(status != 404 && status != 405, "{method} {path} is documented but answers {status}");
+            drop(resp);
+        }
+    }
+
+    // --- a job whose gateway is killed right after submitting: completed after a restart, charged once
+    let (status, _, job2) = api.call(M::POST, "/api/v1/jobs", Some(&key), Some(lilysay("survives a restart"))).await;
+    assert_eq!(status, 201, "{job2}");
+    let id2 = job2["id"].as_str().unwrap().to_string();
+    gw.kill();
+    let gw = GatewayProc::start(devnet, db, chain_key, log.clone());
+    let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
+    let job = api.wait_for(&id2, &key, "outputs", |j| j["outputsReady"] == true).await;
+    assert!(job["result"]["stdout"].as_str().unwrap().contains("survives a restart"), "{job}");
+
+    // --- a crash between sending runJob and recording its id: reconciled from JobCreated by nonce
+    gw.kill();
+    let id3 = {
+        let store = Db::connect(db).await.unwrap();
+        let alice = store.account_by_name("alice").await.unwrap().unwrap();
+        let inputs = vec!["Message=sent before a crash".to_string()];
+        let new = NewJob { account_id: &alice.id, key_id: &key[..16], idempotency_key: None, module: "lilysay:0.1.0", inputs: &inputs, payment: PRICE };
+        let (row, _) = store.create_job(new).await.unwrap();
+        let chain = devnet.client(chain_key).await;
+        let me = chain.address().unwrap();
+        let nonce = chain.provider().get_transaction_count(me).pending().await.unwrap();
+        store.set_tx_nonce(&row.id, Some(nonce)).await.unwrap();
+        let market = chain.market();
+        let call = market.runJob("lilysay:0.1.0".into(), inputs.clone(), me).nonce(nonce);
+        chain.send("runJob (as the gateway, then 'crash')", call).await.unwrap();
+        row.id
+    };
+    // and one recorded but never sent: refunded
+    let id4 = {
+        let store = Db::connect(db).await.unwrap();
+        let alice = store.account_by_name("alice").await.unwrap().unwrap();
+        let inputs = vec!["Message=never sent".to_string()];
+        let new = NewJob { account_id: &alice.id, key_id: &key[..16], idempotency_key: None, module: "lilysay:0.1.0", inputs: &inputs, payment: 1 };
+        store.create_job(new).await.unwrap().0.id
+    };
+    let gw = GatewayProc::start(devnet, db, chain_key, log.clone());
+    let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
+    let job = api.wait_for(&id3, &key, "outputs", |j| j["outputsReady"] == true).await;
+    assert!(job["chainId"].is_string() && job["result"]["stdout"].as_str().unwrap().contains("sent before a crash"), "{job}");
+    let job = api.wait_for(&id4, &key, "failure", |j| j["state"] == "failed").await;
+    assert!(job["error"].as_str().unwrap().contains("before sending"), "{job}");
+
+    // --- no credit left: 4 - 3 x 1.05 = 0.85 LP
+    let p = api.problem(M::POST, "/api/v1/jobs", Some(&key), Some(lilysay("x")), 402, "insufficient-credit").await;
+    assert_eq!(p["needed"], PRICE.to_string());
+
+    // --- settled; the ledger: one credit, each job charged once, the unsent one refunded
+    for id in [&id1, &id2, &id3] {
+        api.wait_for(id, &key, "settlement", |j| j["state"] == "settled").await;
+    }
+    let ledger = api.get("/api/v1/account/ledger?limit=100", &key).await;
+    let entries = ledger["entries"].as_array().unwrap();
+    let keys: Vec<&str> = entries.iter().map(|e| e["key"].as_str().unwrap()).collect();
+    for id in [&id1, &id2, &id3] {
+        assert_eq!(keys.iter().filter(|k| **k == format!("job:{id}:charge")).count(), 1, "{id} charged once: {ledger}");
+        assert!(!keys.iter().any(|k| k.starts_with(&format!("job:{id}:refund"))), "{id} not refunded: {ledger}");
+    }
+    assert!(keys.contains(&format!("job:{id4}:charge").as_str()) && keys.contains(&format!("job:{id4}:refund").as_str()), "{ledger}");
+    assert_eq!(entries.len(), 1 + 3 + 2, "{ledger}");
+    assert_eq!(ledger["balance"], (4 * 1_000_000_000_000_000_000u128 - 3 * PRICE).to_string());
+    let account = api.get("/api/v1/account", &key).await;
+    assert_eq!(account["balance"], ledger["balance"]);
+    (gw, key)
+}
+
+/// Headless Chromium through playwright-core: the dashboard runs lilysay from its form.
+fn browser_check(url: &str, key: &str) {
+    if !Path::new("/usr/bin/chromium").exists() {
+        let _ = Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "chromium"]).status();
+    }
+    if !Path::new("/usr/bin/chromium").exists() {
+        eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n!!! SKIPPING the dashboard browser test: /usr/bin/chromium is missing and\n!!! could not be installed (run tools/bootstrap --gateway as root)\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !dir.join("node_modules/playwright-core/package.json").exists() {
+        let ok = Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&dir).status().expect("npm is needed for the browser test");
+        assert!(ok.success(), "npm ci in {} failed", dir.display());
+    }
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gateway-dashboard.png");
+    let out = Command::new("node")
+        .arg(dir.join("dashboard.mjs"))
+        .args([url, key, "hello from the dashboard", shot.to_str().unwrap()])
+        .output()
+        .expect("node is needed for the browser test");
+    let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "dashboard test failed:\n{o}\n{e}");
+    assert!(o.contains("hello from the dashboard"), "{o}");
+    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "screenshot saved at {}", shot.display());
+    eprintln!("dashboard screenshot: {}", shot.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_runs_and_charges_jobs_on_sqlite_and_postgres() {
+    let devnet = Devnet::start();
+    // SQLite, paying from the devnet's job creator key
+    let sqlite = devnet.data_dir.path().join("gw/sqlite.db").display().to_string();
+    let (gw, key) = scenario(&devnet, &sqlite, accounts::JOB_CREATOR, "sqlite").await;
+    // the dashboard, against the SQLite gateway (more credit for one more job)
+    stdout_of(&devnet.lilypad(&["gateway", "--db", &sqlite, "credit", "add", "alice", "2LP"]));
+    browser_check(&gw.url, &key);
+    drop(gw);
+    // PostgreSQL, paying from another key (its own nonces)
+    let pg = lilypad_gateway::testing::Postgres::start().unwrap_or_else(|e| panic!("PostgreSQL is needed for this test: {e}"));
+    let url = pg.database("gateway_e2e").unwrap();
+    let (gw, _) = scenario(&devnet, &url, accounts::JOB_CREATOR_2, "postgres").await;
+    drop(gw);
+}

@@ -1,0 +1,130 @@
+//! `lilypad gateway`: a web2 layer over the Lilypad market.
+//!
+//! - Accounts with API keys (random, shown once, stored as SHA-256; revocable) and prepaid
+//!   credit in token base units, with a ledger of every credit, charge and refund ([`db`]).
+//! - A REST API under `/api/v1` ([`api`]): `POST /jobs` validates the module and its inputs,
+//!   charges the credit and sends `runJob` from the gateway's own funded key; jobs are followed
+//!   through the market's events, refunded in credit when refunded on chain, and their outputs
+//!   fetched (verified against their CID) and served. Errors are RFC 9457 problems
+//!   ([`problem`]); keys are rate limited; the OpenAPI 3.1 document is at
+//!   `/api/v1/openapi.json` ([`openapi`]).
+//! - A dashboard at `/`: one static page, live from `/api/v1/events`.
+//! - One data layer over SQLite and PostgreSQL.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod db;
+pub mod keys;
+pub mod market;
+pub mod openapi;
+pub mod problem;
+pub mod testing;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::providers::Provider as _;
+use lilypad_chain::{ChainClient, ChainError};
+use lilypad_module::Module;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use api::Limits;
+pub use db::{Db, DbError};
+pub use market::{Market, MarketError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Market(#[from] MarketError),
+    #[error("module folder {path}: {reason}")]
+    Module { path: PathBuf, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to run the gateway.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Module folders whose inputs the gateway checks before charging.
+    pub module_dirs: Vec<PathBuf>,
+    /// Where the providers' outputs are fetched from (an IPFS path gateway).
+    pub ipfs_gateway: Option<String>,
+    /// Where fetched outputs are kept (`<dir>/outputs/<job>`).
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// How often half-submitted jobs and missing outputs are reconciled.
+    pub reconcile_every: Duration,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub market: Arc<Market>,
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts the gateway: checks the chain, approves the market to take payments, catches up with
+/// the market's events, settles jobs a previous run left half-submitted, then serves.
+pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result<Gateway, GatewayError> {
+    let mut modules = Vec::new();
+    for dir in &options.module_dirs {
+        let m = Module::load(dir).map_err(|e| GatewayError::Module { path: dir.clone(), reason: e.to_string() })?;
+        modules.push(m);
+    }
+    let market = Market::new(client.clone(), db.clone(), options.data_dir.join("outputs"), options.ipfs_gateway.clone())?;
+    market.ensure_allowance().await?;
+    let balance = market.token_balance().await?;
+    info!(gateway = %market.me, balance = %balance, "gateway account");
+    let mut tasks = vec![tokio::spawn(market.clone().watch())];
+    // catch up before reconciling: a JobCreated of a half-submitted job links it
+    let head = client.retrying("reading the block number", || client.provider().get_block_number()).await?;
+    let started = Instant::now();
+    while market.watcher_block() < head {
+        if started.elapsed() > Duration::from_secs(120) {
+            warn!(head, at = market.watcher_block(), "still catching up with the market's events; serving anyway");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Err(e) = market.reconcile_once().await {
+        warn!(error = %e, "first reconciliation failed; retrying in the background");
+    }
+    tasks.push(tokio::spawn(market.clone().reconcile(options.reconcile_every)));
+
+    let state = api::AppState::new(db, market.clone(), modules, options.limits.clone());
+    let app = api::router(state);
+    let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    info!(%addr, "gateway listening");
+    Ok(Gateway { addr, market, tasks, server })
+}
+
+impl Gateway {
+    /// Serves until `shutdown` resolves (or the server fails).
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+        let Gateway { server, tasks, .. } = self;
+        let result = tokio::select! {
+            r = server => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            _ = shutdown => Ok(()),
+        };
+        for t in tasks {
+            t.abort();
+        }
+        result
+    }
+}

@@ -1,0 +1,497 @@
+//! The gateway's side of the chain: it submits `runJob` from its own funded key, watches the
+//! market's events (an [`EventStream`] with a cursor saved in the database), moves its jobs
+//! through their states, refunds credit for jobs refunded on chain, reconciles jobs a crash
+//! left half-submitted, fetches results, and keeps the public market view the dashboard shows.
+//!
+//! Crash safety of a submission: the job row (with its charge) is written first; then, under
+//! one lock, the transaction nonce the `runJob` will use is recorded, then the transaction is
+//! sent. After a crash, a `submitting` row is resolved from the chain alone:
+//! - a `JobCreated` whose client is the gateway and whose transaction has the row's nonce links
+//!   the row to its on-chain job (the watcher does this for every such event);
+//! - a nonce the chain never saw (no row nonce, or the account's pending nonce is not past it)
+//!   means nothing was sent: the job fails and its charge is refunded;
+//! - a nonce used by a mined transaction that created no job (the watcher has read past that
+//!   block and linked nothing) means the transaction reverted: likewise failed and refunded.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::future::IntoFuture;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, RwLock};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider as _;
+use alloy::sol_types::SolEvent;
+use lilypad_bindings::LilypadMarket;
+use lilypad_chain::{ChainClient, ChainError, EventStream, JobBook, JobChange, MarketEvent, MarketLog, Outcome};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, Mutex};
+use tracing::{info, warn};
+
+use crate::db::{now_ms, Db, DbError, JobRow};
+
+const CURSOR: &str = "market";
+/// Market events kept for dashboards that connect later.
+const BACKLOG: usize = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("job {job}: {reason}")]
+    Job { job: String, reason: String },
+}
+
+/// The public market, as the dashboard and `/modules` see it.
+#[derive(Default)]
+pub struct MarketView {
+    pub book: JobBook,
+    /// (module id, provider) → (price, active).
+    pub offers: BTreeMap<(B256, Address), (u128, bool)>,
+    /// provider → resources JSON, for "any module that fits" offers.
+    pub resources: BTreeMap<Address, Value>,
+    pub recent: VecDeque<Arc<str>>,
+    /// Last block read.
+    pub block: u64,
+}
+
+/// Shared state of the chain side.
+pub struct Market {
+    pub client: ChainClient,
+    pub me: Address,
+    db: Arc<Db>,
+    submit_lock: Mutex<()>,
+    in_flight: StdMutex<HashSet<String>>,
+    fetching: StdMutex<HashSet<String>>,
+    pub view: RwLock<MarketView>,
+    /// Market events as JSON, live.
+    pub events: broadcast::Sender<Arc<str>>,
+    /// Ids of gateway jobs that changed.
+    pub job_updates: broadcast::Sender<String>,
+    /// Last block whose events are applied to the database.
+    watcher_block: AtomicU64,
+    outputs_dir: PathBuf,
+    ipfs_gateway: Option<String>,
+}
+
+impl Market {
+    pub fn new(client: ChainClient, db: Arc<Db>, outputs_dir: PathBuf, ipfs_gateway: Option<String>) -> Result<Arc<Market>, MarketError> {
+        let me = client.address()?;
+        Ok(Arc::new(Market {
+            client,
+            me,
+            db,
+            submit_lock: Mutex::new(()),
+            in_flight: StdMutex::new(HashSet::new()),
+            fetching: StdMutex::new(HashSet::new()),
+            view: RwLock::new(MarketView::default()),
+            events: broadcast::channel(1024).0,
+            job_updates: broadcast::channel(1024).0,
+            watcher_block: AtomicU64::new(0),
+            outputs_dir,
+            ipfs_gateway,
+        }))
+    }
+
+    /// The last block whose events are applied to the database.
+    pub fn watcher_block(&self) -> u64 {
+        self.watcher_block.load(Ordering::SeqCst)
+    }
+
+    pub fn outputs_dir(&self, job_id: &str) -> PathBuf {
+        self.outputs_dir.join(job_id)
+    }
+
+    fn notify(&self, job_id: &str) {
+        let _ = self.job_updates.send(job_id.to_string());
+    }
+
+    /// Lets the market pull job payments from the gateway's token balance (once, unlimited).
+    pub async fn ensure_allowance(&self) -> Result<(), MarketError> {
+        let token = self.client.token();
+        let market = self.client.deployment().market;
+        let allowance = self.client.read("reading the allowance", || async { token.allowance(self.me, market).call().await }).await?;
+        if allowance < U256::MAX >> 1 {
+            let _g = self.submit_lock.lock().await;
+            self.client.send("approve", token.approve(market, U256::MAX)).await?;
+            info!(gateway = %self.me, "approved the market to take job payments");
+        }
+        Ok(())
+    }
+
+    /// The gateway's token balance.
+    pub async fn token_balance(&self) -> Result<U256, MarketError> {
+        let token = self.client.token();
+        Ok(self.client.read("reading the token balance", || async { token.balanceOf(self.me).call().await }).await?)
+    }
+
+    /// Sends `runJob` for a job recorded in state `submitting`. Returns the job as it is after.
+    /// A transport failure leaves the job `submitting`: the reconciler settles it from the chain.
+    pub async fn submit(&self, job: &JobRow) -> Result<JobRow, MarketError> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id.clone());
+        let result = self.submit_inner(job).await;
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);
+        result?;
+        self.notify(&job.id);
+        self.db.job(&job.id).await?.ok_or_else(|| MarketError::Job { job: job.id.clone(), reason: "vanished from the database".into() })
+    }
+
+    async fn submit_inner(&self, job: &JobRow) -> Result<(), MarketError> {
+        let _g = self.submit_lock.lock().await;
+        let nonce = self
+            .client
+            .retrying("reading the gateway's nonce", || self.client.provider().get_transaction_count(self.me).pending().into_future())
+            .await?;
+        self.db.set_tx_nonce(&job.id, Some(nonce)).await?;
+        let market = self.client.market();
+        let call = market.runJob(job.module.clone(), job.inputs.clone(), self.me).nonce(nonce);
+        match self.client.send(&format!("runJob({}) for {}", job.module, job.id), call).await {
+            Ok(receipt) => {
+                let id = receipt
+                    .inner
+                    .logs()
+                    .iter()
+                    .find_map(|l| LilypadMarket::JobCreated::decode_log(&l.inner).ok().map(|e| e.data.id))
+                    .ok_or_else(|| MarketError::Job { job: job.id.clone(), reason: "runJob's receipt has no JobCreated".into() })?;
+                let block = receipt.block_number;
+                self.record_created(job, id, block, None).await?;
+                Ok(())
+            }
+            Err(e @ ChainError::Reverted { .. }) => {
+                self.fail_and_refund(job, &format!("the market refused the job: {e}")).await?;
+                Ok(())
+            }
+            Err(e) => {
+                warn!(job = %job.id, error = %e, "runJob failed; the job stays submitting until the chain tells");
+                self.db.add_job_event(&format!("{}:send-error:{}", job.id, now_ms()), &job.id, "submitting", &format!("sending runJob failed: {e}; waiting for the chain"), None).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn record_created(&self, job: &JobRow, chain_id: U256, block: Option<u64>, log_index: Option<u64>) -> Result<(), MarketError> {
+        let linked = self.db.link_chain_id(&job.id, &chain_id.to_string()).await?;
+        let key = match (block, log_index) {
+            (Some(b), Some(i)) => format!("{}:{b}:{i}", job.id),
+            _ => format!("{}:created", job.id),
+        };
+        if linked {
+            self.db
+                .add_job_event(&key, &job.id, "open", &format!("created on chain as job {chain_id}; waiting for a match"), block)
+                .await?;
+            info!(job = %job.id, chain_id = %chain_id, "job created on chain");
+        }
+        self.notify(&job.id);
+        Ok(())
+    }
+
+    async fn fail_and_refund(&self, job: &JobRow, reason: &str) -> Result<(), MarketError> {
+        if self.db.set_state(&job.id, "failed", None, Some(reason)).await? {
+            self.db.add_job_event(&format!("{}:failed", job.id), &job.id, "failed", reason, None).await?;
+        }
+        let current = self.db.job(&job.id).await?;
+        if current.as_ref().map(|j| j.state.as_str()) == Some("failed") {
+            self.db.refund_job(job, &format!("job:{}:refund", job.id), job.payment, &format!("refund: {reason}")).await?;
+        }
+        warn!(job = %job.id, reason, "job failed; refunded");
+        self.notify(&job.id);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ the watcher
+
+    /// Reads the market's events from the deployment's first block (the view needs them all)
+    /// and applies those past the saved cursor to the database. Runs until the task is aborted.
+    pub async fn watch(self: Arc<Self>) {
+        let start = self.client.deployment().start_block;
+        let applied_to = match self.db.cursor(CURSOR).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot read the chain cursor; replaying every event (effects are idempotent)");
+                None
+            }
+        };
+        let mut stream = EventStream::new(self.client.clone(), start).poll_interval(Duration::from_millis(200));
+        let mut book = JobBook::new();
+        loop {
+            let batch = match stream.next_batch().await {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(error = %e, "reading the market's events failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            for log in &batch.logs {
+                let change = book.apply(log);
+                let event = Arc::<str>::from(event_json(log).to_string());
+                {
+                    let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+                    match &log.event {
+                        MarketEvent::OfferSet(e) => {
+                            view.offers.insert((e.moduleId, e.provider), (e.price, e.active));
+                        }
+                        MarketEvent::ResourcesSet(e) => {
+                            view.resources.insert(e.provider, resources_json(&e.resources));
+                        }
+                        _ => {}
+                    }
+                    view.recent.push_back(event.clone());
+                    if view.recent.len() > BACKLOG {
+                        view.recent.pop_front();
+                    }
+                }
+                let _ = self.events.send(event);
+                if applied_to.is_some_and(|c| log.block <= c) {
+                    continue;
+                }
+                let mut delay = Duration::from_millis(200);
+                while let Err(e) = self.apply(log, change.as_ref()).await {
+                    warn!(error = %e, block = log.block, "applying a market event to the database failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+            {
+                let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+                view.book = book.clone();
+                view.block = batch.to;
+            }
+            if applied_to.is_none_or(|c| batch.to > c) {
+                if let Err(e) = self.db.set_cursor(CURSOR, batch.to).await {
+                    warn!(error = %e, "saving the chain cursor failed (effects are idempotent; going on)");
+                }
+            }
+            self.watcher_block.store(batch.to, Ordering::SeqCst);
+            if batch.logs.iter().any(|l| matches!(l.event, MarketEvent::ResultSubmitted(_))) {
+                match self.db.jobs_missing_outputs().await {
+                    Ok(jobs) => jobs.into_iter().for_each(|j| self.spawn_fetch(j)),
+                    Err(e) => warn!(error = %e, "listing results to fetch failed; the reconciler retries"),
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, log: &MarketLog, change: Option<&JobChange>) -> Result<(), MarketError> {
+        let key = |job: &JobRow| format!("{}:{}:{}", job.id, log.block, log.log_index);
+        if let MarketEvent::JobCreated(e) = &log.event {
+            if e.client != self.me {
+                return Ok(());
+            }
+            if self.db.job_by_chain_id(&e.id.to_string()).await?.is_some() {
+                return Ok(());
+            }
+            let tx = self
+                .client
+                .retrying("reading a transaction", || self.client.provider().get_transaction_by_hash(log.tx).into_future())
+                .await?;
+            let Some(tx) = tx else { return Ok(()) };
+            use alloy::consensus::Transaction as _;
+            let nonce = tx.inner.nonce();
+            if let Some(job) = self.db.submitting_job_with_nonce(nonce).await? {
+                info!(job = %job.id, chain_id = %e.id, nonce, "reconciled a submitted job from its JobCreated");
+                self.record_created(&job, e.id, Some(log.block), Some(log.log_index)).await?;
+            }
+            return Ok(());
+        }
+        let Some(change) = change else { return Ok(()) };
+        let chain_id = match change {
+            JobChange::Matched(id) | JobChange::Released(id) | JobChange::Submitted(id) | JobChange::Challenged(id) => *id,
+            JobChange::Finished { id, .. } => *id,
+            _ => return Ok(()),
+        };
+        let Some(job) = self.db.job_by_chain_id(&chain_id.to_string()).await? else { return Ok(()) };
+        match change {
+            JobChange::Matched(_) => {
+                let detail = match &log.event {
+                    MarketEvent::JobMatched(m) => format!("matched with provider {} at {} (solver fee {})", m.provider, m.price, m.solverFee),
+                    _ => "matched".into(),
+                };
+                self.db.set_state(&job.id, "matched", None, None).await?;
+                self.db.add_job_event(&key(&job), &job.id, "matched", &detail, Some(log.block)).await?;
+            }
+            JobChange::Released(_) => {
+                self.db.set_state(&job.id, "open", None, None).await?;
+                self.db.add_job_event(&key(&job), &job.id, "open", "given back by its provider; waiting for another match", Some(log.block)).await?;
+            }
+            JobChange::Submitted(_) => {
+                let data_id = match &log.event {
+                    MarketEvent::ResultSubmitted(r) => r.dataId.clone(),
+                    _ => String::new(),
+                };
+                self.db.set_state(&job.id, "submitted", Some(&data_id), None).await?;
+                self.db
+                    .add_job_event(&key(&job), &job.id, "submitted", &format!("result submitted: {data_id}"), Some(log.block))
+                    .await?;
+            }
+            JobChange::Challenged(_) => {
+                self.db.set_state(&job.id, "challenged", None, None).await?;
+                self.db.add_job_event(&key(&job), &job.id, "challenged", "the result is challenged; a mediator re-runs it", Some(log.block)).await?;
+            }
+            JobChange::Finished { outcome, record, .. } => {
+                let (state, detail, refund) = match outcome {
+                    Outcome::Settled { refund, challenged } => (
+                        "settled",
+                        format!(
+                            "settled{}{}",
+                            if *challenged { " after a rejected challenge" } else { "" },
+                            if *refund > 0 { format!("; unused payment {refund} credited back") } else { String::new() }
+                        ),
+                        *refund,
+                    ),
+                    Outcome::Cancelled => ("cancelled", "cancelled; payment refunded".to_string(), record.job.payment),
+                    Outcome::Expired => ("expired", "no provider matched it in time; payment refunded".to_string(), record.job.payment),
+                    Outcome::ResultTimedOut => ("timed_out", "the provider posted no result in time; payment refunded".to_string(), record.job.payment),
+                    Outcome::Upheld { correct_data_id } => {
+                        ("upheld", format!("the mediator found the result wrong (correct: {correct_data_id}); payment refunded"), record.job.payment)
+                    }
+                    Outcome::MediationTimedOut => ("mediation_timed_out", "the mediator did not rule in time; payment refunded".to_string(), record.job.payment),
+                };
+                self.db.set_state(&job.id, state, None, None).await?;
+                self.db.add_job_event(&key(&job), &job.id, state, &detail, Some(log.block)).await?;
+                if refund > 0 {
+                    let entry = if state == "settled" { format!("job:{}:unused", job.id) } else { format!("job:{}:refund", job.id) };
+                    self.db.refund_job(&job, &entry, refund, &format!("job {chain_id} {state}")).await?;
+                }
+            }
+            _ => {}
+        }
+        self.notify(&job.id);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ reconciliation
+
+    /// Runs [`Market::reconcile_once`] every `every`, until the task is aborted.
+    pub async fn reconcile(self: Arc<Self>, every: Duration) {
+        loop {
+            if let Err(e) = self.reconcile_once().await {
+                warn!(error = %e, "reconciling jobs failed; trying again");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Settles `submitting` jobs no request is sending (see the module's doc) and fetches
+    /// results not fetched yet.
+    pub async fn reconcile_once(self: &Arc<Self>) -> Result<(), MarketError> {
+        let submitting = self.db.jobs_in_state("submitting").await?;
+        for job in submitting {
+            if self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains(&job.id) {
+                continue;
+            }
+            let Some(nonce) = job.tx_nonce.map(|n| n as u64) else {
+                // recorded, never sent (a crash before the nonce was taken)
+                self.fail_and_refund(&job, "the gateway stopped before sending the job; nothing was paid on chain").await?;
+                continue;
+            };
+            let head = self.client.retrying("reading the block number", || self.client.provider().get_block_number()).await?;
+            let mined = self
+                .client
+                .retrying("reading the gateway's nonce", || self.client.provider().get_transaction_count(self.me).into_future())
+                .await?;
+            if mined <= nonce {
+                let pending = self
+                    .client
+                    .retrying("reading the gateway's nonce", || self.client.provider().get_transaction_count(self.me).pending().into_future())
+                    .await?;
+                if pending <= nonce {
+                    self.fail_and_refund(&job, "its transaction never reached the chain; nothing was paid on chain").await?;
+                }
+                continue; // else: in the mempool, wait
+            }
+            // the nonce is used in a block <= head: once the watcher has read that far, a
+            // JobCreated would have linked the job
+            if self.watcher_block.load(Ordering::SeqCst) >= head {
+                let now = self.db.job(&job.id).await?;
+                if now.as_ref().is_some_and(|j| j.state == "submitting" && j.chain_id.is_none()) {
+                    self.fail_and_refund(&job, "its transaction was mined but created no job").await?;
+                }
+            }
+        }
+        for job in self.db.jobs_missing_outputs().await? {
+            self.spawn_fetch(job);
+        }
+        Ok(())
+    }
+
+    fn spawn_fetch(self: &Arc<Self>, job: JobRow) {
+        let Some(gateway) = self.ipfs_gateway.clone() else { return };
+        let Some(data_id) = job.data_id.clone() else { return };
+        if !self.fetching.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id.clone()) {
+            return;
+        }
+        let dest = self.outputs_dir(&job.id);
+        let market = self.clone();
+        tokio::spawn(async move {
+            let db = &market.db;
+            let result = async {
+                let cid = lilypad_store::parse_cid(&data_id).map_err(|e| format!("malformed CID {data_id:?}: {e}"))?;
+                if dest.exists() {
+                    let _ = std::fs::remove_dir_all(&dest);
+                }
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+                }
+                lilypad_store::fetch(&gateway, &cid, &dest).await.map_err(|e| format!("fetching {cid} from {gateway}: {e}"))?;
+                db.set_outputs_fetched(&job.id).await.map_err(|e| e.to_string())?;
+                db.add_job_event(&format!("{}:outputs", job.id), &job.id, "submitted", &format!("outputs fetched and verified ({cid})"), None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(())
+            }
+            .await;
+            match result {
+                Ok(()) => info!(job = %job.id, "outputs fetched"),
+                Err(e) => warn!(job = %job.id, error = %e, "fetching outputs failed; will retry"),
+            }
+            market.fetching.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);
+            market.notify(&job.id);
+        });
+    }
+}
+
+fn resources_json(r: &lilypad_bindings::Resources) -> Value {
+    json!({"cpuMilli": r.cpuMilli, "ramMb": r.ramMb, "diskMb": r.diskMb, "vramMb": r.vramMb, "gpus": r.gpus})
+}
+
+/// A market event as JSON for the dashboard: `type`, position, and its fields (amounts as
+/// decimal strings).
+pub fn event_json(log: &MarketLog) -> Value {
+    use MarketEvent as E;
+    let mut v = match &log.event {
+        E::JobCreated(e) => json!({"type": "JobCreated", "id": e.id.to_string(), "client": e.client, "payee": e.payee,
+            "moduleId": e.moduleId, "inputs": e.inputs, "payment": e.payment.to_string()}),
+        E::JobMatched(e) => json!({"type": "JobMatched", "id": e.id.to_string(), "provider": e.provider, "solver": e.solver,
+            "mediator": e.mediator, "price": e.price.to_string(), "solverFee": e.solverFee.to_string(), "collateral": e.collateral.to_string()}),
+        E::JobReleased(e) => json!({"type": "JobReleased", "id": e.id.to_string(), "provider": e.provider}),
+        E::ResultSubmitted(e) => json!({"type": "ResultSubmitted", "id": e.id.to_string(), "provider": e.provider, "dataId": e.dataId}),
+        E::ResultChallenged(e) => json!({"type": "ResultChallenged", "id": e.id.to_string(), "challenger": e.challenger, "mediator": e.mediator}),
+        E::JobSettled(e) => json!({"type": "JobSettled", "id": e.id.to_string(), "provider": e.provider, "price": e.price.to_string(),
+            "solverFee": e.solverFee.to_string(), "refund": e.refund.to_string()}),
+        E::ChallengeRuled(e) => json!({"type": "ChallengeRuled", "id": e.id.to_string(), "mediator": e.mediator, "upheld": e.upheld,
+            "correctDataId": e.correctDataId}),
+        E::JobCancelled(e) => json!({"type": "JobCancelled", "id": e.id.to_string(), "by": e.by}),
+        E::JobExpired(e) => json!({"type": "JobExpired", "id": e.id.to_string()}),
+        E::ResultTimedOut(e) => json!({"type": "ResultTimedOut", "id": e.id.to_string(), "provider": e.provider, "slashed": e.slashed.to_string()}),
+        E::MediationTimedOut(e) => json!({"type": "MediationTimedOut", "id": e.id.to_string(), "mediator": e.mediator}),
+        E::OfferSet(e) => json!({"type": "OfferSet", "provider": e.provider, "moduleId": e.moduleId, "price": e.price.to_string(), "active": e.active}),
+        E::ResourcesSet(e) => json!({"type": "ResourcesSet", "provider": e.provider, "resources": resources_json(&e.resources)}),
+        E::ModulePublished(e) => json!({"type": "ModulePublished", "moduleId": e.moduleId, "name": e.name, "version": e.version,
+            "publisher": e.publisher, "defaultPayment": e.spec.defaultPayment.to_string(), "runTimeout": e.spec.runTimeout}),
+        E::RolesChanged(e) => json!({"type": "RolesChanged", "account": e.account, "roles": e.roles}),
+        other => {
+            let name = format!("{other:?}");
+            json!({"type": name.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("Other")})
+        }
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.insert("block".into(), json!(log.block));
+        o.insert("logIndex".into(), json!(log.log_index));
+        o.insert("tx".into(), json!(log.tx));
+    }
+    v
+}

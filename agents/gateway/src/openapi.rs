@@ -1,0 +1,163 @@
+//! The OpenAPI 3.1 document of the API, served at `/api/v1/openapi.json`. A test compares its
+//! paths and methods with the routes `api::router` registers.
+
+use serde_json::{json, Value};
+
+use crate::problem::Kind;
+
+fn problem_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+}
+
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn sse_response(description: &str) -> Value {
+    json!({"description": description, "content": {"text/event-stream": {"schema": {"type": "string"}}}})
+}
+
+fn id_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The gateway's job id (gj_...)"})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let secured = json!([{"apiKey": []}]);
+    let auth_errors = |mut responses: Value| {
+        responses["401"] = problem_response("Missing, unknown or revoked API key");
+        responses["429"] = problem_response("Rate limited (see Retry-After)");
+        responses
+    };
+    let problem_types: Vec<Value> = Kind::ALL.iter().map(|k| json!(k.type_uri())).collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Lilypad gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Run Lilypad modules over HTTP without a wallet: the gateway pays on chain from its own key and charges the account's prepaid credit. Amounts are token base units as decimal strings. Errors are application/problem+json (RFC 9457)."
+        },
+        "servers": [{"url": "/"}],
+        "paths": {
+            "/": {"get": {"summary": "The dashboard (HTML)", "operationId": "dashboard",
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
+                "responses": {"200": json_response("OpenAPI 3.1", json!({"type": "object"}))}}},
+            "/api/v1/jobs": {
+                "post": {"summary": "Run a module: validated, charged, submitted on chain", "operationId": "createJob", "security": secured,
+                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 200},
+                        "description": "Retrying with the same key returns the first job instead of running (and charging) again"}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
+                    "responses": auth_errors(json!({
+                        "201": json_response("Job created", json!({"$ref": "#/components/schemas/Job"})),
+                        "200": json_response("The job already created with this idempotency key", json!({"$ref": "#/components/schemas/Job"})),
+                        "400": problem_response("Malformed body"),
+                        "402": problem_response("Not enough credit"),
+                        "413": problem_response("Body too large"),
+                        "415": problem_response("Body is not JSON"),
+                        "422": problem_response("Unknown module, bad module reference or bad inputs"),
+                        "503": problem_response("The chain cannot be reached")
+                    }))},
+                "get": {"summary": "The account's jobs, newest first", "operationId": "listJobs", "security": secured,
+                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+                    "responses": auth_errors(json!({"200": json_response("Jobs", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}))}))}
+            },
+            "/api/v1/jobs/{id}": {"get": {"summary": "A job: state, events, result", "operationId": "getJob", "security": secured, "parameters": [id_param()],
+                "responses": auth_errors(json!({"200": json_response("The job", json!({"$ref": "#/components/schemas/Job"})), "404": problem_response("No such job")}))}},
+            "/api/v1/jobs/{id}/events": {"get": {"summary": "Server-Sent Events: the job each time it changes (event `job`), until final (event `end`)", "operationId": "jobEvents",
+                "security": secured, "parameters": [id_param()],
+                "responses": auth_errors(json!({"200": sse_response("Event stream"), "404": problem_response("No such job")}))}},
+            "/api/v1/jobs/{id}/outputs": {"get": {"summary": "The job's output files (fetched from the provider and verified against the CID)", "operationId": "listOutputs",
+                "security": secured, "parameters": [id_param()],
+                "responses": auth_errors(json!({"200": json_response("Files", json!({"type": "object"})), "404": problem_response("No such job"), "409": problem_response("Not available yet")}))}},
+            "/api/v1/jobs/{id}/outputs/{path}": {"get": {"summary": "One output file (stdout, stderr, exitCode, outputs/...)", "operationId": "getOutput",
+                "security": secured, "parameters": [id_param(), {"name": "path", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": auth_errors(json!({"200": {"description": "The file's bytes"}, "404": problem_response("No such job or file"), "409": problem_response("Not available yet")}))}},
+            "/api/v1/modules": {"get": {"summary": "Modules published on chain, with prices, offers and (where the gateway has the module) inputs", "operationId": "listModules",
+                "responses": {"200": json_response("Modules", json!({"type": "object"}))}}},
+            "/api/v1/account": {"get": {"summary": "The account of the key: balance", "operationId": "getAccount", "security": secured,
+                "responses": auth_errors(json!({"200": json_response("Account", json!({"$ref": "#/components/schemas/Account"}))}))}},
+            "/api/v1/account/ledger": {"get": {"summary": "Credit history, newest first", "operationId": "getLedger", "security": secured,
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                "responses": auth_errors(json!({"200": json_response("Ledger", json!({"type": "object"}))}))}},
+            "/api/v1/events": {"get": {"summary": "Server-Sent Events: the market's events (event `market`), recent ones first, then live", "operationId": "marketEvents",
+                "responses": {"200": sse_response("Event stream")}}}
+        },
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "lpk_<id>_<secret>, from `lilypad gateway keys create`"}},
+            "schemas": {
+                "JobRequest": {"type": "object", "required": ["module"], "additionalProperties": false, "properties": {
+                    "module": {"type": "string", "examples": ["lilysay:0.1.0"]},
+                    "inputs": {"oneOf": [{"type": "array", "items": {"type": "string", "description": "Key=Value"}},
+                                         {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}]},
+                    "idempotencyKey": {"type": "string"}}},
+                "Job": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "chainId": {"type": ["string", "null"]}, "module": {"type": "string"},
+                    "inputs": {"type": "array", "items": {"type": "string"}}, "payment": {"type": "string"},
+                    "state": {"enum": ["submitting", "open", "matched", "submitted", "challenged", "settled", "cancelled", "expired", "timed_out", "upheld", "mediation_timed_out", "failed"]},
+                    "final": {"type": "boolean"}, "dataId": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},
+                    "events": {"type": "array", "items": {"type": "object"}}, "outputsReady": {"type": "boolean"},
+                    "result": {"type": "object", "properties": {"stdout": {"type": ["string", "null"]}, "stderr": {"type": ["string", "null"]}, "exitCode": {"type": ["integer", "null"]}, "outputs": {"type": "string"}}}}},
+                "Account": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "balance": {"type": "string"}, "keyId": {"type": "string"}}},
+                "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
+                    "type": {"type": "string", "format": "uri", "enum": problem_types},
+                    "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}}}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// (METHOD, path) of every `.route(...)` in api.rs, with `{*rest}` written `{rest}` as
+    /// OpenAPI does.
+    fn routes_in_code() -> BTreeSet<(String, String)> {
+        let src = include_str!("api.rs");
+        let mut out = BTreeSet::new();
+        for piece in src.split(".route(\"").skip(1) {
+            let (path, rest) = piece.split_once('"').expect("a quoted path");
+            let call = rest.split_once(")\n").map(|(c, _)| c).unwrap_or(rest);
+            let path = path.replace("{*", "{");
+            for method in ["get", "post", "put", "delete", "patch"] {
+                if call.contains(&format!("{method}(")) {
+                    out.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn routes_in_document() -> BTreeSet<(String, String)> {
+        let doc = super::document();
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_routes_the_router_serves() {
+        let code = routes_in_code();
+        assert!(code.len() >= 10, "the route parser found too few routes: {code:?}");
+        assert!(code.contains(&("POST".into(), "/api/v1/jobs".into())));
+        let doc = routes_in_document();
+        let missing: Vec<_> = code.difference(&doc).collect();
+        let stale: Vec<_> = doc.difference(&code).collect();
+        assert!(missing.is_empty() && stale.is_empty(), "served but not documented: {missing:?}; documented but not served: {stale:?}");
+    }
+
+    #[test]
+    fn every_problem_type_is_documented_and_distinct() {
+        let doc = super::document();
+        let types = doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"].as_array().unwrap().clone();
+        let unique: BTreeSet<String> = types.iter().map(|t| t.as_str().unwrap().to_string()).collect();
+        assert_eq!(unique.len(), crate::problem::Kind::ALL.len());
+        assert!(unique.iter().all(|t| t.starts_with(crate::problem::BASE)));
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}

@@ -1,0 +1,117 @@
+//! The data layer on both databases: SQLite (a temp file) and PostgreSQL (a throwaway server,
+//! see `lilypad_gateway::testing`).
+
+use lilypad_gateway::db::{Db, DbError, KeyCheck, NewJob};
+use lilypad_gateway::testing::Postgres;
+
+async fn ledger_keys_and_jobs(db: &Db) {
+    // keys: shown once, stored hashed, revocable
+    let (alice, key) = db.create_key("alice").await.unwrap();
+    assert_eq!(alice.balance, 0);
+    match db.check_key(&key.secret).await.unwrap() {
+        KeyCheck::Valid { key_id, account } => {
+            assert_eq!(key_id, key.id);
+            assert_eq!(account.name, "alice");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut forged = key.secret.clone();
+    forged.replace_range(forged.len() - 4.., "0000");
+    assert_eq!(db.check_key(&forged).await.unwrap(), KeyCheck::Unknown);
+    assert_eq!(db.check_key("not a key").await.unwrap(), KeyCheck::Unknown);
+    assert!(db.revoke_key(&key.id).await.unwrap());
+    assert!(!db.revoke_key(&key.id).await.unwrap(), "revoking twice is a no-op");
+    assert_eq!(db.check_key(&key.secret).await.unwrap(), KeyCheck::Revoked { key_id: key.id.clone() });
+    assert!(matches!(db.revoke_key("lpk_000000000000").await, Err(DbError::NoKey(_))));
+    let (_, key2) = db.create_key("alice").await.unwrap();
+
+    // credit, with u128 amounts beyond i64
+    let big: u128 = 30_000_000_000_000_000_000;
+    assert_eq!(db.add_credit("alice", big, Some("credit:one"), "top-up").await.unwrap(), Some(big));
+    assert_eq!(db.add_credit("alice", big, Some("credit:one"), "top-up").await.unwrap(), None, "same ledger key: applied once");
+    assert!(matches!(db.add_credit("bob", 1, None, "x").await, Err(DbError::NoAccount(_))));
+
+    // a job charged, refunded once however often the refund is replayed
+    let inputs = vec!["Message=hi".to_string()];
+    let payment: u128 = 20_000_000_000_000_000_000;
+    let new = || NewJob { account_id: &alice.id, key_id: &key2.id, idempotency_key: Some("req-1"), module: "lilysay:0.1.0", inputs: &inputs, payment };
+    let (job, created) = db.create_job(new()).await.unwrap();
+    assert!(created);
+    assert_eq!(job.state, "submitting");
+    assert_eq!(job.inputs, inputs);
+    let (again, created) = db.create_job(new()).await.unwrap();
+    assert!(!created, "the idempotency key returns the first job");
+    assert_eq!(again.id, job.id);
+    assert_eq!(db.account(&alice.id).await.unwrap().unwrap().balance, big - payment, "charged once");
+    // not enough credit left for a second one: refused, nothing recorded
+    let refused = db
+        .create_job(NewJob { idempotency_key: None, ..new() })
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, DbError::InsufficientCredit { balance, needed, .. } if balance == big - payment && needed == payment), "{refused}");
+    assert_eq!(db.jobs_of(&alice.id, 10).await.unwrap().len(), 1, "the refused job was not recorded");
+
+    db.set_tx_nonce(&job.id, Some(7)).await.unwrap();
+    assert_eq!(db.submitting_job_with_nonce(7).await.unwrap().map(|j| j.id), Some(job.id.clone()));
+    assert!(db.link_chain_id(&job.id, "12").await.unwrap());
+    assert!(!db.link_chain_id(&job.id, "12").await.unwrap(), "linked once");
+    assert_eq!(db.job_by_chain_id("12").await.unwrap().unwrap().state, "open");
+    assert!(db.set_state(&job.id, "expired", None, None).await.unwrap());
+    assert!(!db.set_state(&job.id, "matched", None, None).await.unwrap(), "a final state is never left");
+    let key = format!("job:{}:refund", job.id);
+    assert_eq!(db.refund_job(&job, &key, payment, "expired").await.unwrap(), Some(big));
+    assert_eq!(db.refund_job(&job, &key, payment, "expired").await.unwrap(), None, "replayed refund is a no-op");
+    let ledger = db.ledger(&alice.id, 10).await.unwrap();
+    let kinds: Vec<(&str, i128)> = ledger.iter().map(|e| (e.kind.as_str(), e.amount)).collect();
+    assert_eq!(kinds, vec![("refund", payment as i128), ("charge", -(payment as i128)), ("credit", big as i128)]);
+    assert_eq!(ledger[0].balance_after, big);
+
+    // events once per key; the cursor
+    assert!(db.add_job_event("e1", &job.id, "open", "x", Some(3)).await.unwrap());
+    assert!(!db.add_job_event("e1", &job.id, "open", "x", Some(3)).await.unwrap());
+    assert_eq!(db.cursor("market").await.unwrap(), None);
+    db.set_cursor("market", 41).await.unwrap();
+    db.set_cursor("market", 42).await.unwrap();
+    assert_eq!(db.cursor("market").await.unwrap(), Some(42));
+    assert_eq!(db.migrate().await.unwrap(), 0, "migrations apply once");
+    assert_eq!(db.migrations().await.unwrap(), vec![1]);
+}
+
+#[tokio::test]
+async fn the_data_layer_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/gateway.db");
+    let db = Db::connect(path.to_str().unwrap()).await.unwrap();
+    ledger_keys_and_jobs(&db).await;
+    drop(db);
+    // reopening keeps everything
+    let db = Db::connect(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(db.account_by_name("alice").await.unwrap().unwrap().balance, 30_000_000_000_000_000_000);
+}
+
+#[tokio::test]
+async fn the_data_layer_on_postgres() {
+    let pg = Postgres::start().unwrap_or_else(|e| panic!("PostgreSQL is needed for this test: {e}"));
+    let url = pg.database("gateway_db_test").unwrap();
+    let db = Db::connect(&url).await.unwrap();
+    assert_eq!(db.backend(), lilypad_gateway::db::Backend::Postgres);
+    ledger_keys_and_jobs(&db).await;
+}
+
+#[tokio::test]
+async fn two_writers_never_lose_a_credit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.db");
+    let a = std::sync::Arc::new(Db::connect(path.to_str().unwrap()).await.unwrap());
+    let b = std::sync::Arc::new(Db::connect(path.to_str().unwrap()).await.unwrap());
+    a.ensure_account("carol").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20u128 {
+        let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move { db.add_credit("carol", 1 + i, None, "t").await.unwrap() }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(a.account_by_name("carol").await.unwrap().unwrap().balance, (1..=20).sum::<u128>());
+}
