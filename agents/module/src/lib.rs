@@ -30,8 +30,10 @@
 //!   in a temporary copy, tagged [`Module::image_tag`].
 //! * [`init_module`]: a skeleton that builds and runs as it is.
 //! * [`parse_reference`]: parses `name:version`.
+//! * [`compare_results`]: two results of a job compared as the module declares (`compare`).
 
 mod build;
+pub mod compare;
 mod error;
 mod git;
 mod init;
@@ -60,7 +62,8 @@ pub use names::{
     is_valid_env_name, is_valid_input_name, is_valid_name, is_valid_version, module_id,
     parse_reference, ModuleRef, MAX_INPUT_NAME_LENGTH, MAX_NAME_LENGTH, MAX_VERSION_LENGTH,
 };
-pub use spec::{InputSpec, InputType, Spec};
+pub use compare::{compare_results, CompareError, Comparison, Verdict};
+pub use spec::{CompareSpec, InputSpec, InputType, Spec};
 
 /// The spec file in a module folder.
 pub const SPEC_FILE: &str = "lilypad-module.json";
