@@ -125,13 +125,19 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             ipfs_api: None,
             offer_any: None,
             allow_git_modules: false,
+            cheat: None,
         },
     )
     .await?;
     let gateway = format!("http://{}", provider.gateway());
     let mediator_agent = lilypad_mediator::Mediator::start(
         mediator,
-        lilypad_mediator::MediatorOptions { modules: module_dirs.clone(), data_dir: root.join("mediator"), poll: Duration::from_millis(50) },
+        lilypad_mediator::MediatorOptions {
+            modules: module_dirs.clone(),
+            data_dir: root.join("mediator"),
+            poll: Duration::from_millis(50),
+            gateway: Some(gateway.clone()),
+        },
     )
     .await?;
 

@@ -9,6 +9,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cheat;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,8 @@ pub struct ProviderOptions {
     /// tag's commit and checked against the hash pinned on chain. Their build commands run on
     /// this host: allow only if you trust who can publish.
     pub allow_git_modules: bool,
+    /// TEST ONLY: post wrong results for some jobs (see [`cheat`]). `None` in production.
+    pub cheat: Option<cheat::Cheat>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +243,9 @@ impl Provider {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ProviderError> {
         tokio::pin!(shutdown);
         info!(provider = %self.me, modules = self.modules.len(), "resource provider running");
+        if let Some(c) = self.options.cheat {
+            warn!(rate = c.rate, seed = c.seed, "TEST-ONLY CHEATING PROVIDER: wrong results will be posted for this share of jobs; its collateral will be slashed when challenged");
+        }
         let mut settle_tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             let step: Result<(), ProviderError> = tokio::select! {
@@ -303,6 +310,7 @@ impl Provider {
             let dir = self.result_dir(record.id);
             let allow_network = self.options.allow_network;
             let kubo = self.kubo.clone();
+            let cheat = self.options.cheat.filter(|c| c.applies(record.id));
             tokio::spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 let id = record.id;
@@ -322,6 +330,10 @@ impl Provider {
                     Ok(module) => run_job(&executor, &store, &module, &record, &dir, allow_network).await,
                     Err(reason) => Err(reason),
                 };
+                if let (Ok((honest, _)), Some(_)) = (&result, cheat) {
+                    warn!(job = %id, %honest, "TEST-ONLY CHEATING PROVIDER: posting a wrong result instead");
+                    result = cheat::tamper(&store, &dir).await;
+                }
                 if let (Ok((cid, _)), Some(kubo)) = (&result, kubo) {
                     // The IPFS node must agree on the CID: same importer settings.
                     match kubo.add_path(&dir).await {
