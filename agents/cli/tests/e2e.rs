@@ -552,6 +552,24 @@ async fn audit_catches_cheating_provider() {
     after.assert_conserved(before.supply);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auditor_that_cannot_pay_the_deposit_skips_and_the_job_settles() {
+    // SPARE holds no tokens: picked at rate 1, it cannot pay any challenge deposit
+    let mut t = Dispute::start(3, &[], &[], false).await;
+    t.agents.push(t.devnet.agent(&["auditor", "--rate", "1", "--seed", "1", "--private-key", accounts::SPARE], "auditor.log"));
+    let d = t.observer.deployment().clone();
+    let creator = lilypad_devnet::address_of(accounts::JOB_CREATOR).unwrap();
+    let payment = lilysay_payment(&t.observer).await;
+    let c = t.devnet.client(accounts::JOB_CREATOR).await;
+    c.send("approve", c.token().approve(d.market, payment)).await.unwrap();
+    c.send("runJob", c.market().runJob("lilysay:0.1.0".into(), vec!["Message=no audit".into()], creator)).await.unwrap();
+    t.wait_final(1, 120).await;
+    assert!(t.logs::<LilypadMarket::ResultChallenged>().await.is_empty(), "nothing was challenged");
+    assert_eq!(t.logs::<LilypadMarket::JobSettled>().await.len(), 1, "the job settled");
+    let log = std::fs::read_to_string(t.devnet.data_dir.path().join("auditor.log")).unwrap();
+    assert!(log.contains("challenge deposit cannot be paid"), "the auditor says why it skipped:\n{log}");
+}
+
 /// A module whose answer is deterministic but which also writes the time (nanoseconds) to
 /// stderr and, with a nonce, to outputs/response.json: two runs never give the same bytes.
 fn nondeterministic_module(dir: &Path, version: &str, ignore: Option<&[&str]>) {

@@ -49,12 +49,23 @@ pub struct Auditor {
 impl Auditor {
     pub async fn start(client: ChainClient, options: AuditorOptions) -> Result<Self, ChainError> {
         let me = client.address()?;
-        let stream = EventStream::new(client.clone(), client.deployment().start_block).poll_interval(options.poll);
+        let stream = EventStream::new(client.clone(), client.deployment().start_block)
+            .poll_interval(options.poll);
         info!(auditor = %me, rate = options.rate, "auditor ready");
-        Ok(Self { client, me, options, book: JobBook::new(), stream, seen: HashSet::new() })
+        Ok(Self {
+            client,
+            me,
+            options,
+            book: JobBook::new(),
+            stream,
+            seen: HashSet::new(),
+        })
     }
 
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ChainError> {
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ChainError> {
         tokio::pin!(shutdown);
         loop {
             let step = tokio::select! {
@@ -81,7 +92,11 @@ impl Auditor {
         let fresh: Vec<JobRecord> = self
             .book
             .live()
-            .filter(|r| r.state() == JobState::Submitted && !self.seen.contains(&r.id) && r.job.provider != self.me)
+            .filter(|r| {
+                r.state() == JobState::Submitted
+                    && !self.seen.contains(&r.id)
+                    && r.job.provider != self.me
+            })
             .cloned()
             .collect();
         let mut done = Vec::new();
@@ -108,19 +123,46 @@ impl Auditor {
         let market = self.client.market();
         let token = self.client.token();
         let me = self.me;
-        let free = self.client.read("reading the auditor's balance", || async { market.balanceOf(me).call().await }).await?;
+        let free = self
+            .client
+            .read("reading the auditor's balance", || async {
+                market.balanceOf(me).call().await
+            })
+            .await?;
         if free < need {
-            let held = self.client.read("reading the auditor's tokens", || async { token.balanceOf(me).call().await }).await?;
+            let held = self
+                .client
+                .read("reading the auditor's tokens", || async {
+                    token.balanceOf(me).call().await
+                })
+                .await?;
             if held < need {
                 warn!(job = %id, balance = %free, tokens = %held, deposit = %need, "picked for audit, but the challenge deposit cannot be paid; skipping (fund the auditor)");
-                return Ok(Audit::NoFunds { have: free.max(held), need });
+                return Ok(Audit::NoFunds {
+                    have: free.max(held),
+                    need,
+                });
             }
-            let allowance = self.client.read("reading the allowance", || async { token.allowance(me, d.market).call().await }).await?;
+            let allowance = self
+                .client
+                .read("reading the allowance", || async {
+                    token.allowance(me, d.market).call().await
+                })
+                .await?;
             if allowance < need {
-                self.client.send("approve", token.approve(d.market, need)).await?;
+                self.client
+                    .send("approve", token.approve(d.market, need))
+                    .await?;
             }
         }
-        match self.client.send(&format!("challenge(job {id})"), market.challenge(id, record.job.clone())).await {
+        match self
+            .client
+            .send(
+                &format!("challenge(job {id})"),
+                market.challenge(id, record.job.clone()),
+            )
+            .await
+        {
             Ok(_) => {
                 info!(job = %id, provider = %record.job.provider, result = record.data_id.as_deref().unwrap_or(""), "audit: challenged; the mediator re-runs it");
                 Ok(Audit::Challenged)

@@ -62,7 +62,10 @@ pub struct RuleError {
 pub enum Verdict {
     Same,
     /// The first difference found: the path in the result and what differs.
-    Differs { path: String, reason: String },
+    Differs {
+        path: String,
+        reason: String,
+    },
 }
 
 impl Verdict {
@@ -110,14 +113,20 @@ impl Comparison {
     pub fn parse<S: AsRef<str>>(rules: &[S]) -> Result<Self, RuleError> {
         if rules.len() > MAX_IGNORE_RULES {
             return Err(RuleError {
-                rule: rules.last().map(|r| r.as_ref().to_string()).unwrap_or_default(),
+                rule: rules
+                    .last()
+                    .map(|r| r.as_ref().to_string())
+                    .unwrap_or_default(),
                 problem: format!("at most {MAX_IGNORE_RULES} rules are allowed"),
             });
         }
         let mut out = Comparison::default();
         for rule in rules {
             let rule = rule.as_ref();
-            let bad = |problem: &str| RuleError { rule: rule.to_string(), problem: problem.to_string() };
+            let bad = |problem: &str| RuleError {
+                rule: rule.to_string(),
+                problem: problem.to_string(),
+            };
             if rule.len() > MAX_RULE_LENGTH {
                 return Err(bad(&format!("longer than {MAX_RULE_LENGTH} bytes")));
             }
@@ -148,13 +157,21 @@ fn parse_path(path: &str) -> Result<Vec<String>, String> {
         return Err("names no file: write a path in the result folder, e.g. \"stderr\" or \"outputs/result.json\"".into());
     }
     if path.starts_with('/') {
-        return Err("must be relative to the result folder (no leading /), e.g. \"outputs/result.json\"".into());
+        return Err(
+            "must be relative to the result folder (no leading /), e.g. \"outputs/result.json\""
+                .into(),
+        );
     }
     let mut parts = Vec::new();
     for part in path.split('/') {
         match part {
             "" => return Err("has an empty path component (\"//\" or a trailing \"/\")".into()),
-            "." | ".." => return Err("has a \".\" or \"..\" component: name files inside the result folder only".into()),
+            "." | ".." => {
+                return Err(
+                    "has a \".\" or \"..\" component: name files inside the result folder only"
+                        .into(),
+                );
+            }
             p => parts.push(p.to_string()),
         }
     }
@@ -166,7 +183,10 @@ fn parse_pointer(ptr: &str) -> Result<Vec<String>, String> {
         return Err("has an empty JSON pointer (the whole document): to ignore the whole file, leave out the \"#\"".into());
     }
     let Some(rest) = ptr.strip_prefix('/') else {
-        return Err("the JSON pointer after \"#\" must start with \"/\" (RFC 6901), e.g. \"#/created_at\"".into());
+        return Err(
+            "the JSON pointer after \"#\" must start with \"/\" (RFC 6901), e.g. \"#/created_at\""
+                .into(),
+        );
     };
     let mut tokens = Vec::new();
     for raw in rest.split('/') {
@@ -198,8 +218,17 @@ enum Side {
 
 /// Compares the result folder `expected` (the mediator's own re-run) with `submitted` (the
 /// provider's, fetched) under `cmp`. See the module documentation.
-pub fn compare_results(expected: &Path, submitted: &Path, cmp: &Comparison) -> Result<Verdict, CompareError> {
-    let mut walk = Walk { expected, submitted, cmp, rel: Vec::new() };
+pub fn compare_results(
+    expected: &Path,
+    submitted: &Path,
+    cmp: &Comparison,
+) -> Result<Verdict, CompareError> {
+    let mut walk = Walk {
+        expected,
+        submitted,
+        cmp,
+        rel: Vec::new(),
+    };
     walk.dir(0)
 }
 
@@ -221,34 +250,56 @@ impl Walk<'_> {
         if self.rel.is_empty() {
             return ".".into();
         }
-        self.rel.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/")
+        self.rel
+            .iter()
+            .map(|c| c.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
     }
 
     /// The rule key of the current path (`None` when a name is not UTF-8: no rule names it).
     fn key(&self) -> Option<Vec<String>> {
-        self.rel.iter().map(|c| c.to_str().map(str::to_string)).collect()
+        self.rel
+            .iter()
+            .map(|c| c.to_str().map(str::to_string))
+            .collect()
     }
 
     fn differs(&self, reason: impl Into<String>) -> Verdict {
-        Verdict::Differs { path: self.shown(), reason: reason.into() }
+        Verdict::Differs {
+            path: self.shown(),
+            reason: reason.into(),
+        }
     }
 
     fn too_large(&self, side: Side, reason: String) -> Result<Verdict, CompareError> {
         match side {
             Side::Submitted => Ok(self.differs(format!("the submitted result {reason}"))),
-            Side::Expected => Err(CompareError::TooLarge { path: self.path(self.expected), reason }),
+            Side::Expected => Err(CompareError::TooLarge {
+                path: self.path(self.expected),
+                reason,
+            }),
         }
     }
 
     fn list(&self, side: Side) -> Result<Result<BTreeSet<OsString>, String>, CompareError> {
-        let dir = self.path(if side == Side::Expected { self.expected } else { self.submitted });
-        let io = |source| CompareError::Io { path: dir.clone(), source };
+        let dir = self.path(if side == Side::Expected {
+            self.expected
+        } else {
+            self.submitted
+        });
+        let io = |source| CompareError::Io {
+            path: dir.clone(),
+            source,
+        };
         let mut names = BTreeSet::new();
         for entry in fs::read_dir(&dir).map_err(io)? {
             let entry = entry.map_err(io)?;
             names.insert(entry.file_name());
             if names.len() > MAX_DIR_ENTRIES {
-                return Ok(Err(format!("has more than {MAX_DIR_ENTRIES} entries in one folder")));
+                return Ok(Err(format!(
+                    "has more than {MAX_DIR_ENTRIES} entries in one folder"
+                )));
             }
         }
         Ok(Ok(names))
@@ -257,7 +308,10 @@ impl Walk<'_> {
     fn dir(&mut self, depth: usize) -> Result<Verdict, CompareError> {
         if depth > MAX_DEPTH {
             // Only folders on both sides are descended into: the expected result is this deep too.
-            return self.too_large(Side::Expected, format!("has folders nested more than {MAX_DEPTH} deep"));
+            return self.too_large(
+                Side::Expected,
+                format!("has folders nested more than {MAX_DEPTH} deep"),
+            );
         }
         let mine = match self.list(Side::Expected)? {
             Ok(n) => n,
@@ -278,7 +332,12 @@ impl Walk<'_> {
         Ok(Verdict::Same)
     }
 
-    fn entry(&mut self, in_mine: bool, in_theirs: bool, depth: usize) -> Result<Verdict, CompareError> {
+    fn entry(
+        &mut self,
+        in_mine: bool,
+        in_theirs: bool,
+        depth: usize,
+    ) -> Result<Verdict, CompareError> {
         let key = self.key();
         if key.as_ref().is_some_and(|k| self.cmp.skip.contains(k)) {
             return Ok(Verdict::Same);
@@ -291,8 +350,14 @@ impl Walk<'_> {
         }
         let a = self.path(self.expected);
         let b = self.path(self.submitted);
-        let ma = fs::symlink_metadata(&a).map_err(|source| CompareError::Io { path: a.clone(), source })?;
-        let mb = fs::symlink_metadata(&b).map_err(|source| CompareError::Io { path: b.clone(), source })?;
+        let ma = fs::symlink_metadata(&a).map_err(|source| CompareError::Io {
+            path: a.clone(),
+            source,
+        })?;
+        let mb = fs::symlink_metadata(&b).map_err(|source| CompareError::Io {
+            path: b.clone(),
+            source,
+        })?;
         let kind = |m: &fs::Metadata| {
             let t = m.file_type();
             if t.is_dir() {
@@ -307,20 +372,28 @@ impl Walk<'_> {
         };
         let (ka, kb) = (kind(&ma), kind(&mb));
         if kb != "folder" && kb != "file" {
-            return Ok(self.differs(format!("is a {kb} in the submitted result: results hold only files and folders")));
+            return Ok(self.differs(format!(
+                "is a {kb} in the submitted result: results hold only files and folders"
+            )));
         }
         if ka != "folder" && ka != "file" {
-            return Ok(self.differs(format!("is a {ka} in the expected result: results hold only files and folders")));
+            return Ok(self.differs(format!(
+                "is a {ka} in the expected result: results hold only files and folders"
+            )));
         }
         if ka != kb {
-            return Ok(self.differs(format!("a {ka} in the expected result, a {kb} in the submitted one")));
+            return Ok(self.differs(format!(
+                "a {ka} in the expected result, a {kb} in the submitted one"
+            )));
         }
         if ka == "folder" {
             return self.dir(depth + 1);
         }
         let pointers = key.as_ref().and_then(|k| self.cmp.drop.get(k));
         match pointers {
-            Some(ptrs) if ma.len() <= MAX_JSON_BYTES && mb.len() <= MAX_JSON_BYTES => self.json(&a, &b, ptrs),
+            Some(ptrs) if ma.len() <= MAX_JSON_BYTES && mb.len() <= MAX_JSON_BYTES => {
+                self.json(&a, &b, ptrs)
+            }
             _ => self.bytes(&a, &b, ma.len(), mb.len()),
         }
     }
@@ -329,17 +402,34 @@ impl Walk<'_> {
         if la != lb {
             return Ok(self.differs(format!("{la} bytes expected, {lb} submitted")));
         }
-        let open = |p: &Path| fs::File::open(p).map_err(|source| CompareError::Io { path: p.to_path_buf(), source });
+        let open = |p: &Path| {
+            fs::File::open(p).map_err(|source| CompareError::Io {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
         let (mut fa, mut fb) = (open(a)?.take(la), open(b)?.take(lb));
         let mut ba = vec![0u8; 64 << 10];
         let mut bb = vec![0u8; 64 << 10];
         let mut offset = 0u64;
         loop {
-            let na = read_full(&mut fa, &mut ba).map_err(|source| CompareError::Io { path: a.to_path_buf(), source })?;
-            let nb = read_full(&mut fb, &mut bb).map_err(|source| CompareError::Io { path: b.to_path_buf(), source })?;
+            let na = read_full(&mut fa, &mut ba).map_err(|source| CompareError::Io {
+                path: a.to_path_buf(),
+                source,
+            })?;
+            let nb = read_full(&mut fb, &mut bb).map_err(|source| CompareError::Io {
+                path: b.to_path_buf(),
+                source,
+            })?;
             if na != nb || ba[..na] != bb[..nb] {
-                let at = ba[..na].iter().zip(&bb[..nb]).position(|(x, y)| x != y).unwrap_or(na.min(nb));
-                return Ok(self.differs(format!("the bytes differ at offset {}", offset + at as u64)));
+                let at = ba[..na]
+                    .iter()
+                    .zip(&bb[..nb])
+                    .position(|(x, y)| x != y)
+                    .unwrap_or(na.min(nb));
+                return Ok(
+                    self.differs(format!("the bytes differ at offset {}", offset + at as u64))
+                );
             }
             if na == 0 {
                 return Ok(Verdict::Same);
@@ -351,10 +441,16 @@ impl Walk<'_> {
     fn json(&self, a: &Path, b: &Path, pointers: &[Vec<String>]) -> Result<Verdict, CompareError> {
         let read = |p: &Path| -> Result<Vec<u8>, CompareError> {
             let mut out = Vec::new();
-            let f = fs::File::open(p).map_err(|source| CompareError::Io { path: p.to_path_buf(), source })?;
+            let f = fs::File::open(p).map_err(|source| CompareError::Io {
+                path: p.to_path_buf(),
+                source,
+            })?;
             f.take(MAX_JSON_BYTES + 1)
                 .read_to_end(&mut out)
-                .map_err(|source| CompareError::Io { path: p.to_path_buf(), source })?;
+                .map_err(|source| CompareError::Io {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
             Ok(out)
         };
         let (ta, tb) = (read(a)?, read(b)?);
@@ -372,7 +468,10 @@ impl Walk<'_> {
         if va == vb {
             Ok(Verdict::Same)
         } else {
-            Ok(self.differs(format!("the JSON differs beyond the ignored fields: {}", first_json_difference(&va, &vb, String::new()))))
+            Ok(self.differs(format!(
+                "the JSON differs beyond the ignored fields: {}",
+                first_json_difference(&va, &vb, String::new())
+            )))
         }
     }
 }
@@ -392,7 +491,9 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Drops what `tokens` points at: removed from an object, replaced by `null` in an array.
 fn drop_pointer(v: &mut Value, tokens: &[String]) {
-    let Some((last, parents)) = tokens.split_last() else { return };
+    let Some((last, parents)) = tokens.split_last() else {
+        return;
+    };
     let mut cur = v;
     for t in parents {
         cur = match cur {
@@ -422,7 +523,8 @@ fn drop_pointer(v: &mut Value, tokens: &[String]) {
 
 /// An RFC 6901 array index: `0` or digits without a leading zero.
 fn array_index(t: &str) -> Option<usize> {
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) || (t.len() > 1 && t.starts_with('0')) {
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) || (t.len() > 1 && t.starts_with('0'))
+    {
         return None;
     }
     t.parse().ok()
@@ -435,7 +537,9 @@ fn first_json_difference(a: &Value, b: &Value, at: String) -> String {
                 let here = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
                 match (x.get(k), y.get(k)) {
                     (Some(p), Some(q)) if p != q => return first_json_difference(p, q, here),
-                    (Some(_), None) => return format!("{here} is missing from the submitted result"),
+                    (Some(_), None) => {
+                        return format!("{here} is missing from the submitted result");
+                    }
                     (None, Some(_)) => return format!("{here} is only in the submitted result"),
                     _ => {}
                 }
@@ -444,7 +548,12 @@ fn first_json_difference(a: &Value, b: &Value, at: String) -> String {
         }
         (Value::Array(x), Value::Array(y)) => {
             if x.len() != y.len() {
-                return format!("{} has {} elements expected, {} submitted", if at.is_empty() { "/" } else { &at }, x.len(), y.len());
+                return format!(
+                    "{} has {} elements expected, {} submitted",
+                    if at.is_empty() { "/" } else { &at },
+                    x.len(),
+                    y.len()
+                );
             }
             for (i, (p, q)) in x.iter().zip(y).enumerate() {
                 if p != q {
@@ -500,7 +609,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::from(v))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null))
+        Ok(serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .unwrap_or(Value::Null))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_string()))

@@ -48,6 +48,7 @@ use cid::multihash::Multihash;
 use lilypad_store::{Cid, CODEC_DAG_PB};
 
 pub use build::{build_image, build_image_with, BuildOptions, BuiltImage};
+pub use compare::{compare_results, CompareError, Comparison, Verdict};
 pub use error::{
     BuildError, Error, InitError, InputError, InputProblem, LoadError, ReferenceError, SpecError,
 };
@@ -62,7 +63,6 @@ pub use names::{
     is_valid_env_name, is_valid_input_name, is_valid_name, is_valid_version, module_id,
     parse_reference, ModuleRef, MAX_INPUT_NAME_LENGTH, MAX_NAME_LENGTH, MAX_VERSION_LENGTH,
 };
-pub use compare::{compare_results, CompareError, Comparison, Verdict};
 pub use spec::{CompareSpec, InputSpec, InputType, Spec};
 
 /// The spec file in a module folder.

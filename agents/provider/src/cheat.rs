@@ -9,7 +9,8 @@ use alloy::primitives::{keccak256, B256, U256};
 use lilypad_store::{Cid, DiskBlockstore};
 
 /// What replaces a tampered result's `stdout`.
-pub const TAMPERED_STDOUT: &str = "this result was tampered with by a test-only cheating provider\n";
+pub const TAMPERED_STDOUT: &str =
+    "this result was tampered with by a test-only cheating provider\n";
 
 /// Which jobs get a wrong result: a share `rate` (0 to 1) of them, picked by a hash of `seed`
 /// and the job id (the same jobs on every run with the same seed).
@@ -46,7 +47,8 @@ pub fn pick(seed: u64, id: U256, rate: f64) -> bool {
 /// Overwrites the result's `stdout` (the same bytes every time, so a restarted provider makes
 /// the same wrong result) and publishes the folder again: the CID and result hash change.
 pub(crate) async fn tamper(store: &DiskBlockstore, dir: &Path) -> Result<(Cid, B256), String> {
-    std::fs::write(dir.join("stdout"), TAMPERED_STDOUT).map_err(|e| format!("tampering with {}: {e}", dir.display()))?;
+    std::fs::write(dir.join("stdout"), TAMPERED_STDOUT)
+        .map_err(|e| format!("tampering with {}: {e}", dir.display()))?;
     let store = store.clone();
     let dir = dir.to_path_buf();
     let cid = tokio::task::spawn_blocking(move || lilypad_store::add_path(&dir, &store))
@@ -71,9 +73,17 @@ mod tests {
 
     #[test]
     fn a_rate_picks_about_that_share_and_the_same_jobs_for_the_same_seed() {
-        let picked = |seed| (1..=10_000u64).filter(|&id| pick(seed, U256::from(id), 0.1)).collect::<Vec<_>>();
+        let picked = |seed| {
+            (1..=10_000u64)
+                .filter(|&id| pick(seed, U256::from(id), 0.1))
+                .collect::<Vec<_>>()
+        };
         let a = picked(1);
-        assert!((800..1200).contains(&a.len()), "{} of 10000 at rate 0.1", a.len());
+        assert!(
+            (800..1200).contains(&a.len()),
+            "{} of 10000 at rate 0.1",
+            a.len()
+        );
         assert_eq!(a, picked(1), "seeded: the same jobs again");
         assert_ne!(a, picked(2), "another seed, other jobs");
     }
