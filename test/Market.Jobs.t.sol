@@ -593,6 +593,19 @@ contract MarketJobsTest is MarketFixture {
         market.matchJob(id, job, provider, mediatorIndex);
     }
 
+    function test_matchJob_collateralLockedForOneJobCannotBackASecond() public {
+        (uint256 id1, Job memory job1) = _run(alice);
+        vm.warp(block.timestamp + 1);
+        (uint256 id2, Job memory job2) = _run(alice);
+        vm.prank(provider);
+        market.withdraw(90 ether, provider); // 10 ether left: one job's collateral
+        _match(id1, job1, provider);
+        assertEq(market.balanceOf(provider), 0, "the first job locked all of it");
+        vm.expectRevert(abi.encodeWithSelector(InsufficientBalance.selector, provider, 0, 10 ether));
+        vm.prank(solver);
+        market.matchJob(id2, job2, provider, mediatorIndex);
+    }
+
     function test_matchJob_collateralIsAtLeastMediatorFee() public {
         (uint256 id, Job memory job) = _run(alice);
         vm.prank(provider);

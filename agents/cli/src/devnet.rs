@@ -148,6 +148,7 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             allow_git_modules: false,
             fetch_modules: true,
             ipfs_gateways: vec![ipfs.clone()],
+            cheat: None,
         },
     )
     .await?;
@@ -159,6 +160,7 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             ipfs_gateways: vec![ipfs.clone()],
             data_dir: root.join("mediator"),
             poll: Duration::from_millis(50),
+            gateway: Some(gateway.clone()),
         },
     )
     .await?;

@@ -79,6 +79,14 @@ enum Command {
         /// are loaded, never built, so nothing of theirs runs outside the sandbox).
         #[arg(long)]
         no_fetch_modules: bool,
+        /// TEST ONLY (never in production): post a wrong result for this share (0 to 1) of the
+        /// jobs, to test challenges, audits and mediators against a cheater. Its collateral is
+        /// slashed whenever such a result is challenged.
+        #[arg(long, hide = true, value_parser = parse_rate)]
+        cheat_rate: Option<f64>,
+        /// TEST ONLY: seed of the pick of jobs --cheat-rate cheats on.
+        #[arg(long, hide = true, default_value_t = 0)]
+        cheat_seed: u64,
     },
     /// Run a mediator.
     Mediator {
@@ -88,6 +96,22 @@ enum Command {
         /// gateway (folder and pinned image archive).
         #[arg(long = "module")]
         modules: Vec<PathBuf>,
+        /// Where to fetch providers' results from, to compare them under a module's declared
+        /// comparison (default: the devnet provider's gateway).
+        #[arg(long, env = "IPFS_GATEWAY")]
+        gateway: Option<String>,
+    },
+    /// Audit results: challenge a random share of them within their challenge windows (pays
+    /// the mediator fee + bond for each, from the market balance or else the token balance).
+    Auditor {
+        #[command(flatten)]
+        network: network::NetworkArgs,
+        /// Share of results to challenge, from 0 to 1.
+        #[arg(long, value_parser = parse_rate)]
+        rate: f64,
+        /// Seed of the random pick (default: a random one; keep it secret from providers).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Challenge a job's result within its challenge window (pays the mediator fee + bond).
     Challenge {
@@ -191,11 +215,15 @@ async fn dispatch(cli: Cli) -> u8 {
             offer_any,
             allow_git_modules,
             no_fetch_modules,
+            cheat_rate,
+            cheat_seed,
         } => {
-            let extra = ProviderExtra { ipfs_api, offer_any, allow_git_modules, fetch_modules: !no_fetch_modules };
+            let cheat = cheat_rate.map(|rate| lilypad_provider::cheat::Cheat { rate, seed: cheat_seed });
+            let extra = ProviderExtra { ipfs_api, offer_any, allow_git_modules, fetch_modules: !no_fetch_modules, cheat };
             provider(network, &cli.data_dir, modules, price, collateral, gateway, concurrency, extra).await
         }
-        Command::Mediator { network, modules } => mediator(network, &cli.data_dir, modules).await,
+        Command::Mediator { network, modules, gateway } => mediator(network, &cli.data_dir, modules, gateway).await,
+        Command::Auditor { network, rate, seed } => auditor(network, &cli.data_dir, rate, seed).await,
         Command::Challenge { id, network } => challenge(id, network, &cli.data_dir).await,
         Command::Ipfs { command } => ipfs(command).await,
         Command::Module { command } => module(command, &cli.data_dir).await,
@@ -227,6 +255,15 @@ struct ProviderExtra {
     offer_any: Option<lilypad_bindings::Resources>,
     allow_git_modules: bool,
     fetch_modules: bool,
+    cheat: Option<lilypad_provider::cheat::Cheat>,
+}
+
+/// A share from 0 to 1.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?}: expected a share from 0 to 1, e.g. 0.1")),
+    }
 }
 
 fn parse_resources(s: &str) -> Result<lilypad_bindings::Resources, String> {
@@ -265,24 +302,44 @@ async fn provider(
         allow_git_modules: extra.allow_git_modules,
         fetch_modules: extra.fetch_modules,
         ipfs_gateways: net.ipfs_gateways.clone(),
+        cheat: extra.cheat,
     };
     let provider = lilypad_provider::Provider::start(client, options).await?;
     provider.run(shutdown_signal()).await?;
     Ok(())
 }
 
-async fn mediator(network: network::NetworkArgs, data_dir: &std::path::Path, modules: Vec<PathBuf>) -> eyre::Result<()> {
+async fn mediator(network: network::NetworkArgs, data_dir: &std::path::Path, modules: Vec<PathBuf>, gateway: Option<String>) -> eyre::Result<()> {
     let net = network.resolve_with(data_dir, |_| lilypad_devnet::accounts::MEDIATOR.to_string())?;
+    let gateway = gateway.or_else(|| net.gateway.clone()).or_else(|| net.devnet.as_ref().map(|d| d.gateway.clone()).filter(|g| !g.is_empty()));
     let client = net.connect(true).await?;
     let options = lilypad_mediator::MediatorOptions {
         modules,
         ipfs_gateways: net.ipfs_gateways.clone(),
         data_dir: data_dir.join("mediator").join(client.address()?.to_string()),
         poll: std::time::Duration::from_millis(250),
+        gateway,
     };
     let mediator = lilypad_mediator::Mediator::start(client, options).await?;
     mediator.run(shutdown_signal()).await?;
     Ok(())
+}
+
+async fn auditor(network: network::NetworkArgs, data_dir: &std::path::Path, rate: f64, seed: Option<u64>) -> eyre::Result<()> {
+    let net = network.resolve_with(data_dir, |_| lilypad_devnet::accounts::AUDITOR.to_string())?;
+    let client = net.connect(true).await?;
+    let seed = seed.unwrap_or_else(random_seed);
+    let options = lilypad_mediator::auditor::AuditorOptions { rate, seed, poll: std::time::Duration::from_millis(250) };
+    let auditor = lilypad_mediator::auditor::Auditor::start(client, options).await?;
+    auditor.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// A seed nobody else knows: the clock's nanoseconds and this process, hashed.
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let h = alloy::primitives::keccak256(format!("{nanos}-{}", std::process::id()));
+    u64::from_be_bytes(h[..8].try_into().unwrap_or([0; 8]))
 }
 
 async fn challenge(id: u64, network: network::NetworkArgs, data_dir: &std::path::Path) -> eyre::Result<()> {

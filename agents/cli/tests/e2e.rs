@@ -225,6 +225,9 @@ async fn a_challenged_honest_result_stands_and_the_provider_gets_the_bond() {
     let d = observer.deployment().clone();
     let provider_addr = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
     let mediator_addr = lilypad_devnet::address_of(accounts::MEDIATOR).unwrap();
+    let creator = lilypad_devnet::address_of(accounts::JOB_CREATOR).unwrap();
+    let solver = lilypad_devnet::address_of(accounts::SOLVER).unwrap();
+    let ledger_before = Ledger::read(&observer).await;
     let out = devnet.lilypad(&["run", "lilysay:0.1.0", "-i", "Message=check me"]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     let provider_before = market.balanceOf(provider_addr).call().await.unwrap();
@@ -249,6 +252,420 @@ async fn a_challenged_honest_result_stands_and_the_provider_gets_the_bond() {
         "the provider is paid, its collateral (locked when measured) released, and it gets the challenger's bond"
     );
     assert_eq!(market.balanceOf(mediator_addr).call().await.unwrap() - mediator_before, U256::from(d.mediator_fee), "the mediator is paid its fee");
+    // over the whole job: the creator paid the price, the solver's fee and (as the losing
+    // challenger) the deposit; the solver got its fee; nothing was minted or lost
+    let after = Ledger::read(&observer).await;
+    let solver_fee = price * U256::from(d.solver_fee_bps) / U256::from(10_000u64);
+    let deposit = U256::from(d.mediator_fee) + U256::from(d.challenge_bond);
+    assert_eq!(after.total(creator) + price + solver_fee + deposit, ledger_before.total(creator), "creator: price + solver fee + lost deposit");
+    assert_eq!(after.total(solver), ledger_before.total(solver) + solver_fee, "solver: its fee");
+    assert_eq!(after.total(provider_addr), ledger_before.total(provider_addr) + price + U256::from(d.challenge_bond), "provider: price + bond");
+    after.assert_conserved(ledger_before.supply);
+}
+
+// ---------------------------------------------------------------- disputes and audits
+//
+// The agents run as processes of their own (`lilypad devnet --no-agents`, then `lilypad
+// solver`, `lilypad resource-provider`, `lilypad mediator`, `lilypad auditor`), so that a
+// provider can be started as a (test-only) cheater.
+
+/// An agent process, killed when dropped.
+struct Agent {
+    child: Child,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Devnet {
+    /// Starts `lilypad <args>` against this devnet, logging to `<data-dir>/<log>`.
+    fn agent(&self, args: &[&str], log: &str) -> Agent {
+        let child = Command::new(LILYPAD)
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.data_dir.path().join(log)).unwrap())
+            .spawn()
+            .expect("start a lilypad agent");
+        Agent { child }
+    }
+
+    /// The agents' logs, for failure messages.
+    fn agent_logs(&self) -> String {
+        let mut out = String::new();
+        for log in ["solver.log", "provider.log", "mediator.log", "auditor.log"] {
+            if let Ok(text) = std::fs::read_to_string(self.data_dir.path().join(log)) {
+                let tail: String = text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                out += &format!("--- {log}\n{tail}\n");
+            }
+        }
+        out
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every well-known account (the only holders of the devnet token).
+fn everyone() -> Vec<Address> {
+    [
+        accounts::ADMIN,
+        accounts::JOB_CREATOR,
+        accounts::JOB_CREATOR_2,
+        accounts::SOLVER,
+        accounts::MEDIATOR,
+        accounts::RESOURCE_PROVIDER,
+        accounts::RESOURCE_PROVIDER_2,
+        accounts::RESOURCE_PROVIDER_3,
+        accounts::AUDITOR,
+        accounts::SPARE,
+    ]
+    .iter()
+    .map(|k| lilypad_devnet::address_of(k).unwrap())
+    .collect()
+}
+
+/// Tokens held and market balances of every account, the market's tokens and the supply.
+#[derive(Clone, Debug)]
+struct Ledger {
+    tokens: std::collections::HashMap<Address, U256>,
+    market: std::collections::HashMap<Address, U256>,
+    market_tokens: U256,
+    supply: U256,
+}
+
+impl Ledger {
+    async fn read(c: &ChainClient) -> Ledger {
+        let (market, token) = (c.market(), c.token());
+        let mut l = Ledger {
+            tokens: Default::default(),
+            market: Default::default(),
+            market_tokens: token.balanceOf(c.deployment().market).call().await.unwrap(),
+            supply: token.totalSupply().call().await.unwrap(),
+        };
+        for a in everyone() {
+            l.tokens.insert(a, token.balanceOf(a).call().await.unwrap());
+            l.market.insert(a, market.balanceOf(a).call().await.unwrap());
+        }
+        l
+    }
+
+    /// What `who` holds in all (tokens + market balance).
+    fn total(&self, who: Address) -> U256 {
+        self.tokens[&who] + self.market[&who]
+    }
+
+    /// Nothing minted or lost: the accounts' tokens and the market's add up to the supply and,
+    /// with no live job (nothing in escrow), the market holds exactly what it owes.
+    fn assert_conserved(&self, initial_supply: U256) {
+        assert_eq!(self.supply, initial_supply, "no token minted or burnt");
+        let held: U256 = self.tokens.values().copied().sum();
+        assert_eq!(held + self.market_tokens, self.supply, "every token is an account's or the market's");
+        let owed: U256 = self.market.values().copied().sum();
+        assert_eq!(owed, self.market_tokens, "the market holds exactly what it owes (no job in escrow)");
+    }
+}
+
+/// A dispute setup: a devnet without agents, then a solver, a provider (optionally a cheater)
+/// offering `modules` (lilysay always), and a mediator that can re-run them and fetch the
+/// provider's results from its gateway.
+struct Dispute {
+    devnet: Devnet,
+    gateway: String,
+    observer: ChainClient,
+    agents: Vec<Agent>,
+}
+
+impl Dispute {
+    async fn start(challenge_window: u32, provider_flags: &[&str], extra_modules: &[&Path], publish: bool) -> Dispute {
+        let devnet = Devnet::start_with(&["--no-agents", "--challenge-window", &challenge_window.to_string()]);
+        if publish {
+            for m in extra_modules {
+                let out = devnet.lilypad(&["module", "publish", m.to_str().unwrap()]);
+                assert_eq!(out.status.code(), Some(0), "publish {}: {:?}", m.display(), text(&out));
+            }
+        }
+        let lilysay = repo().join("modules/lilysay");
+        let mut modules: Vec<String> = vec!["--module".into(), lilysay.to_str().unwrap().into()];
+        for m in extra_modules {
+            modules.extend(["--module".to_string(), m.to_str().unwrap().to_string()]);
+        }
+        let modules: Vec<&str> = modules.iter().map(String::as_str).collect();
+        let gw = lilypad_devnet::free_port().unwrap();
+        let gateway = format!("http://127.0.0.1:{gw}");
+        let bind = format!("127.0.0.1:{gw}");
+        let mut agents = vec![devnet.agent(&["solver"], "solver.log")];
+        let mut provider_args = vec!["resource-provider", "--gateway", &bind];
+        provider_args.extend(&modules);
+        provider_args.extend(provider_flags);
+        agents.push(devnet.agent(&provider_args, "provider.log"));
+        let mut mediator_args = vec!["mediator", "--gateway", &gateway];
+        mediator_args.extend(&modules);
+        agents.push(devnet.agent(&mediator_args, "mediator.log"));
+        let observer = devnet.client(accounts::SPARE).await;
+        // ready when its collateral is deposited (the last thing it does before running)
+        let provider = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
+        let market = observer.market();
+        let start = Instant::now();
+        while market.balanceOf(provider).call().await.unwrap().is_zero() {
+            assert!(start.elapsed() < Duration::from_secs(180), "the provider did not start:\n{}", devnet.agent_logs());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Dispute { devnet, gateway, observer, agents }
+    }
+
+    async fn wait_final(&self, id: u64, secs: u64) {
+        let market = self.observer.market();
+        let start = Instant::now();
+        while !market.jobHash(U256::from(id)).call().await.unwrap().is_zero() {
+            assert!(start.elapsed() < Duration::from_secs(secs), "job {id} not final in {secs} s:\n{}", self.devnet.agent_logs());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn logs<E: SolEvent>(&self) -> Vec<E> {
+        let d = self.observer.deployment();
+        let logs = self
+            .observer
+            .provider()
+            .get_logs(&alloy::rpc::types::Filter::new().address(d.market).event_signature(E::SIGNATURE_HASH).from_block(0))
+            .await
+            .unwrap();
+        logs.iter().map(|l| E::decode_log(&l.inner).unwrap().data).collect()
+    }
+
+    /// Collateral the devnet's provider locks per lilysay job at the CLI's default price.
+    fn collateral(&self) -> U256 {
+        let d = self.observer.deployment();
+        (U256::from(LP) * U256::from(d.collateral_bps) / U256::from(10_000u64)).max(U256::from(d.mediator_fee))
+    }
+}
+
+async fn lilysay_payment(c: &ChainClient) -> U256 {
+    U256::from(c.market().getModule(lilypad_module::module_id("lilysay", "0.1.0")).call().await.unwrap().spec.defaultPayment)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cheating_provider_is_caught_slashed_and_creator_refunded() {
+    let t = Dispute::start(60, &["--cheat-rate", "1"], &[], false).await;
+    let d = t.observer.deployment().clone();
+    let (creator, provider, mediator, solver) = (
+        lilypad_devnet::address_of(accounts::JOB_CREATOR).unwrap(),
+        lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap(),
+        lilypad_devnet::address_of(accounts::MEDIATOR).unwrap(),
+        lilypad_devnet::address_of(accounts::SOLVER).unwrap(),
+    );
+    let payment = lilysay_payment(&t.observer).await;
+    let before = Ledger::read(&t.observer).await;
+
+    // the job creator runs a job and gets the cheater's (verifiable, but wrong) result
+    let out = t.devnet.lilypad(&["run", "lilysay:0.1.0", "-i", "Message=cheat me if you can", "--gateway", &t.gateway]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}\n{}", t.devnet.agent_logs());
+    assert!(stdout.contains(lilypad_provider::cheat::TAMPERED_STDOUT.trim()), "the cheater's stdout: {stdout}");
+    let provider_log = std::fs::read_to_string(t.devnet.data_dir.path().join("provider.log")).unwrap();
+    assert!(provider_log.contains("TEST-ONLY CHEATING PROVIDER"), "the cheat is loud in the logs");
+
+    // it challenges; the mediator re-runs the job, gets another CID and upholds
+    let out = t.devnet.lilypad(&["challenge", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}\n{}", text(&out), t.devnet.agent_logs());
+    t.wait_final(1, 180).await;
+    let ruling = t.logs::<LilypadMarket::ChallengeRuled>().await;
+    assert_eq!(ruling.len(), 1);
+    assert!(ruling[0].upheld, "the wrong result is caught");
+    assert_eq!(ruling[0].mediator, mediator);
+    assert!(t.logs::<LilypadMarket::JobSettled>().await.is_empty(), "a wrong result is never paid");
+
+    // the correct result's CID is the honest folder's: lilysay writes the same bytes to stdout
+    // and outputs/lilysay.txt, so the honest stdout is that file
+    let got = t.devnet.data_dir.path().join("downloaded-files/1");
+    let honest = tempfile::tempdir().unwrap();
+    for f in ["stderr", "exitCode"] {
+        std::fs::copy(got.join(f), honest.path().join(f)).unwrap();
+    }
+    std::fs::create_dir(honest.path().join("outputs")).unwrap();
+    std::fs::copy(got.join("outputs/lilysay.txt"), honest.path().join("outputs/lilysay.txt")).unwrap();
+    std::fs::copy(got.join("outputs/lilysay.txt"), honest.path().join("stdout")).unwrap();
+    let out = t.devnet.lilypad(&["ipfs", "add", honest.path().to_str().unwrap()]);
+    let posted = &t.logs::<LilypadMarket::ResultSubmitted>().await[0].dataId;
+    assert_eq!(ruling[0].correctDataId, text(&out).0.trim(), "correctDataId is the honest result's CID");
+    assert_ne!(&ruling[0].correctDataId, posted);
+
+    // exact balances: the provider loses its collateral; the creator gets its payment back and,
+    // as the challenger, its deposit back plus the collateral less the mediator's fee
+    let after = Ledger::read(&t.observer).await;
+    let (fee, bond) = (U256::from(d.mediator_fee), U256::from(d.challenge_bond));
+    let collateral = t.collateral();
+    assert_eq!(after.market[&provider] + collateral, before.market[&provider], "provider: collateral slashed");
+    assert_eq!(after.tokens[&provider], before.tokens[&provider]);
+    assert_eq!(after.tokens[&creator] + payment + fee + bond, before.tokens[&creator], "creator paid the job and the deposit");
+    assert_eq!(after.market[&creator], before.market[&creator] + payment + collateral + bond, "creator: payment refunded, deposit less fee + collateral");
+    assert_eq!(after.total(creator) + fee, before.total(creator) + collateral, "creator's net: the collateral less the fee");
+    assert_eq!(after.market[&mediator], before.market[&mediator] + fee, "mediator: its fee");
+    assert_eq!(after.total(solver), before.total(solver), "solver: no fee for a wrong result");
+    after.assert_conserved(before.supply);
+    drop(t.agents);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_catches_cheating_provider() {
+    let mut t = Dispute::start(60, &["--cheat-rate", "1"], &[], false).await;
+    t.agents.push(t.devnet.agent(&["auditor", "--rate", "1.0", "--seed", "7"], "auditor.log"));
+    let d = t.observer.deployment().clone();
+    let (creator, provider, mediator, auditor) = (
+        lilypad_devnet::address_of(accounts::JOB_CREATOR).unwrap(),
+        lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap(),
+        lilypad_devnet::address_of(accounts::MEDIATOR).unwrap(),
+        lilypad_devnet::address_of(accounts::AUDITOR).unwrap(),
+    );
+    let payment = lilysay_payment(&t.observer).await;
+    let before = Ledger::read(&t.observer).await;
+
+    // the creator pays a job and never looks at it: the auditor does
+    let c = t.devnet.client(accounts::JOB_CREATOR).await;
+    c.send("approve", c.token().approve(d.market, payment)).await.unwrap();
+    c.send("runJob", c.market().runJob("lilysay:0.1.0".into(), vec!["Message=audit me".into()], creator)).await.unwrap();
+    t.wait_final(1, 180).await;
+
+    let challenged = t.logs::<LilypadMarket::ResultChallenged>().await;
+    assert_eq!(challenged.len(), 1, "{}", t.devnet.agent_logs());
+    assert_eq!(challenged[0].challenger, auditor, "the auditor challenged");
+    let ruling = t.logs::<LilypadMarket::ChallengeRuled>().await;
+    assert!(ruling[0].upheld, "the audit caught the cheat");
+
+    let after = Ledger::read(&t.observer).await;
+    let (fee, bond) = (U256::from(d.mediator_fee), U256::from(d.challenge_bond));
+    let collateral = t.collateral();
+    assert_eq!(after.market[&provider] + collateral, before.market[&provider], "provider: collateral slashed");
+    assert_eq!(after.tokens[&creator] + payment, before.tokens[&creator]);
+    assert_eq!(after.market[&creator], before.market[&creator] + payment, "creator: the whole payment back");
+    assert_eq!(after.tokens[&auditor] + fee + bond, before.tokens[&auditor], "auditor paid the deposit from its tokens");
+    assert_eq!(after.market[&auditor], before.market[&auditor] + collateral + bond, "auditor: deposit back less the fee, plus the collateral");
+    assert_eq!(after.market[&mediator], before.market[&mediator] + fee, "mediator: its fee");
+    after.assert_conserved(before.supply);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auditor_that_cannot_pay_the_deposit_skips_and_the_job_settles() {
+    // SPARE holds no tokens: picked at rate 1, it cannot pay any challenge deposit
+    let mut t = Dispute::start(3, &[], &[], false).await;
+    t.agents.push(t.devnet.agent(&["auditor", "--rate", "1", "--seed", "1", "--private-key", accounts::SPARE], "auditor.log"));
+    let d = t.observer.deployment().clone();
+    let creator = lilypad_devnet::address_of(accounts::JOB_CREATOR).unwrap();
+    let payment = lilysay_payment(&t.observer).await;
+    let c = t.devnet.client(accounts::JOB_CREATOR).await;
+    c.send("approve", c.token().approve(d.market, payment)).await.unwrap();
+    c.send("runJob", c.market().runJob("lilysay:0.1.0".into(), vec!["Message=no audit".into()], creator)).await.unwrap();
+    t.wait_final(1, 120).await;
+    assert!(t.logs::<LilypadMarket::ResultChallenged>().await.is_empty(), "nothing was challenged");
+    assert_eq!(t.logs::<LilypadMarket::JobSettled>().await.len(), 1, "the job settled");
+    let log = std::fs::read_to_string(t.devnet.data_dir.path().join("auditor.log")).unwrap();
+    assert!(log.contains("challenge deposit cannot be paid"), "the auditor says why it skipped:\n{log}");
+}
+
+/// A module whose answer is deterministic but which also writes the time (nanoseconds) to
+/// stderr and, with a nonce, to outputs/response.json: two runs never give the same bytes.
+fn nondeterministic_module(dir: &Path, version: &str, ignore: Option<&[&str]>) {
+    lilypad_module::init_module(dir, "nondet").unwrap();
+    std::fs::write(
+        dir.join("main.c"),
+        r#"#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int main(int argc, char **argv) {
+    const char *q = argc > 1 ? argv[1] : "";
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned long long t = (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+    printf("answer: %zu\n", strlen(q));
+    fprintf(stderr, "started at %llu\n", t);
+    FILE *f = fopen("/outputs/response.json", "w");
+    if (!f) {
+        perror("/outputs/response.json");
+        return 1;
+    }
+    fprintf(f, "{\"answer\": %zu, \"created_at\": %llu, \"nonce\": \"%llx\"}\n", strlen(q), t,
+            t * 6364136223846793005ull + 1442695040888963407ull);
+    return fclose(f) == 0 ? 0 : 1;
+}
+"#,
+    )
+    .unwrap();
+    let path = dir.join(lilypad_module::SPEC_FILE);
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["version"] = version.into();
+    spec["deterministic"] = false.into();
+    spec["defaultPayment"] = "2000000000000000000".into(); // above the provider's price + the solver's fee
+    if let Some(rules) = ignore {
+        spec["compare"] = serde_json::json!({ "ignore": rules });
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    lilypad_module::Module::load(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nondeterministic_module_with_declared_comparison_is_not_misjudged() {
+    let modules = tempfile::tempdir().unwrap();
+    let (with_rules, without) = (modules.path().join("nondet-1"), modules.path().join("nondet-2"));
+    nondeterministic_module(&with_rules, "1.0.0", Some(&["stderr", "outputs/response.json#/created_at", "outputs/response.json#/nonce"]));
+    nondeterministic_module(&without, "2.0.0", None);
+    let t = Dispute::start(60, &[], &[&with_rules, &without], true).await;
+    let d = t.observer.deployment().clone();
+    let provider = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
+    let before = Ledger::read(&t.observer).await;
+
+    // an honest provider runs both versions; the job creator challenges both results
+    let c = t.devnet.client(accounts::JOB_CREATOR).await;
+    let me = c.address().unwrap();
+    let payment = |v: &str| {
+        let c = c.clone();
+        let v = v.to_string();
+        async move { U256::from(c.market().getModule(lilypad_module::module_id("nondet", &v)).call().await.unwrap().spec.defaultPayment) }
+    };
+    let total = payment("1.0.0").await + payment("2.0.0").await;
+    c.send("approve", c.token().approve(d.market, total)).await.unwrap();
+    c.send("runJob", c.market().runJob("nondet:1.0.0".into(), vec!["Input=what is it".into()], me)).await.unwrap();
+    c.send("runJob", c.market().runJob("nondet:2.0.0".into(), vec!["Input=what is it".into()], me)).await.unwrap();
+    let start = Instant::now();
+    while t.logs::<LilypadMarket::ResultSubmitted>().await.len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(180), "no results:\n{}", t.devnet.agent_logs());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for id in ["1", "2"] {
+        let out = t.devnet.lilypad(&["challenge", id]);
+        assert_eq!(out.status.code(), Some(0), "{:?}\n{}", text(&out), t.devnet.agent_logs());
+    }
+    t.wait_final(1, 180).await;
+    t.wait_final(2, 180).await;
+
+    let rulings = t.logs::<LilypadMarket::ChallengeRuled>().await;
+    let ruling = |id: u64| rulings.iter().find(|r| r.id == U256::from(id)).expect("a ruling");
+    let posted = t.logs::<LilypadMarket::ResultSubmitted>().await;
+    let posted = |id: u64| posted.iter().find(|r| r.id == U256::from(id)).unwrap().dataId.clone();
+    assert!(!ruling(1).upheld, "same answer, only the declared fields differ: the result stands\n{}", t.devnet.agent_logs());
+    assert_eq!(ruling(1).correctDataId, posted(1));
+    let mediator_log = std::fs::read_to_string(t.devnet.data_dir.path().join("mediator.log")).unwrap();
+    assert!(
+        mediator_log.contains("compared under the module's declared comparison"),
+        "the CIDs differed and the mediator compared under the rules:\n{mediator_log}"
+    );
+    // the same program without the rules: the bytes differ, so the honest result is judged wrong
+    assert!(ruling(2).upheld, "without declared rules the mediator compares bytes");
+    assert_ne!(ruling(2).correctDataId, posted(2));
+
+    // provider: job 1 paid (price + the challenger's bond), job 2's collateral slashed
+    let after = Ledger::read(&t.observer).await;
+    let (price, bond) = (U256::from(LP), U256::from(d.challenge_bond));
+    assert_eq!(after.market[&provider] + t.collateral(), before.market[&provider] + price + bond);
+    after.assert_conserved(before.supply);
 }
 
 /// A module published from a git repository (`example.com/org/hello:v1`, served here from a

@@ -108,6 +108,15 @@ pub enum SpecError {
 
     #[error("`workdir` {0:?} must be an absolute path inside the image, e.g. \"/work\"")]
     InvalidWorkdir(String),
+
+    #[error(
+        "`compare` is only for modules with \"deterministic\": false (a deterministic module's \
+         results are compared byte for byte): drop it, or set \"deterministic\": false"
+    )]
+    CompareOnDeterministic,
+
+    #[error(transparent)]
+    CompareRule(#[from] crate::compare::RuleError),
 }
 
 /// Loading a module folder failed.

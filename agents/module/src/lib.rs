@@ -32,8 +32,10 @@
 //!   pinned by CID (`ModuleSpec.imageHash`), loaded only if it names nothing but the module.
 //! * [`init_module`]: a skeleton that builds and runs as it is.
 //! * [`parse_reference`]: parses `name:version`.
+//! * [`compare_results`]: two results of a job compared as the module declares (`compare`).
 
 mod build;
+pub mod compare;
 mod error;
 mod fetch;
 mod git;
@@ -50,6 +52,7 @@ use cid::multihash::Multihash;
 use lilypad_store::{Cid, CODEC_DAG_PB};
 
 pub use build::{build_image, build_image_with, BuildOptions, BuiltImage};
+pub use compare::{compare_results, CompareError, Comparison, Verdict};
 pub use error::{
     BuildError, Error, InitError, InputError, InputProblem, LoadError, ReferenceError, SpecError,
 };
@@ -69,7 +72,7 @@ pub use names::{
     is_valid_env_name, is_valid_input_name, is_valid_name, is_valid_version, module_id,
     parse_reference, ModuleRef, MAX_INPUT_NAME_LENGTH, MAX_NAME_LENGTH, MAX_VERSION_LENGTH,
 };
-pub use spec::{InputSpec, InputType, Spec};
+pub use spec::{CompareSpec, InputSpec, InputType, Spec};
 
 /// The spec file in a module folder.
 pub const SPEC_FILE: &str = "lilypad-module.json";

@@ -11,6 +11,7 @@ use lilypad_bindings::{ModuleSpec, Resources};
 use lilypad_executor::{GpuRequest, Limits, RunSpec};
 use lilypad_store::Cid;
 
+use crate::compare::Comparison;
 use crate::error::{InputError, LoadError, SpecError};
 use crate::inputs::{resolve, InputDecl, InputValue, Inputs};
 use crate::names::{
@@ -51,6 +52,7 @@ pub struct Module {
     env: Vec<(String, Template)>,
     default_payment: u128,
     outputs_bytes: u64,
+    comparison: Comparison,
 }
 
 /// What a module runs for one job's inputs: every placeholder replaced, every limit set.
@@ -170,6 +172,7 @@ struct Compiled {
     env: Vec<(String, Template)>,
     default_payment: u128,
     outputs_bytes: u64,
+    comparison: Comparison,
 }
 
 /// Checks the rules across fields and compiles the templates.
@@ -336,12 +339,19 @@ fn compile(spec: &Spec) -> Result<Compiled, SpecError> {
     } else {
         return Err(SpecError::InvalidPayment(p.clone()));
     };
+    // comparison
+    let comparison = match &spec.compare {
+        None => Comparison::exact(),
+        Some(_) if spec.deterministic => return Err(SpecError::CompareOnDeterministic),
+        Some(c) => Comparison::parse(&c.ignore)?,
+    };
     Ok(Compiled {
         inputs,
         args,
         env,
         default_payment,
         outputs_bytes,
+        comparison,
     })
 }
 
@@ -406,6 +416,7 @@ impl Module {
             env: c.env,
             default_payment: c.default_payment,
             outputs_bytes: c.outputs_bytes,
+            comparison: c.comparison,
         })
     }
 
@@ -432,6 +443,12 @@ impl Module {
     /// The spec as written.
     pub fn spec(&self) -> &Spec {
         &self.spec
+    }
+
+    /// How mediators compare two results of this module: byte for byte unless a
+    /// non-deterministic module declares `compare.ignore` rules.
+    pub fn comparison(&self) -> &Comparison {
+        &self.comparison
     }
 
     pub fn name(&self) -> &str {

@@ -56,6 +56,10 @@ pub struct Spec {
     pub network: bool,
     /// The same inputs give the same outputs, byte for byte (mediators compare bytes).
     pub deterministic: bool,
+    /// Non-deterministic modules only: what mediators may leave out when they compare two
+    /// results of a job (absent: byte for byte). See [`crate::compare`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<CompareSpec>,
     /// Limits on what a run may leave in `/outputs`.
     #[serde(default)]
     pub outputs: OutputSpec,
@@ -148,6 +152,16 @@ pub struct InputSpec {
     /// `integer` / `number` only: largest value allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<serde_json::Number>,
+}
+
+/// `compare`: how mediators compare two results of a non-deterministic module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CompareSpec {
+    /// `"path"` (a file or folder of the result left out) or `"path#/json/pointer"` (a member
+    /// dropped from a JSON file before comparing it as JSON).
+    #[serde(default)]
+    pub ignore: Vec<String>,
 }
 
 /// `resources`: what one run needs. The same fields as the chain's `Resources`.

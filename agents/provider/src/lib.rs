@@ -9,6 +9,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cheat;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +62,8 @@ pub struct ProviderOptions {
     pub fetch_modules: bool,
     /// IPFS gateways to fetch modules and image archives from (e.g. http://127.0.0.1:8080).
     pub ipfs_gateways: Vec<String>,
+    /// TEST ONLY: post wrong results for some jobs (see [`cheat`]). `None` in production.
+    pub cheat: Option<cheat::Cheat>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +256,9 @@ impl Provider {
         tokio::pin!(shutdown);
         info!(provider = %self.me, modules = self.resolver.local().len(), "resource provider running");
         self.announce_present().await?;
+        if let Some(c) = self.options.cheat {
+            warn!(rate = c.rate, seed = c.seed, "TEST-ONLY CHEATING PROVIDER: wrong results will be posted for this share of jobs; its collateral will be slashed when challenged");
+        }
         let mut settle_tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             let step: Result<(), ProviderError> = tokio::select! {
@@ -302,6 +309,7 @@ impl Provider {
             let allow_network = self.options.allow_network;
             let kubo = self.kubo.clone();
             let resolver = self.resolver.clone();
+            let cheat = self.options.cheat.filter(|c| c.applies(record.id));
             tokio::spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 let id = record.id;
@@ -319,6 +327,10 @@ impl Provider {
                     }
                     Err(reason) => Err(reason),
                 };
+                if let (Ok((honest, _)), Some(_)) = (&result, cheat) {
+                    warn!(job = %id, %honest, "TEST-ONLY CHEATING PROVIDER: posting a wrong result instead");
+                    result = cheat::tamper(&store, &dir).await;
+                }
                 if let (Ok((cid, _)), Some(kubo)) = (&result, kubo) {
                     // The IPFS node must agree on the CID: same importer settings.
                     match kubo.add_path(&dir).await {
