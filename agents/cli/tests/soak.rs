@@ -349,3 +349,50 @@ fn tail(s: &str, lines: usize) -> String {
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
 }
+
+/// Regression: a mediator killed mid re-run left its containers (the outputs holder runs until
+/// removed), its volume and its unfinished re-run folder behind for good, because only the
+/// provider removed its leftovers at start. A restarted mediator now removes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_mediator_removes_what_its_killed_self_left() {
+    let devnet = Devnet::start_with(&["--no-agents"]);
+    let lilysay = repo().join("modules/lilysay");
+    let mut mediator = devnet.agent("mediator", &["mediator".to_string(), "--module".into(), lilysay.to_str().unwrap().into()]);
+    let ready = |m: &Agent, n: usize| m.log().matches("mediator ready").count() >= n;
+    mediator.start();
+    let start = Instant::now();
+    while !ready(&mediator, 1) {
+        assert!(mediator.exited().is_none() && start.elapsed() < Duration::from_secs(120), "mediator not ready:\n{}", mediator.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    mediator.kill();
+
+    // what a SIGKILL mid re-run leaves: a container and a volume with its label, a .tmp folder
+    let addr = address_of(accounts::MEDIATOR).unwrap();
+    let instance = instance_of("mediator", "mediator", addr, devnet.dir());
+    let label = format!("lilypad.executor={instance}");
+    let holder = std::process::Command::new("docker")
+        .args(["images", "-q", "--filter", "reference=lilypad/outputs-holder"])
+        .output()
+        .unwrap();
+    let holder = String::from_utf8_lossy(&holder.stdout).lines().next().expect("the holder image the mediator's preflight built").to_string();
+    let docker = |args: &[&str]| {
+        let o = std::process::Command::new("docker").args(args).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    docker(&["volume", "create", "--label", &label]);
+    docker(&["create", "--label", &label, &holder]);
+    let unfinished = devnet.dir().join("mediator").join(addr.to_string()).join("reruns/9.tmp");
+    std::fs::create_dir_all(unfinished.join("outputs")).unwrap();
+    assert_eq!(docker_leftovers(&instance).len(), 2);
+
+    mediator.start();
+    let start = Instant::now();
+    while !ready(&mediator, 2) {
+        assert!(mediator.exited().is_none() && start.elapsed() < Duration::from_secs(120), "mediator not ready again:\n{}", mediator.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    mediator.stop();
+    assert_eq!(docker_leftovers(&instance), Vec::<String>::new(), "the restarted mediator removed its leftovers");
+    assert!(!unfinished.exists(), "and its unfinished re-run folder");
+}

@@ -88,6 +88,22 @@ fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
+/// Removes the unfinished result folders (`<id>.tmp`) a killed run left in `results`: a job
+/// that is still live is run again from scratch, and one that ended meanwhile never would be.
+/// Call it at start-up, before any run.
+pub fn remove_unfinished_results(results: &Path) {
+    let Ok(entries) = std::fs::read_dir(results) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => info!(path = %path.display(), "removed an unfinished result folder"),
+                Err(e) => warn!(path = %path.display(), error = %e, "cannot remove an unfinished result folder"),
+            }
+        }
+    }
+}
+
 /// Where a matched job's module comes from.
 enum Source {
     Local(Arc<Module>),
@@ -132,6 +148,7 @@ impl Provider {
         if removed > 0 {
             info!(removed, "removed containers left by a previous run");
         }
+        remove_unfinished_results(&options.data_dir.join("results"));
         let market = client.market();
 
         let mut modules = HashMap::new();
@@ -459,3 +476,21 @@ pub async fn run_job(
     Ok((cid, hash))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfinished_result_folders_are_removed_and_finished_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("results");
+        std::fs::create_dir_all(results.join("7.tmp/outputs")).unwrap();
+        std::fs::write(results.join("7.tmp/stdout"), "half").unwrap();
+        std::fs::create_dir_all(results.join("8/outputs")).unwrap();
+        remove_unfinished_results(&results);
+        assert!(!results.join("7.tmp").exists(), "a killed run's folder is removed");
+        assert!(results.join("8/outputs").is_dir(), "a finished result is kept");
+        remove_unfinished_results(&dir.path().join("missing")); // no folder: nothing to do
+    }
+}
