@@ -25,12 +25,17 @@ pub struct Devnet {
 
 impl Devnet {
     pub fn start_with(extra: &[&str]) -> Devnet {
+        Self::start_with_modules(extra, &repo().join("modules"))
+    }
+
+    /// A devnet publishing (and, with its agents, offering) the module folders in `modules`.
+    pub fn start_with_modules(extra: &[&str], modules: &Path) -> Devnet {
         let data_dir = tempfile::tempdir().unwrap();
         let log = data_dir.path().join("devnet.log");
         let child = Command::new(LILYPAD)
             .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", "0"])
             .args(extra)
-            .args(["--modules", repo().join("modules").to_str().unwrap()])
+            .args(["--modules", modules.to_str().unwrap()])
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::options().append(true).open(&log).unwrap())
             .spawn()
@@ -276,5 +281,18 @@ impl Rng {
 
     pub fn chance(&mut self, percent: u64) -> bool {
         self.next_u64() % 100 < percent
+    }
+}
+
+/// Copies the folder `from` into `to` (files and folders).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
     }
 }
