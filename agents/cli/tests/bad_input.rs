@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
 use alloy::sol_types::SolEvent;
@@ -126,8 +126,13 @@ async fn bad_input_is_refused_before_payment_or_ends_the_job_with_a_refund() {
     assert_eq!(record.state(), JobState::Open, "nobody can match a job whose cap is below every offer");
     let err = observer.send("expireJob", market.expireJob(record.id, record.job.clone())).await.unwrap_err();
     assert_eq!(err.market_error(), Some("DeadlineNotReached"), "{err}");
-    advance_time(&observer, u64::from(observer.deployment().match_timeout) + 1).await;
-    observer.send("expireJob", market.expireJob(record.id, record.job.clone())).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), advance_time(&observer, u64::from(observer.deployment().match_timeout) + 1))
+        .await
+        .expect("evm_increaseTime answered");
+    tokio::time::timeout(Duration::from_secs(90), observer.send("expireJob", market.expireJob(record.id, record.job.clone())))
+        .await
+        .expect("expireJob mined within 90 s")
+        .unwrap();
     assert!(market.jobHash(U256::from(1)).call().await.unwrap().is_zero(), "final");
     let after = funds(&observer, creator).await;
     assert_eq!(after.0 + after.1, before.0 + before.1, "the whole payment is back (in the market balance): {before:?} → {after:?}");
