@@ -275,6 +275,8 @@ mod tests {
             private_key: Some("0xdeadbeefsecret".into()),
             devnet: None,
             gateway: None,
+            ipfs_gateways: Vec::new(),
+            ipfs_api: None,
         };
         assert!(!format!("{net:?}").contains("deadbeef"));
     }

@@ -83,6 +83,13 @@ impl Mediator {
         };
         let executor = Executor::connect_with(lilypad_provider::executor_config("mediator", me, &options.data_dir)).await?;
         executor.preflight().await?;
+        // What a killed run of this mediator left: its containers and volumes (the outputs
+        // holder would otherwise run forever) and unfinished re-run folders.
+        let removed = executor.cleanup_leftovers().await?;
+        if removed > 0 {
+            info!(removed, "removed containers left by a previous run");
+        }
+        lilypad_provider::remove_unfinished_results(&options.data_dir.join("reruns"));
         let mut modules = HashMap::new();
         for dir in &options.modules {
             let m = Module::load(dir).map_err(|e| MediatorError::Module { path: dir.clone(), reason: e.to_string() })?;

@@ -100,6 +100,22 @@ fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
+/// Removes the unfinished result folders (`<id>.tmp`) a killed run left in `results`: a job
+/// that is still live is run again from scratch, and one that ended meanwhile never would be.
+/// Call it at start-up, before any run.
+pub fn remove_unfinished_results(results: &Path) {
+    let Ok(entries) = std::fs::read_dir(results) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => info!(path = %path.display(), "removed an unfinished result folder"),
+                Err(e) => warn!(path = %path.display(), error = %e, "cannot remove an unfinished result folder"),
+            }
+        }
+    }
+}
+
 /// What a finished run reports back to the main loop.
 struct Finished {
     id: U256,
@@ -141,6 +157,7 @@ impl Provider {
         if removed > 0 {
             info!(removed, "removed containers left by a previous run");
         }
+        remove_unfinished_results(&options.data_dir.join("results"));
         let market = client.market();
 
         let mut modules = HashMap::new();
@@ -310,9 +327,19 @@ impl Provider {
             let kubo = self.kubo.clone();
             let resolver = self.resolver.clone();
             let cheat = self.options.cheat.filter(|c| c.applies(record.id));
+            let client = self.client.clone();
             tokio::spawn(async move {
                 let _slot = slots.acquire_owned().await;
                 let id = record.id;
+                // The run must end, and its result land, before the job's run deadline on chain:
+                // after it the market refuses the result and the provider is slashed.
+                let deadline = match client.latest_timestamp().await {
+                    Ok(now) => Some(run_deadline(&record, now)),
+                    Err(e) => {
+                        warn!(job = %id, error = %e, "cannot read the chain's clock; running with the module's own time limit");
+                        None
+                    }
+                };
                 let mut ready = None;
                 let mut result = match resolver.resolve(record.job.moduleId, entry.as_ref()).await {
                     Ok(resolved) => {
@@ -320,7 +347,7 @@ impl Provider {
                         match image {
                             Ok(()) => {
                                 ready = Some(resolved.module.id());
-                                run_job(&executor, &store, &resolved.module, &record, &dir, allow_network).await
+                                run_job_within(&executor, &store, &resolved.module, &record, &dir, allow_network, deadline).await
                             }
                             Err(reason) => Err(reason),
                         }
@@ -474,6 +501,35 @@ pub async fn run_job(
     dir: &Path,
     allow_network: bool,
 ) -> Result<(Cid, B256), String> {
+    run_job_within(executor, store, module, record, dir, allow_network, None).await
+}
+
+/// Time kept, before a job's run deadline, to hash the outputs and post the result.
+pub const SUBMIT_MARGIN: Duration = Duration::from_secs(3);
+
+/// When a run of `record` must be over (local clock), given the chain's time `chain_now`: its
+/// run deadline (`matchedAt + runTimeout`) less [`SUBMIT_MARGIN`] or a tenth of the run
+/// timeout, whichever is more.
+pub fn run_deadline(record: &JobRecord, chain_now: u64) -> std::time::Instant {
+    let job = &record.job;
+    let deadline = job.matchedAt.to::<u64>() + u64::from(job.runTimeout);
+    let margin = SUBMIT_MARGIN.max(Duration::from_secs(u64::from(job.runTimeout) / 10));
+    let left = Duration::from_secs(deadline.saturating_sub(chain_now)).saturating_sub(margin);
+    std::time::Instant::now() + left
+}
+
+/// [`run_job`], with the container's wall time cut so that the run ends by `deadline`
+/// (the module's own time limit still applies when it is shorter). With no time left the job
+/// is not run (an error: the provider gives it back).
+pub async fn run_job_within(
+    executor: &Executor,
+    store: &DiskBlockstore,
+    module: &Module,
+    record: &JobRecord,
+    dir: &Path,
+    allow_network: bool,
+    deadline: Option<std::time::Instant>,
+) -> Result<(Cid, B256), String> {
     if !dir.exists() {
         let inputs = module.parse_inputs(&record.inputs).map_err(|e| format!("its inputs are invalid: {e}"))?;
         let rendered = module.render(&inputs).map_err(|e| format!("its inputs are invalid: {e}"))?;
@@ -483,7 +539,17 @@ pub async fn run_job(
         // The image is prepared by the caller (ModuleResolver::image): present, loaded from
         // its pinned archive, or built.
         let image = module.image_tag();
-        let spec = rendered.to_run_spec(&image, None);
+        let mut spec = rendered.to_run_spec(&image, None);
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left < Duration::from_secs(1) {
+                return Err("too little time is left before the job's run deadline to run it".into());
+            }
+            if left < spec.limits.wall_time {
+                info!(job = %record.id, secs = left.as_secs(), "wall time cut to end before the run deadline");
+                spec.limits.wall_time = left;
+            }
+        }
         if let Some(parent) = dir.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
@@ -502,3 +568,43 @@ pub async fn run_job(
     Ok((cid, hash))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfinished_result_folders_are_removed_and_finished_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("results");
+        std::fs::create_dir_all(results.join("7.tmp/outputs")).unwrap();
+        std::fs::write(results.join("7.tmp/stdout"), "half").unwrap();
+        std::fs::create_dir_all(results.join("8/outputs")).unwrap();
+        remove_unfinished_results(&results);
+        assert!(!results.join("7.tmp").exists(), "a killed run's folder is removed");
+        assert!(results.join("8/outputs").is_dir(), "a finished result is kept");
+        remove_unfinished_results(&dir.path().join("missing")); // no folder: nothing to do
+    }
+
+    fn matched(matched_at: u64, run_timeout: u32) -> JobRecord {
+        let snapshot_job = lilypad_bindings::Job {
+            matchedAt: alloy::primitives::aliases::U40::from(matched_at),
+            runTimeout: run_timeout,
+            ..Default::default()
+        };
+        JobRecord { id: U256::from(1), job: snapshot_job, inputs: vec![], data_id: None, result_hash: None, updated_block: 0 }
+    }
+
+    #[test]
+    fn a_run_ends_before_the_chain_deadline_with_room_to_submit() {
+        // 60 s run timeout, matched at 1000, now 1010: 50 s left, 6 s (a tenth) kept to submit
+        let left = run_deadline(&matched(1000, 60), 1010).saturating_duration_since(std::time::Instant::now());
+        assert!(left <= Duration::from_secs(44) && left > Duration::from_secs(42), "{left:?}");
+        // short timeouts keep SUBMIT_MARGIN
+        let left = run_deadline(&matched(1000, 12), 1000).saturating_duration_since(std::time::Instant::now());
+        assert!(left <= Duration::from_secs(9) && left > Duration::from_secs(7), "{left:?}");
+        // past the deadline: no time at all
+        let left = run_deadline(&matched(1000, 12), 2000).saturating_duration_since(std::time::Instant::now());
+        assert_eq!(left, Duration::ZERO);
+    }
+}

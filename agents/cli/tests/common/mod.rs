@@ -1,0 +1,298 @@
+//! Helpers shared by the soak and bad-input tests: a `lilypad devnet` child process, agents as
+//! `lilypad` processes of their own, event counting, Anvil time travel and leftover checks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider as _;
+use lilypad_chain::{ChainClient, Deployment};
+
+pub const LILYPAD: &str = env!("CARGO_BIN_EXE_lilypad");
+pub const LP: u128 = 1_000_000_000_000_000_000;
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub struct Devnet {
+    pub child: Child,
+    pub data_dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Devnet {
+    pub fn start_with(extra: &[&str]) -> Devnet {
+        Self::start_with_modules(extra, &repo().join("modules"))
+    }
+
+    /// A devnet publishing (and, with its agents, offering) the module folders in `modules`.
+    pub fn start_with_modules(extra: &[&str], modules: &Path) -> Devnet {
+        let data_dir = tempfile::tempdir().unwrap();
+        let log = data_dir.path().join("devnet.log");
+        let child = Command::new(LILYPAD)
+            .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", "0"])
+            .args(extra)
+            .args(["--modules", modules.to_str().unwrap()])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .expect("start lilypad devnet");
+        let mut devnet = Devnet { child, data_dir, log };
+        let started = Instant::now();
+        while !devnet.data_dir.path().join("devnet.json").exists() {
+            if let Ok(Some(status)) = devnet.child.try_wait() {
+                panic!("lilypad devnet exited ({status}):\n{}", devnet.log());
+            }
+            assert!(started.elapsed() < Duration::from_secs(180), "devnet not ready in 180 s:\n{}", devnet.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        devnet
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn info(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.dir().join("devnet.json")).unwrap()).unwrap()
+    }
+
+    pub fn rpc_url(&self) -> String {
+        self.info()["rpcUrl"].as_str().unwrap().to_string()
+    }
+
+    pub fn deployment_path(&self) -> PathBuf {
+        PathBuf::from(self.info()["deployment"].as_str().unwrap())
+    }
+
+    pub fn lilypad(&self, args: &[&str]) -> Output {
+        self.lilypad_env(args, &[])
+    }
+
+    pub fn lilypad_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(LILYPAD);
+        c.arg("--data-dir").arg(self.dir()).args(args).stdin(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run lilypad")
+    }
+
+    pub async fn client(&self, key: &str) -> ChainClient {
+        let deployment = Deployment::load(&self.deployment_path()).unwrap();
+        ChainClient::connect(&self.rpc_url(), Some(key), deployment).await.unwrap()
+    }
+
+    /// A `lilypad` agent process (solver, resource-provider, mediator) with this devnet's data
+    /// folder, its stderr appended to `<data-dir>/<name>.log`, and `TMPDIR` inside the data
+    /// folder (so that leftovers of killed processes can be found).
+    pub fn agent(&self, name: &str, args: &[String]) -> Agent {
+        let tmp = self.dir().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        Agent { name: name.to_string(), args: args.to_vec(), data_dir: self.dir().to_path_buf(), child: None, kills: 0 }
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// An agent as a `lilypad` process that can be killed (SIGKILL) and started again.
+pub struct Agent {
+    pub name: String,
+    pub args: Vec<String>,
+    pub data_dir: PathBuf,
+    pub child: Option<Child>,
+    pub kills: u32,
+}
+
+impl Agent {
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join(format!("{}.log", self.name))
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} is running already", self.name);
+        let log = std::fs::File::options().create(true).append(true).open(self.log_path()).unwrap();
+        let child = Command::new(LILYPAD)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .env("TMPDIR", self.data_dir.join("tmp"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start a lilypad agent");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, then reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            self.kills += 1;
+        }
+    }
+
+    /// SIGTERM (a clean stop), then SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `Some(status)` if it exited by itself.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+pub async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Logs of the market with `sig` as first topic, from block 0.
+pub async fn logs(client: &ChainClient, sig: B256) -> Vec<alloy::rpc::types::Log> {
+    client
+        .provider()
+        .get_logs(&alloy::rpc::types::Filter::new().address(client.deployment().market).event_signature(sig).from_block(0))
+        .await
+        .unwrap()
+}
+
+/// The job id (first indexed topic) of each log.
+pub fn job_ids(logs: &[alloy::rpc::types::Log]) -> Vec<U256> {
+    logs.iter().map(|l| U256::from_be_bytes(l.topics()[1].0)).collect()
+}
+
+/// Moves the chain's clock on by `secs` and mines a block.
+pub async fn advance_time(client: &ChainClient, secs: u64) {
+    let _: serde_json::Value = client.provider().raw_request("evm_increaseTime".into(), (secs,)).await.unwrap();
+    let _: serde_json::Value = client.provider().raw_request("evm_mine".into(), ()).await.unwrap();
+}
+
+/// The executor instance label of the agent with `role` and address `addr` whose data folder
+/// is `<data-dir>/<role folder>/<addr>` (what `lilypad resource-provider` / `lilypad mediator` use).
+pub fn instance_of(role: &str, folder: &str, addr: Address, data_dir: &Path) -> String {
+    lilypad_provider::executor_config(role, addr, &data_dir.join(folder).join(addr.to_string())).instance
+}
+
+/// Docker containers and volumes labelled with executor instance `instance`.
+pub fn docker_leftovers(instance: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for what in [&["ps", "-aq"][..], &["volume", "ls", "-q"][..]] {
+        let o = Command::new("docker").args(what).args(["--filter", &format!("label=lilypad.executor={instance}")]).output().unwrap();
+        assert!(o.status.success(), "docker {what:?}: {}", String::from_utf8_lossy(&o.stderr));
+        out.extend(String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{what:?} {l}")));
+    }
+    out
+}
+
+/// Temporary leftovers under `dir`: `*.tmp` files or folders (unfinished result folders,
+/// checkpoints), `.tmp-*` (blockstore writes), `lilypad-build-*` (image builds).
+pub fn temp_leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") || name.starts_with(".tmp-") || name.starts_with("lilypad-build-") {
+                out.push(p.clone());
+            }
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A small seeded generator (splitmix64): the same seed gives the same kills.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..hi` (hi > lo).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo)
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+}
+
+/// Copies the folder `from` into `to` (files and folders).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
