@@ -18,6 +18,9 @@ use tracing::{debug, warn};
 
 use crate::{ChainError, Deployment};
 
+/// Longest wait for a sent transaction's receipt before the send counts as failed (retryable).
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// How hard to try before giving up on a retryable failure.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
@@ -177,7 +180,24 @@ impl ChainClient {
         loop {
             let result = async {
                 let pending = call.send().await?;
-                Ok::<_, alloy::contract::Error>(pending.get_receipt().await?)
+                let hash = *pending.tx_hash();
+                // Poll for the receipt rather than follow new blocks (alloy's heartbeat): a
+                // node that jumps in time (evm_increaseTime) or mines in bursts can leave the
+                // heartbeat waiting for a block it already passed.
+                let started = std::time::Instant::now();
+                let mut pause = Duration::from_millis(25);
+                loop {
+                    if let Some(receipt) = self.provider().get_transaction_receipt(hash).await.map_err(alloy::contract::Error::TransportError)? {
+                        return Ok::<_, alloy::contract::Error>(receipt);
+                    }
+                    if started.elapsed() > RECEIPT_TIMEOUT {
+                        return Err(alloy::contract::Error::PendingTransactionError(alloy::providers::PendingTransactionError::TxWatcher(
+                            alloy::providers::WatchTxError::Timeout,
+                        )));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
             }
             .await;
             let err = match result {

@@ -862,6 +862,8 @@ impl Executor {
             {
                 Ok(()) => removed += 1,
                 Err(e) if status_of(&e) == Some(404) => {}
+                // "removal already in progress": the engine is removing it already.
+                Err(e) if status_of(&e) == Some(409) => removed += 1,
                 Err(e) => {
                     return Err(self
                         .engine_err(Subject::Engine, "removing a leftover container")(
@@ -880,16 +882,30 @@ impl Executor {
             .await
             .map_err(self.engine_err(Subject::Engine, "listing leftover volumes"))?;
         for v in volumes.volumes.unwrap_or_default() {
-            match self
-                .docker
-                .remove_volume(
-                    &v.name,
-                    Some(RemoveVolumeOptionsBuilder::default().force(true).build()),
-                )
-                .await
-            {
+            let mut tries = 0;
+            let result = loop {
+                let r = self
+                    .docker
+                    .remove_volume(
+                        &v.name,
+                        Some(RemoveVolumeOptionsBuilder::default().force(true).build()),
+                    )
+                    .await;
+                // 409: still in use by a container being removed; give it a moment.
+                match r {
+                    Err(e) if status_of(&e) == Some(409) && tries < 25 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    other => break other,
+                }
+            };
+            match result {
                 Ok(()) => removed += 1,
                 Err(e) if status_of(&e) == Some(404) => {}
+                Err(e) if status_of(&e) == Some(409) => {
+                    warn!(volume = %v.name, error = %e, "a leftover volume is still in use; it is removed on a later start");
+                }
                 Err(e) => {
                     return Err(self
                         .engine_err(Subject::Engine, "removing a leftover volume")(
