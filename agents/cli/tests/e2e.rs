@@ -468,6 +468,7 @@ async fn llm_job_returns_response_json_and_is_reproducible() {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no Data ID line in:\n{stdout}"))
             .to_string();
+        eprintln!("ollama-pipeline job {job}: {}", stdout.lines().find(|l| l.contains("Data ID")).unwrap_or_default().trim());
         let dir = devnet.data_dir.path().join("downloaded-files").join(job.to_string());
         assert_eq!(std::fs::read_to_string(dir.join("exitCode")).unwrap().trim(), "0");
         let body = std::fs::read_to_string(dir.join("outputs/response.json")).unwrap();
