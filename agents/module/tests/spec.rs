@@ -801,3 +801,53 @@ fn lilysay_cid_is_pinned() {
         "modules/lilysay changed: give it a new version and update tests/lilysay.cid"
     );
 }
+
+fn modules_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../modules")
+}
+
+#[test]
+fn every_module_in_the_repository_loads() {
+    let mut loaded = Vec::new();
+    for entry in fs::read_dir(modules_dir()).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.join("lilypad-module.json").is_file() {
+            continue;
+        }
+        let m = Module::load(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        // No build output or model left in a module folder: it would be part of the hash.
+        for junk in ["target", "engine/target", "model.gguf"] {
+            assert!(!dir.join(junk).exists(), "{} holds {junk}", dir.display());
+        }
+        loaded.push(m.reference().to_string());
+    }
+    loaded.sort();
+    assert!(loaded.contains(&"lilysay:0.1.0".to_string()), "{loaded:?}");
+    assert!(loaded.contains(&"ollama-pipeline:smollm2-135m".to_string()), "{loaded:?}");
+}
+
+#[test]
+fn ollama_pipeline_renders_every_input_into_its_own_argument() {
+    let m = Module::load(modules_dir().join("ollama-pipeline")).unwrap();
+    assert_eq!(m.reference().to_string(), "ollama-pipeline:smollm2-135m");
+    assert!(m.spec().deterministic);
+    // The prompt is required.
+    assert!(m.parse_inputs(&[] as &[&str]).is_err());
+    let prompt = "--bench \"quoted\" {{Seed}}";
+    let run = m.render(&m.parse_inputs(&[format!("Prompt={prompt}")]).unwrap()).unwrap();
+    assert_eq!(
+        run.argv(),
+        [
+            "/ollama-pipeline", "--prompt", prompt, "--max-tokens", "256", "--temperature", "0", "--seed", "42",
+            "--timings", "false", "--model", "/model.gguf", "--out", "/outputs/response.json"
+        ]
+    );
+    let run = m
+        .render(&m.parse_inputs(&["Prompt=hi", "MaxTokens=8", "Temperature=0.70", "Seed=7", "Timings=true"]).unwrap())
+        .unwrap();
+    assert_eq!(&run.argv()[3..11], ["--max-tokens", "8", "--temperature", "0.7", "--seed", "7", "--timings", "true"]);
+    for bad in ["MaxTokens=0", "MaxTokens=2049", "Temperature=2.5", "Seed=-1", "Seed=4294967296", "Timings=yes"] {
+        assert!(m.parse_inputs(&["Prompt=hi", bad]).is_err(), "{bad} accepted");
+    }
+    assert!(m.parse_inputs(&[format!("Prompt={}", "x".repeat(8001))]).is_err(), "an 8001-character prompt accepted");
+}
