@@ -129,8 +129,16 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
             if m.reference() != reference {
                 return Err(bad_input(format!("{} holds {}, not {}", module_dir.unwrap_or_default().display(), m.reference(), reference)));
             }
-            let parsed = m.parse_inputs(&args.inputs).map_err(|e| bad_input(format!("{e}\n\n{}", m.usage())))?;
-            m.render(&parsed).map_err(|e| bad_input(format!("{e}\n\n{}", m.usage())))?;
+            // Errors about inputs end with the inputs the module accepts; add them where not.
+            let with_usage = |e: String| {
+                if e.contains(" accepts:") {
+                    bad_input(e)
+                } else {
+                    bad_input(format!("{e}\n\n{}", m.usage()))
+                }
+            };
+            let parsed = m.parse_inputs(&args.inputs).map_err(|e| with_usage(e.to_string()))?;
+            m.render(&parsed).map_err(|e| with_usage(e.to_string()))?;
             parsed.to_strings()
         }
         None => {
