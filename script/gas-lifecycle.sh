@@ -67,8 +67,8 @@ send $ADMIN_KEY "$MARKET" "setDefaultMediators(uint64)" 1 >/dev/null
 send $PROVIDER_KEY "$MARKET" "registerProvider(uint64)" 1 >/dev/null
 send $PROVIDER_KEY "$TOKEN" "approve(address,uint256)" "$MARKET" 100000000000000000000 >/dev/null
 send $PROVIDER_KEY "$MARKET" "deposit(address,uint256)" "$PROVIDER" 100000000000000000000 >/dev/null
-send $ADMIN_KEY "$MARKET" "publishModule(string,string,(bytes32,uint128,uint32,uint8,(uint32,uint32,uint32,uint32,uint8)))" \
-  lilysay 0.1.0 "($SPEC_HASH,$PAYMENT,$RUN_T,0,(1000,256,100,0,0))" >/dev/null
+send $ADMIN_KEY "$MARKET" "publishModule(string,string,(bytes32,bytes32,uint128,uint32,uint8,(uint32,uint32,uint32,uint32,uint8)))" \
+  lilysay 0.1.0 "($SPEC_HASH,0x0000000000000000000000000000000000000000000000000000000000000000,$PAYMENT,$RUN_T,0,(1000,256,100,0,0))" >/dev/null
 send $PROVIDER_KEY "$MARKET" "setOffer(bytes32,uint128,bool)" "$MODULE_ID" $PRICE true >/dev/null
 CLIENT=$(forge create contracts/examples/ExampleClient.sol:ExampleClient --rpc-url "$rpc" --private-key $ADMIN_KEY \
   --broadcast --json --constructor-args "$MARKET" | python3 -c "import json,sys; print(json.load(sys.stdin)['deployedTo'])")
