@@ -62,7 +62,19 @@ impl ChainClient {
                 let signer: PrivateKeySigner =
                     key.trim().parse().map_err(|_| ChainError::InvalidKey("not a secp256k1 private key".into()))?;
                 let address = signer.address();
-                let provider = ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url).erased();
+                // Nonces are read from the node (pending count) for each transaction, never
+                // reserved locally: alloy's default cached manager reserves one while gas is
+                // being estimated concurrently, so a call that reverts at estimation leaves a
+                // gap and every later transaction of the signer waits forever. One signer's
+                // sends are serialized (`send_lock`), so reading the count is enough.
+                let provider = ProviderBuilder::new()
+                    .disable_recommended_fillers()
+                    .with_gas_estimation()
+                    .with_simple_nonce_management()
+                    .fetch_chain_id()
+                    .wallet(EthereumWallet::from(signer))
+                    .connect_http(url)
+                    .erased();
                 (provider, Some(address))
             }
             None => (ProviderBuilder::new().connect_http(url).erased(), None),

@@ -148,3 +148,29 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A call that reverts when its gas is estimated must not use up a nonce: the signer's next
+/// transactions still go through. (alloy's default cached nonce manager reserved one while
+/// estimating, and every later transaction of the signer then waited forever for the gap.)
+#[tokio::test]
+async fn a_send_refused_at_estimation_leaves_no_nonce_gap() {
+    let anvil = Anvil::start(None).await.expect("anvil (run tools/bootstrap; source tools/env.sh)");
+    let url = anvil.url();
+    let d = deploy(&url, devnet_config()).await.expect("deploy");
+    let stranger = client(&url, accounts::AUDITOR, &d).await;
+    let who = stranger.address().unwrap();
+    for round in 0..3 {
+        // Not a provider: announceModules reverts with NotProvider at estimation.
+        let err = stranger.send("announceModules", stranger.market().announceModules(vec![B256::ZERO], true)).await.unwrap_err();
+        assert_eq!(err.market_error(), Some("NotProvider"), "round {round}: {err}");
+        let sent = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            stranger.send("registerSolver", stranger.market().leaveRoles(0)),
+        )
+        .await
+        .expect("the next transaction is mined: no nonce gap");
+        sent.unwrap();
+    }
+    let nonce = stranger.provider().get_transaction_count(who).await.unwrap();
+    assert_eq!(nonce, 3, "exactly the three mined transactions used nonces");
+}
