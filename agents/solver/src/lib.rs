@@ -21,7 +21,7 @@ use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStre
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-pub use matching::{choose, Choice, NoMatch, Terms};
+pub use matching::{choose, choose_indexed, Choice, NoMatch, OfferIndex, Terms};
 pub use view::MarketView;
 
 /// How the solver runs.
@@ -137,10 +137,12 @@ impl Solver {
         }
         let now = self.client.latest_timestamp().await?;
         let mut balances: HashMap<Address, u128> = HashMap::new();
+        // offers change only with events: index them once per pass (busy counts are read live)
+        let index = OfferIndex::build(&self.view);
         for record in open {
             let choice = loop {
                 let known = balances.clone();
-                match choose(&record.job, &self.view, &self.terms, now, self.options.max_active_per_provider, |a| known.get(&a).copied()) {
+                match choose_indexed(&record.job, &self.view, &index, &self.terms, now, self.options.max_active_per_provider, |a| known.get(&a).copied()) {
                     Ok(c) if !balances.contains_key(&c.provider) => {
                         // learn its free balance, then decide again with it
                         let b = self.balance_of(c.provider).await?;
