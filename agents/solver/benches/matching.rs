@@ -35,10 +35,8 @@ impl Rng {
 /// capacity; 10,000 open jobs spread over the modules with payments of 2..=11 LP.
 fn market() -> (MarketView, Vec<Job>) {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let mut view = MarketView {
-        mediators: vec![MediatorInfo { account: Address::ZERO, active: true, suspended: false }],
-        ..Default::default()
-    };
+    let mut view = MarketView::default();
+    view.mediators = vec![MediatorInfo { account: Address::ZERO, active: true, suspended: false }];
     for i in 0..PROVIDERS {
         let module = B256::repeat_byte(rng.below(u64::from(MODULES)) as u8 + 1);
         let p = ProviderInfo {
