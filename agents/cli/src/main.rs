@@ -43,6 +43,9 @@ enum Command {
     Solver {
         #[command(flatten)]
         network: network::NetworkArgs,
+        /// How often to look for new events, in milliseconds (`lilypad devnet`'s own agents: 20).
+        #[arg(long, env = "POLL_MS", default_value_t = 250)]
+        poll_ms: u64,
     },
     /// Run a resource provider.
     ResourceProvider {
@@ -73,6 +76,9 @@ enum Command {
         /// Run modules published from git repositories (their build commands run on this host).
         #[arg(long)]
         allow_git_modules: bool,
+        /// How often to look for new events, in milliseconds (`lilypad devnet`'s own agents: 20).
+        #[arg(long, env = "POLL_MS", default_value_t = 250)]
+        poll_ms: u64,
     },
     /// Run a mediator.
     Mediator {
@@ -161,9 +167,9 @@ async fn dispatch(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Run(args) => return run::run(args, &cli.data_dir).await,
         Command::Devnet(args) => devnet::devnet(args, &cli.data_dir).await,
-        Command::Solver { network } => solver(network, &cli.data_dir).await,
-        Command::ResourceProvider { network, modules, price, collateral, gateway, concurrency, ipfs_api, offer_any, allow_git_modules } => {
-            let extra = ProviderExtra { ipfs_api, offer_any, allow_git_modules };
+        Command::Solver { network, poll_ms } => solver(network, &cli.data_dir, poll_ms).await,
+        Command::ResourceProvider { network, modules, price, collateral, gateway, concurrency, ipfs_api, offer_any, allow_git_modules, poll_ms } => {
+            let extra = ProviderExtra { ipfs_api, offer_any, allow_git_modules, poll_ms };
             provider(network, &cli.data_dir, modules, price, collateral, gateway, concurrency, extra).await
         }
         Command::Mediator { network, modules } => mediator(network, &cli.data_dir, modules).await,
@@ -180,11 +186,12 @@ async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-async fn solver(network: network::NetworkArgs, data_dir: &std::path::Path) -> eyre::Result<()> {
+async fn solver(network: network::NetworkArgs, data_dir: &std::path::Path, poll_ms: u64) -> eyre::Result<()> {
     let net = network.resolve(data_dir)?;
     let client = net.connect(true).await?;
     let options = lilypad_solver::SolverOptions {
         checkpoint: Some(data_dir.join("solver").join(format!("{}.json", client.address()?))),
+        poll: std::time::Duration::from_millis(poll_ms.max(1)),
         ..Default::default()
     };
     let solver = lilypad_solver::Solver::start(client, options).await?;
@@ -196,6 +203,7 @@ struct ProviderExtra {
     ipfs_api: Option<String>,
     offer_any: Option<lilypad_bindings::Resources>,
     allow_git_modules: bool,
+    poll_ms: u64,
 }
 
 fn parse_resources(s: &str) -> Result<lilypad_bindings::Resources, String> {
@@ -228,7 +236,7 @@ async fn provider(
         gateway,
         concurrency,
         allow_network: false,
-        poll: std::time::Duration::from_millis(250),
+        poll: std::time::Duration::from_millis(extra.poll_ms.max(1)),
         ipfs_api: extra.ipfs_api,
         offer_any: extra.offer_any,
         allow_git_modules: extra.allow_git_modules,
