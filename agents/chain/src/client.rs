@@ -47,7 +47,7 @@ struct Inner {
     signer: Option<Address>,
     deployment: Deployment,
     retry: RetryPolicy,
-    /// Transactions of one signer go out one at a time: nonces stay in order.
+    /// Transactions of one signer reach the node one at a time: nonces stay in order.
     send_lock: Mutex<()>,
 }
 
@@ -186,12 +186,18 @@ impl ChainClient {
         D: CallDecoder + Send + Sync,
     {
         self.address()?;
-        let _guard = self.inner.send_lock.lock().await;
         let mut delay = self.inner.retry.first_delay;
         let mut attempt = 1;
         loop {
             let result = async {
-                let pending = call.send().await?;
+                // One signer's transactions get their nonces (and reach the node) one at a time,
+                // in order; the receipt is awaited without the lock, so concurrent callers (the
+                // solver's matches of one pass, a provider's jobs) share blocks instead of taking
+                // one block each.
+                let pending = {
+                    let _guard = self.inner.send_lock.lock().await;
+                    call.send().await?
+                };
                 let hash = *pending.tx_hash();
                 // Poll for the receipt rather than follow new blocks (alloy's heartbeat): a
                 // node that jumps in time (evm_increaseTime) or mines in bursts can leave the

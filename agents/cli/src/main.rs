@@ -44,6 +44,9 @@ enum Command {
     Solver {
         #[command(flatten)]
         network: network::NetworkArgs,
+        /// How often to look for new events, in milliseconds (`lilypad devnet`'s own agents: 20).
+        #[arg(long, env = "POLL_MS", default_value_t = 250)]
+        poll_ms: u64,
     },
     /// Run a resource provider.
     ResourceProvider {
@@ -87,6 +90,9 @@ enum Command {
         /// TEST ONLY: seed of the pick of jobs --cheat-rate cheats on.
         #[arg(long, hide = true, default_value_t = 0)]
         cheat_seed: u64,
+        /// How often to look for new events, in milliseconds (`lilypad devnet`'s own agents: 20).
+        #[arg(long, env = "POLL_MS", default_value_t = 250)]
+        poll_ms: u64,
     },
     /// Run a mediator.
     Mediator {
@@ -203,7 +209,7 @@ async fn dispatch(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Run(args) => return run::run(args, &cli.data_dir).await,
         Command::Devnet(args) => devnet::devnet(args, &cli.data_dir).await,
-        Command::Solver { network } => solver(network, &cli.data_dir).await,
+        Command::Solver { network, poll_ms } => solver(network, &cli.data_dir, poll_ms).await,
         Command::ResourceProvider {
             network,
             modules,
@@ -217,9 +223,10 @@ async fn dispatch(cli: Cli) -> u8 {
             no_fetch_modules,
             cheat_rate,
             cheat_seed,
+            poll_ms,
         } => {
             let cheat = cheat_rate.map(|rate| lilypad_provider::cheat::Cheat { rate, seed: cheat_seed });
-            let extra = ProviderExtra { ipfs_api, offer_any, allow_git_modules, fetch_modules: !no_fetch_modules, cheat };
+            let extra = ProviderExtra { ipfs_api, offer_any, allow_git_modules, fetch_modules: !no_fetch_modules, cheat, poll_ms };
             provider(network, &cli.data_dir, modules, price, collateral, gateway, concurrency, extra).await
         }
         Command::Mediator { network, modules, gateway } => mediator(network, &cli.data_dir, modules, gateway).await,
@@ -238,11 +245,12 @@ async fn dispatch(cli: Cli) -> u8 {
     }
 }
 
-async fn solver(network: network::NetworkArgs, data_dir: &std::path::Path) -> eyre::Result<()> {
+async fn solver(network: network::NetworkArgs, data_dir: &std::path::Path, poll_ms: u64) -> eyre::Result<()> {
     let net = network.resolve(data_dir)?;
     let client = net.connect(true).await?;
     let options = lilypad_solver::SolverOptions {
         checkpoint: Some(data_dir.join("solver").join(format!("{}.json", client.address()?))),
+        poll: std::time::Duration::from_millis(poll_ms.max(1)),
         ..Default::default()
     };
     let solver = lilypad_solver::Solver::start(client, options).await?;
@@ -256,6 +264,7 @@ struct ProviderExtra {
     allow_git_modules: bool,
     fetch_modules: bool,
     cheat: Option<lilypad_provider::cheat::Cheat>,
+    poll_ms: u64,
 }
 
 /// A share from 0 to 1.
@@ -296,7 +305,7 @@ async fn provider(
         gateway,
         concurrency,
         allow_network: false,
-        poll: std::time::Duration::from_millis(250),
+        poll: std::time::Duration::from_millis(extra.poll_ms.max(1)),
         ipfs_api: extra.ipfs_api,
         offer_any: extra.offer_any,
         allow_git_modules: extra.allow_git_modules,

@@ -34,6 +34,14 @@ pub struct RunArgs {
     /// Give up (exit 3) after this many seconds without a result.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
+    /// Print how long each phase took to stderr (client-side instants: when the receipt came
+    /// back, when each event was seen): prepare, submit, match, run (start, run and result
+    /// posting, on the provider), fetch (download and verification), total.
+    #[arg(long)]
+    pub timings: bool,
+    /// Return once the job is created on chain (print its id) instead of following it.
+    #[arg(long)]
+    pub detach: bool,
     #[command(flatten)]
     pub network: NetworkArgs,
 }
@@ -171,6 +179,7 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
         spinner.set_message("approving the payment");
         client.send("approve", token.approve(client.deployment().market, U256::from(payment))).await.map_err(infra)?;
     }
+    let prepared = started.elapsed();
     spinner.set_message("submitting the job");
     let receipt = if args.max_payment.is_some() {
         let request = lilypad_bindings::JobRequest {
@@ -195,6 +204,16 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
         .find_map(|l| LilypadMarket::JobCreated::decode_log(&l.inner).ok().map(|e| e.data.id))
         .ok_or_else(|| infra("the job was created but its JobCreated event is missing from the receipt"))?;
     let from_block = receipt.block_number.unwrap_or(client.deployment().start_block);
+    let submitted = started.elapsed();
+    if args.detach {
+        spinner.finish_and_clear();
+        println!("job {id} created in block {from_block}");
+        if args.timings {
+            eprintln!("timings: prepare={:.1}ms submit={:.1}ms", ms(prepared), ms(submitted - prepared));
+        }
+        return Ok(exit::OK);
+    }
+    let mut matched_at = None;
 
     // Follow it.
     spinner.set_message(format!("🤝 Job {id} submitted. Waiting for a resource provider..."));
@@ -216,6 +235,7 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
             let change = book.apply(log);
             match change {
                 Some(JobChange::Matched(j)) if j == id => {
+                    matched_at.get_or_insert_with(|| started.elapsed());
                     if let Some(r) = book.get(id) {
                         spinner.set_message(format!("💌 Deal agreed with {} at {} LP units. Running job...", r.job.provider, r.job.price));
                     }
@@ -247,6 +267,8 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
             break cid;
         }
     };
+    let resulted = started.elapsed();
+    let matched = matched_at.unwrap_or(resulted);
 
     spinner.set_message(format!("🤔 Results submitted ({data_id}). Downloading..."));
     let gateway = args.gateway.clone().or_else(|| net.gateway.clone()).or_else(|| net.devnet.as_ref().map(|d| d.gateway.clone())).ok_or_else(|| bad_input("where are the outputs served? pass --gateway"))?;
@@ -261,6 +283,17 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     lilypad_store::fetch(&gateway, &cid, &dest).await.map_err(|e| infra(format!("fetching {cid}: {e}")))?;
     spinner.finish_and_clear();
     let elapsed = started.elapsed();
+    if args.timings {
+        eprintln!(
+            "timings: prepare={:.1}ms submit={:.1}ms match={:.1}ms run={:.1}ms fetch={:.1}ms total={:.1}ms",
+            ms(prepared),
+            ms(submitted - prepared),
+            ms(matched - submitted),
+            ms(resulted - matched),
+            ms(elapsed - resulted),
+            ms(elapsed)
+        );
+    }
 
     let stdout = std::fs::read_to_string(dest.join("stdout")).unwrap_or_default();
     let exit_code: i64 = std::fs::read_to_string(dest.join("exitCode")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(-1);
@@ -281,3 +314,7 @@ async fn run_inner(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

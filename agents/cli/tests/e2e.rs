@@ -1004,3 +1004,45 @@ async fn llm_job_returns_response_json_and_is_reproducible() {
     let ruling = LilypadMarket::ChallengeRuled::decode_log(&ruled[0].inner).unwrap().data;
     assert!(!ruling.upheld, "the mediator's re-run matched the provider's result");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_jobs_than_a_providers_running_limit_all_get_results_within_one_challenge_window() {
+    // A long window: nothing settles during the test, so results stay waiting out their window.
+    let devnet = Devnet::start(600);
+    let observer = devnet.client(accounts::AUDITOR).await;
+    let d = observer.deployment().clone();
+
+    // `--detach` returns once the job exists on chain, with its id
+    for i in 1..=8 {
+        let out = devnet.lilypad(&["run", "--detach", "lilysay:0.1.0", "-i", &format!("Message=job {i}")]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(stdout.contains(&format!("job {i} created")), "{stdout}");
+    }
+    // The solver lets a provider run 4 jobs at once; a job whose result is posted is not running
+    // any more, so all 8 get results long before the first challenge window ends.
+    let results = || async {
+        let filter = alloy::rpc::types::Filter::new().address(d.market).event_signature(LilypadMarket::ResultSubmitted::SIGNATURE_HASH).from_block(0);
+        observer.provider().get_logs(&filter).await.map(|l| l.len()).unwrap_or(0)
+    };
+    let start = Instant::now();
+    while results().await < 8 {
+        assert!(start.elapsed() < Duration::from_secs(120), "only {} of 8 results in 120 s:\n{}", results().await, devnet.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // `--timings` prints every phase's duration to stderr
+    let out = devnet.lilypad(&["run", "--timings", "lilysay:0.1.0", "-i", "Message=timed"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("timings:")).unwrap_or_else(|| panic!("no timings line in:\n{stderr}"));
+    for phase in ["prepare", "submit", "match", "run", "fetch", "total"] {
+        let value = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{phase}=")))
+            .and_then(|v| v.strip_suffix("ms"))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {phase}=<n>ms in {line}"));
+        assert!(value >= 0.0, "{line}");
+    }
+}

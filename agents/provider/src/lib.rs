@@ -292,7 +292,14 @@ impl Provider {
                     }
                     Err(e) => Err(e.into()),
                 },
-                Some(done) = self.done_rx.recv() => self.finish(done).await,
+                Some(done) = self.done_rx.recv() => {
+                    // post every run that has finished by now together: they share blocks
+                    let mut batch = vec![done];
+                    while let Ok(more) = self.done_rx.try_recv() {
+                        batch.push(more);
+                    }
+                    self.finish(batch).await
+                }
                 _ = settle_tick.tick() => self.settle_due().await,
             };
             match step {
@@ -406,38 +413,71 @@ impl Provider {
         self.options.data_dir.join("results").join(id.to_string())
     }
 
-    /// Posts a finished run's result (or gives the job back when it could not run).
-    async fn finish(&mut self, done: Finished) -> Result<(), ProviderError> {
-        self.running.remove(&done.id);
-        if let Some(module) = done.ready {
-            self.announce(vec![module]).await?;
+    /// Posts finished runs' results (or gives jobs back that could not run), their
+    /// transactions sent together.
+    async fn finish(&mut self, batch: Vec<Finished>) -> Result<(), ProviderError> {
+        let mut ready = Vec::new();
+        for done in &batch {
+            self.running.remove(&done.id);
+            ready.extend(done.ready);
+        }
+        if !ready.is_empty() {
+            ready.sort();
+            ready.dedup();
+            self.announce(ready).await?;
         }
         // the events may have moved on (a timeout, another transition): use the current record
         self.catch_up().await?;
-        let Some(record) = self.book.get(done.id).cloned() else { return Ok(()) };
-        if record.state() != JobState::Matched || record.job.provider != self.me {
-            return Ok(());
-        }
         let market = self.client.market();
-        match done.result {
-            Ok((cid, result_hash)) => {
-                let call = market.submitResult(done.id, record.job.clone(), cid.to_string(), result_hash);
-                match self.client.send(&format!("submitResult(job {})", done.id), call).await {
-                    Ok(r) => {
-                        info!(job = %done.id, %cid, gas = r.gas_used, "result submitted");
-                        self.submitted.insert(done.id);
+        let client = &self.client;
+        let mut sends = Vec::new();
+        for done in batch {
+            let Some(record) = self.book.get(done.id).cloned() else { continue };
+            if record.state() != JobState::Matched || record.job.provider != self.me {
+                continue;
+            }
+            let market = &market;
+            sends.push(async move {
+                match done.result {
+                    Ok((cid, result_hash)) => {
+                        let call = market.submitResult(done.id, record.job.clone(), cid.to_string(), result_hash);
+                        match client.send(&format!("submitResult(job {})", done.id), call).await {
+                            Ok(r) => {
+                                info!(job = %done.id, %cid, gas = r.gas_used, "result submitted");
+                                Ok(Some(done.id))
+                            }
+                            Err(e) if e.is_retryable() => Err(e),
+                            Err(e) => {
+                                error!(job = %done.id, error = %e, "the market refused the result");
+                                Ok(None)
+                            }
+                        }
                     }
-                    Err(e) if e.is_retryable() => return Err(e.into()),
-                    Err(e) => error!(job = %done.id, error = %e, "the market refused the result"),
+                    Err(reason) => {
+                        warn!(job = %done.id, %reason, "cannot run the job; giving it back");
+                        let call = market.releaseJob(done.id, record.job.clone());
+                        if let Err(e) = client.send(&format!("releaseJob(job {})", done.id), call).await {
+                            error!(job = %done.id, error = %e, "could not give the job back");
+                        }
+                        Ok(None)
+                    }
+                }
+            });
+        }
+        let mut retry_later = None;
+        for result in futures_util::future::join_all(sends).await {
+            match result {
+                Ok(Some(id)) => {
+                    self.submitted.insert(id);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    retry_later.get_or_insert(e);
                 }
             }
-            Err(reason) => {
-                warn!(job = %done.id, %reason, "cannot run the job; giving it back");
-                let call = market.releaseJob(done.id, record.job.clone());
-                if let Err(e) = self.client.send(&format!("releaseJob(job {})", done.id), call).await {
-                    error!(job = %done.id, error = %e, "could not give the job back");
-                }
-            }
+        }
+        if let Some(e) = retry_later {
+            return Err(e.into());
         }
         Ok(())
     }

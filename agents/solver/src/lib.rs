@@ -21,7 +21,7 @@ use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStre
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-pub use matching::{choose, choose_excluding, Choice, NoMatch, Terms};
+pub use matching::{choose, choose_excluding, choose_indexed, choose_indexed_excluding, Choice, NoMatch, OfferIndex, Terms};
 pub use view::MarketView;
 
 /// How the solver runs.
@@ -157,11 +157,23 @@ impl Solver {
         }
         let now = self.client.latest_timestamp().await?;
         let mut balances: HashMap<Address, u128> = HashMap::new();
+        // offers change only with events: index them once per pass (busy counts are read live)
+        let index = OfferIndex::build(&self.view);
+        let mut chosen = Vec::new();
         for record in open {
             let choice = loop {
                 let known = balances.clone();
                 let exclude = self.released.get(&record.id).map(Vec::as_slice).unwrap_or(&[]);
-                match choose_excluding(&record.job, &self.view, &self.terms, now, self.options.max_active_per_provider, |a| known.get(&a).copied(), exclude) {
+                match choose_indexed_excluding(
+                    &record.job,
+                    &self.view,
+                    &index,
+                    &self.terms,
+                    now,
+                    self.options.max_active_per_provider,
+                    |a| known.get(&a).copied(),
+                    exclude,
+                ) {
                     Ok(c) if !balances.contains_key(&c.provider) => {
                         // learn its free balance, then decide again with it
                         let b = self.balance_of(c.provider).await?;
@@ -172,24 +184,15 @@ impl Solver {
             };
             match choice {
                 Ok(c) => {
-                    let market = self.client.market();
-                    let call = market.matchJob(record.id, record.job.clone(), c.provider, c.mediator);
-                    match self.client.send(&format!("matchJob(job {})", record.id), call).await {
-                        Ok(receipt) => {
-                            info!(job = %record.id, provider = %c.provider, price = c.price, mediator = c.mediator, gas = receipt.gas_used, "matched");
-                            // count it now so the next job in this pass sees the provider busier
-                            // (recount_active rebuilds the counts from the book on the next step)
-                            if let Some(p) = self.view.providers.get_mut(&c.provider) {
-                                p.active_jobs += 1;
-                            }
-                            if let Some(b) = balances.get_mut(&c.provider) {
-                                *b = b.saturating_sub(self.terms.collateral(c.price));
-                            }
-                            self.waiting.remove(&record.id);
-                        }
-                        Err(e) if e.is_retryable() => return Err(e.into()),
-                        Err(e) => warn!(job = %record.id, provider = %c.provider, error = %e, "match refused by the market"),
+                    // count it now so the next job in this pass sees the provider busier
+                    // (recount_active rebuilds the counts from the book on the next step)
+                    if let Some(p) = self.view.providers.get_mut(&c.provider) {
+                        p.active_jobs += 1;
                     }
+                    if let Some(b) = balances.get_mut(&c.provider) {
+                        *b = b.saturating_sub(self.terms.collateral(c.price));
+                    }
+                    chosen.push((record, c));
                 }
                 Err(reason) => {
                     if self.waiting.get(&record.id) != Some(&reason) {
@@ -199,16 +202,43 @@ impl Solver {
                 }
             }
         }
+        // Send the pass's matches together: their nonces are consecutive and they share blocks.
+        let market = self.client.market();
+        let client = &self.client;
+        let sends = chosen.iter().map(|(record, c)| {
+            let call = market.matchJob(record.id, record.job.clone(), c.provider, c.mediator);
+            async move { client.send(&format!("matchJob(job {})", record.id), call).await }
+        });
+        let results = futures_util::future::join_all(sends).await;
+        let mut retry_later = None;
+        for ((record, c), result) in chosen.iter().zip(results) {
+            match result {
+                Ok(receipt) => {
+                    info!(job = %record.id, provider = %c.provider, price = c.price, mediator = c.mediator, gas = receipt.gas_used, "matched");
+                    self.waiting.remove(&record.id);
+                }
+                Err(e) if e.is_retryable() => {
+                    retry_later.get_or_insert(e);
+                }
+                Err(e) => warn!(job = %record.id, provider = %c.provider, error = %e, "match refused by the market"),
+            }
+        }
+        if let Some(e) = retry_later {
+            return Err(e.into());
+        }
         Ok(())
     }
 
-    /// Unfinished jobs per provider, derived from the book (the source of truth).
+    /// Jobs each provider is running (matched, no result yet), derived from the book (the source
+    /// of truth). A job whose result is posted no longer occupies the provider while its
+    /// challenge window runs (its collateral stays locked: the balance check covers that), so it
+    /// does not count: counting it held every provider to `max_active` jobs per challenge window.
     fn recount_active(&mut self) {
         for p in self.view.providers.values_mut() {
             p.active_jobs = 0;
         }
         for r in self.book.live() {
-            if r.state() != JobState::Open && r.job.provider != Address::ZERO {
+            if r.state() == JobState::Matched && r.job.provider != Address::ZERO {
                 if let Some(p) = self.view.providers.get_mut(&r.job.provider) {
                     p.active_jobs += 1;
                 }

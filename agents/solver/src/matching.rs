@@ -4,7 +4,9 @@
 use alloy::primitives::{aliases::U40, Address, B256};
 use lilypad_bindings::Job;
 
-use crate::view::{MarketView, ROLE_PROVIDER};
+use std::collections::HashMap;
+
+use crate::view::{MarketView, ResourcesView, ROLE_PROVIDER};
 
 /// The market's fixed parameters that a match depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +81,7 @@ pub fn choose_excluding(
     }
     let usable = view.usable_mediators() & job.mediators;
     let requirements = view.requirements.get(&job.moduleId);
-    let mut best: Option<((bool, u128, u32, u64), Choice)> = None;
+    let mut best: Option<((u128, bool, u32, u64), Choice)> = None;
     let mut worst_reason: Option<NoMatch> = None;
     let mut cheapest: Option<u128> = None;
     let mut any_offer = false;
@@ -115,9 +117,9 @@ pub fn choose_excluding(
             continue;
         }
         let mediator = common.trailing_zeros() as u8;
-        // Providers that have the module's image at hand first (the job starts without a
-        // download or build), then the cheapest, then the least busy, then the oldest.
-        let key = (!p.ready.contains(&job.moduleId), price, p.active_jobs, p.seen);
+        // The cheapest; on a tie one that has the module's image at hand (the job starts
+        // without a download or build), then the least busy, then the oldest.
+        let key = (price, !p.ready.contains(&job.moduleId), p.active_jobs, p.seen);
         if best.as_ref().is_none_or(|(bk, _)| key < *bk) {
             best = Some((key, Choice { provider: address, mediator, price }));
         }
@@ -132,6 +134,153 @@ pub fn choose_excluding(
         return Err(reason);
     }
     Err(NoMatch::AboveCap { cheapest: cheapest.unwrap_or(0), payment: job.payment })
+}
+
+/// Offers indexed for matching: per module id, the providers offering it sorted by (price,
+/// seen), and the "any module that fits" offers sorted the same way. Built from a
+/// [`MarketView`]; rebuild it when offers, resources or roles change (busy counts and balances
+/// are read live from the view, so they need no rebuild).
+#[derive(Clone, Debug, Default)]
+pub struct OfferIndex {
+    by_module: HashMap<B256, Vec<Entry>>,
+    any: Vec<AnyEntry>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    price: u128,
+    seen: u64,
+    provider: Address,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct AnyEntry {
+    entry: Entry,
+    resources: ResourcesView,
+}
+
+impl OfferIndex {
+    pub fn build(view: &MarketView) -> Self {
+        let mut by_module: HashMap<B256, Vec<Entry>> = HashMap::new();
+        let mut any = Vec::new();
+        for (&provider, p) in &view.providers {
+            if p.roles & ROLE_PROVIDER == 0 {
+                continue;
+            }
+            for (&module_id, &price) in &p.offers {
+                let entry = Entry { price, seen: p.seen, provider };
+                if module_id == B256::ZERO {
+                    if let Some(resources) = p.resources {
+                        any.push(AnyEntry { entry, resources });
+                    }
+                } else {
+                    by_module.entry(module_id).or_default().push(entry);
+                }
+            }
+        }
+        for list in by_module.values_mut() {
+            list.sort_unstable_by_key(|e| (e.price, e.seen));
+        }
+        any.sort_unstable_by_key(|e| (e.entry.price, e.entry.seen));
+        Self { by_module, any }
+    }
+}
+
+/// The same decision as [`choose`], from an [`OfferIndex`] built from `view`: offers are walked
+/// cheapest first and the walk stops at the first price above the best valid one, so a decision
+/// looks at a handful of offers instead of every provider. When no provider is valid it falls
+/// back to [`choose`] for the reason.
+pub fn choose_indexed(
+    job: &Job,
+    view: &MarketView,
+    index: &OfferIndex,
+    terms: &Terms,
+    now: u64,
+    max_active: u32,
+    balance: impl Fn(Address) -> Option<u128>,
+) -> Result<Choice, NoMatch> {
+    choose_indexed_excluding(job, view, index, terms, now, max_active, balance, &[])
+}
+
+/// [`choose_indexed`], never picking a provider in `exclude` (see [`choose_excluding`]).
+#[allow(clippy::too_many_arguments)]
+pub fn choose_indexed_excluding(
+    job: &Job,
+    view: &MarketView,
+    index: &OfferIndex,
+    terms: &Terms,
+    now: u64,
+    max_active: u32,
+    balance: impl Fn(Address) -> Option<u128>,
+    exclude: &[Address],
+) -> Result<Choice, NoMatch> {
+    let deadline = u40(job.createdAt).saturating_add(u64::from(job.matchTimeout));
+    if now > deadline {
+        return Err(NoMatch::DeadlinePassed { deadline });
+    }
+    let usable = view.usable_mediators() & job.mediators;
+    let requirements = view.requirements.get(&job.moduleId);
+    let named = index.by_module.get(&job.moduleId).map(Vec::as_slice).unwrap_or(&[]);
+    // a provider offering the module by name is priced by that offer, never by its "any" offer
+    let any = requirements.map(|need| {
+        index.any.iter().filter(move |a| need.fits_in(&a.resources) && !view.providers.get(&a.entry.provider).is_some_and(|p| p.offers.contains_key(&job.moduleId)))
+    });
+    let mut best: Option<((u128, bool, u32, u64), Choice)> = None;
+    let mut consider = |e: &Entry| -> bool {
+        // false: stop, nothing further can be better
+        if let Some(((bp, ..), _)) = &best {
+            if e.price > *bp {
+                return false;
+            }
+        }
+        if exclude.contains(&e.provider) {
+            return true;
+        }
+        if e.price.saturating_add(terms.fee(e.price)) > job.payment {
+            return false;
+        }
+        let Some(p) = view.providers.get(&e.provider) else { return true };
+        if p.roles & ROLE_PROVIDER == 0 {
+            return true;
+        }
+        let common = usable & p.mediators;
+        if common == 0 || p.active_jobs >= max_active {
+            return true;
+        }
+        if balance(e.provider).is_some_and(|b| b < terms.collateral(e.price)) {
+            return true;
+        }
+        let key = (e.price, !p.ready.contains(&job.moduleId), p.active_jobs, p.seen);
+        if best.as_ref().is_none_or(|(bk, _)| key < *bk) {
+            best = Some((key, Choice { provider: e.provider, mediator: common.trailing_zeros() as u8, price: e.price }));
+        }
+        true
+    };
+    // merge the two price-sorted lists
+    let mut a = named.iter().peekable();
+    let mut b = any.into_iter().flatten().map(|x| &x.entry).peekable();
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => {
+                if (x.price, x.seen) <= (y.price, y.seen) {
+                    a.next()
+                } else {
+                    b.next()
+                }
+            }
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => None,
+        };
+        match next {
+            Some(e) if consider(e) => {}
+            _ => break,
+        }
+    }
+    match best {
+        Some((_, choice)) => Ok(choice),
+        None => choose_excluding(job, view, terms, now, max_active, balance, exclude),
+    }
 }
 
 fn u40(v: U40) -> u64 {
@@ -200,21 +349,23 @@ mod tests {
     }
 
     #[test]
-    fn prefers_a_provider_with_the_image_ready_within_the_cap() {
+    fn on_equal_price_prefers_a_provider_with_the_image_ready() {
         let mut ready = provider(5 * LP, 2);
         ready.ready.insert(module());
-        let v = view(vec![(A, provider(4 * LP, 1)), (B, ready.clone())]);
-        assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, B, "ready beats cheaper");
+        let v = view(vec![(A, provider(5 * LP, 1)), (B, ready.clone())]);
+        assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, B, "ready beats older");
+        let idx = OfferIndex::build(&v);
+        assert_eq!(choose_indexed(&job(10 * LP), &v, &idx, &TERMS, 1000, 4, |_| None).unwrap().provider, B, "indexed: same");
         // Readiness for another module does not count.
         let mut other = provider(5 * LP, 2);
         other.ready.insert(B256::repeat_byte(9));
-        let v = view(vec![(A, provider(4 * LP, 1)), (B, other)]);
+        let v = view(vec![(A, provider(5 * LP, 1)), (B, other)]);
         assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, A);
-        // A ready provider above the job's cap is still not chosen.
-        let mut dear = provider(20 * LP, 2);
-        dear.ready.insert(module());
-        let v = view(vec![(A, provider(4 * LP, 1)), (B, dear)]);
+        // The price comes first: a cheaper provider beats a ready one.
+        let v = view(vec![(A, provider(4 * LP, 1)), (B, ready)]);
         assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, A);
+        let idx = OfferIndex::build(&v);
+        assert_eq!(choose_indexed(&job(10 * LP), &v, &idx, &TERMS, 1000, 4, |_| None).unwrap().provider, A);
     }
 
     #[test]
@@ -224,6 +375,9 @@ mod tests {
         assert_eq!(c.provider, B);
         let e = choose_excluding(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None, &[A, B]).unwrap_err();
         assert_eq!(e, NoMatch::NoOffer { module_id: module() });
+        let idx = OfferIndex::build(&v);
+        let c = choose_indexed_excluding(&job(10 * LP), &v, &idx, &TERMS, 1000, 4, |_| None, &[A]).unwrap();
+        assert_eq!(c.provider, B);
     }
 
     #[test]
@@ -265,5 +419,83 @@ mod tests {
         let mut v = view(vec![(A, provider(LP, 1))]);
         v.mediators[0].suspended = true;
         assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None), Err(NoMatch::NoCommonMediator));
+    }
+
+    /// A small deterministic generator (xorshift), so the comparison is reproducible.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// A random market: providers with named and "any" offers at few distinct prices (so ties
+    /// happen), some without the provider role, some busy, picky mediators, resources that fit or not.
+    fn random_market(rng: &mut Rng, providers: usize) -> MarketView {
+        let mut v = MarketView {
+            mediators: vec![
+                MediatorInfo { account: Address::ZERO, active: true, suspended: false },
+                MediatorInfo { account: Address::ZERO, active: true, suspended: rng.below(2) == 0 },
+                MediatorInfo { account: Address::ZERO, active: rng.below(2) == 0, suspended: false },
+            ],
+            ..Default::default()
+        };
+        for m in 0..4u8 {
+            v.requirements.insert(B256::repeat_byte(m), ResourcesView { cpu_milli: 1000 * u32::from(m), ram_mb: 512, ..Default::default() });
+        }
+        for i in 0..providers {
+            let mut p = ProviderInfo {
+                roles: if rng.below(10) == 0 { 0 } else { ROLE_PROVIDER },
+                mediators: rng.below(8),
+                active_jobs: rng.below(5) as u32,
+                seen: i as u64 + 1,
+                ..Default::default()
+            };
+            for _ in 0..rng.below(3) {
+                p.offers.insert(B256::repeat_byte(rng.below(5) as u8), (1 + rng.below(6) as u128) * LP);
+            }
+            if rng.below(4) == 0 {
+                p.offers.insert(B256::ZERO, (1 + rng.below(6) as u128) * LP);
+                p.resources = Some(ResourcesView { cpu_milli: 1000 * rng.below(4) as u32, ram_mb: 1024, ..Default::default() });
+            }
+            let mut raw = [0u8; 20];
+            raw[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            v.providers.insert(Address::from(raw), p);
+        }
+        v
+    }
+
+    #[test]
+    fn the_index_makes_the_same_choices_as_the_full_scan() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut matched = 0;
+        for round in 0..200 {
+            let v = random_market(&mut rng, 1 + round % 40);
+            let index = OfferIndex::build(&v);
+            for _ in 0..50 {
+                let mut j = job((1 + rng.below(8) as u128) * LP);
+                j.moduleId = B256::repeat_byte(rng.below(5) as u8);
+                j.mediators = rng.below(8);
+                let low: Vec<Address> = v.providers.keys().filter(|_| rng.below(6) == 0).copied().collect();
+                let balance = |a: Address| if low.contains(&a) { Some(LP) } else { None };
+                let now = 1000 + rng.below(120);
+                let full = choose(&j, &v, &TERMS, now, 4, balance);
+                let fast = choose_indexed(&j, &v, &index, &TERMS, now, 4, balance);
+                match (&full, &fast) {
+                    (Ok(_), _) => assert_eq!(full, fast, "job {j:?}"),
+                    // reasons depend on the providers' (hash) order in the full scan: only
+                    // require that both say no
+                    (Err(_), _) => assert!(fast.is_err(), "full scan found nothing, the index found {fast:?}"),
+                }
+                matched += usize::from(full.is_ok());
+            }
+        }
+        assert!(matched > 1000, "the random markets should mostly match ({matched} of 10000)");
     }
 }
