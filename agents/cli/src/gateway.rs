@@ -30,9 +30,10 @@ pub enum GatewayCommand {
         /// Module folders whose inputs are checked before charging (repeatable; default: the devnet's).
         #[arg(long = "module")]
         modules: Vec<PathBuf>,
-        /// Where job outputs are fetched from (default: the devnet provider's gateway).
+        /// Where job outputs are fetched from (default: the config file's gateway, else the
+        /// devnet provider's).
         #[arg(long, env = "IPFS_GATEWAY")]
-        ipfs_gateway: Option<String>,
+        outputs_gateway: Option<String>,
         /// Requests per second per API key, sustained.
         #[arg(long, default_value_t = 5.0)]
         rate: f64,
@@ -110,15 +111,15 @@ pub async fn gateway(args: GatewayArgs, data_dir: &Path) -> eyre::Result<()> {
             let balance = db.add_credit(&account, amount, None, "credit added by the operator").await?;
             println!("account {account:?}: added {amount}, balance {}", balance.map(|b| b.to_string()).unwrap_or_default());
         }
-        GatewayCommand::Serve { listen, network, modules, ipfs_gateway, rate, burst, max_body } => {
+        GatewayCommand::Serve { listen, network, modules, outputs_gateway, rate, burst, max_body } => {
             let net = network.resolve_with(data_dir, |d| d.job_creator_key.clone())?;
             let client = net.connect(true).await?;
             let module_dirs = if modules.is_empty() { net.devnet.as_ref().map(|d| d.modules.clone()).unwrap_or_default() } else { modules };
-            let ipfs_gateway = ipfs_gateway
+            let ipfs_gateway = outputs_gateway
                 .or_else(|| net.gateway.clone())
                 .or_else(|| net.devnet.as_ref().map(|d| d.gateway.clone()).filter(|g| !g.is_empty()));
             if ipfs_gateway.is_none() {
-                tracing::warn!("no IPFS gateway to fetch outputs from: pass --ipfs-gateway");
+                tracing::warn!("no IPFS gateway to fetch outputs from: pass --outputs-gateway");
             }
             let options = Options {
                 listen,

@@ -506,3 +506,14 @@ pub async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+#[cfg(test)]
+mod cli_tests {
+    /// clap's own consistency checks over every subcommand (duplicate argument names, e.g. a
+    /// flattened NetworkArgs flag that a subcommand also declares, only fail at run time).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
