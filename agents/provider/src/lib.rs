@@ -595,7 +595,21 @@ pub async fn run_job_within(
         }
         let tmp = dir.with_extension("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
-        let outcome = executor.run(&format!("job-{}", record.id), &spec, dir).await.map_err(|e| format!("the run failed: {e}"))?;
+        // A passing engine failure (e.g. Docker answering 500 while a container starts) gets
+        // one more try before the job is given back; a failure of the job itself does not.
+        let mut tries = 0;
+        let outcome = loop {
+            tries += 1;
+            match executor.run(&format!("job-{}", record.id), &spec, dir).await {
+                Ok(outcome) => break outcome,
+                Err(e) if e.is_retryable() && tries < 3 => {
+                    warn!(job = %record.id, error = %e, try_ = tries, "the run failed on the engine's side; trying again");
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+                }
+                Err(e) => return Err(format!("the run failed: {e}")),
+            }
+        };
         info!(job = %record.id, exit = outcome.exit_code, timed_out = outcome.timed_out, secs = outcome.duration.as_secs_f64(), "job ran");
     }
     let store = store.clone();

@@ -163,7 +163,8 @@ impl Solver {
         for record in open {
             let choice = loop {
                 let known = balances.clone();
-                let exclude = self.released.get(&record.id).map(Vec::as_slice).unwrap_or(&[]);
+                let exclude = excluded(self.released.get(&record.id).map(Vec::as_slice).unwrap_or(&[]));
+                let exclude = exclude.as_slice();
                 match choose_indexed_excluding(
                     &record.job,
                     &self.view,
@@ -257,3 +258,26 @@ impl Solver {
     }
 }
 
+/// Providers not to match a job to again: those that gave it back twice. One release may be a
+/// passing failure (the Docker engine hiccuped), so the provider gets a second chance; a second
+/// release means it cannot run the job, and matching it again would only go round in circles.
+fn excluded(released: &[Address]) -> Vec<Address> {
+    let mut out: Vec<Address> = released.iter().filter(|a| released.iter().filter(|b| b == a).count() >= 2).copied().collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_is_excluded_from_a_job_after_giving_it_back_twice() {
+        let (a, b) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        assert!(excluded(&[]).is_empty());
+        assert!(excluded(&[a]).is_empty(), "one release: a second chance");
+        assert_eq!(excluded(&[a, b, a]), vec![a]);
+        assert_eq!(excluded(&[b, a, b, a, a]), vec![a, b]);
+    }
+}
