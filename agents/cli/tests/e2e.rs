@@ -7,106 +7,22 @@
 //!
 //! Needs anvil (tools/bootstrap) and a Docker engine (tools/bootstrap --docker).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider as _;
 use alloy::sol_types::SolEvent;
 use lilypad_bindings::{ExampleClient, LilypadMarket};
-use lilypad_chain::{ChainClient, Deployment};
+use lilypad_chain::ChainClient;
 use lilypad_devnet::accounts;
 
 const LILYPAD: &str = env!("CARGO_BIN_EXE_lilypad");
 const LP: u128 = 1_000_000_000_000_000_000;
 
-struct Devnet {
-    child: Child,
-    data_dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Devnet {
-    fn start(challenge_window: u32) -> Devnet {
-        Self::start_with(&["--challenge-window", &challenge_window.to_string()])
-    }
-
-    fn start_with(extra: &[&str]) -> Devnet {
-        let data_dir = tempfile::tempdir().unwrap();
-        let log = data_dir.path().join("devnet.log");
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let child = Command::new(LILYPAD)
-            .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", "0"])
-            .args(extra)
-            .args(["--modules", repo.join("modules").to_str().unwrap()])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
-            .spawn()
-            .expect("start lilypad devnet");
-        let mut devnet = Devnet { child, data_dir, log };
-        let started = Instant::now();
-        while !devnet.data_dir.path().join("devnet.json").exists() {
-            if let Ok(Some(status)) = devnet.child.try_wait() {
-                panic!("lilypad devnet exited ({status}):\n{}", devnet.log());
-            }
-            assert!(started.elapsed() < Duration::from_secs(180), "devnet not ready in 180 s:\n{}", devnet.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        devnet
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn info(&self) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(self.data_dir.path().join("devnet.json")).unwrap()).unwrap()
-    }
-
-    fn lilypad(&self, args: &[&str]) -> Output {
-        Command::new(LILYPAD)
-            .arg("--data-dir")
-            .arg(self.data_dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run lilypad")
-    }
-
-    async fn client(&self, key: &str) -> ChainClient {
-        let info = self.info();
-        let deployment = Deployment::load(Path::new(info["deployment"].as_str().unwrap())).unwrap();
-        ChainClient::connect(info["rpcUrl"].as_str().unwrap(), Some(key), deployment).await.unwrap()
-    }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        // SIGTERM lets it stop Anvil and its tasks; then make sure.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-    }
-}
-
-fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+mod common;
+use common::{text, wait_until, Devnet};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lilypad_run_lilysay_end_to_end() {
@@ -283,7 +199,7 @@ impl Drop for Agent {
 
 impl Devnet {
     /// Starts `lilypad <args>` against this devnet, logging to `<data-dir>/<log>`.
-    fn agent(&self, args: &[&str], log: &str) -> Agent {
+    fn spawn_agent(&self, args: &[&str], log: &str) -> Agent {
         let child = Command::new(LILYPAD)
             .arg("--data-dir")
             .arg(self.data_dir.path())
@@ -309,9 +225,7 @@ impl Devnet {
     }
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::repo;
 
 /// Every well-known account (the only holders of the devnet token).
 fn everyone() -> Vec<Address> {
@@ -401,14 +315,14 @@ impl Dispute {
         let gw = lilypad_devnet::free_port().unwrap();
         let gateway = format!("http://127.0.0.1:{gw}");
         let bind = format!("127.0.0.1:{gw}");
-        let mut agents = vec![devnet.agent(&["solver"], "solver.log")];
+        let mut agents = vec![devnet.spawn_agent(&["solver"], "solver.log")];
         let mut provider_args = vec!["resource-provider", "--gateway", &bind];
         provider_args.extend(&modules);
         provider_args.extend(provider_flags);
-        agents.push(devnet.agent(&provider_args, "provider.log"));
+        agents.push(devnet.spawn_agent(&provider_args, "provider.log"));
         let mut mediator_args = vec!["mediator", "--gateway", &gateway];
         mediator_args.extend(&modules);
-        agents.push(devnet.agent(&mediator_args, "mediator.log"));
+        agents.push(devnet.spawn_agent(&mediator_args, "mediator.log"));
         let observer = devnet.client(accounts::SPARE).await;
         // ready when its collateral is deposited (the last thing it does before running)
         let provider = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
@@ -517,7 +431,7 @@ async fn cheating_provider_is_caught_slashed_and_creator_refunded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_catches_cheating_provider() {
     let mut t = Dispute::start(60, &["--cheat-rate", "1"], &[], false).await;
-    t.agents.push(t.devnet.agent(&["auditor", "--rate", "1.0", "--seed", "7"], "auditor.log"));
+    t.agents.push(t.devnet.spawn_agent(&["auditor", "--rate", "1.0", "--seed", "7"], "auditor.log"));
     let d = t.observer.deployment().clone();
     let (creator, provider, mediator, auditor) = (
         lilypad_devnet::address_of(accounts::JOB_CREATOR).unwrap(),
@@ -556,7 +470,7 @@ async fn audit_catches_cheating_provider() {
 async fn an_auditor_that_cannot_pay_the_deposit_skips_and_the_job_settles() {
     // SPARE holds no tokens: picked at rate 1, it cannot pay any challenge deposit
     let mut t = Dispute::start(3, &[], &[], false).await;
-    t.agents.push(t.devnet.agent(&["auditor", "--rate", "1", "--seed", "1", "--private-key", accounts::SPARE], "auditor.log"));
+    t.agents.push(t.devnet.spawn_agent(&["auditor", "--rate", "1", "--seed", "1", "--private-key", accounts::SPARE], "auditor.log"));
     let d = t.observer.deployment().clone();
     let creator = lilypad_devnet::address_of(accounts::JOB_CREATOR).unwrap();
     let payment = lilysay_payment(&t.observer).await;

@@ -13,12 +13,12 @@
 //! (tools/bootstrap --gateway), node and npm.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use alloy::providers::Provider as _;
 use futures_util::StreamExt;
-use lilypad_chain::{ChainClient, Deployment};
+
 use lilypad_devnet::accounts;
 use lilypad_gateway::db::{Db, NewJob};
 use serde_json::{json, Value};
@@ -27,64 +27,8 @@ const LILYPAD: &str = env!("CARGO_BIN_EXE_lilypad");
 const PROBLEMS: &str = "https://lilypad.dev/problems/";
 const PRICE: u128 = 1_050_000_000_000_000_000; // lilysay's default payment
 
-struct Devnet {
-    child: Child,
-    data_dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Devnet {
-    fn start() -> Devnet {
-        let data_dir = tempfile::tempdir().unwrap();
-        let log = data_dir.path().join("devnet.log");
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let child = Command::new(LILYPAD)
-            .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", "0", "--challenge-window", "3"])
-            .args(["--modules", repo.join("modules").to_str().unwrap()])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
-            .spawn()
-            .expect("start lilypad devnet");
-        let mut devnet = Devnet { child, data_dir, log };
-        let started = Instant::now();
-        while !devnet.data_dir.path().join("devnet.json").exists() {
-            if let Ok(Some(status)) = devnet.child.try_wait() {
-                panic!("lilypad devnet exited ({status}):\n{}", devnet.log());
-            }
-            assert!(started.elapsed() < Duration::from_secs(180), "devnet not ready in 180 s:\n{}", devnet.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        devnet
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn lilypad(&self, args: &[&str]) -> Output {
-        Command::new(LILYPAD).arg("--data-dir").arg(self.data_dir.path()).args(args).stdin(Stdio::null()).output().expect("run lilypad")
-    }
-
-    async fn client(&self, key: &str) -> ChainClient {
-        let info: Value = serde_json::from_str(&std::fs::read_to_string(self.data_dir.path().join("devnet.json")).unwrap()).unwrap();
-        let deployment = Deployment::load(Path::new(info["deployment"].as_str().unwrap())).unwrap();
-        ChainClient::connect(info["rpcUrl"].as_str().unwrap(), Some(key), deployment).await.unwrap()
-    }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-    }
-}
+mod common;
+use common::Devnet;
 
 /// `lilypad gateway serve` as a child process.
 struct GatewayProc {
@@ -393,7 +337,7 @@ fn browser_check(url: &str, key: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_runs_and_charges_jobs_on_sqlite_and_postgres() {
-    let devnet = Devnet::start();
+    let devnet = Devnet::start(3);
     // SQLite, paying from the devnet's job creator key
     let sqlite = devnet.data_dir.path().join("gw/sqlite.db").display().to_string();
     let (gw, key) = scenario(&devnet, &sqlite, accounts::JOB_CREATOR, "sqlite").await;

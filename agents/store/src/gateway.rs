@@ -70,15 +70,9 @@ pub async fn serve_writable(
     addr: SocketAddr,
     max_bytes: usize,
 ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StoreError::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| StoreError::Bind { addr, source })?;
-    info!(%bound, root = %store.root().display(), "IPFS node (gateway + dag/import) listening");
-    let app = router_writable(store, max_bytes);
-    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let root = store.root().display().to_string();
+    let (bound, task) = serve_router(router_writable(store, max_bytes), addr).await?;
+    info!(%bound, %root, "IPFS node (gateway + dag/import) listening");
     Ok((bound, task))
 }
 
@@ -153,14 +147,20 @@ pub async fn serve(
     store: DiskBlockstore,
     addr: SocketAddr,
 ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let root = store.root().display().to_string();
+    let (bound, task) = serve_router(router(store), addr).await?;
+    info!(%bound, %root, "gateway listening");
+    Ok((bound, task))
+}
+
+/// Binds `addr` and serves `app` in a background task.
+async fn serve_router(app: Router, addr: SocketAddr) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StoreError::Bind { addr, source })?;
     let bound = listener
         .local_addr()
         .map_err(|source| StoreError::Bind { addr, source })?;
-    info!(%bound, root = %store.root().display(), "gateway listening");
-    let app = router(store);
     let task = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok((bound, task))
 }

@@ -1,4 +1,4 @@
-//! Helpers shared by the soak and bad-input tests: a `lilypad devnet` child process, agents as
+//! Helpers shared by the end-to-end, gateway, soak and bad-input tests: a `lilypad devnet` child process, agents as
 //! `lilypad` processes of their own, event counting, Anvil time travel and leftover checks.
 #![allow(dead_code)]
 
@@ -24,6 +24,12 @@ pub struct Devnet {
 }
 
 impl Devnet {
+    /// A devnet with its agents and the repository's modules, results challengeable for
+    /// `challenge_window` seconds.
+    pub fn start(challenge_window: u32) -> Devnet {
+        Self::start_with(&["--challenge-window", &challenge_window.to_string()])
+    }
+
     pub fn start_with(extra: &[&str]) -> Devnet {
         Self::start_with_modules(extra, &repo().join("modules"))
     }
