@@ -1,0 +1,189 @@
+//! The public market, rebuilt from its events: providers (roles, offers, resources, modules at
+//! hand), mediators and module requirements. The solver matches jobs against it; the web2
+//! gateway's `/modules` lists the offers it holds. One implementation, one set of rules: what a
+//! `RolesChanged`, `OfferSet` or `MediatorRegistered` means is decided here only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use alloy::primitives::{Address, B256};
+use lilypad_bindings::Resources;
+use serde::{Deserialize, Serialize};
+
+use crate::events::{MarketEvent, MarketLog};
+use crate::Roles;
+
+/// A resource provider as the market's events describe it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderInfo {
+    /// Its roles (a provider that left, `registerProvider` undone, keeps its entry).
+    pub roles: Roles,
+    /// Mediators it accepts (bit i = mediator i).
+    pub mediators: u64,
+    /// Price per module id; `B256::ZERO` is the "any module that fits" offer.
+    pub offers: BTreeMap<B256, u128>,
+    pub resources: Option<ResourcesView>,
+    /// Jobs matched to it and not finished yet (the solver derives this from its job book).
+    pub active_jobs: u32,
+    /// Order in which providers first appeared (older first on ties).
+    pub seen: u64,
+    /// Modules whose images it announced it has at hand (`ModulesAnnounced`): matching a job
+    /// of one of them to it needs no download or build first.
+    #[serde(default)]
+    pub ready: BTreeSet<B256>,
+}
+
+/// Resources as plain numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourcesView {
+    pub cpu_milli: u32,
+    pub ram_mb: u32,
+    pub disk_mb: u32,
+    pub vram_mb: u32,
+    pub gpus: u8,
+}
+
+impl From<&Resources> for ResourcesView {
+    fn from(r: &Resources) -> Self {
+        Self { cpu_milli: r.cpuMilli, ram_mb: r.ramMb, disk_mb: r.diskMb, vram_mb: r.vramMb, gpus: r.gpus }
+    }
+}
+
+impl ResourcesView {
+    /// Whether `have` covers `self` (the same rule as the market's).
+    pub fn fits_in(&self, have: &ResourcesView) -> bool {
+        self.cpu_milli <= have.cpu_milli
+            && self.ram_mb <= have.ram_mb
+            && self.disk_mb <= have.disk_mb
+            && self.gpus <= have.gpus
+            && (self.gpus == 0 || self.vram_mb <= have.vram_mb)
+    }
+}
+
+/// A mediator slot of the market.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediatorInfo {
+    pub account: Address,
+    pub active: bool,
+    pub suspended: bool,
+}
+
+/// Providers, mediators and module requirements, kept in step with the market.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketView {
+    /// Every account that was ever a provider or set an offer, resources or mediators.
+    pub providers: HashMap<Address, ProviderInfo>,
+    /// Mediator slots, by index.
+    pub mediators: Vec<MediatorInfo>,
+    /// Resources each published module needs.
+    pub requirements: HashMap<B256, ResourcesView>,
+    next_seen: u64,
+}
+
+impl MarketView {
+    /// Bitmask of the mediators that may be chosen now.
+    pub fn usable_mediators(&self) -> u64 {
+        self.mediators
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.active && !m.suspended)
+            .fold(0u64, |mask, (i, _)| mask | (1u64 << i))
+    }
+
+    fn provider(&mut self, a: Address) -> &mut ProviderInfo {
+        let seen = &mut self.next_seen;
+        self.providers.entry(a).or_insert_with(|| {
+            *seen += 1;
+            ProviderInfo { seen: *seen, ..Default::default() }
+        })
+    }
+
+    /// Applies one market event.
+    pub fn apply(&mut self, log: &MarketLog) {
+        use MarketEvent as E;
+        match &log.event {
+            E::RolesChanged(e) if Roles::from_bits(e.roles).contains(Roles::PROVIDER) || self.providers.contains_key(&e.account) => {
+                self.provider(e.account).roles = Roles::from_bits(e.roles);
+            }
+            E::ProviderMediatorsSet(e) => self.provider(e.provider).mediators = e.mediators,
+            E::OfferSet(e) => {
+                let p = self.provider(e.provider);
+                if e.active {
+                    p.offers.insert(e.moduleId, e.price);
+                } else {
+                    p.offers.remove(&e.moduleId);
+                }
+            }
+            E::ResourcesSet(e) => self.provider(e.provider).resources = Some((&e.resources).into()),
+            E::ModulesAnnounced(e) => {
+                let p = self.provider(e.provider);
+                for id in &e.moduleIds {
+                    if e.ready {
+                        p.ready.insert(*id);
+                    } else {
+                        p.ready.remove(id);
+                    }
+                }
+            }
+            E::MediatorRegistered(e) => {
+                let i = usize::from(e.index);
+                if self.mediators.len() <= i {
+                    self.mediators.resize(i + 1, MediatorInfo::default());
+                }
+                self.mediators[i] = MediatorInfo { account: e.mediator, active: true, suspended: false };
+            }
+            E::MediatorActiveSet(e) => {
+                if let Some(m) = self.mediators.get_mut(usize::from(e.index)) {
+                    m.active = e.active;
+                }
+            }
+            E::MediatorSuspended(e) => {
+                if let Some(m) = self.mediators.get_mut(usize::from(e.index)) {
+                    m.suspended = e.suspended;
+                }
+            }
+            E::ModulePublished(e) => {
+                self.requirements.insert(e.moduleId, (&e.spec.requirements).into());
+            }
+            _ => {}
+        }
+    }
+}
+
+impl MarketView {
+    /// The standing offers for `module_id` (not the "any module that fits" ones), as
+    /// `(provider, price)`, by provider address.
+    pub fn offers_for(&self, module_id: B256) -> Vec<(Address, u128)> {
+        let mut out: Vec<(Address, u128)> =
+            self.providers.iter().filter_map(|(a, p)| p.offers.get(&module_id).map(|price| (*a, *price))).collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lilypad_bindings::LilypadMarket;
+
+    fn log(event: MarketEvent) -> MarketLog {
+        MarketLog { block: 1, tx: B256::ZERO, log_index: 0, event }
+    }
+
+    #[test]
+    fn offers_follow_their_events_and_withdrawn_ones_are_gone() {
+        let (a, b, module) = (Address::repeat_byte(0xa), Address::repeat_byte(0xb), B256::repeat_byte(7));
+        let mut view = MarketView::default();
+        let offer = |provider, price, active| {
+            log(MarketEvent::OfferSet(LilypadMarket::OfferSet { provider, moduleId: module, price, active }))
+        };
+        view.apply(&offer(b, 5, true));
+        view.apply(&offer(a, 3, true));
+        assert_eq!(view.offers_for(module), vec![(a, 3), (b, 5)]);
+        view.apply(&offer(b, 5, false));
+        assert_eq!(view.offers_for(module), vec![(a, 3)]);
+        assert!(view.offers_for(B256::ZERO).is_empty());
+        view.apply(&log(MarketEvent::RolesChanged(LilypadMarket::RolesChanged { account: a, roles: 2 })));
+        assert!(view.providers[&a].roles.contains(Roles::PROVIDER));
+        assert_eq!(view.providers[&b].seen, 1, "first seen first");
+    }
+}
