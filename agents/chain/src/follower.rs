@@ -7,7 +7,7 @@
 //!
 //! # async fn agent(client: ChainClient) -> Result<(), lilypad_chain::ChainError> {
 //! // Resume where the last run stopped (or start at the deployment block), with the agent's
-//! // own saved state next to the book (`()` when it keeps none).
+//! // own saved state next to the book ([`NoState`] when it keeps none).
 //! let (mut follower, mut seen): (Follower, Vec<String>) =
 //!     Follower::resume(client, Checkpoint::new("data/checkpoint.json"))?;
 //! loop {
@@ -53,22 +53,39 @@ impl Applied {
     }
 }
 
+/// The `extra` state of an agent that saves nothing but the follower's book.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoState {}
+
 /// What a follower's checkpoint holds: where to go on, the book, and the agent's own state
-/// (`extra`, flattened into the same JSON object).
-#[derive(Serialize, Deserialize)]
-struct Saved<X> {
+/// (`extra`, its fields flattened into the same JSON object).
+#[derive(Serialize)]
+struct Saved<'a, X> {
     next_block: u64,
     book: BookSnapshot,
     #[serde(flatten)]
-    extra: X,
+    extra: &'a X,
 }
 
-/// Checkpoints as written before the follower: `[next_block, book]`.
+/// The follower's part of a checkpoint. It is read on its own, and the agent's part from the
+/// same text, rather than through `#[serde(flatten)]`, whose buffering cannot hold the `u128`
+/// amounts an agent's state carries.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum AnySaved<X> {
-    Current(Saved<X>),
-    Pair(u64, BookSnapshot),
+struct Head {
+    next_block: u64,
+    book: BookSnapshot,
+}
+
+/// Reads a checkpoint's text: `{next_block, book, ...extra}`, or `[next_block, book]` as
+/// agents wrote it before the follower.
+fn parse_saved<X: DeserializeOwned + Default>(checkpoint: &Checkpoint, text: &str) -> Result<(u64, BookSnapshot, X), ChainError> {
+    if text.trim_start().starts_with('[') {
+        let (next_block, book): (u64, BookSnapshot) = checkpoint.parse(text)?;
+        return Ok((next_block, book, X::default()));
+    }
+    let head: Head = checkpoint.parse(text)?;
+    let extra: X = checkpoint.parse(text)?;
+    Ok((head.next_block, head.book, extra))
 }
 
 /// Follows the market: an [`EventStream`] feeding a [`JobBook`], with an optional
@@ -89,12 +106,13 @@ impl Follower {
     /// Resumes from `checkpoint`: the block after the last one saved, the book then and the
     /// agent's `extra` state; from the deployment block with an empty book and
     /// `X::default()` when there is no checkpoint yet (or one an older version wrote that no
-    /// longer reads as a book). A checkpoint that is not JSON is an error that says to delete it.
+    /// longer reads as a book). `X` is a struct whose fields sit next to the follower's in the
+    /// checkpoint's JSON object ([`NoState`] for none); the `[next_block, book]` pairs agents
+    /// wrote before are read too. A checkpoint that does not read is an error that says to
+    /// delete it.
     pub fn resume<X: DeserializeOwned + Default>(client: ChainClient, checkpoint: Checkpoint) -> Result<(Self, X), ChainError> {
-        let saved: Option<AnySaved<X>> = checkpoint.load()?;
-        let (next_block, book, extra) = match saved {
-            Some(AnySaved::Current(s)) => (s.next_block, s.book, s.extra),
-            Some(AnySaved::Pair(next_block, book)) => (next_block, book, X::default()),
+        let (next_block, book, extra) = match checkpoint.read_text()? {
+            Some(text) => parse_saved(&checkpoint, &text)?,
             None => (client.deployment().start_block, BookSnapshot::default(), X::default()),
         };
         let (next_block, book, extra) = match JobBook::from_snapshot(&book) {
@@ -171,17 +189,37 @@ mod tests {
         count: u32,
     }
 
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct Amounts {
+        prices: std::collections::BTreeMap<String, u128>,
+    }
+
     #[test]
     fn the_saved_state_is_one_object_and_reads_the_older_pair_form() {
-        let saved = Saved { next_block: 7, book: BookSnapshot::default(), extra: Extra { note: "x".into(), count: 2 } };
-        let json = serde_json::to_value(&saved).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpoint::new(dir.path().join("cp.json"));
+        let extra = Extra { note: "x".into(), count: 2 };
+        cp.save(&Saved { next_block: 7, book: BookSnapshot::default(), extra: &extra }).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&cp.read_text().unwrap().unwrap()).unwrap();
         assert_eq!(json["next_block"], 7);
         assert_eq!(json["note"], "x", "the agent's state sits next to the book: {json}");
-        let back: AnySaved<Extra> = serde_json::from_value(json).unwrap();
-        assert!(matches!(back, AnySaved::Current(Saved { next_block: 7, ref extra, .. }) if extra.count == 2));
-        let unit = serde_json::to_string(&Saved { next_block: 3, book: BookSnapshot::default(), extra: () }).unwrap();
-        assert!(matches!(serde_json::from_str::<AnySaved<()>>(&unit).unwrap(), AnySaved::Current(Saved { next_block: 3, .. })));
-        let pair = serde_json::to_string(&(9u64, BookSnapshot::default())).unwrap();
-        assert!(matches!(serde_json::from_str::<AnySaved<Extra>>(&pair).unwrap(), AnySaved::Pair(9, _)));
+        let (next, _, back) = parse_saved::<Extra>(&cp, &cp.read_text().unwrap().unwrap()).unwrap();
+        assert_eq!((next, back), (7, extra));
+
+        let big = Amounts { prices: [("a".to_string(), u128::MAX)].into_iter().collect() };
+        cp.save(&Saved { next_block: 3, book: BookSnapshot::default(), extra: &big }).unwrap();
+        let (next, _, back) = parse_saved::<Amounts>(&cp, &cp.read_text().unwrap().unwrap()).unwrap();
+        assert_eq!((next, back), (3, big), "u128 amounts survive");
+
+        cp.save(&Saved { next_block: 4, book: BookSnapshot::default(), extra: &NoState {} }).unwrap();
+        assert_eq!(parse_saved::<NoState>(&cp, &cp.read_text().unwrap().unwrap()).unwrap().0, 4);
+
+        cp.save(&(9u64, BookSnapshot::default())).unwrap();
+        let (next, _, back) = parse_saved::<Extra>(&cp, &cp.read_text().unwrap().unwrap()).unwrap();
+        assert_eq!((next, back), (9, Extra::default()), "the older [next_block, book] form");
+
+        std::fs::write(cp.path(), "{\"next_block\": 1}").unwrap();
+        let err = parse_saved::<Extra>(&cp, &cp.read_text().unwrap().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("delete it"), "{err}");
     }
 }

@@ -38,7 +38,7 @@ pub use client::{ChainClient, RetryPolicy};
 pub use deployment::Deployment;
 pub use error::ChainError;
 pub use events::{Batch, EventStream, MarketEvent, MarketLog};
-pub use follower::{Applied, Follower};
+pub use follower::{Applied, Follower, NoState};
 pub use jobs::{BookSnapshot, JobBook, JobChange, JobRecord, ModuleEntry, Outcome};
 pub use lilypad_bindings as bindings;
 pub use market_view::{MarketView, MediatorInfo, ProviderInfo, ResourcesView};

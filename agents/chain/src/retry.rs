@@ -166,10 +166,11 @@ where
 /// Transactions the market refused (a revert: the state moved on, or was never what this agent
 /// thought), per key (a job, a batch): each refusal is logged once with its reason and then
 /// only as the backoff grows, and the transaction is not tried again before its pause is over
-/// (2 s doubling up to 5 minutes). A success forgets the key.
+/// (2 s doubling up to 5 minutes, or the maximum given). A success forgets the key.
 #[derive(Debug)]
 pub struct Refusals<K> {
     what: String,
+    max_pause: Duration,
     refused: HashMap<K, Refused>,
 }
 
@@ -183,7 +184,12 @@ struct Refused {
 impl<K: Eq + Hash + Display> Refusals<K> {
     /// Refusals of `what` (e.g. "settleMany").
     pub fn new(what: impl Into<String>) -> Self {
-        Self { what: what.into(), refused: HashMap::new() }
+        Self::with_max_pause(what, Duration::from_secs(300))
+    }
+
+    /// Refusals of `what` whose pause grows from 2 s up to `max_pause` (not below 2 s).
+    pub fn with_max_pause(what: impl Into<String>, max_pause: Duration) -> Self {
+        Self { what: what.into(), max_pause, refused: HashMap::new() }
     }
 
     /// Whether to send the transaction for `key` now: never refused, or its pause is over.
@@ -198,7 +204,7 @@ impl<K: Eq + Hash + Display> Refusals<K> {
         let entry = self.refused.entry(key).or_insert_with(|| Refused {
             times: 0,
             retry_at: Instant::now(),
-            backoff: Backoff::new(Duration::from_secs(2), Duration::from_secs(300)),
+            backoff: Backoff::new(Duration::from_secs(2), self.max_pause.max(Duration::from_secs(2))),
         });
         entry.times += 1;
         let pause = entry.backoff.next_delay();
