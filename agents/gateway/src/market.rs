@@ -90,11 +90,15 @@ pub struct Market {
     /// Last block whose events are applied to the database.
     watcher_block: AtomicU64,
     outputs_dir: PathBuf,
-    ipfs_gateway: Option<String>,
+    /// Where jobs' outputs are fetched from (an IPFS gateway or an outputs server, serving
+    /// `/ipfs/<cid>`); none: outputs are not fetched.
+    outputs_url: Option<String>,
 }
 
 impl Market {
-    pub fn new(client: ChainClient, db: Arc<Db>, outputs_dir: PathBuf, ipfs_gateway: Option<String>) -> Result<Arc<Market>, MarketError> {
+    /// The chain side of a gateway signing with `client`'s key; fetched outputs go to
+    /// `outputs_dir/<job>`, fetched from `outputs_url` (an IPFS gateway or outputs server).
+    pub fn new(client: ChainClient, db: Arc<Db>, outputs_dir: PathBuf, outputs_url: Option<String>) -> Result<Arc<Market>, MarketError> {
         let me = client.address()?;
         Ok(Arc::new(Market {
             client,
@@ -108,7 +112,7 @@ impl Market {
             job_updates: broadcast::channel(1024).0,
             watcher_block: AtomicU64::new(0),
             outputs_dir,
-            ipfs_gateway,
+            outputs_url,
         }))
     }
 
@@ -450,7 +454,7 @@ impl Market {
     }
 
     fn spawn_fetch(self: &Arc<Self>, job: JobRow) {
-        let Some(gateway) = self.ipfs_gateway.clone() else { return };
+        let Some(source) = self.outputs_url.clone() else { return };
         let Some(data_id) = job.data_id.clone() else { return };
         if !self.fetching.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id.clone()) {
             return;
@@ -467,7 +471,7 @@ impl Market {
                 if let Some(parent) = dest.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
                 }
-                lilypad_store::fetch(&gateway, &cid, &dest).await.map_err(|e| format!("fetching {cid} from {gateway}: {e}"))?;
+                lilypad_store::fetch(&source, &cid, &dest).await.map_err(|e| format!("fetching {cid} from {source}: {e}"))?;
                 db.set_outputs_fetched(&job.id).await.map_err(|e| e.to_string())?;
                 db.add_job_event(&format!("{}:outputs", job.id), &job.id, "submitted", &format!("outputs fetched and verified ({cid})"), None)
                     .await
