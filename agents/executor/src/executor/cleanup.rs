@@ -21,23 +21,9 @@ impl Executor {
     /// crashed run left behind. Call it at start-up, before running jobs (it would also remove
     /// running jobs of this instance). Returns how many containers and volumes were removed.
     pub async fn cleanup_leftovers(&self) -> Result<usize, ExecError> {
-        let filter = HashMap::from([(
-            "label",
-            vec![format!("{LABEL_EXECUTOR}={}", self.config.instance)],
-        )]);
-        let containers = self
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filter)
-                    .build(),
-            ))
-            .await
-            .map_err(self.engine_err(Subject::Engine, "listing leftover containers"))?;
+        let containers = self.own_containers("listing leftover containers").await?;
         let mut removed = 0;
-        for c in containers {
-            let Some(id) = c.id else { continue };
+        for id in containers {
             match self
                 .docker
                 .remove_container(
@@ -67,7 +53,7 @@ impl Executor {
             .docker
             .list_volumes(Some(
                 ListVolumesOptionsBuilder::default()
-                    .filters(&filter)
+                    .filters(&self.own_label())
                     .build(),
             ))
             .await
@@ -113,21 +99,29 @@ impl Executor {
 
     /// Containers (any state) labelled with this executor's instance.
     pub async fn list_own_containers(&self) -> Result<Vec<String>, ExecError> {
-        let filter = HashMap::from([(
-            "label",
-            vec![format!("{LABEL_EXECUTOR}={}", self.config.instance)],
-        )]);
+        self.own_containers("listing containers").await
+    }
+
+    /// The ids of the containers (any state) labelled with this executor's instance.
+    async fn own_containers(&self, action: &'static str) -> Result<Vec<String>, ExecError> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&self.own_label())
+            .build();
         let containers = self
             .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filter)
-                    .build(),
-            ))
+            .list_containers(Some(options))
             .await
-            .map_err(self.engine_err(Subject::Engine, "listing containers"))?;
+            .map_err(self.engine_err(Subject::Engine, action))?;
         Ok(containers.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// The engine filter for objects labelled with this executor's instance.
+    fn own_label(&self) -> HashMap<&'static str, Vec<String>> {
+        HashMap::from([(
+            "label",
+            vec![format!("{LABEL_EXECUTOR}={}", self.config.instance)],
+        )])
     }
 }
 
