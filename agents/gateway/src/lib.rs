@@ -120,7 +120,9 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
     let app = api::router(state);
     let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
     let addr = listener.local_addr().map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
-    tasks.spawn_graceful("the HTTP server", |stop| async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });
+    // Stopped by dropping it (the listener closes): a graceful shutdown would wait for the
+    // dashboards' event streams, which never end by themselves.
+    tasks.spawn("the HTTP server", async move { axum::serve(listener, app).await });
     info!(%addr, "gateway listening");
     Ok(Gateway { addr, market, tasks })
 }
