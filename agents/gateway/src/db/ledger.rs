@@ -14,7 +14,8 @@ impl Db {
     pub async fn add_credit(&self, name: &str, amount: u128, entry_key: Option<&str>, note: &str) -> Result<Option<u128>, DbError> {
         let account = self.account_by_name(name).await?.ok_or_else(|| DbError::NoAccount(name.to_string()))?;
         let key = entry_key.map(str::to_string).unwrap_or_else(|| format!("credit:{}", keys::random_hex(8)));
-        self.apply(&account.id, &key, "credit", amount as i128, None, note, None).await
+        let entry = Entry { account_id: &account.id, entry_key: &key, kind: "credit", delta: amount as i128, job_id: None, note };
+        self.apply(&entry, None).await
     }
 
     /// Credits back `amount` for a job, once per `entry_key`.
@@ -22,7 +23,8 @@ impl Db {
         if amount == 0 {
             return Ok(None);
         }
-        self.apply(&job.account_id, entry_key, "refund", amount as i128, Some(&job.id), note, None).await
+        let entry = Entry { account_id: &job.account_id, entry_key, kind: "refund", delta: amount as i128, job_id: Some(&job.id), note };
+        self.apply(&entry, None).await
     }
 
     /// Records a new job in state `submitting` and charges its payment, in one transaction.
@@ -48,7 +50,8 @@ impl Db {
         let key = format!("job:{id}:charge");
         let note = format!("{} {}", new.module, new.inputs.join(" "));
         let payment = i128::try_from(new.payment).unwrap_or(i128::MAX);
-        match self.apply(new.account_id, &key, "charge", -payment, Some(&id), &note, Some(insert)).await {
+        let entry = Entry { account_id: new.account_id, entry_key: &key, kind: "charge", delta: -payment, job_id: Some(&id), note: &note };
+        match self.apply(&entry, Some(insert)).await {
             Ok(_) => {}
             Err(DbError::Sql { .. }) if new.idempotency_key.is_some() => {
                 // a concurrent request with the same idempotency key won the race
@@ -62,23 +65,16 @@ impl Db {
         Ok((job, true))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn apply(
-        &self,
-        account_id: &str,
-        entry_key: &str,
-        kind: &str,
-        delta: i128,
-        job_id: Option<&str>,
-        note: &str,
-        job: Option<JobInsert>,
-    ) -> Result<Option<u128>, DbError> {
+    /// Writes `entry` (and, for a charge, the job it pays for) with the balance it changes,
+    /// retrying while another writer holds the balance; `None` when the entry was applied
+    /// before.
+    async fn apply(&self, entry: &Entry<'_>, job: Option<JobInsert>) -> Result<Option<u128>, DbError> {
         let _guard = self.write_lock.lock().await;
         for attempt in 0..200u64 {
-            match self.try_apply(account_id, entry_key, kind, delta, job_id, note, job.as_ref()).await {
+            match self.try_apply(entry, job.as_ref()).await {
                 Ok(Attempt::Applied(balance)) => return Ok(Some(balance)),
                 Ok(Attempt::Duplicate) => {
-                    debug!(entry_key, "ledger entry already applied");
+                    debug!(entry_key = entry.entry_key, "ledger entry already applied");
                     return Ok(None);
                 }
                 // another writer changed the balance, or holds SQLite's write lock: again
@@ -91,17 +87,8 @@ impl Db {
         Err(DbError::Sql { what: "updating a balance under heavy contention", source: sqlx::Error::PoolTimedOut })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn try_apply(
-        &self,
-        account_id: &str,
-        entry_key: &str,
-        kind: &str,
-        delta: i128,
-        job_id: Option<&str>,
-        note: &str,
-        job: Option<&JobInsert>,
-    ) -> Result<Attempt, DbError> {
+    async fn try_apply(&self, entry: &Entry<'_>, job: Option<&JobInsert>) -> Result<Attempt, DbError> {
+        let Entry { account_id, entry_key, kind, delta, job_id, note } = *entry;
         let mut tx = self.pool.begin().await.map_err(sql("starting a transaction"))?;
         let row = sqlx::query("SELECT name, balance FROM accounts WHERE id = $1")
             .bind(account_id)
@@ -206,6 +193,17 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// One ledger entry to write: `delta` (negative for a charge) to `account_id`'s balance.
+#[derive(Clone, Copy)]
+struct Entry<'a> {
+    account_id: &'a str,
+    entry_key: &'a str,
+    kind: &'a str,
+    delta: i128,
+    job_id: Option<&'a str>,
+    note: &'a str,
 }
 
 enum Attempt {
