@@ -7,6 +7,7 @@ use cid::Cid;
 
 use crate::blockstore::BlockSource;
 use crate::error::{Result, StoreError};
+use crate::hamt;
 use crate::hash::{CODEC_DAG_PB, CODEC_RAW};
 use crate::pb::{self, PbLink, UnixFs};
 
@@ -27,7 +28,7 @@ pub(crate) enum Node {
 pub(crate) enum Kind {
     File,
     Directory,
-    /// UnixFS symlink, HAMT shard, metadata: not handled by this crate.
+    /// UnixFS symlink, metadata: not handled by this crate.
     Other(&'static str),
 }
 
@@ -47,9 +48,9 @@ impl Node {
             Node::Raw(_) => Kind::File,
             Node::Pb { unixfs, .. } => match unixfs.kind {
                 pb::UNIXFS_FILE | pb::UNIXFS_RAW => Kind::File,
-                pb::UNIXFS_DIRECTORY => Kind::Directory,
+                // A HAMT shard is a (sharded) folder: its entries are read through its shards.
+                pb::UNIXFS_DIRECTORY | pb::UNIXFS_HAMT_SHARD => Kind::Directory,
                 pb::UNIXFS_SYMLINK => Kind::Other("symlink"),
-                pb::UNIXFS_HAMT_SHARD => Kind::Other("hamt-shard"),
                 pb::UNIXFS_METADATA => Kind::Other("metadata"),
                 _ => Kind::Other("unknown"),
             },
@@ -217,17 +218,18 @@ pub(crate) struct DirEntry {
     pub tsize: u64,
 }
 
-/// The entries of folder node `node` (block `cid`), with names checked safe to use as a single
-/// path component: not empty, not "." or "..", no '/' or NUL, no duplicates.
-pub(crate) fn dir_entries(cid: &Cid, node: &Node) -> Result<Vec<DirEntry>> {
-    let links = match (node, node.kind()) {
-        (Node::Pb { links, .. }, Kind::Directory) => links,
-        (_, Kind::Other("hamt-shard")) => {
-            return Err(StoreError::Unsupported {
-                subject: cid.to_string(),
-                what: "HAMT-sharded folders are not supported".into(),
-            })
-        }
+/// The entries of folder node `node` (block `cid`; a plain folder or the root shard of a HAMT,
+/// whose child shards are read from `src`), with names checked safe to use as a single path
+/// component: not empty, not "." or "..", no '/' or NUL, no duplicates. At most `max_entries`
+/// entries are read ([`StoreError::LimitExceeded`] beyond).
+pub(crate) fn dir_entries(
+    src: &impl BlockSource,
+    cid: &Cid,
+    node: &Node,
+    max_entries: u64,
+) -> Result<Vec<DirEntry>> {
+    let (links, unixfs) = match (node, node.kind()) {
+        (Node::Pb { links, unixfs }, Kind::Directory) => (links, unixfs),
         (_, kind) => {
             return Err(StoreError::malformed(
                 cid,
@@ -236,17 +238,33 @@ pub(crate) fn dir_entries(cid: &Cid, node: &Node) -> Result<Vec<DirEntry>> {
         }
     };
     let mut seen = HashSet::new();
-    let mut entries = Vec::with_capacity(links.len());
-    for link in links {
-        let name = link.name.clone().unwrap_or_default();
-        if !is_safe_name(&name) || !seen.insert(name.clone()) {
-            return Err(StoreError::UnsafeName { cid: *cid, name });
+    let mut entries = Vec::new();
+    let mut add = |name: &str, link: &PbLink| {
+        if entries.len() as u64 >= max_entries {
+            return Err(StoreError::LimitExceeded {
+                cid: *cid,
+                what: format!("folder has more than {max_entries} entries"),
+            });
+        }
+        if !is_safe_name(name) || !seen.insert(name.to_string()) {
+            return Err(StoreError::UnsafeName {
+                cid: *cid,
+                name: name.to_string(),
+            });
         }
         entries.push(DirEntry {
-            name,
+            name: name.to_string(),
             cid: link.cid,
             tsize: link.tsize.unwrap_or(0),
         });
+        Ok(())
+    };
+    if unixfs.kind == pb::UNIXFS_HAMT_SHARD {
+        hamt::for_each_entry(src, cid, links, unixfs, &mut add)?;
+    } else {
+        for link in links {
+            add(link.name.as_deref().unwrap_or(""), link)?;
+        }
     }
     Ok(entries)
 }
@@ -256,7 +274,8 @@ pub(crate) fn is_safe_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
-/// Follows `segments` (folder entry names) from `root`; returns the CID reached.
+/// Follows `segments` (folder entry names) from `root`; returns the CID reached. HAMT folders
+/// are looked up by the name's hash, one shard per level.
 pub(crate) fn resolve_path<'a>(
     src: &impl BlockSource,
     root: &Cid,
@@ -264,21 +283,23 @@ pub(crate) fn resolve_path<'a>(
 ) -> Result<Cid> {
     let mut cid = *root;
     for segment in segments {
+        let missing = |cid: Cid| StoreError::NoSuchEntry {
+            cid,
+            name: segment.to_string(),
+        };
         let node = load(src, &cid)?;
-        if node.kind() != Kind::Directory {
-            return Err(StoreError::NoSuchEntry {
-                cid,
-                name: segment.to_string(),
-            });
-        }
-        let entry = dir_entries(&cid, &node)?
-            .into_iter()
-            .find(|e| e.name == segment)
-            .ok_or_else(|| StoreError::NoSuchEntry {
-                cid,
-                name: segment.to_string(),
-            })?;
-        cid = entry.cid;
+        let Node::Pb { links, unixfs } = &node else {
+            return Err(missing(cid));
+        };
+        let link = match unixfs.kind {
+            pb::UNIXFS_DIRECTORY => links
+                .iter()
+                .find(|l| l.name.as_deref() == Some(segment))
+                .cloned(),
+            pb::UNIXFS_HAMT_SHARD => hamt::find(src, &cid, links, unixfs, segment)?,
+            _ => None,
+        };
+        cid = link.ok_or_else(|| missing(cid))?.cid;
     }
     Ok(cid)
 }
@@ -353,6 +374,13 @@ mod tests {
         }
     }
 
+    struct NoBlocks;
+    impl BlockSource for NoBlocks {
+        fn get_block(&self, cid: &Cid) -> Result<Vec<u8>> {
+            Err(StoreError::NotFound { cid: *cid })
+        }
+    }
+
     #[test]
     fn dir_entries_rejects_traversal() {
         let leaf = crate::hash::raw_cid(b"x");
@@ -360,7 +388,7 @@ mod tests {
             let block = pb::encode_node([(&leaf, bad, 1u64)], &pb::UNIXFS_DIRECTORY_DATA);
             let cid = crate::hash::dag_pb_cid(&block);
             let node = decode(&cid, block).unwrap();
-            let err = dir_entries(&cid, &node).unwrap_err();
+            let err = dir_entries(&NoBlocks, &cid, &node, u64::MAX).unwrap_err();
             assert!(matches!(err, StoreError::UnsafeName { .. }), "{bad:?}");
         }
         // Duplicate names would make one entry overwrite another.
@@ -371,7 +399,7 @@ mod tests {
         let cid = crate::hash::dag_pb_cid(&block);
         let node = decode(&cid, block).unwrap();
         assert!(matches!(
-            dir_entries(&cid, &node),
+            dir_entries(&NoBlocks, &cid, &node, u64::MAX),
             Err(StoreError::UnsafeName { .. })
         ));
     }

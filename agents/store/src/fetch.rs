@@ -363,7 +363,7 @@ fn write_dir(
         });
     }
     fs::create_dir(path).map_err(|e| StoreError::io(path, e))?;
-    for entry in dag::dir_entries(cid, &node)? {
+    for entry in dag::dir_entries(store, cid, &node, u64::MAX)? {
         let child = dag::load(store, &entry.cid)?;
         let child_path = path.join(&entry.name);
         let child_rel = rel.join(&entry.name);

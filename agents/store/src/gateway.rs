@@ -385,7 +385,7 @@ struct ListingEntry<'a> {
 }
 
 fn listing(store: &DiskBlockstore, cid: &Cid, node: &dag::Node) -> Result<String> {
-    let entries = dag::dir_entries(cid, node)?;
+    let entries = dag::dir_entries(store, cid, node, u64::MAX)?;
     let mut out = Vec::with_capacity(entries.len());
     for e in &entries {
         let (kind, size) = match dag::load(store, &e.cid) {

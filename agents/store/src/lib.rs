@@ -7,7 +7,7 @@
 //!
 //! * [`cid_of_path`] / [`add_path`]: UnixFS importer (hash-only, or writing blocks into a
 //!   [`DiskBlockstore`]). See [`importer`] for the exact DAG layout and what is
-//!   refused (symlinks, HAMT-sized folders).
+//!   refused (symlinks, devices); large folders are HAMT-sharded as Kubo does ([`hamt`]).
 //! * [`DiskBlockstore`]: blocks on disk, named by CID, written atomically.
 //! * [`export_car`] / [`import_car`]: CARv1 archives, every imported block verified.
 //! * [`gateway::router`] / [`gateway::serve`]: an HTTP path gateway (`/ipfs/<cid>[/<path>]`, with
@@ -24,6 +24,7 @@ mod car;
 mod dag;
 mod error;
 mod fetch;
+pub mod hamt;
 pub mod gateway;
 mod hash;
 pub mod importer;
@@ -36,5 +37,5 @@ pub use cid::Cid;
 pub use error::{Result, StoreError};
 pub use fetch::fetch;
 pub use hash::{parse_cid, CODEC_DAG_PB, CODEC_RAW};
-pub use importer::{add_path, cid_of_path, CHUNK_SIZE, MAX_LINKS};
+pub use importer::{add_path, cid_of_path, CHUNK_SIZE, HAMT_FANOUT, HAMT_THRESHOLD, MAX_LINKS};
 pub use kubo::KuboClient;
