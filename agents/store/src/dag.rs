@@ -147,17 +147,73 @@ pub(crate) fn read_file(
     cid: &Cid,
     out: &mut dyn FnMut(Vec<u8>) -> Result<()>,
 ) -> Result<u64> {
-    read_file_at(src, cid, load(src, cid)?, out, 0)
+    read_file_node(src, cid, load(src, cid)?, out, &mut || Ok(()))
 }
 
-/// Like [`read_file`] for a node already loaded.
+/// Like [`read_file`] for a node already loaded; `tick` is called before each child block is
+/// loaded (a deadline check) and may stop the read with an error.
+///
+/// Declared sizes are checked before anything below a node is read: a node with links must
+/// list one non-zero blocksize per link, adding up (with its own data) to its filesize, and
+/// each child must declare the size its parent gives it. A forged DAG is thus caught one block
+/// after the lie, never after streaming what it claims; repeated links to the same blocks (which
+/// Kubo makes for repeated chunks) are fine, bounded by the declared size the caller checked.
 pub(crate) fn read_file_node(
     src: &impl BlockSource,
     cid: &Cid,
     node: Node,
     out: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+    tick: &mut dyn FnMut() -> Result<()>,
 ) -> Result<u64> {
-    read_file_at(src, cid, node, out, 0)
+    read_file_at(src, cid, node, out, tick, 0)
+}
+
+/// The size a file node declares, checked against its blocksizes (see [`read_file_node`]).
+pub(crate) fn declared_file_size(cid: &Cid, node: &Node) -> Result<u64> {
+    match node {
+        Node::Raw(data) => Ok(data.len() as u64),
+        Node::Pb { .. } if node.kind() != Kind::File => Err(StoreError::malformed(
+            cid,
+            format!("expected a file, found a {}", node.kind().as_str()),
+        )),
+        Node::Pb { links, unixfs } => {
+            let own = unixfs.data.as_ref().map_or(0, |d| d.len() as u64);
+            if links.is_empty() {
+                return match unixfs.filesize {
+                    Some(fs) if fs != own => Err(StoreError::malformed(
+                        cid,
+                        format!("file node says {fs} bytes but holds {own}"),
+                    )),
+                    _ => Ok(own),
+                };
+            }
+            if unixfs.blocksizes.len() != links.len() {
+                return Err(StoreError::malformed(
+                    cid,
+                    format!(
+                        "file node has {} links but {} blocksizes",
+                        links.len(),
+                        unixfs.blocksizes.len()
+                    ),
+                ));
+            }
+            if unixfs.blocksizes.contains(&0) {
+                return Err(StoreError::malformed(cid, "file node links a child of 0 bytes"));
+            }
+            let sum = unixfs
+                .blocksizes
+                .iter()
+                .try_fold(own, |acc, b| acc.checked_add(*b))
+                .ok_or_else(|| StoreError::malformed(cid, "blocksizes overflow"))?;
+            match unixfs.filesize {
+                Some(fs) if fs != sum => Err(StoreError::malformed(
+                    cid,
+                    format!("file node says {fs} bytes but its blocksizes add up to {sum}"),
+                )),
+                _ => Ok(sum),
+            }
+        }
+    }
 }
 
 fn read_file_at(
@@ -165,6 +221,7 @@ fn read_file_at(
     cid: &Cid,
     node: Node,
     out: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+    tick: &mut dyn FnMut() -> Result<()>,
     depth: usize,
 ) -> Result<u64> {
     if depth > MAX_DEPTH {
@@ -173,12 +230,7 @@ fn read_file_at(
             "file tree deeper than 64 levels",
         ));
     }
-    if node.kind() != Kind::File {
-        return Err(StoreError::malformed(
-            cid,
-            format!("expected a file, found a {}", node.kind().as_str()),
-        ));
-    }
+    let declared = declared_file_size(cid, &node)?;
     match node {
         Node::Raw(data) => {
             let n = data.len() as u64;
@@ -193,17 +245,26 @@ fn read_file_at(
                 total += data.len() as u64;
                 out(data)?;
             }
-            for link in links {
+            for (link, size) in links.iter().zip(&unixfs.blocksizes) {
+                tick()?;
                 let child = load(src, &link.cid)?;
-                total += read_file_at(src, &link.cid, child, out, depth + 1)?;
-            }
-            if let Some(expected) = unixfs.filesize {
-                if expected != total {
+                let child_declared = declared_file_size(&link.cid, &child)?;
+                if child_declared != *size {
                     return Err(StoreError::malformed(
                         cid,
-                        format!("file node says {expected} bytes but its blocks hold {total}"),
+                        format!(
+                            "child {} holds {child_declared} bytes but its parent says {size}",
+                            link.cid
+                        ),
                     ));
                 }
+                total += read_file_at(src, &link.cid, child, out, tick, depth + 1)?;
+            }
+            if total != declared {
+                return Err(StoreError::malformed(
+                    cid,
+                    format!("file node says {declared} bytes but its blocks hold {total}"),
+                ));
             }
             Ok(total)
         }
@@ -243,7 +304,7 @@ pub(crate) fn dir_entries(
         if entries.len() as u64 >= max_entries {
             return Err(StoreError::LimitExceeded {
                 cid: *cid,
-                what: format!("folder has more than {max_entries} entries"),
+                what: format!("folder has more than {max_entries} entries, over the limit on files and folders"),
             });
         }
         if !is_safe_name(name) || !seen.insert(name.to_string()) {

@@ -323,9 +323,13 @@ async fn respond_inner(
         Prepared::Dir(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Prepared::File { node, size } => {
             let body = stream_blocking(move |tx| {
-                dag::read_file_node(&store, &target, node, &mut |chunk| {
-                    send(tx, Ok(Bytes::from(chunk)))
-                })
+                dag::read_file_node(
+                    &store,
+                    &target,
+                    node,
+                    &mut |chunk| send(tx, Ok(Bytes::from(chunk))),
+                    &mut || Ok(()),
+                )
                 .map(|_| ())
             });
             let mut r =

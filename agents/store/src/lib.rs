@@ -12,8 +12,9 @@
 //! * [`export_car`] / [`import_car`]: CARv1 archives, every imported block verified.
 //! * [`gateway::router`] / [`gateway::serve`]: an HTTP path gateway (`/ipfs/<cid>[/<path>]`, with
 //!   `?format=car` and `?format=raw`).
-//! * [`fetch`]: downloads a DAG from a gateway, verifies every block and writes the files
-//!   atomically.
+//! * [`fetch_with`] / [`fetch`]: downloads a DAG from a gateway, verifies every block and writes
+//!   the files atomically, within the caller's [`FetchLimits`] (bytes, files, blocks, depth,
+//!   deadline; declared sizes checked before writing; only blocks reachable from the root kept).
 //! * [`KuboClient`]: the parts of Kubo's RPC API used to publish and pin.
 //!
 //! Errors are one [`StoreError`] type; [`StoreError::is_retryable`] says whether trying again can
@@ -29,13 +30,17 @@ pub mod gateway;
 mod hash;
 pub mod importer;
 mod kubo;
+mod limits;
 mod pb;
+mod reachable;
+mod write;
 
 pub use blockstore::DiskBlockstore;
 pub use car::{export_car, import_car, MAX_BLOCK_SIZE};
 pub use cid::Cid;
 pub use error::{Result, StoreError};
-pub use fetch::fetch;
+pub use fetch::{fetch, fetch_with};
+pub use limits::FetchLimits;
 pub use hash::{parse_cid, CODEC_DAG_PB, CODEC_RAW};
 pub use importer::{add_path, cid_of_path, CHUNK_SIZE, HAMT_FANOUT, HAMT_THRESHOLD, MAX_LINKS};
 pub use kubo::KuboClient;
