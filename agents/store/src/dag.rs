@@ -337,18 +337,42 @@ pub(crate) fn is_safe_name(name: &str) -> bool {
 
 /// Follows `segments` (folder entry names) from `root`; returns the CID reached. HAMT folders
 /// are looked up by the name's hash, one shard per level.
+#[cfg(test)]
 pub(crate) fn resolve_path<'a>(
     src: &impl BlockSource,
     root: &Cid,
     segments: impl IntoIterator<Item = &'a str>,
 ) -> Result<Cid> {
+    Ok(resolve_path_traced(src, root, segments)?.target)
+}
+
+/// A path resolved, with what a verifier needs to check it.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// The CID the path leads to.
+    pub target: Cid,
+    /// Every block read to get there (folders and HAMT shards), in order; empty for no path.
+    pub path_blocks: Vec<Cid>,
+    /// The logical roots: the root, then the CID each segment resolved to.
+    pub roots: Vec<Cid>,
+}
+
+/// [`resolve_path`], also returning the blocks traversed and the logical roots.
+pub(crate) fn resolve_path_traced<'a>(
+    src: &impl BlockSource,
+    root: &Cid,
+    segments: impl IntoIterator<Item = &'a str>,
+) -> Result<Resolved> {
     let mut cid = *root;
+    let mut path_blocks = Vec::new();
+    let mut roots = vec![*root];
     for segment in segments {
         let missing = |cid: Cid| StoreError::NoSuchEntry {
             cid,
             name: segment.to_string(),
         };
         let node = load(src, &cid)?;
+        path_blocks.push(cid);
         let Node::Pb { links, unixfs } = &node else {
             return Err(missing(cid));
         };
@@ -357,12 +381,19 @@ pub(crate) fn resolve_path<'a>(
                 .iter()
                 .find(|l| l.name.as_deref() == Some(segment))
                 .cloned(),
-            pb::UNIXFS_HAMT_SHARD => hamt::find(src, &cid, links, unixfs, segment)?,
+            pb::UNIXFS_HAMT_SHARD => {
+                hamt::find(src, &cid, links, unixfs, segment, &mut path_blocks)?
+            }
             _ => None,
         };
         cid = link.ok_or_else(|| missing(cid))?.cid;
+        roots.push(cid);
     }
-    Ok(cid)
+    Ok(Resolved {
+        target: cid,
+        path_blocks,
+        roots,
+    })
 }
 
 #[cfg(test)]

@@ -245,6 +245,19 @@ impl<'a> Shard<'a> {
     }
 }
 
+/// The links of a shard node that lead to child shards (names that are only a slot prefix).
+pub(crate) fn child_shard_links(cid: &Cid, links: &[PbLink], unixfs: &pb::UnixFs) -> Result<Vec<Cid>> {
+    let shard = Shard::new(cid, links, unixfs)?;
+    let mut out = Vec::new();
+    for link in links {
+        let (_, entry) = shard.split(link.name.as_deref().unwrap_or(""))?;
+        if entry.is_empty() {
+            out.push(link.cid);
+        }
+    }
+    Ok(out)
+}
+
 /// Calls `visit(name, link)` for every entry of the HAMT whose root shard is `cid`, loading
 /// child shards from `src`, in shard order. `visit` may stop the walk by returning an error
 /// (e.g. a limit on entries).
@@ -301,13 +314,15 @@ fn load_shard(src: &impl BlockSource, cid: &Cid) -> Result<(Vec<PbLink>, pb::Uni
 }
 
 /// Finds entry `name` in the HAMT whose root shard is `cid` by following its hash, as Kubo
-/// resolves paths: one shard per level, never the whole folder.
+/// resolves paths: one shard per level, never the whole folder. The child shards loaded on the
+/// way are appended to `visited` (a trustless gateway sends them with a CAR for the path).
 pub(crate) fn find(
     src: &impl BlockSource,
     cid: &Cid,
     links: &[PbLink],
     unixfs: &pb::UnixFs,
     name: &str,
+    visited: &mut Vec<Cid>,
 ) -> Result<Option<PbLink>> {
     let mut current = (*cid, links.to_vec(), unixfs.clone());
     for level in 0..=MAX_SHARD_DEPTH {
@@ -332,6 +347,7 @@ pub(crate) fn find(
             None => return Ok(None),
             Some(child) => {
                 let (l, u) = load_shard(src, &child)?;
+                visited.push(child);
                 current = (child, l, u);
             }
         }
