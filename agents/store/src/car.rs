@@ -12,8 +12,8 @@ use tracing::debug;
 use crate::blockstore::{BlockSource, DiskBlockstore};
 use crate::dag::walk_blocks;
 use crate::error::{Result, StoreError};
-use crate::reachable::Reachable;
 use crate::pb::put_varint;
+use crate::reachable::Reachable;
 
 /// Largest block accepted from a CAR (Kubo's blocks are at most 1 MiB; bitswap allows 2 MiB).
 pub const MAX_BLOCK_SIZE: usize = 4 << 20;

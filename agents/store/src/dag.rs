@@ -198,7 +198,10 @@ pub(crate) fn declared_file_size(cid: &Cid, node: &Node) -> Result<u64> {
                 ));
             }
             if unixfs.blocksizes.contains(&0) {
-                return Err(StoreError::malformed(cid, "file node links a child of 0 bytes"));
+                return Err(StoreError::malformed(
+                    cid,
+                    "file node links a child of 0 bytes",
+                ));
             }
             let sum = unixfs
                 .blocksizes

@@ -61,8 +61,7 @@ pub async fn fetch_with(
 ) -> Result<Vec<PathBuf>> {
     let budget = Arc::new(Budget::new(limits, *cid));
     let deadline = tokio::time::Instant::from_std(budget.deadline());
-    match tokio::time::timeout_at(deadline, fetch_inner(gateway, cid, dest, budget.clone())).await
-    {
+    match tokio::time::timeout_at(deadline, fetch_inner(gateway, cid, dest, budget.clone())).await {
         Ok(result) => result,
         // Dropping the fetch drops its temporary folder; a write still running on the blocking
         // pool checks the same deadline and stops at its next block.
@@ -239,7 +238,10 @@ async fn download_car(
     let url = format!("{base}/ipfs/{cid}?format=car&dag-scope=all");
     let mut resp = client
         .get(&url)
-        .header(ACCEPT, "application/vnd.ipld.car; version=1; order=dfs; dups=n")
+        .header(
+            ACCEPT,
+            "application/vnd.ipld.car; version=1; order=dfs; dups=n",
+        )
         .send()
         .await
         .map_err(network(&url))?;

@@ -34,12 +34,8 @@ pub async fn serve_writable(
     addr: SocketAddr,
     max_bytes: usize,
 ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
-    let server = crate::outputs_server::serve_with_import(
-        store,
-        addr,
-        max_bytes,
-        &ServerLimits::default(),
-    )
-    .await?;
+    let server =
+        crate::outputs_server::serve_with_import(store, addr, max_bytes, &ServerLimits::default())
+            .await?;
     Ok((server.addr, server.task))
 }

@@ -176,7 +176,10 @@ fn build_level<S: BlockSink>(
         bitfield[HAMT_FANOUT / 8 - 1 - i / 8] |= 1 << (i % 8);
         links.push((cid, name, tsize));
     }
-    let first = bitfield.iter().position(|b| *b != 0).unwrap_or(bitfield.len());
+    let first = bitfield
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bitfield.len());
     let data = pb::encode_unixfs_hamt(&bitfield[first..], HASH_MURMUR3_X64_64, HAMT_FANOUT as u64);
     let block = pb::encode_node(links.iter().map(|(c, n, t)| (c, n.as_str(), *t)), &data);
     let cid = dag_pb_cid(&block);
@@ -234,7 +237,10 @@ impl<'a> Shard<'a> {
     fn split<'n>(&self, name: &'n str) -> Result<(usize, &'n str)> {
         let bad = || StoreError::malformed(&self.cid, format!("HAMT link name {name:?}"));
         let prefix = name.get(..self.pad).ok_or_else(bad)?;
-        if !prefix.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) {
+        if !prefix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        {
             return Err(bad());
         }
         let slot = usize::from_str_radix(prefix, 16).map_err(|_| bad())?;
@@ -246,7 +252,11 @@ impl<'a> Shard<'a> {
 }
 
 /// The links of a shard node that lead to child shards (names that are only a slot prefix).
-pub(crate) fn child_shard_links(cid: &Cid, links: &[PbLink], unixfs: &pb::UnixFs) -> Result<Vec<Cid>> {
+pub(crate) fn child_shard_links(
+    cid: &Cid,
+    links: &[PbLink],
+    unixfs: &pb::UnixFs,
+) -> Result<Vec<Cid>> {
     let shard = Shard::new(cid, links, unixfs)?;
     let mut out = Vec::new();
     for link in links {

@@ -189,8 +189,12 @@ async fn accept_loop(
             continue;
         }
         stats.open.fetch_add(1, Ordering::Relaxed);
-        let (service, limits, stats, per_ip) =
-            (service.clone(), limits.clone(), stats.clone(), per_ip.clone());
+        let (service, limits, stats, per_ip) = (
+            service.clone(),
+            limits.clone(),
+            stats.clone(),
+            per_ip.clone(),
+        );
         tokio::spawn(async move {
             serve_connection(stream, service, &limits, &stats).await;
             per_ip.release(ip);
@@ -217,7 +221,9 @@ async fn serve_connection(
         .keep_alive(true)
         .serve_connection(io, service);
     tokio::pin!(conn);
-    let tick = Duration::from_millis(250).min(limits.write_timeout / 4).max(Duration::from_millis(10));
+    let tick = Duration::from_millis(250)
+        .min(limits.write_timeout / 4)
+        .max(Duration::from_millis(10));
     let mut interval = tokio::time::interval(tick);
     loop {
         tokio::select! {

@@ -623,13 +623,20 @@ mod tests {
         assert_eq!(fs.kind, crate::pb::UNIXFS_HAMT_SHARD);
         assert_eq!(fs.fanout, Some(256));
         assert_eq!(fs.hash_type, Some(0x22));
-        assert_eq!(node.links.len(), 256, "4097 names fill every slot of the root");
+        assert_eq!(
+            node.links.len(),
+            256,
+            "4097 names fill every slot of the root"
+        );
         assert_eq!(fs.data.as_deref(), Some(&[0xff; 32][..]));
         let names: Vec<_> = node.links.iter().map(|l| l.name.clone().unwrap()).collect();
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted, "links in slot order");
-        assert!(names.iter().all(|n| n.len() == 2 || n.len() == 30), "{names:?}");
+        assert!(
+            names.iter().all(|n| n.len() == 2 || n.len() == 30),
+            "{names:?}"
+        );
         // Every entry is reachable exactly once through the shards.
         let mut found = Vec::new();
         crate::hamt::for_each_entry(&sink, &sharded.cid, &node.links, &fs, &mut |n, _| {

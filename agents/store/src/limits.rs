@@ -110,7 +110,10 @@ impl Budget {
         if total > cap {
             return Err(StoreError::LimitExceeded {
                 cid: *cid,
-                what: format!("more than {cap} bytes downloaded while fetching {}", self.root),
+                what: format!(
+                    "more than {cap} bytes downloaded while fetching {}",
+                    self.root
+                ),
             });
         }
         Ok(())

@@ -62,7 +62,10 @@ pub fn router(store: DiskBlockstore) -> Router {
 /// `POST /api/v0/version`.
 pub fn router_with_import(store: DiskBlockstore, max_bytes: usize) -> Router {
     let writes = Router::new()
-        .route("/api/v0/dag/import", axum::routing::post(dag_import_handler))
+        .route(
+            "/api/v0/dag/import",
+            axum::routing::post(dag_import_handler),
+        )
         .route("/api/v0/version", axum::routing::post(version_handler))
         .layer(axum::extract::DefaultBodyLimit::max(max_bytes))
         .with_state(store.clone());
@@ -129,8 +132,14 @@ async fn path_handler(
 }
 
 async fn version_handler() -> Response {
-    let body = serde_json::json!({ "Version": concat!("lilypad-store-", env!("CARGO_PKG_VERSION")) });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let body =
+        serde_json::json!({ "Version": concat!("lilypad-store-", env!("CARGO_PKG_VERSION")) });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn dag_import_handler(
@@ -140,7 +149,12 @@ async fn dag_import_handler(
     use tokio::io::AsyncWriteExt;
     let bad = |status: StatusCode, message: String| {
         let body = serde_json::json!({ "Message": message, "Code": 0, "Type": "error" });
-        (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
     };
     let mut lines = String::new();
     loop {
@@ -151,17 +165,30 @@ async fn dag_import_handler(
         };
         let tmp = match tempfile::NamedTempFile::new_in(store.root()) {
             Ok(t) => t,
-            Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("temporary file: {e}")),
+            Err(e) => {
+                return bad(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("temporary file: {e}"),
+                )
+            }
         };
         let mut file = match tmp.reopen() {
             Ok(f) => tokio::fs::File::from_std(f),
-            Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("temporary file: {e}")),
+            Err(e) => {
+                return bad(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("temporary file: {e}"),
+                )
+            }
         };
         loop {
             match field.chunk().await {
                 Ok(Some(chunk)) => {
                     if let Err(e) = file.write_all(&chunk).await {
-                        return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("writing the upload: {e}"));
+                        return bad(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("writing the upload: {e}"),
+                        );
                     }
                 }
                 Ok(None) => break,
@@ -169,12 +196,16 @@ async fn dag_import_handler(
             }
         }
         if let Err(e) = file.flush().await {
-            return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("writing the upload: {e}"));
+            return bad(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("writing the upload: {e}"),
+            );
         }
         drop(file);
         let store = store.clone();
         let imported = tokio::task::spawn_blocking(move || {
-            let f = std::fs::File::open(tmp.path()).map_err(|e| StoreError::io(tmp.path().to_path_buf(), e))?;
+            let f = std::fs::File::open(tmp.path())
+                .map_err(|e| StoreError::io(tmp.path().to_path_buf(), e))?;
             crate::car::import_car(std::io::BufReader::new(f), &store)
         })
         .await;
@@ -186,10 +217,19 @@ async fn dag_import_handler(
                 }
             }
             Ok(Err(e)) => return bad(StatusCode::BAD_REQUEST, format!("importing the CAR: {e}")),
-            Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, format!("import task: {e}")),
+            Err(e) => {
+                return bad(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("import task: {e}"),
+                )
+            }
         }
     }
     info!(roots = lines.lines().count(), "dag/import");
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        lines,
+    )
+        .into_response()
 }
-

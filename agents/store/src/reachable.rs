@@ -50,8 +50,7 @@ impl Reachable {
             return Ok(()); // a duplicate section
         }
         if !self.wanted.contains(&key) {
-            if self.pending_bytes + block.len() <= PENDING_CAP && !self.pending.contains_key(&key)
-            {
+            if self.pending_bytes + block.len() <= PENDING_CAP && !self.pending.contains_key(&key) {
                 self.pending_bytes += block.len();
                 self.pending.insert(key, block);
             } else {
@@ -84,7 +83,10 @@ impl Reachable {
     pub(crate) fn finish(mut self) -> (u64, u64) {
         self.dropped += self.pending.len() as u64;
         if self.dropped > 0 {
-            debug!(dropped = self.dropped, "blocks outside the DAG were not kept");
+            debug!(
+                dropped = self.dropped,
+                "blocks outside the DAG were not kept"
+            );
         }
         (self.stored.len() as u64, self.dropped)
     }

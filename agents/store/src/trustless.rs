@@ -161,8 +161,13 @@ pub(crate) fn negotiate(
                 }
                 Format::Car(scope)
             }
-            "*/*" | "application/*" | "application/octet-stream" | "application/json"
-            | "text/*" | "text/html" | "text/plain" => Format::Deserialized,
+            "*/*"
+            | "application/*"
+            | "application/octet-stream"
+            | "application/json"
+            | "text/*"
+            | "text/html"
+            | "text/plain" => Format::Deserialized,
             _ => continue,
         };
         if best.is_none_or(|(bq, _)| q > bq) {
@@ -542,7 +547,9 @@ fn file_stream(blocks: Blocks, root: Cid) -> impl Stream<Item = Chunk> + Send + 
                 return Err(io_error(StoreError::malformed(&cid, "file tree too deep")));
             }
             let b = blocks.clone();
-            let node = blocking(move || dag::load(&b, &cid)).await.map_err(io_error)?;
+            let node = blocking(move || dag::load(&b, &cid))
+                .await
+                .map_err(io_error)?;
             let declared = dag::declared_file_size(&cid, &node).map_err(io_error)?;
             if expected.is_some_and(|e| e != declared) {
                 return Err(io_error(StoreError::malformed(
@@ -612,7 +619,12 @@ fn car_stream(
         sent: HashSet<Cid>,
     }
     let mut stack = vec![(target, Follow::None, true)];
-    stack.extend(path_blocks.into_iter().rev().map(|c| (c, Follow::None, false)));
+    stack.extend(
+        path_blocks
+            .into_iter()
+            .rev()
+            .map(|c| (c, Follow::None, false)),
+    );
     let walk = Walk {
         blocks,
         header: Some(header),
@@ -631,7 +643,9 @@ fn car_stream(
                 continue;
             }
             let b = w.blocks.clone();
-            let block = blocking(move || b.get_block(&cid)).await.map_err(io_error)?;
+            let block = blocking(move || b.get_block(&cid))
+                .await
+                .map_err(io_error)?;
             let follow = if is_target {
                 follow_for(scope, &cid, &block).map_err(io_error)?
             } else {
@@ -683,21 +697,33 @@ mod tests {
     fn format_query_wins_over_accept() {
         let (f, from_query) = negotiate(&q(&[("format", "raw")]), &accept(CAR_TYPE)).unwrap();
         assert_eq!((f, from_query), (Format::Raw, true));
-        let (f, _) = negotiate(&q(&[("format", "car"), ("dag-scope", "entity")]), &HeaderMap::new())
-            .unwrap();
+        let (f, _) = negotiate(
+            &q(&[("format", "car"), ("dag-scope", "entity")]),
+            &HeaderMap::new(),
+        )
+        .unwrap();
         assert_eq!(f, Format::Car(Scope::Entity));
     }
 
     #[test]
     fn accept_types_and_parameters() {
         let none = q(&[]);
-        assert_eq!(negotiate(&none, &HeaderMap::new()).unwrap().0, Format::Deserialized);
+        assert_eq!(
+            negotiate(&none, &HeaderMap::new()).unwrap().0,
+            Format::Deserialized
+        );
         assert_eq!(negotiate(&none, &accept(RAW_TYPE)).unwrap().0, Format::Raw);
         let car = "application/vnd.ipld.car; version=1; order=dfs; dups=n";
-        assert_eq!(negotiate(&none, &accept(car)).unwrap().0, Format::Car(Scope::All));
+        assert_eq!(
+            negotiate(&none, &accept(car)).unwrap().0,
+            Format::Car(Scope::All)
+        );
         // Highest q wins; a browser's */* is deserialized.
         let both = "application/vnd.ipld.raw;q=0.5, application/vnd.ipld.car;q=0.9";
-        assert_eq!(negotiate(&none, &accept(both)).unwrap().0, Format::Car(Scope::All));
+        assert_eq!(
+            negotiate(&none, &accept(both)).unwrap().0,
+            Format::Car(Scope::All)
+        );
         assert_eq!(
             negotiate(&none, &accept("text/html,*/*;q=0.8")).unwrap().0,
             Format::Deserialized
@@ -715,7 +741,10 @@ mod tests {
         }
         // ... unless something acceptable is listed too.
         let mixed = "application/vnd.ipld.car; dups=y, application/vnd.ipld.car;q=0.5";
-        assert_eq!(negotiate(&none, &accept(mixed)).unwrap().0, Format::Car(Scope::All));
+        assert_eq!(
+            negotiate(&none, &accept(mixed)).unwrap().0,
+            Format::Car(Scope::All)
+        );
     }
 
     #[test]
@@ -723,9 +752,18 @@ mod tests {
         let err = |pairs: &[(&str, &str)]| negotiate(&q(pairs), &HeaderMap::new()).unwrap_err().0;
         assert_eq!(err(&[("format", "zip")]), StatusCode::BAD_REQUEST);
         assert_eq!(err(&[("format", "tar")]), StatusCode::NOT_ACCEPTABLE);
-        assert_eq!(err(&[("format", "car"), ("dag-scope", "most")]), StatusCode::BAD_REQUEST);
-        assert_eq!(err(&[("format", "car"), ("car-dups", "y")]), StatusCode::NOT_ACCEPTABLE);
-        assert_eq!(err(&[("format", "car"), ("car-version", "2")]), StatusCode::NOT_ACCEPTABLE);
+        assert_eq!(
+            err(&[("format", "car"), ("dag-scope", "most")]),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            err(&[("format", "car"), ("car-dups", "y")]),
+            StatusCode::NOT_ACCEPTABLE
+        );
+        assert_eq!(
+            err(&[("format", "car"), ("car-version", "2")]),
+            StatusCode::NOT_ACCEPTABLE
+        );
         assert_eq!(
             err(&[("format", "car"), ("entity-bytes", "0:10")]),
             StatusCode::NOT_IMPLEMENTED

@@ -146,12 +146,22 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn dir(&mut self, cid: &Cid, node: dag::Node, path: &Path, rel: &Path, depth: usize) -> Result<()> {
+    fn dir(
+        &mut self,
+        cid: &Cid,
+        node: dag::Node,
+        path: &Path,
+        rel: &Path,
+        depth: usize,
+    ) -> Result<()> {
         self.budget.check_deadline()?;
         if depth > self.budget.limits.max_depth {
             return Err(StoreError::LimitExceeded {
                 cid: *cid,
-                what: format!("folders nested more than {} deep", self.budget.limits.max_depth),
+                what: format!(
+                    "folders nested more than {} deep",
+                    self.budget.limits.max_depth
+                ),
             });
         }
         fs::create_dir(path).map_err(|e| StoreError::io(path, e))?;
@@ -165,7 +175,9 @@ impl Writer<'_> {
                     self.file(&entry.cid, child, &child_path)?;
                     self.files.push(child_rel);
                 }
-                Kind::Directory => self.dir(&entry.cid, child, &child_path, &child_rel, depth + 1)?,
+                Kind::Directory => {
+                    self.dir(&entry.cid, child, &child_path, &child_rel, depth + 1)?
+                }
                 Kind::Other(kind) => {
                     return Err(StoreError::Unsupported {
                         subject: format!("{} ({})", child_rel.display(), entry.cid),

@@ -40,7 +40,9 @@ fn js_dir() -> PathBuf {
 /// process: tests run in parallel and two `npm ci` in one folder break each other).
 fn ensure_js_importer() {
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _once = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _once = INSTALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = js_dir();
     if dir
         .join("node_modules/ipfs-unixfs-importer/package.json")
@@ -247,20 +249,27 @@ fn sharded_folder_cids_match_the_js_importer() {
     // 2,800 * (60 + 36) = 268,800 bytes of links, with the sub-folders below on top.
     for i in 0..2800 {
         write(
-            &mixed.join(format!("{i:05}-an-entry-whose-name-is-sixty-bytes-long-0123456789abcd")),
+            &mixed.join(format!(
+                "{i:05}-an-entry-whose-name-is-sixty-bytes-long-0123456789abcd"
+            )),
             &pseudo_random(i % 700, i as u64),
         );
     }
     for i in 0..2800 {
         write(
-            &mixed.join(format!("nested/{i:05}-inner-sharded-folder-entry-sixty-bytes-long-0123456789")),
+            &mixed.join(format!(
+                "nested/{i:05}-inner-sharded-folder-entry-sixty-bytes-long-0123456789"
+            )),
             format!("{i}").as_bytes(),
         );
     }
     fs::create_dir_all(mixed.join("empty-folder")).unwrap();
     write(&mixed.join("small/a.txt"), b"hello\n");
     write(&mixed.join("données/résumé.txt"), "naïve".as_bytes());
-    write(&mixed.join("big.bin"), &pseudo_random(3 * CHUNK_SIZE + 11, 99));
+    write(
+        &mixed.join("big.bin"),
+        &pseudo_random(3 * CHUNK_SIZE + 11, 99),
+    );
     paths.push(mixed.clone());
 
     let expected = js_cids(&paths);

@@ -111,25 +111,46 @@ async fn three_block_car_declaring_a_gibibyte_is_refused_before_writing() {
     let store = DiskBlockstore::open(tmp.path().join("store")).unwrap();
     let leaf = vec![7u8; 1 << 20];
     let leaf_cid = put(&store, 0x55, &leaf);
-    let mid = put(&store, 0x70, &file_node(&vec![(leaf_cid, 1 << 20); 32], 32 << 20));
-    let root = put(&store, 0x70, &file_node(&vec![(mid, 32 << 20); 32], 1 << 30));
+    let mid = put(
+        &store,
+        0x70,
+        &file_node(&vec![(leaf_cid, 1 << 20); 32], 32 << 20),
+    );
+    let root = put(
+        &store,
+        0x70,
+        &file_node(&vec![(mid, 32 << 20); 32], 1 << 30),
+    );
     let mut car = Vec::new();
     assert_eq!(export_car(&store, &root, &mut car).unwrap(), 3);
-    assert!(car.len() < 1_100_000, "the CAR is about 1 MB: {}", car.len());
+    assert!(
+        car.len() < 1_100_000,
+        "the CAR is about 1 MB: {}",
+        car.len()
+    );
 
     let url = serve(&store).await;
     let out = tmp.path().join("out");
     fs::create_dir(&out).unwrap();
     let started = Instant::now();
-    let err = fetch_with(&url, &root, &out.join("dest"), &limits(100 << 20, 1000, 1000, 30))
-        .await
-        .unwrap_err();
+    let err = fetch_with(
+        &url,
+        &root,
+        &out.join("dest"),
+        &limits(100 << 20, 1000, 1000, 30),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, StoreError::LimitExceeded { what, .. } if what.contains("declare")),
         "{err}"
     );
     assert!(!err.is_retryable());
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(leftovers(&out), 0, "nothing written");
 }
 
@@ -140,14 +161,27 @@ async fn a_node_lying_about_its_size_is_caught_at_the_first_child() {
     let tmp = tempfile::tempdir().unwrap();
     let store = DiskBlockstore::open(tmp.path().join("store")).unwrap();
     let leaf_cid = put(&store, 0x55, &vec![7u8; 1 << 20]);
-    let mid = put(&store, 0x70, &file_node(&vec![(leaf_cid, 1 << 20); 32], 32 << 20));
-    let root = put(&store, 0x70, &file_node(&[(mid, 1 << 20), (mid, 1 << 20)], 2 << 20));
+    let mid = put(
+        &store,
+        0x70,
+        &file_node(&vec![(leaf_cid, 1 << 20); 32], 32 << 20),
+    );
+    let root = put(
+        &store,
+        0x70,
+        &file_node(&[(mid, 1 << 20), (mid, 1 << 20)], 2 << 20),
+    );
     let url = serve(&store).await;
     let out = tmp.path().join("out");
     fs::create_dir(&out).unwrap();
-    let err = fetch_with(&url, &root, &out.join("dest"), &limits(100 << 20, 1000, 1000, 30))
-        .await
-        .unwrap_err();
+    let err = fetch_with(
+        &url,
+        &root,
+        &out.join("dest"),
+        &limits(100 << 20, 1000, 1000, 30),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, StoreError::Malformed { reason, .. } if reason.contains("parent says")),
         "{err}"
@@ -171,14 +205,23 @@ async fn folder_bomb_stops_at_the_file_limit() {
     let out = tmp.path().join("out");
     fs::create_dir(&out).unwrap();
     let started = Instant::now();
-    let err = fetch_with(&url, &child, &out.join("dest"), &limits(1 << 30, 10_000, 1000, 60))
-        .await
-        .unwrap_err();
+    let err = fetch_with(
+        &url,
+        &child,
+        &out.join("dest"),
+        &limits(1 << 30, 10_000, 1000, 60),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, StoreError::LimitExceeded { what, .. } if what.contains("files and folders")),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(leftovers(&out), 0);
 
     // Nesting deeper than the depth limit is refused too.
@@ -186,9 +229,14 @@ async fn folder_bomb_stops_at_the_file_limit() {
     for _ in 0..80 {
         deep = put(&store, 0x70, &dir_node(&[("d".to_string(), deep)]));
     }
-    let err = fetch_with(&url, &deep, &out.join("deep"), &limits(1 << 30, 10_000, 1000, 60))
-        .await
-        .unwrap_err();
+    let err = fetch_with(
+        &url,
+        &deep,
+        &out.join("deep"),
+        &limits(1 << 30, 10_000, 1000, 60),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, StoreError::LimitExceeded { what, .. } if what.contains("nested")),
         "{err}"
@@ -229,25 +277,39 @@ async fn car_blocks_outside_the_dag_are_counted_and_not_kept() {
         get(move || {
             let car = car.clone();
             async move {
-                ([("content-type", "application/vnd.ipld.car; version=1")], car).into_response()
+                (
+                    [("content-type", "application/vnd.ipld.car; version=1")],
+                    car,
+                )
+                    .into_response()
             }
         }),
     );
     let addr = spawn(app).await;
     let out = tmp.path().join("out");
     fs::create_dir(&out).unwrap();
-    let err = fetch_with(&format!("http://{addr}"), &root, &out.join("d"), &limits(1 << 20, 100, 500, 30))
-        .await
-        .unwrap_err();
+    let err = fetch_with(
+        &format!("http://{addr}"),
+        &root,
+        &out.join("d"),
+        &limits(1 << 20, 100, 500, 30),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, StoreError::LimitExceeded { what, .. } if what.contains("blocks received")),
         "{err}"
     );
     assert_eq!(leftovers(&out), 0);
     // With room for them, the fetch succeeds with just the folder's file.
-    let files = fetch_with(&format!("http://{addr}"), &root, &out.join("d"), &limits(1 << 20, 100, 5000, 30))
-        .await
-        .unwrap();
+    let files = fetch_with(
+        &format!("http://{addr}"),
+        &root,
+        &out.join("d"),
+        &limits(1 << 20, 100, 5000, 30),
+    )
+    .await
+    .unwrap();
     assert_eq!(files, vec![out.join("d/a.txt")]);
 }
 
@@ -266,7 +328,10 @@ async fn a_stalling_gateway_hits_the_deadline() {
         let stream = futures_util::stream::unfold(0u64, |n| async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
             // A header length that never completes: 0xff continuation bytes.
-            Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(&[0xff])), n + 1))
+            Some((
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(&[0xff])),
+                n + 1,
+            ))
         });
         (
             [("content-type", "application/vnd.ipld.car; version=1")],
@@ -288,13 +353,21 @@ async fn a_stalling_gateway_hits_the_deadline() {
         let out = tmp.path().join(format!("out-{}", addr.port()));
         fs::create_dir(&out).unwrap();
         let started = Instant::now();
-        let err = fetch_with(&format!("http://{addr}"), &cid, &out.join("d"), &limits(1 << 20, 10, 10, 2))
-            .await
-            .unwrap_err();
+        let err = fetch_with(
+            &format!("http://{addr}"),
+            &cid,
+            &out.join("d"),
+            &limits(1 << 20, 10, 10, 2),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, StoreError::DeadlineExceeded { .. }), "{err}");
         assert!(err.is_retryable());
         let took = started.elapsed();
-        assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(6), "{took:?}");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+            "{took:?}"
+        );
         assert_eq!(leftovers(&out), 0);
     }
 }

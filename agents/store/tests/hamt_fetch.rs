@@ -48,9 +48,9 @@ async fn sharded_folder_round_trip() {
     assert_eq!(files.len(), 3001);
     assert_eq!(cid_of_path(&dest).unwrap(), root);
     assert_eq!(
-        fs::read_to_string(dest.join(
-            "01234-an-output-file-whose-name-is-exactly-sixty-bytes-long-"
-        ))
+        fs::read_to_string(
+            dest.join("01234-an-output-file-whose-name-is-exactly-sixty-bytes-long-")
+        )
         .unwrap(),
         "output 1234\n"
     );
@@ -66,9 +66,17 @@ async fn sharded_folder_round_trip() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "output 2999\n");
-    let r = http.get(format!("{url}/ipfs/{root}/sub/inner.txt")).send().await.unwrap();
+    let r = http
+        .get(format!("{url}/ipfs/{root}/sub/inner.txt"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "inner\n");
-    let r = http.get(format!("{url}/ipfs/{root}/no-such-name")).send().await.unwrap();
+    let r = http
+        .get(format!("{url}/ipfs/{root}/no-such-name"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 
     // The listing walks every shard.
@@ -82,7 +90,9 @@ async fn sharded_folder_round_trip() {
     let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     let entries = v["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 3001);
-    assert!(entries.iter().any(|e| e["name"] == "sub" && e["type"] == "directory"));
+    assert!(entries
+        .iter()
+        .any(|e| e["name"] == "sub" && e["type"] == "directory"));
 }
 
 /// Without CARs the fetcher walks the shards block by block (`?format=raw`).
@@ -105,7 +115,9 @@ async fn sharded_folder_fetched_block_by_block() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dest = tmp.path().join("back");
-    let files = fetch(&format!("http://{addr}"), &root, &dest).await.unwrap();
+    let files = fetch(&format!("http://{addr}"), &root, &dest)
+        .await
+        .unwrap();
     assert_eq!(files.len(), 3001);
     assert_eq!(cid_of_path(&dest).unwrap(), root);
 }

@@ -49,7 +49,9 @@ fn child_outputs_server() {
             limits.write_timeout = Duration::from_secs(v[2]);
             limits.idle_timeout = Duration::from_secs(v[3]);
         }
-        let stats = std::sync::Arc::new(std::sync::OnceLock::<std::sync::Arc<lilypad_store::ServerStats>>::new());
+        let stats = std::sync::Arc::new(std::sync::OnceLock::<
+            std::sync::Arc<lilypad_store::ServerStats>,
+        >::new());
         let stats_probe = stats.clone();
         let probes = Router::new()
             .route(
@@ -67,9 +69,13 @@ fn child_outputs_server() {
                     async move { stats.get().map_or(0, |s| s.open_connections()).to_string() }
                 }),
             );
-        let server = serve_router(router(store).merge(probes), "127.0.0.1:0".parse().unwrap(), &limits)
-            .await
-            .unwrap();
+        let server = serve_router(
+            router(store).merge(probes),
+            "127.0.0.1:0".parse().unwrap(),
+            &limits,
+        )
+        .await
+        .unwrap();
         let _ = stats.set(server.stats.clone());
         println!("LISTENING {} {}", server.addr, limits.max_connections);
         let checkpoint = Path::new(&store_dir).join("checkpoint.json");
@@ -102,7 +108,13 @@ fn start_child(store_dir: &Path, nofile: u32, limits: Option<&str>) -> ChildServ
     cmd.arg("-c")
         .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
         .arg(exe)
-        .args(["--exact", "child_outputs_server", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_outputs_server",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, store_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -129,7 +141,9 @@ fn make_store(dir: &Path) -> (String, String) {
     let src = dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("small"), b"still here\n").unwrap();
-    let big: Vec<u8> = (0..16 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let big: Vec<u8> = (0..16 << 20)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     std::fs::write(src.join("big"), big).unwrap();
     let store = DiskBlockstore::open(dir.join("store")).unwrap();
     let small = add_path(&src.join("small"), &store).unwrap().to_string();
@@ -151,7 +165,11 @@ async fn answers(client: &reqwest::Client, addr: SocketAddr, small: &str, n: usi
     let mut slowest = Duration::ZERO;
     for _ in 0..n {
         let t = Instant::now();
-        let r = client.get(format!("http://{addr}/ipfs/{small}")).send().await.unwrap();
+        let r = client
+            .get(format!("http://{addr}/ipfs/{small}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), "still here\n");
         slowest = slowest.max(t.elapsed());
@@ -178,8 +196,14 @@ async fn half_open_flood_under_a_low_file_limit() {
 
     let client = honest_client();
     let slowest = answers(&client, addr, &small, 20).await;
-    assert!(slowest < Duration::from_secs(2), "slowest answer {slowest:?}");
-    assert!(server.child.try_wait().unwrap().is_none(), "the server process is alive");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest answer {slowest:?}"
+    );
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server process is alive"
+    );
     drop(flood);
     // Still alive and answering once the flood is gone.
     answers(&client, addr, &small, 3).await;
@@ -222,7 +246,10 @@ async fn slow_readers_do_not_pin_threads() {
     assert!(ms < 1000, "spawn_blocking waited {ms} ms");
     assert!(t.elapsed() < Duration::from_secs(2));
     let slowest = answers(&client, addr, &small, 10).await;
-    assert!(slowest < Duration::from_secs(2), "slowest answer {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest answer {slowest:?}"
+    );
 
     // The write timeout closes the stalled downloads.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -26,7 +26,9 @@ fn car_blocks(car: &[u8], root: &Cid) -> Vec<Cid> {
     let header_len = varint(car, &mut pos);
     let header = &car[pos..pos + header_len];
     assert!(
-        header.windows(root.to_bytes().len()).any(|w| w == root.to_bytes()),
+        header
+            .windows(root.to_bytes().len())
+            .any(|w| w == root.to_bytes()),
         "header names the root"
     );
     pos += header_len;
@@ -52,9 +54,13 @@ async fn trustless_gateway_spec() {
     let root = add_path(&src, &store).unwrap();
     let sub = cid_of_path(&src.join("sub")).unwrap();
     let big_cid = cid_of_path(&src.join("sub/big.bin")).unwrap();
-    let server = serve_trustless(store.clone(), "127.0.0.1:0".parse().unwrap(), &ServerLimits::default())
-        .await
-        .unwrap();
+    let server = serve_trustless(
+        store.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        &ServerLimits::default(),
+    )
+    .await
+    .unwrap();
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
     let get = |url: String, accept: Option<&'static str>| {
@@ -70,11 +76,17 @@ async fn trustless_gateway_spec() {
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
     assert_eq!(h["content-type"], "application/vnd.ipld.raw");
-    assert_eq!(h["content-disposition"], format!("attachment; filename=\"{root}.bin\"").as_str());
+    assert_eq!(
+        h["content-disposition"],
+        format!("attachment; filename=\"{root}.bin\"").as_str()
+    );
     assert_eq!(h["etag"], format!("\"{root}.raw\"").as_str());
     assert_eq!(h["cache-control"], "public, max-age=29030400, immutable");
     assert_eq!(h["x-content-type-options"], "nosniff");
-    assert_eq!(h["content-location"], format!("/ipfs/{root}?format=raw").as_str());
+    assert_eq!(
+        h["content-location"],
+        format!("/ipfs/{root}?format=raw").as_str()
+    );
     assert_eq!(h["x-ipfs-roots"], root.to_string().as_str());
     assert_eq!(r.bytes().await.unwrap(), store.get(&root).unwrap());
 
@@ -86,7 +98,10 @@ async fn trustless_gateway_spec() {
         "application/vnd.ipld.car; version=1; order=dfs; dups=n"
     );
     assert!(r.headers()["etag"].to_str().unwrap().starts_with("W/\""));
-    assert!(r.headers().get("content-location").is_none(), "format came from the query");
+    assert!(
+        r.headers().get("content-location").is_none(),
+        "format came from the query"
+    );
     let all = car_blocks(&r.bytes().await.unwrap(), &root);
     // root, hello.txt, sub, big.bin node, its 3 leaves
     assert_eq!(all.len(), 7);
@@ -102,10 +117,17 @@ async fn trustless_gateway_spec() {
         format!("{root},{sub},{big_cid}").as_str()
     );
     let etag_block = r.headers()["etag"].clone();
-    assert_eq!(car_blocks(&r.bytes().await.unwrap(), &root), vec![root, sub, big_cid]);
+    assert_eq!(
+        car_blocks(&r.bytes().await.unwrap(), &root),
+        vec![root, sub, big_cid]
+    );
     // entity: the path, then the whole file.
     let r = get(format!("{path}?format=car&dag-scope=entity"), None).await;
-    assert_ne!(r.headers()["etag"], etag_block, "the etag depends on the scope");
+    assert_ne!(
+        r.headers()["etag"],
+        etag_block,
+        "the etag depends on the scope"
+    );
     let blocks = car_blocks(&r.bytes().await.unwrap(), &root);
     assert_eq!(blocks.len(), 3 + 3);
     // entity on a folder: just the folder node.
@@ -113,11 +135,26 @@ async fn trustless_gateway_spec() {
     assert_eq!(car_blocks(&r.bytes().await.unwrap(), &root), vec![root]);
 
     // Accept with CAR parameters; a CAR variant not served is 406.
-    let r = get(format!("/ipfs/{root}"), Some("application/vnd.ipld.car; version=1; order=dfs; dups=n")).await;
+    let r = get(
+        format!("/ipfs/{root}"),
+        Some("application/vnd.ipld.car; version=1; order=dfs; dups=n"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-location"], format!("/ipfs/{root}?format=car").as_str());
-    for bad in ["application/vnd.ipld.car; version=2", "application/vnd.ipld.car; dups=y", "application/x-tar"] {
-        assert_eq!(get(format!("/ipfs/{root}"), Some(bad)).await.status(), 406, "{bad}");
+    assert_eq!(
+        r.headers()["content-location"],
+        format!("/ipfs/{root}?format=car").as_str()
+    );
+    for bad in [
+        "application/vnd.ipld.car; version=2",
+        "application/vnd.ipld.car; dups=y",
+        "application/x-tar",
+    ] {
+        assert_eq!(
+            get(format!("/ipfs/{root}"), Some(bad)).await.status(),
+            406,
+            "{bad}"
+        );
     }
 
     // The probe path: identity CID, an empty block / a CAR with no blocks.
@@ -130,17 +167,41 @@ async fn trustless_gateway_spec() {
     assert!(car_blocks(&r.bytes().await.unwrap(), &probe).is_empty());
 
     // HEAD: headers, no body.
-    let r = http.head(format!("{base}/ipfs/{root}?format=car")).send().await.unwrap();
+    let r = http
+        .head(format!("{base}/ipfs/{root}?format=car"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.unwrap().is_empty());
 
     // Statuses: 400 bad CID, 404 missing root and missing path, 412 only-if-cached, 501
     // entity-bytes, 304 conditional.
-    assert_eq!(get("/ipfs/not-a-cid?format=raw".into(), None).await.status(), 400);
+    assert_eq!(
+        get("/ipfs/not-a-cid?format=raw".into(), None)
+            .await
+            .status(),
+        400
+    );
     let absent = "bafkreie7q3iidccmpvszul7kudcvvuavuo7u6gzlbobczuk5nqk3b4akba";
-    assert_eq!(get(format!("/ipfs/{absent}?format=raw"), None).await.status(), 404);
-    assert_eq!(get(format!("/ipfs/{absent}?format=car"), None).await.status(), 404);
-    assert_eq!(get(format!("/ipfs/{root}/nope?format=car"), None).await.status(), 404);
+    assert_eq!(
+        get(format!("/ipfs/{absent}?format=raw"), None)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        get(format!("/ipfs/{absent}?format=car"), None)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        get(format!("/ipfs/{root}/nope?format=car"), None)
+            .await
+            .status(),
+        404
+    );
     let r = http
         .get(format!("{base}/ipfs/{absent}?format=raw"))
         .header("cache-control", "only-if-cached")
@@ -149,7 +210,9 @@ async fn trustless_gateway_spec() {
         .unwrap();
     assert_eq!(r.status(), 412);
     assert_eq!(
-        get(format!("/ipfs/{root}?format=car&entity-bytes=0:10"), None).await.status(),
+        get(format!("/ipfs/{root}?format=car&entity-bytes=0:10"), None)
+            .await
+            .status(),
         501
     );
     let r = http
