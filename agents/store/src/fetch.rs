@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cid::Cid;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -119,18 +119,19 @@ async fn fetch_inner(
             warn!(%cid, missing = missing.len(), "CAR was incomplete; fetching blocks one by one");
         }
         fetched += missing.len();
-        futures_util::stream::iter(missing)
+        // Downloads run a few at a time; each block is written before the next is taken, so
+        // an error leaves no write in flight.
+        let mut downloads = futures_util::stream::iter(missing)
             .map(|block_cid| {
-                let (client, base, store, budget) = (&client, &base, &store, &budget);
-                async move {
-                    let data = fetch_block(client, base, &block_cid, budget).await?;
-                    let store = store.clone();
-                    blocking(move || store.put_block(&block_cid, &data)).await
-                }
+                let (client, base, budget) = (&client, &base, &budget);
+                async move { (block_cid, fetch_block(client, base, &block_cid, budget).await) }
             })
-            .buffer_unordered(PARALLEL_BLOCKS)
-            .try_collect::<Vec<()>>()
-            .await?;
+            .buffer_unordered(PARALLEL_BLOCKS);
+        while let Some((block_cid, data)) = downloads.next().await {
+            let data = data?;
+            let store = store.clone();
+            blocking(move || store.put_block(&block_cid, &data)).await?;
+        }
     }
     debug!(%cid, raw_blocks = fetched, blocks = budget.blocks(), "DAG complete");
 
