@@ -82,6 +82,26 @@ pub struct TestHooks {
     pub panic_runs: bool,
 }
 
+impl TestHooks {
+    /// Whether this build has the hooks (the `testing` feature): without it, [`TestHooks::new`]
+    /// gives hooks that do nothing, and the command line offers no flags for them.
+    pub const AVAILABLE: bool = cfg!(feature = "testing");
+
+    /// Hooks that post wrong results for a share of jobs (`cheat`: rate from 0 to 1, and the
+    /// seed of the pick) and make runs panic. Without the `testing` feature: none.
+    #[cfg(feature = "testing")]
+    pub fn new(cheat: Option<(f64, u64)>, panic_runs: bool) -> Self {
+        Self { cheat: cheat.map(|(rate, seed)| cheat::Cheat { rate, seed }), panic_runs }
+    }
+
+    /// Hooks that post wrong results for a share of jobs (`cheat`: rate from 0 to 1, and the
+    /// seed of the pick) and make runs panic. Without the `testing` feature: none.
+    #[cfg(not(feature = "testing"))]
+    pub fn new(_cheat: Option<(f64, u64)>, _panic_runs: bool) -> Self {
+        Self {}
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error(transparent)]
