@@ -69,7 +69,7 @@ pub use module::{
     MAX_TIMEOUT_SECONDS, MIN_RAM_MB, MODULE_NETWORK, MODULE_NONDETERMINISTIC,
 };
 pub use names::{
-    is_valid_env_name, is_valid_input_name, is_valid_name, is_valid_version, module_id,
+    forbidden_env, FORBIDDEN_ENV, is_valid_env_name, is_valid_input_name, is_valid_name, is_valid_version, module_id,
     parse_reference, ModuleRef, MAX_INPUT_NAME_LENGTH, MAX_NAME_LENGTH, MAX_VERSION_LENGTH,
 };
 pub use spec::{CompareSpec, InputSpec, InputType, Spec};
