@@ -29,11 +29,15 @@
 //! * [`build_image`]: `build.commands` (on the host: trusted modules only) and `docker build`
 //!   in a temporary copy, tagged [`Module::image_tag`].
 //! * [`save_image_archive`] / [`load_image_archive`]: the image as a `docker save` archive
-//!   pinned by CID (`ModuleSpec.imageHash`), loaded only if it names nothing but the module.
+//!   pinned by CID (`ModuleSpec.imageHash`), read strictly and its layers walked within
+//!   [`ArchiveLimits`] before loading; the engine gets only its config and layers, never its
+//!   names. The [`ModuleImage`] (tag and id) is recorded; runs start by id after
+//!   [`ModuleImage::verify`].
 //! * [`init_module`]: a skeleton that builds and runs as it is.
 //! * [`parse_reference`]: parses `name:version`.
 //! * [`compare_results`]: two results of a job compared as the module declares (`compare`).
 
+mod archive;
 mod build;
 pub mod compare;
 mod error;
@@ -57,8 +61,8 @@ pub use error::{
     BuildError, Error, InitError, InputError, InputProblem, LoadError, ReferenceError, SpecError,
 };
 pub use image::{
-    check_archive_for, inspect_archive, load_image_archive, save_image_archive, ArchiveInfo, ImageArchive,
-    ImageError,
+    inspect_archive, inspect_archive_with, load_image_archive, load_image_archive_with, module_image,
+    save_image_archive, ArchiveInfo, ArchiveLimits, ImageArchive, ImageError, ModuleImage,
 };
 pub use fetch::{fetch_image_archive, fetch_module, FetchError};
 pub use git::{fetch_git_module, is_git_name, repo_url, resolve_commit, GitError};
