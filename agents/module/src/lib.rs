@@ -65,7 +65,9 @@ pub use image::{
     save_image_archive, ArchiveInfo, ArchiveLimits, ImageArchive, ImageError, ModuleImage,
 };
 pub use fetch::{fetch_image_archive, fetch_module, FetchError};
-pub use git::{fetch_git_module, is_git_name, repo_url, resolve_commit, GitError};
+pub use git::{
+    check_host, fetch_git_module, is_git_name, is_public_ip, repo_url, resolve_commit, GitError, GitPolicy,
+};
 pub use init::{init_module, SKELETON_SOURCE};
 pub use inputs::{parse_inputs, InputDecl, InputValue, Inputs, MAX_INPUT_BYTES};
 pub use module::{

@@ -119,7 +119,7 @@ impl ModuleResolver {
                     let _ = std::fs::remove_file(&archive);
                 }
             }
-            return loaded.map(|t| (t, true)).map_err(|e| e.to_string());
+            return loaded.map(|image| (image.tag, true)).map_err(|e| e.to_string());
         }
         if resolved.may_build {
             let tag = lilypad_module::build_image(module, executor).await.map_err(|e| format!("building the image failed: {e}"))?;
