@@ -315,7 +315,7 @@ async fn an_archive_cannot_retag_another_image_and_its_names_are_never_applied()
     // only, by the id computed from its config.
     let foreign = dir.path().join("foreign.tar");
     exec.save_image(&attacker_tag, &foreign).await.unwrap();
-    assert_eq!(inspect_archive(&foreign).unwrap().tags, [attacker_tag.clone()]);
+    assert_eq!(inspect_archive(&foreign).unwrap().tags, vec![attacker_tag.clone()]);
     remove_image(&exec, &attacker_tag).await;
     remove_image(&exec, &attacker).await;
     let image = load_image_archive(&module, &exec, &foreign).await.unwrap();
