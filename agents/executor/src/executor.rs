@@ -720,6 +720,29 @@ impl Executor {
                 job: job.into(),
                 source,
             })?;
+        // The copy is the job's outputs only if the holder kept the tmpfs mounted all along:
+        // had it stopped, the engine unmounts the volume (its files are gone) and a copy from
+        // the stopped holder reads a fresh, empty one, without any error. Published as it is,
+        // such a result is wrong for a job that wrote outputs (and a mediator would slash an
+        // honest provider over it, issue 19). The holder started before the job and cannot
+        // restart (no restart policy), so running now means running throughout.
+        let held = self
+            .docker
+            .inspect_container(&holder, None)
+            .await
+            .map_err(self.engine_err(subject(), "inspecting the outputs holder"))?
+            .state
+            .unwrap_or_default();
+        if held.running != Some(true) {
+            let state = format!(
+                "status {}, exit code {}{}",
+                held.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
+                held.exit_code.unwrap_or(-1),
+                if held.oom_killed == Some(true) { ", OOM-killed" } else { "" }
+            );
+            warn!(holder = %holder, %state, "the outputs holder stopped before the outputs were copied out");
+            return Err(ExecError::OutputsLost { job: job.into(), holder: holder.clone(), state });
+        }
         // The tmpfs was full when no page was left, or every allowed inode was used (the count
         // includes the top folder).
         let cap_pages = l.outputs_bytes.div_ceil(PAGE);
