@@ -9,13 +9,18 @@
 //!   not change, and the market's internal balances add up to exactly the tokens it holds (no
 //!   escrow left behind);
 //! - no container or volume of the agents is left in Docker and no temporary folder or file
-//!   under their data folders.
+//!   under their data folders;
+//! - no provider cheats, so no challenge is upheld (an upheld one fails the soak with the
+//!   mediator's ruling and how its re-run folder differs from the provider's result folder);
+//! - every settled result's CID equals the CID of a fresh run of the same module and inputs.
 //!
 //! CI runs `LILYPAD_SOAK_JOBS` (default 40) jobs. A longer soak, e.g. 300 jobs with a fixed seed:
 //!
 //! ```sh
 //! LILYPAD_SOAK_JOBS=300 LILYPAD_SOAK_SEED=42 cargo test -p lilypad --test soak -- --nocapture
 //! ```
+//!
+//! `tools/soak` runs the long soak (500 jobs, several seeds) and summarises it.
 //!
 //! Needs anvil (tools/bootstrap) and a Docker engine (tools/bootstrap --docker).
 

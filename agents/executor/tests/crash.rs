@@ -126,7 +126,9 @@ async fn a_holder_stopped_during_the_run_fails_the_run_instead_of_publishing_emp
 }
 
 /// The child's side of [`run_killed_at`]: one run, every step logged to stderr, until killed.
+/// Not a test of its own (ignored; the parent runs it with `--include-ignored`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of the crash tests, run by them"]
 async fn crash_child() {
     let Ok(arg) = std::env::var(CHILD) else { return };
     let (instance, dir) = arg.split_once('|').unwrap();
@@ -144,7 +146,7 @@ async fn crash_child() {
 /// Runs the job in a child process and SIGKILLs it `delay` after it logged `marker`.
 fn run_killed_at(instance: &str, dir: &Path, marker: &str, delay: Duration) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads", "1"])
+        .args(["--exact", "crash_child", "--include-ignored", "--nocapture", "--test-threads", "1"])
         .env(CHILD, format!("{instance}|{}", dir.display()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
