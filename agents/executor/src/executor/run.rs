@@ -386,6 +386,7 @@ impl Executor {
                 job: job.into(),
                 source,
             })?;
+        self.check_holder_held(job, holder).await?;
         // The tmpfs was full when no page was left, or every allowed inode was used (the count
         // includes the top folder).
         let cap_pages = l.outputs_bytes.div_ceil(PAGE);
@@ -393,6 +394,33 @@ impl Executor {
             || report.pages >= cap_pages
             || report.inodes > u64::from(l.outputs_files);
         Ok((report, full))
+    }
+
+    /// The copy is the job's outputs only if the holder kept the tmpfs mounted all along:
+    /// had it stopped, the engine unmounts the volume (its files are gone) and a copy from the
+    /// stopped holder reads a fresh, empty one, without any error. Published as it is, such a
+    /// result is wrong for a job that wrote outputs (and a mediator would slash an honest
+    /// provider over it, issue 19). The holder started before the job and cannot restart (no
+    /// restart policy), so running now means running throughout.
+    async fn check_holder_held(&self, job: &str, holder: &str) -> Result<(), ExecError> {
+        let held = self
+            .docker
+            .inspect_container(holder, None)
+            .await
+            .map_err(self.engine_err(Subject::Job(job.into()), "inspecting the outputs holder"))?
+            .state
+            .unwrap_or_default();
+        if held.running == Some(true) {
+            return Ok(());
+        }
+        let state = format!(
+            "status {}, exit code {}{}",
+            held.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
+            held.exit_code.unwrap_or(-1),
+            if held.oom_killed == Some(true) { ", OOM-killed" } else { "" }
+        );
+        warn!(holder = %holder, %state, "the outputs holder stopped before the outputs were copied out");
+        Err(ExecError::OutputsLost { job: job.into(), holder: holder.to_string(), state })
     }
 
     async fn create(
