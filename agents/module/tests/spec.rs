@@ -872,23 +872,34 @@ fn ollama_pipeline_renders_every_input_into_its_own_argument() {
     // Timings=true makes results differ: it declares what mediators leave out.
     assert!(!m.spec().deterministic);
     assert!(!m.comparison().is_exact());
-    // The prompt is required.
-    assert!(m.parse_inputs(&[] as &[&str]).is_err());
+    // Prompt or Messages: both default to "" (the engine refuses neither and both with exit 2).
     let prompt = "--bench \"quoted\" {{Seed}}";
     let run = m.render(&m.parse_inputs(&[format!("Prompt={prompt}")]).unwrap()).unwrap();
     assert_eq!(
         run.argv(),
         [
-            "/ollama-pipeline", "--prompt", prompt, "--max-tokens", "256", "--temperature", "0", "--seed", "42",
-            "--timings", "false", "--model", "/model.gguf", "--out", "/outputs/response.json"
+            "/ollama-pipeline", "--prompt", prompt, "--messages", "", "--max-tokens", "256",
+            "--temperature", "0.8", "--top-k", "40", "--top-p", "0.9", "--min-p", "0",
+            "--repeat-penalty", "1.1", "--repeat-last-n", "64", "--presence-penalty", "0",
+            "--frequency-penalty", "0", "--seed", "42", "--timings", "false",
+            "--model", "/model.gguf", "--out", "/outputs/response.json"
         ]
     );
+    let chat = r#"[{"role":"user","content":"hi"}]"#;
+    let run = m.render(&m.parse_inputs(&[format!("Messages={chat}")]).unwrap()).unwrap();
+    assert_eq!(&run.argv()[1..5], ["--prompt", "", "--messages", chat]);
     let run = m
-        .render(&m.parse_inputs(&["Prompt=hi", "MaxTokens=8", "Temperature=0.70", "Seed=7", "Timings=true"]).unwrap())
+        .render(&m.parse_inputs(&["Prompt=hi", "MaxTokens=8", "Temperature=0.70", "TopK=0", "Seed=7", "Timings=true"]).unwrap())
         .unwrap();
-    assert_eq!(&run.argv()[3..11], ["--max-tokens", "8", "--temperature", "0.7", "--seed", "7", "--timings", "true"]);
-    for bad in ["MaxTokens=0", "MaxTokens=2049", "Temperature=2.5", "Seed=-1", "Seed=4294967296", "Timings=yes"] {
+    assert_eq!(&run.argv()[5..11], ["--max-tokens", "8", "--temperature", "0.7", "--top-k", "0"]);
+    assert_eq!(&run.argv()[23..27], ["--seed", "7", "--timings", "true"]);
+    for bad in [
+        "MaxTokens=0", "MaxTokens=2049", "Temperature=2.5", "TopK=-1", "TopP=1.5", "MinP=-0.1",
+        "RepeatPenalty=0", "RepeatLastN=-2", "PresencePenalty=3", "FrequencyPenalty=-3",
+        "Seed=-1", "Seed=4294967295", "Timings=yes",
+    ] {
         assert!(m.parse_inputs(&["Prompt=hi", bad]).is_err(), "{bad} accepted");
     }
     assert!(m.parse_inputs(&[format!("Prompt={}", "x".repeat(8001))]).is_err(), "an 8001-character prompt accepted");
+    assert!(m.parse_inputs(&[format!("Messages={}", "x".repeat(32001))]).is_err(), "a 32001-character conversation accepted");
 }
