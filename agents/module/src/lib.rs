@@ -77,7 +77,7 @@ pub use names::{
     parse_reference, ModuleRef, MAX_INPUT_NAME_LENGTH, MAX_NAME_LENGTH, MAX_VERSION_LENGTH,
 };
 pub use spec::{CompareSpec, EngineKind, InputSpec, InputType, Spec, WasmClock, WasmModuleSpec, WasmRandom};
-pub use wasm::WASM_TABLE_ELEMENTS;
+pub use wasm::{MODULE_WASM, WASM_TABLE_ELEMENTS};
 
 /// The spec file in a module folder.
 pub const SPEC_FILE: &str = "lilypad-module.json";

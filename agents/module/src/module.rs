@@ -587,7 +587,7 @@ impl Module {
     }
 
     /// The `MODULE_*` flags: [`MODULE_NONDETERMINISTIC`] unless `deterministic`,
-    /// [`MODULE_NETWORK`] if `network`.
+    /// [`MODULE_NETWORK`] if `network`, [`crate::MODULE_WASM`] if `"engine": "wasm"`.
     pub fn flags(&self) -> u8 {
         let mut f = 0;
         if !self.spec.deterministic {
@@ -595,6 +595,9 @@ impl Module {
         }
         if self.spec.network {
             f |= MODULE_NETWORK;
+        }
+        if self.spec.engine == EngineKind::Wasm {
+            f |= crate::wasm::MODULE_WASM;
         }
         f
     }

@@ -12,6 +12,11 @@ use crate::module::{Module, RenderedRun};
 use crate::spec::{EngineKind, Spec, WasmClock, WasmRandom};
 use crate::DOCKERFILE;
 
+/// The `ModuleSpec.flags` bit of a module that runs on the WebAssembly engine (next to
+/// `MODULE_NONDETERMINISTIC` and `MODULE_NETWORK`; `ModuleDirectory.sol` stores the flags as
+/// given and names only those two).
+pub const MODULE_WASM: u8 = 4;
+
 /// Most entries a WebAssembly module's tables may hold.
 pub const WASM_TABLE_ELEMENTS: u64 = 1 << 20;
 
@@ -154,7 +159,12 @@ impl Module {
             argv,
             env: run.env.clone(),
             inputs_dir: inputs_dir.map(Path::to_path_buf),
-            limits: self.wasm_limits(),
+            limits: WasmLimits {
+                // The run's wall time (a provider may cut it to end before the job's deadline);
+                // the fuel stays the module's, the same on every host.
+                wall_time: run.limits.wall_time,
+                ..self.wasm_limits()
+            },
             determinism: Determinism {
                 fixed_clock: w.clock == WasmClock::Fixed,
                 random_seed: (w.random == WasmRandom::Seeded).then_some(seed),

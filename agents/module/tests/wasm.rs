@@ -84,6 +84,7 @@ fn a_wasm_module_loads_without_a_dockerfile_and_renders_like_a_docker_one() {
     assert_eq!(again.determinism.random_seed, Some(seed));
     let other = m.wasm_spec(&m.render(&m.parse_inputs(&["Message=other"]).unwrap()).unwrap(), None).unwrap();
     assert_ne!(other.determinism.random_seed, Some(seed));
+    assert_eq!(m.flags(), lilypad_module::MODULE_WASM, "published with the WebAssembly flag");
     // the spec round-trips with its engine fields
     let text = serde_json::to_value(m.spec()).unwrap();
     assert_eq!(text["engine"], "wasm");

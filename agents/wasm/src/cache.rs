@@ -11,11 +11,8 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
 
+use crate::check::check_magic;
 use crate::error::WasmError;
-
-/// Checked before compiling: what a file must start with to be a core WebAssembly module.
-const MAGIC: &[u8; 4] = b"\0asm";
-const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
 
 pub struct ModuleCache {
     dir: Option<PathBuf>,
@@ -43,38 +40,6 @@ pub fn engine_fingerprint(engine: &Engine) -> String {
     engine.precompile_compatibility_hash().hash(&mut h);
     h.write(env!("CARGO_PKG_VERSION").as_bytes());
     format!("{:016x}", h.finish())
-}
-
-/// Refuses what is not a core WebAssembly module, saying what it is instead.
-pub fn check_magic(job: &str, path: &Path, bytes: &[u8]) -> Result<(), WasmError> {
-    let not = |reason: String| WasmError::NotWasm {
-        job: job.into(),
-        path: path.into(),
-        reason,
-    };
-    if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        let head: String = bytes
-            .iter()
-            .take(8)
-            .map(|b| if b.is_ascii_graphic() { *b as char } else { '.' })
-            .collect();
-        return Err(not(format!(
-            "it does not start with the WebAssembly magic bytes \\0asm (it starts with {head:?}, {} bytes in all); give the compiled .wasm file, e.g. from `clang --target=wasm32-wasi`",
-            bytes.len()
-        )));
-    }
-    if bytes[4..8] != CORE_VERSION {
-        if bytes[6..8] == [1, 0] {
-            return Err(not(
-                "it is a WebAssembly component (WASI preview 2); only core modules using WASI preview 1 run here: build for wasm32-wasi / wasm32-wasip1".into(),
-            ));
-        }
-        return Err(not(format!(
-            "unknown WebAssembly version {:02x?} (only version 1 runs here)",
-            &bytes[4..8]
-        )));
-    }
-    Ok(())
 }
 
 impl ModuleCache {
@@ -157,9 +122,4 @@ fn store(m: &Module, file: &Path) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(file).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }

@@ -1,46 +1,55 @@
 //! The fixed clocks and the seeded random source ([`crate::Determinism`]).
 
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
+#[cfg(feature = "runtime")]
+pub use runtime::{FixedMonotonicClock, FixedWallClock};
 
 /// How far each reading of a fixed clock advances it.
 pub const TICK: Duration = Duration::from_millis(1);
 
-/// A wall clock that starts at the Unix epoch and advances [`TICK`] at each reading.
-#[derive(Debug, Default)]
-pub struct FixedWallClock {
-    readings: AtomicU64,
-}
+#[cfg(feature = "runtime")]
+mod runtime {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
 
-impl HostWallClock for FixedWallClock {
-    fn resolution(&self) -> Duration {
-        TICK
+    use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
+
+    use super::TICK;
+
+    /// A wall clock that starts at the Unix epoch and advances [`TICK`] at each reading.
+    #[derive(Debug, Default)]
+    pub struct FixedWallClock {
+        readings: AtomicU64,
     }
 
-    fn now(&self) -> Duration {
-        let n = self.readings.fetch_add(1, Ordering::Relaxed);
-        TICK.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
-    }
-}
+    impl HostWallClock for FixedWallClock {
+        fn resolution(&self) -> Duration {
+            TICK
+        }
 
-/// A monotonic clock that starts at zero and advances [`TICK`] at each reading.
-#[derive(Debug, Default)]
-pub struct FixedMonotonicClock {
-    readings: AtomicU64,
-}
-
-impl HostMonotonicClock for FixedMonotonicClock {
-    fn resolution(&self) -> u64 {
-        TICK.as_nanos() as u64
+        fn now(&self) -> Duration {
+            let n = self.readings.fetch_add(1, Ordering::Relaxed);
+            TICK.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+        }
     }
 
-    fn now(&self) -> u64 {
-        let n = self.readings.fetch_add(1, Ordering::Relaxed);
-        n.saturating_mul(TICK.as_nanos() as u64)
+    /// A monotonic clock that starts at zero and advances [`TICK`] at each reading.
+    #[derive(Debug, Default)]
+    pub struct FixedMonotonicClock {
+        readings: AtomicU64,
+    }
+
+    impl HostMonotonicClock for FixedMonotonicClock {
+        fn resolution(&self) -> u64 {
+            TICK.as_nanos() as u64
+        }
+
+        fn now(&self) -> u64 {
+            let n = self.readings.fetch_add(1, Ordering::Relaxed);
+            n.saturating_mul(TICK.as_nanos() as u64)
+        }
     }
 }
 
@@ -66,6 +75,13 @@ impl SeededRandom {
         }
     }
 
+    /// Fills `dst` with the next bytes of the stream.
+    pub fn fill(&mut self, dst: &mut [u8]) {
+        for b in dst {
+            *b = self.next_byte();
+        }
+    }
+
     fn next_byte(&mut self) -> u8 {
         if self.used == self.block.len() {
             let mut h = Sha256::new();
@@ -82,25 +98,24 @@ impl SeededRandom {
     }
 }
 
+#[cfg(feature = "runtime")]
 impl rand_core::TryRng for SeededRandom {
-    type Error = Infallible;
+    type Error = std::convert::Infallible;
 
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
         let mut b = [0; 4];
         self.try_fill_bytes(&mut b)?;
         Ok(u32::from_le_bytes(b))
     }
 
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
         let mut b = [0; 8];
         self.try_fill_bytes(&mut b)?;
         Ok(u64::from_le_bytes(b))
     }
 
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for b in dst {
-            *b = self.next_byte();
-        }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.fill(dst);
         Ok(())
     }
 }
@@ -131,10 +146,11 @@ pub fn job_seed(wasm_sha256: &[u8; 32], argv: &[String], env: &[(String, String)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_core::TryRng;
 
+    #[cfg(feature = "runtime")]
     #[test]
     fn fixed_clocks_advance_one_tick_per_reading() {
+        use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
         let w = FixedWallClock::default();
         assert_eq!(w.now(), Duration::ZERO);
         assert_eq!(w.now(), TICK);
@@ -148,7 +164,7 @@ mod tests {
         let take = |seed, label| {
             let mut r = SeededRandom::new(seed, label);
             let mut b = [0u8; 80];
-            r.try_fill_bytes(&mut b).unwrap();
+            r.fill(&mut b);
             b
         };
         assert_eq!(take([1; 32], 0), take([1; 32], 0));

@@ -10,7 +10,8 @@ use wasmtime::{Config, Engine, Linker, Module, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use crate::cache::{sha256, ModuleCache};
+use crate::cache::ModuleCache;
+use crate::check::sha256;
 use crate::collect::collect;
 use crate::determinism::{FixedMonotonicClock, FixedWallClock, SeededRandom};
 use crate::error::WasmError;

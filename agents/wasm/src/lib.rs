@@ -2,6 +2,7 @@
 //! collects its results laid out as a Docker run's: `stdout`, `stderr`, `exitCode`, `outputs/`.
 //!
 //! ```no_run
+//! # #[cfg(feature = "runtime")]
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use lilypad_wasm::{job_seed, WasmEngine, WasmSpec};
 //! let engine = WasmEngine::new(Some("/var/lib/lilypad/wasm-cache".into()))?;
@@ -23,19 +24,32 @@
 //! canonicalised, relaxed SIMD deterministic, fixed clocks and a seeded random source unless
 //! [`Determinism`] says otherwise. Compiled modules are cached by content hash, in memory and
 //! on disk.
+//!
+//! Without the default feature `runtime`, only the types that describe a run ([`WasmSpec`],
+//! [`WasmOutcome`], the errors), [`check_magic`] and [`job_seed`] are built: no wasmtime.
 
+#[cfg(feature = "runtime")]
 mod cache;
+mod check;
+#[cfg(feature = "runtime")]
 mod collect;
 mod determinism;
+#[cfg(feature = "runtime")]
 mod engine;
 mod error;
+#[cfg(feature = "runtime")]
 mod host;
+#[cfg(feature = "runtime")]
 mod logs;
+#[cfg(feature = "runtime")]
 mod quota;
 mod spec;
 
-pub use cache::{check_magic, engine_fingerprint, sha256};
+#[cfg(feature = "runtime")]
+pub use cache::engine_fingerprint;
+pub use check::{check_magic, sha256};
 pub use determinism::{job_seed, SeededRandom, TICK};
+#[cfg(feature = "runtime")]
 pub use engine::{engine_config, WasmEngine, EPOCH_TICK};
 pub use error::{JobFailure, WasmError};
 pub use spec::{

@@ -1,3 +1,4 @@
+#![cfg(feature = "runtime")]
 //! Runs real modules through wasmtime: the bad inputs of issue 15 (a module that traps, loops
 //! for ever, grows its memory past the limit, writes past the outputs caps, floods stdout,
 //! imports a function the host does not provide, is not WebAssembly at all), determinism, the
