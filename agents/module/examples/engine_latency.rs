@@ -56,7 +56,7 @@ async fn case(
     let mut n = 0;
     let mut dir = |kind: &str| {
         n += 1;
-        tmp.join(format!("{kind}-{n}"))
+        tmp.join(format!("{wasm}-{kind}-{n}"))
     };
     let mut docker_runs = Vec::new();
     for _ in 0..=runs {
@@ -100,8 +100,8 @@ async fn case(
         assert!(out.succeeded() && !out.compiled, "{wasm}: {out:?}");
     }
     // same work, same answer
-    let d = std::fs::read(tmp.join("docker-1/stdout"))?;
-    let w = std::fs::read(tmp.join(format!("wasm-{}/stdout", runs + 2)))?;
+    let d = std::fs::read(tmp.join(format!("{wasm}-docker-1/stdout")))?;
+    let w = std::fs::read(tmp.join(format!("{wasm}-wasm-{}/stdout", runs + 2)))?;
     assert_eq!(d, w, "{docker} and {wasm} print the same bytes");
     Ok(Row {
         work,
