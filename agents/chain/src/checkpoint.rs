@@ -24,14 +24,24 @@ impl Checkpoint {
 
     /// The saved value, or `None` when there is no checkpoint yet.
     pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, ChainError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.error(format!("cannot read it: {e}"))),
-        };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| self.error(format!("corrupt ({e}); delete it to rebuild state from the chain")))
+        match self.read_text()? {
+            Some(text) => self.parse(&text).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The checkpoint's text, or `None` when there is no checkpoint yet.
+    pub(crate) fn read_text(&self) -> Result<Option<String>, ChainError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error(format!("cannot read it: {e}"))),
+        }
+    }
+
+    /// `text` (this checkpoint's) as a `T`; an error says how to recover.
+    pub(crate) fn parse<T: DeserializeOwned>(&self, text: &str) -> Result<T, ChainError> {
+        serde_json::from_str(text).map_err(|e| self.error(format!("corrupt ({e}); delete it to rebuild state from the chain")))
     }
 
     /// Replaces the checkpoint with `value`, atomically.

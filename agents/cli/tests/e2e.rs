@@ -366,6 +366,24 @@ async fn lilysay_payment(c: &ChainClient) -> U256 {
     U256::from(c.market().getModule(lilypad_module::module_id("lilysay", "0.1.0")).call().await.unwrap().spec.defaultPayment)
 }
 
+/// A provider whose runs panic (the test-only `--test-panic-runs` hook): the panic is
+/// reported, the job is given back on chain (JobReleased) instead of being held until its run
+/// deadline, and the provider keeps running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_panics_is_reported_and_its_job_given_back() {
+    let mut t = Dispute::start(60, &["--test-panic-runs"], &[], false).await;
+    let out = t.devnet.lilypad(&["run", "lilysay:0.1.0", "-i", "Message=panic", "--detach"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let start = Instant::now();
+    while !t.logs::<LilypadMarket::JobReleased>().await.iter().any(|e| e.id == U256::from(1)) {
+        assert!(start.elapsed() < Duration::from_secs(120), "job 1 was not given back:\n{}", t.devnet.agent_logs());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = std::fs::read_to_string(t.devnet.data_dir.path().join("provider.log")).unwrap_or_default();
+    assert!(log.contains("its task panicked") && log.contains("cannot run the job; giving it back"), "the panic is reported:\n{log}");
+    assert!(t.agents[1].child.try_wait().unwrap().is_none(), "the provider still runs:\n{log}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cheating_provider_is_caught_slashed_and_creator_refunded() {
     let t = Dispute::start(60, &["--cheat-rate", "1"], &[], false).await;
@@ -827,7 +845,7 @@ async fn agents_killed_and_restarted_finish_every_job_exactly_once() {
     // Nothing of this provider's is left in Docker: what the killed processes left, their
     // restarted selves removed (same identity and data folder, same instance label).
     let addr = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
-    let instance = lilypad_provider::executor_config("provider", addr, &devnet.data_dir.path().join("provider").join(addr.to_string())).instance;
+    let instance = lilypad_runner::executor_config("provider", addr, &devnet.data_dir.path().join("provider").join(addr.to_string())).instance;
     for what in [&["ps", "-aq"][..], &["volume", "ls", "-q"][..]] {
         let out = Command::new("docker").args(what).args(["--filter", &format!("label=lilypad.executor={instance}")]).output().unwrap();
         assert!(out.status.success());

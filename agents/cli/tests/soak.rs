@@ -9,13 +9,18 @@
 //!   not change, and the market's internal balances add up to exactly the tokens it holds (no
 //!   escrow left behind);
 //! - no container or volume of the agents is left in Docker and no temporary folder or file
-//!   under their data folders.
+//!   under their data folders;
+//! - no provider cheats, so no challenge is upheld (an upheld one fails the soak with the
+//!   mediator's ruling and how its re-run folder differs from the provider's result folder);
+//! - every settled result's CID equals the CID of a fresh run of the same module and inputs.
 //!
 //! CI runs `LILYPAD_SOAK_JOBS` (default 40) jobs. A longer soak, e.g. 300 jobs with a fixed seed:
 //!
 //! ```sh
 //! LILYPAD_SOAK_JOBS=300 LILYPAD_SOAK_SEED=42 cargo test -p lilypad --test soak -- --nocapture
 //! ```
+//!
+//! `tools/soak` runs the long soak (500 jobs, several seeds) and summarises it.
 //!
 //! Needs anvil (tools/bootstrap) and a Docker engine (tools/bootstrap --docker).
 
@@ -31,7 +36,7 @@ use alloy::providers::Provider as _;
 use alloy::sol_types::SolEvent;
 use common::*;
 use lilypad_bindings::{JobState, LilypadMarket};
-use lilypad_chain::{EventStream, JobBook};
+use lilypad_chain::{EventStream, JobBook, JobChange, JobRecord, Outcome};
 use lilypad_devnet::{accounts, address_of};
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -127,6 +132,8 @@ async fn soak_agents_killed_at_random_every_job_final_and_funds_conserved() {
     let mut rng = Rng::new(seed);
     let mut stream = EventStream::new(creator.clone(), d.start_block);
     let mut book = JobBook::new();
+    // every job's last record (inputs, submitted result) as it left the book
+    let mut ended: BTreeMap<U256, (Outcome, JobRecord)> = BTreeMap::new();
     let mut created: u64 = 0;
     let mut to_challenge = BTreeSet::new();
     let mut challenged = BTreeSet::new();
@@ -136,7 +143,9 @@ async fn soak_agents_killed_at_random_every_job_final_and_funds_conserved() {
     loop {
         while let Some(batch) = stream.poll_once().await.unwrap() {
             for log in &batch.logs {
-                book.apply(log);
+                if let Some(JobChange::Finished { id, outcome, record }) = book.apply(log) {
+                    ended.insert(id, (outcome, *record));
+                }
             }
         }
         let waiting = book.live().filter(|r| matches!(r.state(), JobState::Open | JobState::Matched)).count();
@@ -193,7 +202,9 @@ async fn soak_agents_killed_at_random_every_job_final_and_funds_conserved() {
     loop {
         while let Some(batch) = stream.poll_once().await.unwrap() {
             for log in &batch.logs {
-                book.apply(log);
+                if let Some(JobChange::Finished { id, outcome, record }) = book.apply(log) {
+                    ended.insert(id, (outcome, *record));
+                }
             }
         }
         if book.is_empty() || calm.elapsed() > Duration::from_secs(45) {
@@ -230,6 +241,14 @@ async fn soak_agents_killed_at_random_every_job_final_and_funds_conserved() {
         a.stop();
     }
     let elapsed = started.elapsed();
+    // the last events: every job's final record
+    while let Some(batch) = stream.poll_once().await.unwrap() {
+        for log in &batch.logs {
+            if let Some(JobChange::Finished { id, outcome, record }) = book.apply(log) {
+                ended.insert(id, (outcome, *record));
+            }
+        }
+    }
 
     // --- every job final, exactly one final event each
     let mut finals: HashMap<U256, Vec<&'static str>> = HashMap::new();
@@ -244,12 +263,12 @@ async fn soak_agents_killed_at_random_every_job_final_and_funds_conserved() {
             finals.entry(id).or_default().push(what);
         }
     }
-    let mut upheld = 0;
+    let mut upheld = Vec::new();
     let mut rejected = 0;
     for l in logs(&creator, LilypadMarket::ChallengeRuled::SIGNATURE_HASH).await {
         let e = LilypadMarket::ChallengeRuled::decode_log(&l.inner).unwrap().data;
         if e.upheld {
-            upheld += 1;
+            upheld.push(e.id);
             finals.entry(e.id).or_default().push("upheld");
         } else {
             rejected += 1; // also JobSettled
@@ -313,16 +332,125 @@ async fn soak_agents_killed_at_random_every_job_final_and_funds_conserved() {
     let unexpected = unexpected.lock().unwrap().clone();
     assert!(unexpected.is_empty(), "agents stopped by themselves: {unexpected:?}\n{}", dump_logs(&agents));
 
+    // --- every settled result is the job's real result: the CID of a fresh run of the same
+    // module and inputs here (the upheld ones are run too, to tell who was wrong)
+    let to_verify: Vec<JobRecord> = ended
+        .values()
+        .filter(|(o, r)| r.data_id.is_some() && (matches!(o, Outcome::Settled { .. }) || upheld.contains(&r.id)))
+        .map(|(_, r)| r.clone())
+        .collect();
+    let settled_results = to_verify.iter().filter(|r| !upheld.contains(&r.id)).count();
+    let verify_started = Instant::now();
+    let fresh = fresh_run_cids(&repo().join("modules/lilysay"), &to_verify).await;
+    let mut wrong = Vec::new();
+    for r in &to_verify {
+        let posted = r.data_id.as_deref().unwrap_or_default();
+        match fresh.get(&r.id) {
+            Some(Ok(cid)) if cid == posted => {}
+            Some(Ok(cid)) if upheld.contains(&r.id) => println!("soak: job {}: a fresh run gives {cid}, the provider posted {posted}", r.id),
+            Some(Ok(cid)) => wrong.push(format!("job {}: settled {posted}, a fresh run gives {cid}", r.id)),
+            Some(Err(e)) => wrong.push(format!("job {}: the fresh run failed: {e}", r.id)),
+            None => wrong.push(format!("job {}: not run again", r.id)),
+        }
+    }
+    println!("soak: {} results checked against fresh runs in {:.0} s", to_verify.len(), verify_started.elapsed().as_secs_f64());
+
+    // --- why a challenge was upheld: the mediator's ruling and how its re-run differs
+    let explained: Vec<String> = upheld
+        .iter()
+        .map(|id| {
+            let fresh = fresh.get(id).map(|r| format!("{r:?}")).unwrap_or_default();
+            format!("{}\n  a fresh run here: {fresh}", explain_upheld(dir, &agents.lock().unwrap()[3], *id))
+        })
+        .collect();
+
     let kills: Vec<String> = agents.lock().unwrap().iter().map(|a| format!("{} {}", a.name, a.kills)).collect();
     let total_kills: u32 = agents.lock().unwrap().iter().map(|a| a.kills).sum();
     println!(
-        "soak summary: seed {seed}, {jobs} jobs in {:.0} s: {outcome_counts:?} (challenges {} sent, {challenge_missed} missed, {upheld} upheld, {rejected} rejected; {} forced by timeouts {forced:?}); {total_kills} kills ({}); tokens: supply {supply} = holders {held} + market {market_tokens}; market balances {credited} = market tokens {market_tokens}",
+        "soak summary: seed {seed}, {jobs} jobs in {:.0} s: {outcome_counts:?} (challenges {} sent, {challenge_missed} missed, {} upheld, {rejected} rejected; {} forced by timeouts {forced:?}); {total_kills} kills ({}); fresh runs: {} of {settled_results} settled results differ; tokens: supply {supply} = holders {held} + market {market_tokens}; market balances {credited} = market tokens {market_tokens}",
         elapsed.as_secs_f64(),
         challenged.len(),
+        upheld.len(),
         forced.len(),
         kills.join(", "),
+        wrong.len(),
     );
     assert!(total_kills > 0, "the soak killed something");
+    // No provider here cheats and lilysay is deterministic: an upheld challenge is an honest
+    // provider slashed.
+    assert!(upheld.is_empty(), "{} challenges upheld against honest providers:\n{}", upheld.len(), explained.join("\n"));
+    assert!(wrong.is_empty(), "settled results that are not the jobs' real results:\n{}", wrong.join("\n"));
+}
+
+/// The CID of a fresh run of each job (same module, same inputs, the same run path as a
+/// provider's and a mediator's), by an executor of its own, a few at a time.
+async fn fresh_run_cids(module_dir: &std::path::Path, records: &[JobRecord]) -> HashMap<U256, Result<String, String>> {
+    use futures_util::StreamExt as _;
+    let module = lilypad_module::Module::load(module_dir).unwrap();
+    let config = lilypad_executor::ExecutorConfig { instance: format!("soak-fresh-{}", std::process::id()), ..Default::default() };
+    let engine = lilypad_runner::DockerEngine::connect(config).await.unwrap();
+    if !engine.executor().has_image(&module.image_tag()).await.unwrap() {
+        lilypad_module::build_image(&module, engine.executor()).await.unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = lilypad_store::DiskBlockstore::open(work.path().join("blocks")).unwrap();
+    let (engine, store, module, work) = (&engine, &store, &module, work.path());
+    let runs = futures_util::stream::iter(records.iter().map(|r| async move {
+        let dir = work.join(r.id.to_string());
+        let cid = lilypad_runner::run_job(engine, store, module, r, &dir, false).await.map(|(cid, _)| cid.to_string()).map_err(|e| e.to_string());
+        (r.id, cid)
+    }));
+    let cids: HashMap<U256, Result<String, String>> = runs.buffer_unordered(3).collect().await;
+    assert!(docker_leftovers(&engine.executor().config().instance).is_empty(), "the fresh runs left containers");
+    cids
+}
+
+/// What the mediator said when it upheld job `id`, and how its re-run folder differs from the
+/// provider's result folder (both kept under the devnet's data folder).
+fn explain_upheld(dir: &std::path::Path, mediator: &Agent, id: U256) -> String {
+    let job = format!("job={id} ");
+    let ruling: Vec<String> = mediator.log().lines().map(strip_ansi).filter(|l| l.contains(&job) && l.contains("upholding")).collect();
+    let folders = |role: &str, sub: &str| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.join(role)).into_iter().flatten().flatten().map(|e| e.path().join(sub).join(id.to_string())).filter(|p| p.is_dir()).collect()
+    };
+    let mut out = format!("job {id}: {}", ruling.join(" | "));
+    for theirs in folders("provider", "results") {
+        for mine in folders("mediator", "reruns") {
+            out.push_str(&format!("\n  provider {} vs mediator {}: {:?}", theirs.display(), mine.display(), diff_folders(&theirs, &mine)));
+        }
+    }
+    out
+}
+
+/// Files that differ between two result folders: `name: only in a`, `name: only in b`,
+/// `name: N vs M bytes` or `name: same size, different bytes`.
+fn diff_folders(a: &std::path::Path, b: &std::path::Path) -> Vec<String> {
+    fn files(root: &std::path::Path, at: &std::path::Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(at).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                files(root, &p, out);
+            } else {
+                let name = p.strip_prefix(root).unwrap().display().to_string();
+                out.insert(name, std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
+    files(a, a, &mut fa);
+    files(b, b, &mut fb);
+    let names: BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
+    let mut out = Vec::new();
+    for n in names {
+        match (fa.get(n), fb.get(n)) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(x), Some(y)) if x.len() != y.len() => out.push(format!("{n}: {} vs {} bytes", x.len(), y.len())),
+            (Some(_), Some(_)) => out.push(format!("{n}: same size, different bytes")),
+            (Some(_), None) => out.push(format!("{n}: only in {}", a.display())),
+            _ => out.push(format!("{n}: only in {}", b.display())),
+        }
+    }
+    out
 }
 
 /// Waits until no job 1..=jobs has a stored hash; returns the live ones on timeout.
@@ -395,4 +523,103 @@ async fn a_restarted_mediator_removes_what_its_killed_self_left() {
     mediator.stop();
     assert_eq!(docker_leftovers(&instance), Vec::<String>::new(), "the restarted mediator removed its leftovers");
     assert!(!unfinished.exists(), "and its unfinished re-run folder");
+}
+
+/// Regression (issue 19): in a 500-job crash soak the mediator was killed while it finished
+/// the re-run of a challenged job (after the job's container had exited, while its containers
+/// were being removed and before the re-run folder was published); the re-run it made after
+/// restarting came back without the job's output file, and it upheld the challenge against
+/// the honest provider. Here the mediator is killed at that point, at several delays after the
+/// re-run's "job finished", and started again: every challenge must be rejected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mediator_killed_while_finishing_a_rerun_rejects_the_challenge_after_restart() {
+    let devnet = Devnet::start_with(&["--no-agents", "--challenge-window", "120"]);
+    let lilysay = repo().join("modules/lilysay");
+    let lilysay = lilysay.to_str().unwrap().to_string();
+    let mut solver = devnet.agent("solver", &["solver".to_string()]);
+    let mut provider = devnet.agent("provider-1", &["resource-provider".into(), "--module".into(), lilysay.clone(), "--gateway".into(), "127.0.0.1:0".into()]);
+    let mut mediator = devnet.agent("mediator", &["mediator".to_string(), "--module".into(), lilysay]);
+    solver.start();
+    provider.start();
+    mediator.start();
+
+    let creator = devnet.client(accounts::JOB_CREATOR).await;
+    let auditor = devnet.client(accounts::AUDITOR).await;
+    let d = creator.deployment().clone();
+    let market = creator.market();
+    let me = creator.address().unwrap();
+    let delays_ms = [0u64, 40, 120, 250, 500, 900];
+    let payment = market.getModule(lilypad_module::module_id("lilysay", "0.1.0")).call().await.unwrap().spec.defaultPayment;
+    creator.send("approve", creator.token().approve(d.market, U256::from(payment) * U256::from(delays_ms.len()))).await.unwrap();
+    let deposit = U256::from(d.challenge_deposit()) * U256::from(delays_ms.len());
+    auditor.send("approve", auditor.token().approve(d.market, deposit)).await.unwrap();
+    auditor.send("deposit", auditor.market().deposit(auditor.address().unwrap(), deposit)).await.unwrap();
+
+    let submitted = |id: U256| {
+        let creator = creator.clone();
+        async move { job_ids(&logs(&creator, LilypadMarket::ResultSubmitted::SIGNATURE_HASH).await).contains(&id) }
+    };
+    for (i, delay) in delays_ms.iter().enumerate() {
+        let id = U256::from(i + 1);
+        creator.send("runJob", market.runJob("lilysay:0.1.0".into(), vec![format!("Message=killed mediator {i}")], me)).await.unwrap();
+        wait_until(&format!("job {id}'s result"), 180, || submitted(id)).await;
+        let record = {
+            let mut book = JobBook::new();
+            let mut stream = EventStream::new(creator.clone(), d.start_block);
+            while let Some(batch) = stream.poll_once().await.unwrap() {
+                for log in &batch.logs {
+                    book.apply(log);
+                }
+            }
+            book.get(id).cloned().expect("the job is live")
+        };
+        auditor.send(&format!("challenge(job {id})"), auditor.market().challenge(id, record.job.clone())).await.unwrap();
+
+        // kill the mediator `delay` ms after its re-run's container exited
+        let finished = format!("job{{job=\"job-{id}\"}}: job finished");
+        let start = Instant::now();
+        while !mediator.log().lines().any(|l| strip_ansi(l).contains(&finished)) {
+            assert!(start.elapsed() < Duration::from_secs(180), "the mediator did not re-run job {id}:\n{}", tail(&mediator.log(), 40));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(*delay));
+        mediator.kill();
+        println!("mediator killed {delay} ms after its re-run of job {id} finished");
+        std::thread::sleep(Duration::from_millis(300));
+        mediator.start();
+
+        let start = Instant::now();
+        while !market.jobHash(id).call().await.unwrap().is_zero() {
+            assert!(start.elapsed() < Duration::from_secs(180), "job {id} was not ruled on:\n{}", tail(&mediator.log(), 40));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let ruling = logs(&creator, LilypadMarket::ChallengeRuled::SIGNATURE_HASH)
+            .await
+            .iter()
+            .map(|l| LilypadMarket::ChallengeRuled::decode_log(&l.inner).unwrap().data)
+            .find(|e| e.id == id)
+            .unwrap_or_else(|| panic!("job {id} ended without a ruling:\n{}", tail(&mediator.log(), 40)));
+        assert!(!ruling.upheld, "job {id}: the challenge was upheld against the honest provider (mediator killed {delay} ms after its re-run finished):\n{}", explain_upheld(devnet.dir(), &mediator, id));
+    }
+    for a in [&mut solver, &mut provider, &mut mediator] {
+        a.stop();
+    }
+}
+
+/// `s` without its ANSI colour sequences.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for c in it.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

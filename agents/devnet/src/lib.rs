@@ -16,6 +16,7 @@ use alloy::signers::local::PrivateKeySigner;
 use lilypad_bindings::{Config, LilypadDevToken, LilypadMarket};
 use lilypad_chain::Deployment;
 use tokio::process::{Child, Command};
+use tokio::task::JoinSet;
 
 /// The well-known Anvil/Hardhat accounts (mnemonic "test test ... junk"), in the roles the
 /// Lilypad reference's devnet gives them.
@@ -48,10 +49,12 @@ pub enum DevnetError {
     Write { path: PathBuf, reason: String },
 }
 
-/// A running Anvil; killed when dropped.
+/// A running Anvil; killed when dropped. [`Anvil::stop`] also joins the tasks that drain its
+/// output.
 pub struct Anvil {
     child: Child,
     port: u16,
+    drains: JoinSet<()>,
 }
 
 impl Anvil {
@@ -109,14 +112,16 @@ impl Anvil {
             }
         };
         // Keep draining its output (it logs every request), or it would block on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // The drains end when Anvil exits (its pipes close); `stop` joins them.
+        let mut drains = JoinSet::new();
+        drains.spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         if let Some(err) = stderr {
-            tokio::spawn(async move {
+            drains.spawn(async move {
                 let mut l = BufReader::new(err).lines();
                 while let Ok(Some(_)) = l.next_line().await {}
             });
         }
-        let anvil = Self { child, port };
+        let anvil = Self { child, port, drains };
         let url = anvil.url();
         let provider = ProviderBuilder::new().connect_http(url.parse().map_err(|_| DevnetError::AnvilTimeout { url: url.clone(), secs: 0 })?);
         while provider.get_chain_id().await.is_err() {
@@ -136,9 +141,15 @@ impl Anvil {
         self.port
     }
 
-    /// Stops Anvil now.
+    /// Stops Anvil now and joins the tasks that drained its output (a panic in one is
+    /// reported).
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+        while let Some(joined) = self.drains.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "a task draining anvil's output failed");
+            }
+        }
     }
 }
 

@@ -86,6 +86,13 @@ pub enum ExecError {
         source: OutputsError,
     },
 
+    /// The outputs holder was no longer running when the outputs had been copied out of it:
+    /// the outputs volume (a tmpfs) may have been unmounted, and its files lost, before or
+    /// while they were copied, so the copy cannot be trusted to be the job's outputs.
+    /// Retryable: a fresh run gets a fresh volume and holder.
+    #[error("job {job}: the outputs holder {holder} stopped ({state}) before the outputs were copied out: they may be lost; run the job again")]
+    OutputsLost { job: String, holder: String, state: String },
+
     /// Writing the result folder on this host failed (disk full, permissions). Retryable.
     #[error("{subject}: {what} {}: {source}", path.display())]
     Io {
@@ -101,7 +108,7 @@ impl ExecError {
     /// Whether running the same thing again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ExecError::EngineUnavailable { .. } | ExecError::Io { .. } => true,
+            ExecError::EngineUnavailable { .. } | ExecError::Io { .. } | ExecError::OutputsLost { .. } => true,
             ExecError::Engine { source, .. } => engine_error_is_transient(source),
             ExecError::Outputs { source, .. } => source.is_transient(),
             ExecError::ImageNotFound { .. }
@@ -117,7 +124,8 @@ impl ExecError {
             ExecError::ImageNotFound { job, .. }
             | ExecError::BadSpec { job, .. }
             | ExecError::StartFailed { job, .. }
-            | ExecError::Outputs { job, .. } => Some(job),
+            | ExecError::Outputs { job, .. }
+            | ExecError::OutputsLost { job, .. } => Some(job),
             ExecError::Engine {
                 subject: Subject::Job(job),
                 ..

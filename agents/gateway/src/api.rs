@@ -9,7 +9,6 @@ use std::path::{Component, Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::aliases::U40;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -221,14 +220,10 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
     }
 
     // The module: published on this network, and its inputs valid, before anything is charged.
-    let client = &state.market.client;
-    let market = client.market();
-    let module_id = reference.id();
-    let (spec, published_at) = client
-        .read("reading the module directory", || async { market.getModule(module_id).call().await.map(|r| (r.spec, r.publishedAt)) })
+    let published = lilypad_client::published_module(&state.market.client, reference.id())
         .await
         .map_err(|e| Problem::new(Kind::ChainUnavailable, format!("{e}; try again shortly")))?;
-    if published_at == U40::ZERO {
+    let Some(spec) = published else {
         let known: Vec<String> = {
             let view = state.market.view.read().unwrap_or_else(|p| p.into_inner());
             view.book.modules().map(|(_, m)| m.reference()).collect()
@@ -238,8 +233,8 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
             format!("{reference} is not published on this network; published modules: {} (GET /api/v1/modules)", if known.is_empty() { "none".into() } else { known.join(", ") }),
         )
         .with("module", reference.to_string()));
-    }
-    let inputs = match state.modules.get(&reference.to_string()).filter(|m| m.spec_hash() == spec.specHash) {
+    };
+    let inputs = match state.modules.get(&reference.to_string()).filter(|m| lilypad_client::check_pinned(m, &spec).is_ok()) {
         Some(m) => {
             let bad = |e: lilypad_module::InputError| {
                 Problem::new(Kind::BadInputs, format!("{e}")).with("module", reference.to_string()).with("accepted", m.usage())
@@ -460,7 +455,7 @@ async fn modules(State(state): Shared) -> Json<Value> {
     let mut entries: Vec<_> = view.book.modules().collect();
     entries.sort_by_key(|(_, m)| m.reference());
     for (id, m) in entries {
-        let local = state.modules.get(&m.reference()).filter(|l| l.spec_hash() == m.spec.specHash);
+        let local = state.modules.get(&m.reference()).filter(|l| lilypad_client::check_pinned(l, &m.spec).is_ok());
         let inputs: Option<Vec<Value>> = local.map(|l| {
             l.spec()
                 .inputs

@@ -19,6 +19,9 @@ pub mod keys;
 pub mod market;
 pub mod openapi;
 pub mod problem;
+/// Test support (a throwaway PostgreSQL server): only with the `testing` feature, which release
+/// builds do not enable.
+#[cfg(feature = "testing")]
 pub mod testing;
 
 use std::net::SocketAddr;
@@ -27,9 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::providers::Provider as _;
-use lilypad_chain::{ChainClient, ChainError};
+use lilypad_chain::tasks::{Ended, Exit};
+use lilypad_chain::{ChainClient, ChainError, Supervisor};
 use lilypad_module::Module;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use api::Limits;
@@ -60,7 +63,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Module folders whose inputs the gateway checks before charging.
     pub module_dirs: Vec<PathBuf>,
-    /// Where the providers' outputs are fetched from (an IPFS path gateway).
+    /// Where jobs' outputs are fetched from: an IPFS gateway (`/ipfs/<cid>` paths), a
+    /// provider's outputs server or any node serving them.
     pub ipfs_gateway: Option<String>,
     /// Where fetched outputs are kept (`<dir>/outputs/<job>`).
     pub data_dir: PathBuf,
@@ -69,12 +73,14 @@ pub struct Options {
     pub reconcile_every: Duration,
 }
 
-/// A running gateway.
+/// How long the gateway's tasks get to stop before they are aborted.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A running gateway: its HTTP server, event watcher and reconciler, supervised.
 pub struct Gateway {
     pub addr: SocketAddr,
     pub market: Arc<Market>,
-    tasks: Vec<JoinHandle<()>>,
-    server: JoinHandle<std::io::Result<()>>,
+    tasks: Supervisor,
 }
 
 /// Starts the gateway: checks the chain, approves the market to take payments, catches up with
@@ -89,7 +95,12 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
     market.ensure_allowance().await?;
     let balance = market.token_balance().await?;
     info!(gateway = %market.me, balance = %balance, "gateway account");
-    let mut tasks = vec![tokio::spawn(market.clone().watch())];
+    let mut tasks = Supervisor::new();
+    let watcher = market.clone();
+    tasks.spawn_graceful("the market watcher", |stop| async move {
+        watcher.watch(stop).await;
+        Ok::<(), MarketError>(())
+    });
     // catch up before reconciling: a JobCreated of a half-submitted job links it
     let head = client.retrying("reading the block number", || client.provider().get_block_number()).await?;
     let started = Instant::now();
@@ -103,28 +114,36 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
     if let Err(e) = market.reconcile_once().await {
         warn!(error = %e, "first reconciliation failed; retrying in the background");
     }
-    tasks.push(tokio::spawn(market.clone().reconcile(options.reconcile_every)));
+    tasks.spawn("the reconciler", market.clone().reconcile(options.reconcile_every));
 
     let state = api::AppState::new(db, market.clone(), modules, options.limits.clone());
     let app = api::router(state);
     let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
     let addr = listener.local_addr().map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // Stopped by dropping it (the listener closes): a graceful shutdown would wait for the
+    // dashboards' event streams, which never end by themselves.
+    tasks.spawn("the HTTP server", async move { axum::serve(listener, app).await });
     info!(%addr, "gateway listening");
-    Ok(Gateway { addr, market, tasks, server })
+    Ok(Gateway { addr, market, tasks })
 }
 
 impl Gateway {
-    /// Serves until `shutdown` resolves (or the server fails).
+    /// Serves until `shutdown` resolves or one of its tasks ends (the server failing, a task
+    /// panicking), then stops every task and joins them. A task that ended by itself is the
+    /// error returned.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
-        let Gateway { server, tasks, .. } = self;
-        let result = tokio::select! {
-            r = server => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-            _ = shutdown => Ok(()),
+        let Gateway { mut tasks, .. } = self;
+        let ended: Option<Exit> = tokio::select! {
+            exit = tasks.next_exit() => exit,
+            _ = shutdown => None,
         };
-        for t in tasks {
-            t.abort();
+        let exits = tasks.stop(STOP_GRACE).await;
+        if let Some(exit) = ended {
+            return Err(std::io::Error::other(format!("the gateway stopped: {exit}")));
         }
-        result
+        match exits.into_iter().find(|e| matches!(e.ended, Ended::Failed(_) | Ended::Panicked(_))) {
+            Some(exit) => Err(std::io::Error::other(format!("the gateway stopped: {exit}"))),
+            None => Ok(()),
+        }
     }
 }

@@ -24,7 +24,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use alloy::sol_types::SolEvent;
 use lilypad_bindings::LilypadMarket;
-use lilypad_chain::{ChainClient, ChainError, EventStream, JobBook, JobChange, MarketEvent, MarketLog, Outcome};
+use lilypad_chain::{CancellationToken, ChainClient, ChainError, FailureLog, Follower, JobBook, JobChange, MarketEvent, MarketLog, Outcome};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Mutex};
 use tracing::{info, warn};
@@ -48,14 +48,30 @@ pub enum MarketError {
 /// The public market, as the dashboard and `/modules` see it.
 #[derive(Default)]
 pub struct MarketView {
+    /// Live jobs and published modules.
     pub book: JobBook,
-    /// (module id, provider) → (price, active).
+    /// Providers, their offers and resources, mediators: the same view the solver matches
+    /// against (`lilypad_chain::MarketView`).
+    pub market: lilypad_chain::MarketView,
+    /// (module id, provider) → (price, active): the standing offers of `market`, in the shape
+    /// `/modules` reads them (derived after each batch; `market.offers_for(module)` is the
+    /// same list).
     pub offers: BTreeMap<(B256, Address), (u128, bool)>,
-    /// provider → resources JSON, for "any module that fits" offers.
-    pub resources: BTreeMap<Address, Value>,
+    /// The latest market events as JSON, for dashboards that connect later.
     pub recent: VecDeque<Arc<str>>,
     /// Last block read.
     pub block: u64,
+}
+
+impl MarketView {
+    fn derive_offers(&mut self) {
+        self.offers = self
+            .market
+            .providers
+            .iter()
+            .flat_map(|(provider, p)| p.offers.iter().map(move |(module, price)| ((*module, *provider), (*price, true))))
+            .collect();
+    }
 }
 
 /// Shared state of the chain side.
@@ -74,11 +90,15 @@ pub struct Market {
     /// Last block whose events are applied to the database.
     watcher_block: AtomicU64,
     outputs_dir: PathBuf,
-    ipfs_gateway: Option<String>,
+    /// Where jobs' outputs are fetched from (an IPFS gateway or an outputs server, serving
+    /// `/ipfs/<cid>`); none: outputs are not fetched.
+    outputs_url: Option<String>,
 }
 
 impl Market {
-    pub fn new(client: ChainClient, db: Arc<Db>, outputs_dir: PathBuf, ipfs_gateway: Option<String>) -> Result<Arc<Market>, MarketError> {
+    /// The chain side of a gateway signing with `client`'s key; fetched outputs go to
+    /// `outputs_dir/<job>`, fetched from `outputs_url` (an IPFS gateway or outputs server).
+    pub fn new(client: ChainClient, db: Arc<Db>, outputs_dir: PathBuf, outputs_url: Option<String>) -> Result<Arc<Market>, MarketError> {
         let me = client.address()?;
         Ok(Arc::new(Market {
             client,
@@ -92,7 +112,7 @@ impl Market {
             job_updates: broadcast::channel(1024).0,
             watcher_block: AtomicU64::new(0),
             outputs_dir,
-            ipfs_gateway,
+            outputs_url,
         }))
     }
 
@@ -113,7 +133,7 @@ impl Market {
     pub async fn ensure_allowance(&self) -> Result<(), MarketError> {
         let token = self.client.token();
         let market = self.client.deployment().market;
-        let allowance = self.client.read("reading the allowance", || async { token.allowance(self.me, market).call().await }).await?;
+        let allowance = self.client.market_allowance(self.me).await?;
         if allowance < U256::MAX >> 1 {
             let _g = self.submit_lock.lock().await;
             self.client.send("approve", token.approve(market, U256::MAX)).await?;
@@ -124,8 +144,7 @@ impl Market {
 
     /// The gateway's token balance.
     pub async fn token_balance(&self) -> Result<U256, MarketError> {
-        let token = self.client.token();
-        Ok(self.client.read("reading the token balance", || async { token.balanceOf(self.me).call().await }).await?)
+        Ok(self.client.token_balance(self.me).await?)
     }
 
     /// Sends `runJob` for a job recorded in state `submitting`. Returns the job as it is after.
@@ -204,8 +223,9 @@ impl Market {
     // ------------------------------------------------------------------ the watcher
 
     /// Reads the market's events from the deployment's first block (the view needs them all)
-    /// and applies those past the saved cursor to the database. Runs until the task is aborted.
-    pub async fn watch(self: Arc<Self>) {
+    /// and applies those past the saved cursor to the database. Runs until `stop` is
+    /// cancelled, between batches (a batch is applied whole).
+    pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
         let start = self.client.deployment().start_block;
         let applied_to = match self.db.cursor(CURSOR).await {
             Ok(c) => c,
@@ -214,64 +234,74 @@ impl Market {
                 None
             }
         };
-        let mut stream = EventStream::new(self.client.clone(), start).poll_interval(Duration::from_millis(200));
-        let mut book = JobBook::new();
+        let mut follower = Follower::new(self.client.clone(), start).poll_interval(Duration::from_millis(200));
+        let mut reading = FailureLog::new("reading the market's events");
+        let mut applying = FailureLog::new("applying a market event to the database");
+        let mut saving = FailureLog::new("saving the chain cursor (effects are idempotent; going on)");
         loop {
-            let batch = match stream.next_batch().await {
-                Ok(b) => b,
+            let next = tokio::select! {
+                _ = stop.cancelled() => return,
+                next = follower.next() => next,
+            };
+            let applied = match next {
+                Ok(a) => {
+                    reading.succeeded();
+                    a
+                }
                 Err(e) => {
-                    warn!(error = %e, "reading the market's events failed; retrying");
+                    reading.failed(&e);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             };
-            for log in &batch.logs {
-                let change = book.apply(log);
+            for (log, change) in &applied.entries {
                 let event = Arc::<str>::from(event_json(log).to_string());
-                {
-                    let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-                    match &log.event {
-                        MarketEvent::OfferSet(e) => {
-                            view.offers.insert((e.moduleId, e.provider), (e.price, e.active));
-                        }
-                        MarketEvent::ResourcesSet(e) => {
-                            view.resources.insert(e.provider, resources_json(&e.resources));
-                        }
-                        _ => {}
-                    }
-                    view.recent.push_back(event.clone());
-                    if view.recent.len() > BACKLOG {
-                        view.recent.pop_front();
-                    }
-                }
+                self.show(log, event.clone());
                 let _ = self.events.send(event);
                 if applied_to.is_some_and(|c| log.block <= c) {
                     continue;
                 }
                 let mut delay = Duration::from_millis(200);
                 while let Err(e) = self.apply(log, change.as_ref()).await {
-                    warn!(error = %e, block = log.block, "applying a market event to the database failed; retrying");
+                    applying.failed(&format_args!("block {}: {e}", log.block));
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
+                applying.succeeded();
             }
             {
                 let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-                view.book = book.clone();
-                view.block = batch.to;
-            }
-            if applied_to.is_none_or(|c| batch.to > c) {
-                if let Err(e) = self.db.set_cursor(CURSOR, batch.to).await {
-                    warn!(error = %e, "saving the chain cursor failed (effects are idempotent; going on)");
+                view.book = follower.book().clone();
+                view.block = applied.to;
+                if applied.logs().any(|l| matches!(l.event, MarketEvent::OfferSet(_))) {
+                    view.derive_offers();
                 }
             }
-            self.watcher_block.store(batch.to, Ordering::SeqCst);
-            if batch.logs.iter().any(|l| matches!(l.event, MarketEvent::ResultSubmitted(_))) {
+            if applied_to.is_none_or(|c| applied.to > c) {
+                match self.db.set_cursor(CURSOR, applied.to).await {
+                    Ok(()) => saving.succeeded(),
+                    Err(e) => {
+                        saving.failed(&e);
+                    }
+                }
+            }
+            self.watcher_block.store(applied.to, Ordering::SeqCst);
+            if applied.logs().any(|l| matches!(l.event, MarketEvent::ResultSubmitted(_))) {
                 match self.db.jobs_missing_outputs().await {
                     Ok(jobs) => jobs.into_iter().for_each(|j| self.spawn_fetch(j)),
                     Err(e) => warn!(error = %e, "listing results to fetch failed; the reconciler retries"),
                 }
             }
+        }
+    }
+
+    /// Adds a market event to the public view and the recent events.
+    fn show(&self, log: &MarketLog, event: Arc<str>) {
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        view.market.apply(log);
+        view.recent.push_back(event);
+        if view.recent.len() > BACKLOG {
+            view.recent.pop_front();
         }
     }
 
@@ -365,11 +395,16 @@ impl Market {
 
     // ------------------------------------------------------------------ reconciliation
 
-    /// Runs [`Market::reconcile_once`] every `every`, until the task is aborted.
-    pub async fn reconcile(self: Arc<Self>, every: Duration) {
+    /// Runs [`Market::reconcile_once`] every `every`, until the task is stopped. A failure
+    /// that repeats is logged once, then with backoff.
+    pub async fn reconcile(self: Arc<Self>, every: Duration) -> Result<(), MarketError> {
+        let mut failures = FailureLog::new("reconciling jobs");
         loop {
-            if let Err(e) = self.reconcile_once().await {
-                warn!(error = %e, "reconciling jobs failed; trying again");
+            match self.reconcile_once().await {
+                Ok(()) => failures.succeeded(),
+                Err(e) => {
+                    failures.failed(&e);
+                }
             }
             tokio::time::sleep(every).await;
         }
@@ -419,7 +454,7 @@ impl Market {
     }
 
     fn spawn_fetch(self: &Arc<Self>, job: JobRow) {
-        let Some(gateway) = self.ipfs_gateway.clone() else { return };
+        let Some(source) = self.outputs_url.clone() else { return };
         let Some(data_id) = job.data_id.clone() else { return };
         if !self.fetching.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id.clone()) {
             return;
@@ -436,7 +471,7 @@ impl Market {
                 if let Some(parent) = dest.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
                 }
-                lilypad_store::fetch(&gateway, &cid, &dest).await.map_err(|e| format!("fetching {cid} from {gateway}: {e}"))?;
+                lilypad_store::fetch(&source, &cid, &dest).await.map_err(|e| format!("fetching {cid} from {source}: {e}"))?;
                 db.set_outputs_fetched(&job.id).await.map_err(|e| e.to_string())?;
                 db.add_job_event(&format!("{}:outputs", job.id), &job.id, "submitted", &format!("outputs fetched and verified ({cid})"), None)
                     .await

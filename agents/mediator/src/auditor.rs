@@ -3,7 +3,7 @@
 //! in the market, or else from its tokens. A provider that cannot tell which results are
 //! audited must post right ones (or lose its collateral on the ones that are).
 //!
-//! The pick of each job is `keccak256(seed, job id) < rate` ([`lilypad_provider::cheat::pick`]):
+//! The pick of each job is `keccak256(seed, job id) < rate` ([`lilypad_runner::sample::pick`]):
 //! reproducible with a given seed (for tests), unpredictable to providers when the seed is
 //! secret (the default seed is random).
 
@@ -110,7 +110,7 @@ impl Auditor {
 
     async fn audit(&self, record: &JobRecord) -> Result<Audit, ChainError> {
         let id = record.id;
-        if !lilypad_provider::cheat::pick(self.options.seed, id, self.options.rate) {
+        if !lilypad_runner::sample::pick(self.options.seed, id, self.options.rate) {
             return Ok(Audit::Skipped);
         }
         let now = self.client.latest_timestamp().await?;

@@ -14,18 +14,21 @@
 #![forbid(unsafe_code)]
 
 pub mod auditor;
+mod compare;
+
+pub use compare::ComparisonError;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::U256;
+use alloy::primitives::{B256, U256};
 use lilypad_bindings::JobState;
-use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStream, JobBook, JobRecord};
-use lilypad_executor::Executor;
+use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStream, JobBook, JobRecord, ModuleEntry};
 use lilypad_module::{Module, Verdict};
-use lilypad_store::DiskBlockstore;
+use lilypad_runner::{DockerEngine, Engine, EngineError, ModuleResolver, RunError, Sources};
+use lilypad_store::{Cid, DiskBlockstore};
 use tracing::{error, info, warn};
 
 #[derive(Clone, Debug)]
@@ -46,10 +49,12 @@ pub struct MediatorOptions {
 pub enum MediatorError {
     #[error(transparent)]
     Chain(#[from] ChainError),
-    #[error("module {path}: {reason}")]
-    Module { path: PathBuf, reason: String },
-    #[error("Docker: {0}")]
-    Executor(#[from] lilypad_executor::ExecError),
+    #[error("module {}: {source}", path.display())]
+    Module { path: PathBuf, #[source] source: lilypad_module::LoadError },
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     #[error("content store: {0}")]
     Store(#[from] lilypad_store::StoreError),
 }
@@ -57,14 +62,22 @@ pub enum MediatorError {
 pub struct Mediator {
     client: ChainClient,
     index: u8,
-    executor: Executor,
+    engine: Arc<dyn Engine>,
     store: DiskBlockstore,
-    resolver: lilypad_provider::ModuleResolver,
+    resolver: Arc<ModuleResolver>,
     book: JobBook,
     stream: EventStream,
     ruled: HashSet<U256>,
     options: MediatorOptions,
     checkpoint: Checkpoint,
+}
+
+/// Why a challenged job could not be re-run here.
+enum RerunFailure {
+    /// Its module could not be had.
+    Module(RunError),
+    /// It could not be prepared or run.
+    Run(RunError),
 }
 
 impl Mediator {
@@ -74,32 +87,27 @@ impl Mediator {
         let market = client.market();
         let account = client.read("reading the mediator's account", || async { market.accountOf(me).call().await }).await?;
         let index = if account.mediatorSlot == 0 || account.roles & 4 == 0 {
-            let receipt = client.send("registerMediator", market.registerMediator()).await?;
-            let _ = receipt;
+            client.send("registerMediator", market.registerMediator()).await?;
             let account = client.read("reading the mediator's account", || async { market.accountOf(me).call().await }).await?;
             account.mediatorSlot.saturating_sub(1)
         } else {
             account.mediatorSlot - 1
         };
-        let executor = Executor::connect_with(lilypad_provider::executor_config("mediator", me, &options.data_dir)).await?;
-        executor.preflight().await?;
+        let engine = DockerEngine::connect(lilypad_runner::executor_config("mediator", me, &options.data_dir)).await?;
         // What a killed run of this mediator left: its containers and volumes (the outputs
         // holder would otherwise run forever) and unfinished re-run folders.
-        let removed = executor.cleanup_leftovers().await?;
+        let removed = engine.remove_leftovers().await?;
         if removed > 0 {
             info!(removed, "removed containers left by a previous run");
         }
-        lilypad_provider::remove_unfinished_results(&options.data_dir.join("reruns"));
+        lilypad_runner::remove_unfinished_results(&options.data_dir.join("reruns"));
         let mut modules = HashMap::new();
         for dir in &options.modules {
-            let m = Module::load(dir).map_err(|e| MediatorError::Module { path: dir.clone(), reason: e.to_string() })?;
-            // It must re-run (and compare as) exactly the module pinned on chain.
-            let pinned = client.read("reading the module directory", || async { market.getModule(m.id()).call().await.map(|r| r.spec.specHash) }).await?;
-            if !pinned.is_zero() && pinned != m.spec_hash() {
-                return Err(MediatorError::Module {
-                    path: dir.clone(),
-                    reason: format!("{} is pinned on chain to {pinned}, this folder is {}", m.reference(), m.spec_hash()),
-                });
+            let m = Module::load(dir).map_err(|source| MediatorError::Module { path: dir.clone(), source })?;
+            // It must re-run (and compare as) exactly the module pinned on chain, where it is
+            // published.
+            if let Some(spec) = lilypad_runner::published_module(&client, m.id()).await? {
+                lilypad_runner::check_pinned(&m, &spec)?;
             }
             modules.insert(m.id(), Arc::new(m));
         }
@@ -111,14 +119,14 @@ impl Mediator {
             .unwrap_or((client.deployment().start_block, JobBook::new()));
         let stream = EventStream::new(client.clone(), from_block).poll_interval(options.poll);
         info!(mediator = %me, index, from_block, "mediator ready");
-        let resolver = lilypad_provider::ModuleResolver::new(
-            modules,
-            options.ipfs_gateways.clone(),
-            options.data_dir.join("cache"),
-            false,
-            !options.ipfs_gateways.is_empty(),
-        );
-        Ok(Self { client, index, executor, store, resolver, book, stream, ruled: HashSet::new(), options, checkpoint })
+        let sources = Sources {
+            gateways: options.ipfs_gateways.clone(),
+            cache: options.data_dir.join("cache"),
+            allow_git: false,
+            fetch: !options.ipfs_gateways.is_empty(),
+        };
+        let resolver = Arc::new(ModuleResolver::new(modules, sources));
+        Ok(Self { client, index, engine: Arc::new(engine), store, resolver, book, stream, ruled: HashSet::new(), options, checkpoint })
     }
 
     pub fn index(&self) -> u8 {
@@ -164,43 +172,61 @@ impl Mediator {
         Ok(())
     }
 
+    /// Re-runs the challenged job in a task of its own, joined: a re-run that panics is
+    /// reported as one that could not be made (the job times out and everyone is refunded).
+    async fn rerun(&self, record: &JobRecord, entry: Option<ModuleEntry>, dir: PathBuf) -> Result<(Arc<Module>, (Cid, B256)), RerunFailure> {
+        let (resolver, engine, store, record) = (self.resolver.clone(), self.engine.clone(), self.store.clone(), record.clone());
+        let job = record.id;
+        let task = tokio::spawn(async move {
+            let resolved = resolver.resolve(record.job.moduleId, entry.as_ref()).await.map_err(RerunFailure::Module)?;
+            let module = resolved.module.clone();
+            resolver.prepare(&resolved, engine.as_ref()).await.map_err(RerunFailure::Run)?;
+            let result = lilypad_runner::run_job(engine.as_ref(), &store, &module, &record, &dir, false).await.map_err(RerunFailure::Run)?;
+            Ok((module, result))
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => {
+                error!(job = %job, error = %e, "the re-run's task failed");
+                Err(RerunFailure::Run(RunError::Panicked { job, task: "the re-run" }))
+            }
+        }
+    }
+
     async fn rule(&mut self, record: JobRecord) -> Result<(), MediatorError> {
         let id = record.id;
         let entry = self.book.module(&record.job.moduleId).cloned();
-        let resolved = match self.resolver.resolve(record.job.moduleId, entry.as_ref()).await {
-            Ok(r) => r,
-            Err(reason) => {
+        let dir = self.options.data_dir.join("reruns").join(id.to_string());
+        let (module, mine) = match self.rerun(&record, entry, dir.clone()).await {
+            Ok((module, (cid, _))) => (module, cid),
+            Err(RerunFailure::Module(reason)) => {
                 warn!(job = %id, %reason, "challenged job of a module this mediator cannot get; it will time out and refund everyone");
                 self.ruled.insert(id);
                 return Ok(());
             }
-        };
-        let module = resolved.module.clone();
-        let dir = self.options.data_dir.join("reruns").join(id.to_string());
-        let mine = match self.resolver.image(&resolved, &self.executor).await {
-            Ok(_) => lilypad_provider::run_job(&self.executor, &self.store, &module, &record, &dir, false).await,
-            Err(reason) => Err(reason),
+            Err(RerunFailure::Run(reason)) => {
+                // A job that cannot run here at all (bad inputs) is the provider's fault only if it
+                // claimed a result for it; the mediator's own failure must not slash anyone.
+                error!(job = %id, %reason, retryable = reason.is_retryable(), "cannot re-run the job; leaving it to time out (everyone refunded)");
+                self.ruled.insert(id);
+                return Ok(());
+            }
         };
         let theirs = record.data_id.clone().unwrap_or_default();
-        let (cid, verdict) = match mine {
-            Ok((cid, _)) if cid.to_string() == theirs => (cid, Verdict::Same),
-            Ok((cid, _)) if module.comparison().is_exact() => {
-                (cid, Verdict::Differs { path: ".".into(), reason: format!("the result CIDs differ ({theirs} submitted, {cid} expected)") })
-            }
-            Ok((cid, _)) => match self.compare_declared(id, &module, &dir, &theirs).await {
-                Ok(v) => (cid, v),
+        let cid = mine;
+        let verdict = if cid.to_string() == theirs {
+            Verdict::Same
+        } else if module.comparison().is_exact() {
+            Verdict::Differs { path: ".".into(), reason: format!("the result CIDs differ ({theirs} submitted, {cid} expected)") }
+        } else {
+            let fetched = self.options.data_dir.join("submitted").join(id.to_string());
+            match compare::compare_declared(id, &module, &dir, &theirs, self.options.gateway.as_deref(), &fetched).await {
+                Ok(v) => v,
                 Err(reason) => {
                     error!(job = %id, %reason, "cannot compare with the provider's result; leaving it to time out (everyone refunded)");
                     self.ruled.insert(id);
                     return Ok(());
                 }
-            },
-            Err(reason) => {
-                // A job that cannot run here at all (bad inputs) is the provider's fault only if it
-                // claimed a result for it; the mediator's own failure must not slash anyone.
-                error!(job = %id, %reason, "cannot re-run the job; leaving it to time out (everyone refunded)");
-                self.ruled.insert(id);
-                return Ok(());
             }
         };
         let market = self.client.market();
@@ -227,39 +253,5 @@ impl Mediator {
             }
         }
         Ok(())
-    }
-
-    /// Fetches the provider's result `theirs` (verified against its CID) and compares it with
-    /// the re-run in `mine` under the module's declared comparison. An error means no ruling
-    /// can be made (the result could not be had, or the comparison could not be made).
-    async fn compare_declared(&self, id: U256, module: &Module, mine: &std::path::Path, theirs: &str) -> Result<Verdict, String> {
-        let gateway = self.options.gateway.as_deref().ok_or("no gateway to fetch the provider's result from (--gateway)")?;
-        let cid = lilypad_store::parse_cid(theirs).map_err(|e| format!("the submitted data id {theirs:?} is not a CID: {e}"))?;
-        let fetched = self.options.data_dir.join("submitted").join(id.to_string());
-        if fetched.exists() {
-            std::fs::remove_dir_all(&fetched).map_err(|e| format!("clearing {}: {e}", fetched.display()))?;
-        }
-        if let Some(parent) = fetched.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-        }
-        let mut attempt = 0;
-        loop {
-            match lilypad_store::fetch(gateway, &cid, &fetched).await {
-                Ok(_) => break,
-                Err(e) if e.is_retryable() && attempt < 5 => {
-                    attempt += 1;
-                    warn!(job = %id, %cid, error = %e, attempt, "fetching the provider's result failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                }
-                Err(e) => return Err(format!("fetching the provider's result {cid} from {gateway}: {e}")),
-            }
-        }
-        let (mine, theirs_dir, cmp) = (mine.to_path_buf(), fetched.clone(), module.comparison().clone());
-        let verdict = tokio::task::spawn_blocking(move || lilypad_module::compare_results(&mine, &theirs_dir, &cmp))
-            .await
-            .map_err(|e| format!("the comparison panicked: {e}"))?
-            .map_err(|e| format!("comparing with the provider's result: {e}"))?;
-        info!(job = %id, module = %module.reference(), %verdict, "compared under the module's declared comparison");
-        Ok(verdict)
     }
 }

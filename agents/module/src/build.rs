@@ -37,8 +37,17 @@ pub struct BuildOptions {
 pub struct BuiltImage {
     /// [`Module::image_tag`].
     pub tag: String,
+    /// The engine's image id: record it and start containers by it (see [`crate::ModuleImage`]).
+    pub id: String,
     /// The engine had the tag already: nothing was run or built.
     pub reused: bool,
+}
+
+impl BuiltImage {
+    /// The tag and id to record for the module.
+    pub fn image(&self) -> crate::ModuleImage {
+        crate::ModuleImage { tag: self.tag.clone(), id: self.id.clone() }
+    }
 }
 
 /// Builds the module's image unless the engine has its tag already, and returns the tag
@@ -78,8 +87,9 @@ pub async fn build_image_with(
         source: Box::new(source),
     };
     if !options.force && executor.has_image(&tag).await.map_err(docker_err)? {
-        debug!(%tag, "image present already");
-        return Ok(BuiltImage { tag, reused: true });
+        let id = executor.image_id_of(&tag).await.map_err(docker_err)?;
+        debug!(%tag, %id, "image present already");
+        return Ok(BuiltImage { tag, id, reused: true });
     }
     let work = tempfile::Builder::new()
         .prefix("lilypad-build-")
@@ -123,7 +133,7 @@ pub async fn build_image_with(
         .await
         .map_err(docker_err)?;
     info!(module = %module.reference(), cid = %module.cid(), %tag, image = %id, "built module image");
-    Ok(BuiltImage { tag, reused: false })
+    Ok(BuiltImage { tag, id, reused: false })
 }
 
 /// Copies the folder `src` to `dst` (which must not exist): folders and regular files, with

@@ -42,6 +42,13 @@ pub enum SpecError {
     #[error("environment variable name {0:?} is invalid: names match [A-Za-z_][A-Za-z0-9_]*")]
     InvalidEnvName(String),
 
+    /// A variable read by the loader or the container runtime (see [`crate::FORBIDDEN_ENV`]).
+    #[error(
+        "`env.{name}` may not be set by a module: {why}. Remove it (a library the program needs \
+         belongs in the image's usual library folders; GPUs are assigned by the provider)"
+    )]
+    ForbiddenEnv { name: String, why: &'static str },
+
     /// A list or string that must have something in it.
     #[error("`{field}` must not be empty: {hint}")]
     Empty { field: String, hint: &'static str },

@@ -32,11 +32,15 @@
 //! * [`build_image`]: `build.commands` (on the host: trusted modules only) and `docker build`
 //!   in a temporary copy, tagged [`Module::image_tag`].
 //! * [`save_image_archive`] / [`load_image_archive`]: the image as a `docker save` archive
-//!   pinned by CID (`ModuleSpec.imageHash`), loaded only if it names nothing but the module.
+//!   pinned by CID (`ModuleSpec.imageHash`), read strictly and its layers walked within
+//!   [`ArchiveLimits`] before loading; the engine gets only its config and layers, never its
+//!   names. The [`ModuleImage`] (tag and id) is recorded; runs start by id after
+//!   [`ModuleImage::verify`].
 //! * [`init_module`] / [`init_wasm_module`]: a skeleton that builds and runs as it is.
 //! * [`parse_reference`]: parses `name:version`.
 //! * [`compare_results`]: two results of a job compared as the module declares (`compare`).
 
+mod archive;
 mod build;
 pub mod compare;
 mod error;
@@ -61,11 +65,13 @@ pub use error::{
     BuildError, Error, InitError, InputError, InputProblem, LoadError, ReferenceError, SpecError,
 };
 pub use image::{
-    check_archive_for, inspect_archive, load_image_archive, save_image_archive, ArchiveInfo, ImageArchive,
-    ImageError,
+    inspect_archive, inspect_archive_with, load_image_archive, load_image_archive_with, module_image,
+    save_image_archive, ArchiveInfo, ArchiveLimits, ImageArchive, ImageError, ModuleImage,
 };
 pub use fetch::{fetch_image_archive, fetch_module, FetchError};
-pub use git::{fetch_git_module, is_git_name, repo_url, resolve_commit, GitError};
+pub use git::{
+    check_host, fetch_git_module, is_git_name, is_public_ip, repo_url, resolve_commit, GitError, GitPolicy,
+};
 pub use init::{init_module, init_wasm_module, SKELETON_BUILD_SCRIPT, SKELETON_SOURCE, SKELETON_WASM};
 pub use inputs::{parse_inputs, InputDecl, InputValue, Inputs, MAX_INPUT_BYTES};
 pub use module::{
@@ -73,7 +79,7 @@ pub use module::{
     MAX_TIMEOUT_SECONDS, MIN_RAM_MB, MODULE_NETWORK, MODULE_NONDETERMINISTIC,
 };
 pub use names::{
-    is_valid_env_name, is_valid_input_name, is_valid_name, is_valid_version, module_id,
+    forbidden_env, FORBIDDEN_ENV, is_valid_env_name, is_valid_input_name, is_valid_name, is_valid_version, module_id,
     parse_reference, ModuleRef, MAX_INPUT_NAME_LENGTH, MAX_NAME_LENGTH, MAX_VERSION_LENGTH,
 };
 pub use spec::{CompareSpec, EngineKind, InputSpec, InputType, Spec, WasmClock, WasmModuleSpec, WasmRandom};

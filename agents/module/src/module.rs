@@ -15,7 +15,7 @@ use crate::compare::Comparison;
 use crate::error::{InputError, LoadError, SpecError};
 use crate::inputs::{resolve, InputDecl, InputValue, Inputs};
 use crate::names::{
-    docker_repository, docker_tag_version, is_valid_env_name, is_valid_name, is_valid_version,
+    docker_repository, docker_tag, forbidden_env, is_valid_env_name, is_valid_name, is_valid_version,
     module_id, ModuleRef,
 };
 use crate::spec::{EngineKind, Spec, DEFAULT_OUTPUT_BYTES};
@@ -268,6 +268,9 @@ fn compile(spec: &Spec) -> Result<Compiled, SpecError> {
     for (k, v) in spec.env.iter() {
         if !is_valid_env_name(k) {
             return Err(SpecError::InvalidEnvName(k.into()));
+        }
+        if let Some(why) = forbidden_env(k) {
+            return Err(SpecError::ForbiddenEnv { name: k.into(), why });
         }
         let field = format!("env.{k}");
         no_nul(|| field.clone(), v)?;
@@ -627,14 +630,15 @@ impl Module {
         }
     }
 
-    /// The local image tag: `lilypad/<name>:<version>-<first 12 hex digits of the spec hash>`
-    /// (the name lower-cased and fitted to Docker's rules, `+` in the version as `_`).
+    /// The local image tag: `lilypad/<name>:<version>-<the spec hash, all 64 hex digits>` (the
+    /// name lower-cased and fitted to Docker's rules, `+` in the version as `_`, the version
+    /// shortened if the tag would pass Docker's 128 characters). Names differing only by case
+    /// share a repository; the full hash keeps their tags apart.
     pub fn image_tag(&self) -> String {
         format!(
-            "{}:{}-{}",
+            "{}:{}",
             docker_repository(&self.spec.name),
-            docker_tag_version(&self.spec.version),
-            &alloy::hex::encode(self.digest)[..12]
+            docker_tag(&self.spec.version, &self.digest)
         )
     }
 }

@@ -54,6 +54,34 @@ pub fn is_valid_env_name(name: &str) -> bool {
         && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
+/// Environment variables a module may not set, by prefix (`*` at the end) or whole name, with
+/// why. These are read by programs other than the module's own: the dynamic loader of any
+/// process that inherits the container's environment, including OCI hooks that the container
+/// runtime runs **on the host** (CVE-2025-23266: the NVIDIA toolkit's hook ran with the
+/// container's `LD_PRELOAD`), and the GPU runtime, which decides from `NVIDIA_*` which devices and
+/// driver capabilities a container gets (the provider assigns those per job, not the module).
+pub const FORBIDDEN_ENV: &[(&str, &str)] = &[
+    ("LD_*", "read by the dynamic loader (LD_PRELOAD, LD_AUDIT, LD_LIBRARY_PATH load code into every program, including host-side hooks that inherit the environment)"),
+    ("DYLD_*", "the macOS loader's LD_* (same effect where it applies)"),
+    ("NVIDIA_*", "read by the NVIDIA container runtime on the host to pick GPUs, driver capabilities and MIG devices; the provider sets these per job"),
+    ("GCONV_PATH", "makes glibc load character-conversion modules (shared libraries) from a path it names"),
+    ("GLIBC_TUNABLES", "glibc loader tunables (CVE-2023-4911)"),
+];
+
+/// Why `name` may not be set in a module's environment (see [`FORBIDDEN_ENV`]), or `None` if it
+/// may. Compared without regard to case: no program needs a lower-case variant, and a runtime
+/// that folds case must not be able to see one.
+pub fn forbidden_env(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    FORBIDDEN_ENV.iter().find_map(|(pattern, why)| {
+        let hit = match pattern.strip_suffix('*') {
+            Some(prefix) => upper.starts_with(prefix),
+            None => upper == *pattern,
+        };
+        hit.then_some(*why)
+    })
+}
+
 /// The on-chain id of `name:version`: `keccak256(bytes("name:version"))`, as
 /// `ModuleDirectory.moduleId` computes it.
 pub fn module_id(name: &str, version: &str) -> B256 {
@@ -152,6 +180,21 @@ pub(crate) fn docker_tag_version(version: &str) -> String {
     version.replace('+', "_")
 }
 
+/// Longest Docker tag.
+const MAX_DOCKER_TAG: usize = 128;
+
+/// The Docker tag of a module version pinned by `spec_hash`: `<version>-<all 64 hex digits of
+/// the hash>`, lower case, the version shortened if needed to fit Docker's 128 characters. The hash is the
+/// whole identity (the folder it hashes names the module and version); the version is there for
+/// people. Two modules whose names differ only by case share a repository
+/// ([`docker_repository`]) but never a tag: a colliding tag would take a sha-256 collision.
+pub(crate) fn docker_tag(version: &str, spec_hash: &B256) -> String {
+    let hash = alloy::hex::encode(spec_hash);
+    let mut version = docker_tag_version(version).to_ascii_lowercase();
+    version.truncate(MAX_DOCKER_TAG - 1 - hash.len());
+    format!("{version}-{hash}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +284,25 @@ mod tests {
         ));
         let e = parse_reference("lilysay").unwrap_err().to_string();
         assert!(e.contains("name:version"), "{e}");
+    }
+
+    #[test]
+    fn loader_and_gpu_runtime_variables_are_forbidden() {
+        for bad in ["LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "ld_preload", "Ld_Preload", "DYLD_INSERT_LIBRARIES", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "nvidia_visible_devices", "GCONV_PATH", "GLIBC_TUNABLES"] {
+            assert!(forbidden_env(bad).is_some(), "{bad}");
+        }
+        for ok in ["LANG", "PATH", "HOME", "LDFLAGS", "OLD_PRELOAD", "CUDA_VISIBLE_DEVICES", "GCONV", "XLD_PRELOAD"] {
+            assert_eq!(forbidden_env(ok), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn tags_carry_the_whole_hash_and_fit_docker() {
+        let h = B256::repeat_byte(0xab);
+        assert_eq!(docker_tag("0.1.0+b", &h), format!("0.1.0_b-{}", "ab".repeat(32)));
+        let long = docker_tag(&"v".repeat(MAX_VERSION_LENGTH), &h);
+        assert_eq!(long.len(), MAX_DOCKER_TAG, "{long}");
+        assert!(long.ends_with(&"ab".repeat(32)));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bollard::query_parameters::RemoveImageOptionsBuilder;
 use lilypad_executor::{Executor, ExecutorConfig, RunOutcome};
 use lilypad_module::{
-    build_image, build_image_with, init_module, BuildError, BuildOptions, Module,
+    build_image, build_image_with, init_module, inspect_archive, load_image_archive, BuildError,
+    BuildOptions, ImageError, Module, ModuleImage,
 };
 
 fn init_tracing() {
@@ -234,4 +235,153 @@ async fn failing_build_commands_are_reported() {
         Err(BuildError::ModuleChanged { .. }) => {}
         other => panic!("{other:?}"),
     }
+}
+
+/// Builds a `FROM scratch` image holding one file `/f` with `content`, tagged `tag`; returns its id.
+async fn tiny_image(exec: &Executor, tag: &str, content: &str) -> String {
+    let ctx = tempfile::tempdir().unwrap();
+    fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    fs::write(ctx.path().join("f"), content).unwrap();
+    exec.build_image(ctx.path(), tag).await.unwrap()
+}
+
+/// `archive` rewritten as an attacker would: every entry but `manifest.json`, then a harmless
+/// `manifest.json` naming `visible`, then `x/../manifest.json` naming `hidden` (the engine
+/// cleans the path and keeps the last copy).
+fn with_hidden_manifest(archive: &Path, visible: &str, hidden: &str) -> tempfile::NamedTempFile {
+    use std::io::Read;
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut b = tar::Builder::new(out.reopen().unwrap());
+    let mut manifest: Option<serde_json::Value> = None;
+    let mut a = tar::Archive::new(fs::File::open(archive).unwrap());
+    for entry in a.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        if entry.path().unwrap().to_str() == Some("manifest.json") {
+            manifest = Some(serde_json::from_slice(&data).unwrap());
+            continue;
+        }
+        let header = entry.header().clone();
+        b.append(&header, &data[..]).unwrap();
+    }
+    let manifest = manifest.expect("docker save wrote a manifest.json");
+    for (name, tag) in [("manifest.json", visible), ("x/../manifest.json", hidden)] {
+        let mut m = manifest.clone();
+        m[0]["RepoTags"] = serde_json::json!([tag]);
+        let data = serde_json::to_vec(&m).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    b.finish().unwrap();
+    out
+}
+
+#[tokio::test]
+async fn an_archive_cannot_retag_another_image_and_its_names_are_never_applied() {
+    let Some(exec) = engine("archive").await else {
+        return;
+    };
+    let u = unique();
+    let victim_tag = format!("lilypad-test/victim-{u}:1");
+    let attacker_tag = format!("lilypad-test/attacker-{u}:1");
+    let victim = tiny_image(&exec, &victim_tag, &format!("victim {u}")).await;
+    let attacker = tiny_image(&exec, &attacker_tag, &format!("attacker {u}")).await;
+    assert_ne!(victim, attacker);
+    let dir = tempfile::tempdir().unwrap();
+    let module = init_module(dir.path().join("m"), &format!("test/archive-{u}")).unwrap();
+    let saved = dir.path().join("attacker.tar");
+    exec.save_image(&attacker, &saved).await.unwrap();
+    let crafted = with_hidden_manifest(&saved, &module.image_tag(), &victim_tag);
+
+    // Refused before the engine sees it: the victim keeps its image, the module gets no tag.
+    let e = load_image_archive(&module, &exec, crafted.path()).await.unwrap_err();
+    assert!(matches!(e, ImageError::Refused { .. }), "{e:?}");
+    assert!(e.to_string().contains("x/../manifest.json"), "{e}");
+    assert_eq!(exec.image_id_of(&victim_tag).await.unwrap(), victim);
+    assert!(!exec.has_image(&module.image_tag()).await.unwrap());
+
+    // The archive is a real attack: handed to the engine as it is, it re-tags the victim.
+    let file = tokio::fs::File::open(crafted.path()).await.unwrap();
+    exec.load_image(file).await.unwrap();
+    assert_eq!(exec.image_id_of(&victim_tag).await.unwrap(), attacker, "the engine applied the hidden manifest");
+    exec.tag_image(&victim, &victim_tag).await.unwrap();
+
+    // A plain archive naming another image (saved by its tag) loads under the module's tag
+    // only, by the id computed from its config.
+    let foreign = dir.path().join("foreign.tar");
+    exec.save_image(&attacker_tag, &foreign).await.unwrap();
+    assert_eq!(inspect_archive(&foreign).unwrap().tags, vec![attacker_tag.clone()]);
+    remove_image(&exec, &attacker_tag).await;
+    remove_image(&exec, &attacker).await;
+    let image = load_image_archive(&module, &exec, &foreign).await.unwrap();
+    assert_eq!(image, ModuleImage { tag: module.image_tag(), id: attacker.clone() });
+    assert!(!exec.has_image(&attacker_tag).await.unwrap(), "the archive's own name was not applied");
+    assert_eq!(exec.image_id_of(&victim_tag).await.unwrap(), victim);
+    image.verify(&module, &exec).await.unwrap();
+
+    // Before each run: a tag moved to another image is caught.
+    exec.tag_image(&victim, &module.image_tag()).await.unwrap();
+    let e = image.verify(&module, &exec).await.unwrap_err();
+    assert!(matches!(e, ImageError::Changed { .. }), "{e:?}");
+    assert!(e.to_string().contains("prepare the image again"), "{e}");
+
+    for r in [&module.image_tag(), &victim_tag, &attacker, &victim] {
+        remove_image(&exec, r).await;
+    }
+}
+
+#[tokio::test]
+async fn a_sparse_layer_bomb_is_refused_before_the_engine_loads_it() {
+    let Some(exec) = engine("sparse").await else {
+        return;
+    };
+    let u = unique();
+    let dir = tempfile::tempdir().unwrap();
+    let module = init_module(dir.path().join("m"), &format!("test/sparse-{u}")).unwrap();
+    // A layer holding a GNU sparse file declaring 2 GiB, one block stored.
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().unwrap().name[..4].copy_from_slice(b"huge");
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(512);
+    h.set_mode(0o644);
+    {
+        let gnu = h.as_gnu_mut().unwrap();
+        let octal = |f: &mut [u8; 12], v: u64| f.copy_from_slice(format!("{v:011o}\0").as_bytes());
+        octal(&mut gnu.realsize, 2 << 30);
+        octal(&mut gnu.sparse[0].offset, (2 << 30) - 512);
+        octal(&mut gnu.sparse[0].numbytes, 512);
+    }
+    h.set_cksum();
+    layer.append(&h, &[1u8; 512][..]).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let sha = |d: &[u8]| {
+        use sha2::Digest;
+        alloy::hex::encode(sha2::Sha256::digest(d))
+    };
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{}", sha(&layer))] }
+    }))
+    .unwrap();
+    let id = format!("sha256:{}", sha(&config));
+    let manifest = serde_json::to_vec(&serde_json::json!([{ "Config": "c.json", "RepoTags": null, "Layers": ["l/layer.tar"] }])).unwrap();
+    let archive = dir.path().join("bomb.tar");
+    let mut b = tar::Builder::new(fs::File::create(&archive).unwrap());
+    for (name, data) in [("c.json", &config[..]), ("l/layer.tar", &layer[..]), ("manifest.json", &manifest[..])] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    b.finish().unwrap();
+    assert!(fs::metadata(&archive).unwrap().len() < 20_000);
+    let e = load_image_archive(&module, &exec, &archive).await.unwrap_err();
+    assert!(e.to_string().contains("sparse file"), "{e}");
+    assert!(!exec.has_image(&id).await.unwrap(), "nothing was loaded");
 }

@@ -97,10 +97,7 @@ fn loads_lilysay() {
     let tag = m.image_tag();
     assert_eq!(
         tag,
-        format!(
-            "lilypad/lilysay:0.1.0-{}",
-            &alloy::hex::encode(m.spec_hash())[..12]
-        )
+        format!("lilypad/lilysay:0.1.0-{}", alloy::hex::encode(m.spec_hash()))
     );
     let usage = m.usage();
     assert!(usage.starts_with("lilysay:0.1.0 accepts:"), "{usage}");
@@ -324,6 +321,48 @@ fn rejects_bad_commands_env_and_nul_bytes() {
     }
     let e = spec_error(&with(|v| v["workdir"] = json!("relative")));
     assert!(matches!(e, SpecError::InvalidWorkdir(_)), "{e:?}");
+}
+
+#[test]
+fn loader_and_gpu_runtime_variables_are_refused_in_env() {
+    // LD_PRELOAD in a container's environment reaches host-side OCI hooks that inherit it
+    // (CVE-2025-23266); NVIDIA_* picks GPUs and driver capabilities on the host.
+    for name in ["LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "ld_preload", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "GCONV_PATH", "GLIBC_TUNABLES", "DYLD_INSERT_LIBRARIES"] {
+        let e = spec_error(&with(|v| v["env"][name] = json!("/tmp/x.so")));
+        assert!(matches!(&e, SpecError::ForbiddenEnv { name: n, .. } if n == name), "{name}: {e:?}");
+        let text = e.to_string();
+        assert!(text.contains(&format!("`env.{name}` may not be set")) && text.contains("Remove it"), "{text}");
+    }
+    // ... also when its value comes from an input.
+    let e = spec_error(&with(|v| v["env"]["LD_PRELOAD"] = json!("{{Message}}")));
+    assert!(matches!(e, SpecError::ForbiddenEnv { .. }), "{e:?}");
+    // Neighbours of those names are fine.
+    let m = load(&with(|v| v["env"] = json!({"LDFLAGS": "-s", "CUDA_VISIBLE_DEVICES": "0", "LANG": "C"}))).unwrap();
+    let run = m.render(&inputs(&["Mode=a"])).unwrap();
+    assert_eq!(run.env.len(), 3);
+}
+
+#[test]
+fn image_tags_carry_the_full_hash_so_names_differing_by_case_cannot_share_one() {
+    // `Foo` and `foo` share the Docker repository `lilypad/foo` (repositories are lower case);
+    // a tag of 48 bits of the hash could be ground until it matched the other module's.
+    let upper = load(&with(|v| v["name"] = json!("test/Foo"))).unwrap();
+    let lower = load(&with(|v| v["name"] = json!("test/foo"))).unwrap();
+    let (tu, tl) = (upper.image_tag(), lower.image_tag());
+    assert_eq!(tu.split_once(':').unwrap().0, tl.split_once(':').unwrap().0, "same repository");
+    assert_ne!(tu, tl);
+    for (m, t) in [(&upper, &tu), (&lower, &tl)] {
+        let hex = alloy::hex::encode(m.spec_hash());
+        assert!(t.ends_with(&format!("-{hex}")), "{t} carries all of {hex}");
+        assert_eq!(t, &t.to_ascii_lowercase(), "{t} is lower case");
+    }
+    // The longest version still gives a tag Docker accepts (at most 128 characters).
+    let long = load(&with(|v| v["version"] = json!("V".repeat(64)))).unwrap();
+    let tag = long.image_tag();
+    let (_, t) = tag.split_once(':').unwrap();
+    assert!(t.len() <= 128, "{t}");
+    assert_eq!(tag, tag.to_ascii_lowercase(), "a canonical, lower-case reference");
+    assert!(t.ends_with(&alloy::hex::encode(long.spec_hash())));
 }
 
 #[test]

@@ -12,7 +12,8 @@ use std::hint::black_box;
 use alloy::primitives::{aliases::U40, Address, B256};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lilypad_bindings::Job;
-use lilypad_solver::view::{MarketView, MediatorInfo, ProviderInfo, ROLE_PROVIDER};
+use lilypad_chain::Roles;
+use lilypad_solver::view::{MarketView, MediatorInfo, ProviderInfo};
 use lilypad_solver::{choose, choose_indexed, OfferIndex, Terms};
 
 const LP: u128 = 1_000_000_000_000_000_000;
@@ -40,7 +41,7 @@ fn market() -> (MarketView, Vec<Job>) {
     for i in 0..PROVIDERS {
         let module = B256::repeat_byte(rng.below(u64::from(MODULES)) as u8 + 1);
         let p = ProviderInfo {
-            roles: ROLE_PROVIDER,
+            roles: Roles::PROVIDER,
             mediators: 1,
             offers: [(module, (1 + rng.below(10) as u128) * LP)].into_iter().collect(),
             active_jobs: if rng.below(4) == 0 { 4 } else { rng.below(4) as u32 },

@@ -1,7 +1,7 @@
 //! The solver: watches jobs and provider offers on chain and records valid matches.
 //!
-//! Its whole state comes from the market's events ([`MarketView`] and a [`JobBook`]); a
-//! checkpoint file lets it resume where it stopped. A match it records is checked again by
+//! Its whole state comes from the market's events ([`MarketView`] and a [`JobBook`], kept by a
+//! [`Follower`]); a checkpoint file lets it resume where it stopped. A match it records is checked again by
 //! the market (offer, price cap, collateral, mediators), so the solver can choose among valid
 //! providers but cannot make an invalid match; two solvers racing for a job cost the loser a
 //! reverted estimate, nothing more.
@@ -9,7 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod matching;
-pub mod view;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,12 +16,12 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use lilypad_bindings::JobState;
-use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStream, JobBook, JobChange};
+use lilypad_chain::{run_until, ChainClient, ChainError, Checkpoint, Follower, JobBook, JobChange, MarketEvent, Refusals, Retryable, Roles};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::info;
 
+pub use lilypad_chain::market_view::{self as view, MarketView, MediatorInfo, ProviderInfo, ResourcesView};
 pub use matching::{choose, choose_excluding, choose_indexed, choose_indexed_excluding, Choice, NoMatch, OfferIndex, Terms};
-pub use view::MarketView;
 
 /// How the solver runs.
 #[derive(Clone, Debug)]
@@ -47,127 +46,115 @@ pub enum SolverError {
     Chain(#[from] ChainError),
 }
 
-#[derive(Serialize, Deserialize)]
+impl Retryable for SolverError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            SolverError::Chain(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// What the solver saves next to the follower's book (the checkpoint's JSON object keeps the
+/// fields it had: `next_block`, `book`, `view`, `released`).
+#[derive(Default, Serialize, Deserialize)]
 struct Saved {
-    next_block: u64,
-    book: BookSnapshot,
     view: MarketView,
     #[serde(default)]
     released: HashMap<U256, Vec<Address>>,
 }
 
+/// The longest pause before a match the market refused is tried again.
+const MAX_REFUSED_PAUSE: Duration = Duration::from_secs(30);
+
 /// The solver's state and loop.
 pub struct Solver {
     client: ChainClient,
     options: SolverOptions,
-    stream: EventStream,
-    book: JobBook,
-    view: MarketView,
+    follower: Follower,
+    /// The market view and the providers that gave each open job back (not matched to it again).
+    saved: Saved,
     terms: Terms,
     /// The last reason logged per job, so a job waiting for a provider is logged once per change.
     waiting: HashMap<U256, NoMatch>,
-    /// Providers that gave each open job back (not matched to it again).
-    released: HashMap<U256, Vec<Address>>,
-    checkpoint: Option<Checkpoint>,
+    /// Jobs whose match the market refused: tried again after a growing pause, logged rarely.
+    refused: Refusals<U256>,
 }
 
 impl Solver {
     /// Loads the checkpoint (if any) and registers the signer as a solver if it is not one yet.
     pub async fn start(client: ChainClient, options: SolverOptions) -> Result<Self, SolverError> {
         let d = client.deployment().clone();
-        let checkpoint = options.checkpoint.clone().map(Checkpoint::new);
-        let saved: Option<Saved> = match &checkpoint {
-            Some(cp) => cp.load()?,
-            None => None,
+        let (follower, saved) = match options.checkpoint.clone() {
+            Some(path) => Follower::resume(client.clone(), Checkpoint::new(path))?,
+            None => (Follower::new(client.clone(), d.start_block), Saved::default()),
         };
-        let (next_block, book, view, released) =
-            match saved.and_then(|s| JobBook::from_snapshot(&s.book).map(|b| (s.next_block, b, s.view, s.released))) {
-                Some(restored) => restored,
-                None => (d.start_block, JobBook::new(), MarketView::default(), HashMap::new()),
-            };
+        let follower = follower.poll_interval(options.poll);
         let me = client.address()?;
-        let account = client.read("reading the solver's account", || async {
-            client.market().accountOf(me).call().await
-        });
-        let roles = account.await?.roles;
-        if roles & view::ROLE_SOLVER == 0 {
+        if !client.account(me).await?.roles.contains(Roles::SOLVER) {
             client.send("registerSolver", client.market().registerSolver()).await?;
             info!(solver = %me, "registered as a solver");
         }
-        let stream = EventStream::new(client.clone(), next_block).poll_interval(options.poll);
         let terms = Terms { solver_fee_bps: d.solver_fee_bps, collateral_bps: d.collateral_bps, mediator_fee: d.mediator_fee };
-        Ok(Self { client, options, stream, book, view, terms, waiting: HashMap::new(), released, checkpoint })
+        let refused = Refusals::with_max_pause("matchJob", MAX_REFUSED_PAUSE);
+        Ok(Self { client, options, follower, saved, terms, waiting: HashMap::new(), refused })
     }
 
     /// Runs until `shutdown` resolves.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), SolverError> {
-        tokio::pin!(shutdown);
-        info!(solver = %self.client.address()?, from_block = self.stream.next_block(), "solver running");
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => return Ok(()),
-                step = self.step() => match step {
-                    Ok(()) => {}
-                    Err(SolverError::Chain(e)) if e.is_retryable() => {
-                        warn!(error = %e, "chain unavailable; will retry");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    Err(e) => return Err(e),
-                },
-            }
-        }
+        info!(solver = %self.client.address()?, from_block = self.follower.next_block(), "solver running");
+        run_until("the solver", shutdown, &mut self, |s| Box::pin(s.step())).await
     }
 
     /// Reads new events (waiting for some), then tries to match every open job.
     pub async fn step(&mut self) -> Result<(), SolverError> {
-        let batch = self.stream.next_batch().await?;
-        for log in &batch.logs {
-            self.view.apply(log);
-            if let lilypad_chain::MarketEvent::JobReleased(e) = &log.event {
-                self.released.entry(e.id).or_default().push(e.provider);
+        let applied = self.follower.next().await?;
+        for (log, change) in &applied.entries {
+            self.saved.view.apply(log);
+            if let MarketEvent::JobReleased(e) = &log.event {
+                self.saved.released.entry(e.id).or_default().push(e.provider);
             }
-            match self.book.apply(log) {
+            match change {
                 Some(JobChange::Finished { id, .. }) => {
-                    self.waiting.remove(&id);
-                    self.released.remove(&id);
+                    self.waiting.remove(id);
+                    self.saved.released.remove(id);
+                    self.refused.forget(id);
                 }
                 Some(JobChange::Released(id)) => {
-                    self.waiting.remove(&id);
+                    self.waiting.remove(id);
                 }
                 _ => {}
             }
         }
         self.recount_active();
         self.match_open_jobs().await?;
-        if let Some(cp) = &self.checkpoint {
-            cp.save(&Saved {
-                next_block: self.stream.next_block(),
-                book: self.book.snapshot(),
-                view: self.view.clone(),
-                released: self.released.clone(),
-            })?;
-        }
+        self.follower.save(&self.saved)?;
         Ok(())
     }
 
     async fn match_open_jobs(&mut self) -> Result<(), SolverError> {
-        let open: Vec<_> = self.book.live().filter(|r| r.state() == JobState::Open).cloned().collect();
+        let open: Vec<_> = self
+            .follower
+            .book()
+            .live()
+            .filter(|r| r.state() == JobState::Open && self.refused.may_try(&r.id))
+            .cloned()
+            .collect();
         if open.is_empty() {
             return Ok(());
         }
         let now = self.client.latest_timestamp().await?;
         let mut balances: HashMap<Address, u128> = HashMap::new();
         // offers change only with events: index them once per pass (busy counts are read live)
-        let index = OfferIndex::build(&self.view);
+        let index = OfferIndex::build(&self.saved.view);
         let mut chosen = Vec::new();
         for record in open {
             let choice = loop {
                 let known = balances.clone();
-                let exclude = excluded(self.released.get(&record.id).map(Vec::as_slice).unwrap_or(&[]));
+                let exclude = excluded(self.saved.released.get(&record.id).map(Vec::as_slice).unwrap_or(&[]));
                 let exclude = exclude.as_slice();
                 match choose_indexed_excluding(
                     &record.job,
-                    &self.view,
+                    &self.saved.view,
                     &index,
                     &self.terms,
                     now,
@@ -187,7 +174,7 @@ impl Solver {
                 Ok(c) => {
                     // count it now so the next job in this pass sees the provider busier
                     // (recount_active rebuilds the counts from the book on the next step)
-                    if let Some(p) = self.view.providers.get_mut(&c.provider) {
+                    if let Some(p) = self.saved.view.providers.get_mut(&c.provider) {
                         p.active_jobs += 1;
                     }
                     if let Some(b) = balances.get_mut(&c.provider) {
@@ -217,11 +204,14 @@ impl Solver {
                 Ok(receipt) => {
                     info!(job = %record.id, provider = %c.provider, price = c.price, mediator = c.mediator, gas = receipt.gas_used, "matched");
                     self.waiting.remove(&record.id);
+                    self.refused.forget(&record.id);
                 }
                 Err(e) if e.is_retryable() => {
                     retry_later.get_or_insert(e);
                 }
-                Err(e) => warn!(job = %record.id, provider = %c.provider, error = %e, "match refused by the market"),
+                // logged once, then as its pause grows (a stale job is refused until the events
+                // catch up with it)
+                Err(e) => self.refused.refused(record.id, &format_args!("match with provider {} refused: {e}", c.provider)),
             }
         }
         if let Some(e) = retry_later {
@@ -235,12 +225,13 @@ impl Solver {
     /// challenge window runs (its collateral stays locked: the balance check covers that), so it
     /// does not count: counting it held every provider to `max_active` jobs per challenge window.
     fn recount_active(&mut self) {
-        for p in self.view.providers.values_mut() {
+        let view = &mut self.saved.view;
+        for p in view.providers.values_mut() {
             p.active_jobs = 0;
         }
-        for r in self.book.live() {
+        for r in self.follower.book().live() {
             if r.state() == JobState::Matched && r.job.provider != Address::ZERO {
-                if let Some(p) = self.view.providers.get_mut(&r.job.provider) {
+                if let Some(p) = view.providers.get_mut(&r.job.provider) {
                     p.active_jobs += 1;
                 }
             }
@@ -248,13 +239,13 @@ impl Solver {
     }
 
     async fn balance_of(&self, provider: Address) -> Result<u128, SolverError> {
-        let market = self.client.market();
-        let b = self.client.read("reading a provider's balance", || async { market.balanceOf(provider).call().await }).await?;
+        let b = self.client.market_balance(provider).await?;
         Ok(u128::try_from(b).unwrap_or(u128::MAX))
     }
 
+    /// The live jobs as of the last step.
     pub fn book(&self) -> &JobBook {
-        &self.book
+        self.follower.book()
     }
 }
 

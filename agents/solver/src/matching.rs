@@ -6,7 +6,7 @@ use lilypad_bindings::Job;
 
 use std::collections::HashMap;
 
-use crate::view::{MarketView, ResourcesView, ROLE_PROVIDER};
+use lilypad_chain::{MarketView, ResourcesView, Roles};
 
 /// The market's fixed parameters that a match depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub fn choose_excluding(
     let mut cheapest: Option<u128> = None;
     let mut any_offer = false;
     for (&address, p) in &view.providers {
-        if p.roles & ROLE_PROVIDER == 0 || exclude.contains(&address) {
+        if !p.roles.contains(Roles::PROVIDER) || exclude.contains(&address) {
             continue;
         }
         let price = match p.offers.get(&job.moduleId) {
@@ -164,7 +164,7 @@ impl OfferIndex {
         let mut by_module: HashMap<B256, Vec<Entry>> = HashMap::new();
         let mut any = Vec::new();
         for (&provider, p) in &view.providers {
-            if p.roles & ROLE_PROVIDER == 0 {
+            if !p.roles.contains(Roles::PROVIDER) {
                 continue;
             }
             for (&module_id, &price) in &p.offers {
@@ -240,7 +240,7 @@ pub fn choose_indexed_excluding(
             return false;
         }
         let Some(p) = view.providers.get(&e.provider) else { return true };
-        if p.roles & ROLE_PROVIDER == 0 {
+        if !p.roles.contains(Roles::PROVIDER) {
             return true;
         }
         let common = usable & p.mediators;
@@ -290,7 +290,7 @@ fn u40(v: U40) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::{MediatorInfo, ProviderInfo, ResourcesView};
+    use lilypad_chain::{MediatorInfo, ProviderInfo, ResourcesView};
     use alloy::primitives::address;
 
     const LP: u128 = 1_000_000_000_000_000_000;
@@ -312,7 +312,7 @@ mod tests {
 
     fn provider(price: u128, seen: u64) -> ProviderInfo {
         ProviderInfo {
-            roles: ROLE_PROVIDER,
+            roles: Roles::PROVIDER,
             mediators: 1,
             offers: [(module(), price)].into_iter().collect(),
             seen,
@@ -321,11 +321,10 @@ mod tests {
     }
 
     fn view(providers: Vec<(Address, ProviderInfo)>) -> MarketView {
-        MarketView {
-            providers: providers.into_iter().collect(),
-            mediators: vec![MediatorInfo { account: Address::ZERO, active: true, suspended: false }],
-            ..Default::default()
-        }
+        let mut v = MarketView::default();
+        v.providers = providers.into_iter().collect();
+        v.mediators = vec![MediatorInfo { account: Address::ZERO, active: true, suspended: false }];
+        v
     }
 
     const A: Address = address!("00000000000000000000000000000000000000aa");
@@ -438,20 +437,18 @@ mod tests {
     /// A random market: providers with named and "any" offers at few distinct prices (so ties
     /// happen), some without the provider role, some busy, picky mediators, resources that fit or not.
     fn random_market(rng: &mut Rng, providers: usize) -> MarketView {
-        let mut v = MarketView {
-            mediators: vec![
-                MediatorInfo { account: Address::ZERO, active: true, suspended: false },
-                MediatorInfo { account: Address::ZERO, active: true, suspended: rng.below(2) == 0 },
-                MediatorInfo { account: Address::ZERO, active: rng.below(2) == 0, suspended: false },
-            ],
-            ..Default::default()
-        };
+        let mut v = MarketView::default();
+        v.mediators = vec![
+            MediatorInfo { account: Address::ZERO, active: true, suspended: false },
+            MediatorInfo { account: Address::ZERO, active: true, suspended: rng.below(2) == 0 },
+            MediatorInfo { account: Address::ZERO, active: rng.below(2) == 0, suspended: false },
+        ];
         for m in 0..4u8 {
             v.requirements.insert(B256::repeat_byte(m), ResourcesView { cpu_milli: 1000 * u32::from(m), ram_mb: 512, ..Default::default() });
         }
         for i in 0..providers {
             let mut p = ProviderInfo {
-                roles: if rng.below(10) == 0 { 0 } else { ROLE_PROVIDER },
+                roles: if rng.below(10) == 0 { Roles::NONE } else { Roles::PROVIDER },
                 mediators: rng.below(8),
                 active_jobs: rng.below(5) as u32,
                 seen: i as u64 + 1,

@@ -109,7 +109,14 @@ impl BlockSink for DiskBlockstore {
         let Some(dir) = path.parent() else {
             return Err(StoreError::io(&path, ErrorKind::InvalidInput.into()));
         };
-        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        // Only the shard folder, never its parents: a store whose folder was removed (a
+        // fetch's temporary store, after the fetch gave up) must not be recreated by a write
+        // still in flight.
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::io(dir, e)),
+        }
         // The temporary file sits in the block's own shard folder: the rename stays within one
         // folder, and parallel writers rarely contend for the same folder.
         let mut tmp = tempfile::Builder::new()

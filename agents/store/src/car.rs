@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use cid::Cid;
 use tracing::debug;
 
-use crate::blockstore::{BlockSink, BlockSource, DiskBlockstore};
+use crate::blockstore::{BlockSource, DiskBlockstore};
 use crate::dag::walk_blocks;
 use crate::error::{Result, StoreError};
-use crate::hash::verify_block;
 use crate::pb::put_varint;
+use crate::reachable::Reachable;
 
 /// Largest block accepted from a CAR (Kubo's blocks are at most 1 MiB; bitswap allows 2 MiB).
 pub const MAX_BLOCK_SIZE: usize = 4 << 20;
@@ -49,16 +49,18 @@ pub(crate) fn export_from<W: Write>(src: &impl BlockSource, root: &Cid, mut out:
     Ok(count)
 }
 
-/// Reads a CARv1 from `input`, verifies every block against its CID and stores it in `store`.
-/// Returns the roots named in the header.
+/// Reads a CARv1 from `input` and stores in `store` the blocks reachable from the roots named
+/// in its header, each verified against its CID. Returns the roots.
 ///
-/// A block that does not match its CID is a fatal [`StoreError::Verification`] naming the CID
-/// (blocks before it stay in the store: they are valid). A malformed or truncated CAR is
-/// [`StoreError::Car`]. The CAR need not hold a complete DAG. Blocking.
+/// Blocks outside the roots' DAGs are not kept (a CAR may carry anything; blocks that arrive
+/// before their parent wait in a bounded buffer). A wanted block that does not match its CID
+/// is a fatal [`StoreError::Verification`] naming the CID (blocks before it stay in the store:
+/// they are valid). A malformed or truncated CAR is [`StoreError::Car`]. The CAR need not hold
+/// a complete DAG. Blocking.
 pub fn import_car<R: Read>(mut input: R, store: &DiskBlockstore) -> Result<Vec<Cid>> {
     let mut decoder = CarDecoder::default();
     let mut buf = vec![0u8; 256 << 10];
-    let mut blocks = 0u64;
+    let mut keep: Option<Reachable> = None;
     loop {
         let n = match input.read(&mut buf) {
             Ok(n) => n,
@@ -70,13 +72,13 @@ pub fn import_car<R: Read>(mut input: R, store: &DiskBlockstore) -> Result<Vec<C
         }
         decoder.push(&buf[..n]);
         while let Some((cid, block)) = decoder.next_block()? {
-            verify_block(&cid, &block)?;
-            store.put_block(&cid, &block)?;
-            blocks += 1;
+            let keep = keep.get_or_insert_with(|| Reachable::new(decoder.roots()));
+            keep.offer(&cid, block, store)?;
         }
     }
     let roots = decoder.finish()?;
-    debug!(blocks, roots = roots.len(), "imported CAR");
+    let (kept, dropped) = keep.map_or((0, 0), Reachable::finish);
+    debug!(kept, dropped, roots = roots.len(), "imported CAR");
     Ok(roots)
 }
 
@@ -333,6 +335,11 @@ impl CarDecoder {
             )));
         }
         Ok(Some((cid, section[start..].to_vec())))
+    }
+
+    /// The header's roots (empty until the header has been read).
+    pub(crate) fn roots(&self) -> &[Cid] {
+        self.roots.as_deref().unwrap_or(&[])
     }
 
     /// Checks that the stream ended on a section boundary after a header; returns the roots.

@@ -7,6 +7,7 @@ use cid::Cid;
 
 use crate::blockstore::BlockSource;
 use crate::error::{Result, StoreError};
+use crate::hamt;
 use crate::hash::{CODEC_DAG_PB, CODEC_RAW};
 use crate::pb::{self, PbLink, UnixFs};
 
@@ -27,7 +28,7 @@ pub(crate) enum Node {
 pub(crate) enum Kind {
     File,
     Directory,
-    /// UnixFS symlink, HAMT shard, metadata: not handled by this crate.
+    /// UnixFS symlink, metadata: not handled by this crate.
     Other(&'static str),
 }
 
@@ -47,9 +48,9 @@ impl Node {
             Node::Raw(_) => Kind::File,
             Node::Pb { unixfs, .. } => match unixfs.kind {
                 pb::UNIXFS_FILE | pb::UNIXFS_RAW => Kind::File,
-                pb::UNIXFS_DIRECTORY => Kind::Directory,
+                // A HAMT shard is a (sharded) folder: its entries are read through its shards.
+                pb::UNIXFS_DIRECTORY | pb::UNIXFS_HAMT_SHARD => Kind::Directory,
                 pb::UNIXFS_SYMLINK => Kind::Other("symlink"),
-                pb::UNIXFS_HAMT_SHARD => Kind::Other("hamt-shard"),
                 pb::UNIXFS_METADATA => Kind::Other("metadata"),
                 _ => Kind::Other("unknown"),
             },
@@ -146,17 +147,76 @@ pub(crate) fn read_file(
     cid: &Cid,
     out: &mut dyn FnMut(Vec<u8>) -> Result<()>,
 ) -> Result<u64> {
-    read_file_at(src, cid, load(src, cid)?, out, 0)
+    read_file_node(src, cid, load(src, cid)?, out, &mut || Ok(()))
 }
 
-/// Like [`read_file`] for a node already loaded.
+/// Like [`read_file`] for a node already loaded; `tick` is called before each child block is
+/// loaded (a deadline check) and may stop the read with an error.
+///
+/// Declared sizes are checked before anything below a node is read: a node with links must
+/// list one non-zero blocksize per link, adding up (with its own data) to its filesize, and
+/// each child must declare the size its parent gives it. A forged DAG is thus caught one block
+/// after the lie, never after streaming what it claims; repeated links to the same blocks (which
+/// Kubo makes for repeated chunks) are fine, bounded by the declared size the caller checked.
 pub(crate) fn read_file_node(
     src: &impl BlockSource,
     cid: &Cid,
     node: Node,
     out: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+    tick: &mut dyn FnMut() -> Result<()>,
 ) -> Result<u64> {
-    read_file_at(src, cid, node, out, 0)
+    read_file_at(src, cid, node, out, tick, 0)
+}
+
+/// The size a file node declares, checked against its blocksizes (see [`read_file_node`]).
+pub(crate) fn declared_file_size(cid: &Cid, node: &Node) -> Result<u64> {
+    match node {
+        Node::Raw(data) => Ok(data.len() as u64),
+        Node::Pb { .. } if node.kind() != Kind::File => Err(StoreError::malformed(
+            cid,
+            format!("expected a file, found a {}", node.kind().as_str()),
+        )),
+        Node::Pb { links, unixfs } => {
+            let own = unixfs.data.as_ref().map_or(0, |d| d.len() as u64);
+            if links.is_empty() {
+                return match unixfs.filesize {
+                    Some(fs) if fs != own => Err(StoreError::malformed(
+                        cid,
+                        format!("file node says {fs} bytes but holds {own}"),
+                    )),
+                    _ => Ok(own),
+                };
+            }
+            if unixfs.blocksizes.len() != links.len() {
+                return Err(StoreError::malformed(
+                    cid,
+                    format!(
+                        "file node has {} links but {} blocksizes",
+                        links.len(),
+                        unixfs.blocksizes.len()
+                    ),
+                ));
+            }
+            if unixfs.blocksizes.contains(&0) {
+                return Err(StoreError::malformed(
+                    cid,
+                    "file node links a child of 0 bytes",
+                ));
+            }
+            let sum = unixfs
+                .blocksizes
+                .iter()
+                .try_fold(own, |acc, b| acc.checked_add(*b))
+                .ok_or_else(|| StoreError::malformed(cid, "blocksizes overflow"))?;
+            match unixfs.filesize {
+                Some(fs) if fs != sum => Err(StoreError::malformed(
+                    cid,
+                    format!("file node says {fs} bytes but its blocksizes add up to {sum}"),
+                )),
+                _ => Ok(sum),
+            }
+        }
+    }
 }
 
 fn read_file_at(
@@ -164,6 +224,7 @@ fn read_file_at(
     cid: &Cid,
     node: Node,
     out: &mut dyn FnMut(Vec<u8>) -> Result<()>,
+    tick: &mut dyn FnMut() -> Result<()>,
     depth: usize,
 ) -> Result<u64> {
     if depth > MAX_DEPTH {
@@ -172,12 +233,7 @@ fn read_file_at(
             "file tree deeper than 64 levels",
         ));
     }
-    if node.kind() != Kind::File {
-        return Err(StoreError::malformed(
-            cid,
-            format!("expected a file, found a {}", node.kind().as_str()),
-        ));
-    }
+    let declared = declared_file_size(cid, &node)?;
     match node {
         Node::Raw(data) => {
             let n = data.len() as u64;
@@ -192,17 +248,26 @@ fn read_file_at(
                 total += data.len() as u64;
                 out(data)?;
             }
-            for link in links {
+            for (link, size) in links.iter().zip(&unixfs.blocksizes) {
+                tick()?;
                 let child = load(src, &link.cid)?;
-                total += read_file_at(src, &link.cid, child, out, depth + 1)?;
-            }
-            if let Some(expected) = unixfs.filesize {
-                if expected != total {
+                let child_declared = declared_file_size(&link.cid, &child)?;
+                if child_declared != *size {
                     return Err(StoreError::malformed(
                         cid,
-                        format!("file node says {expected} bytes but its blocks hold {total}"),
+                        format!(
+                            "child {} holds {child_declared} bytes but its parent says {size}",
+                            link.cid
+                        ),
                     ));
                 }
+                total += read_file_at(src, &link.cid, child, out, tick, depth + 1)?;
+            }
+            if total != declared {
+                return Err(StoreError::malformed(
+                    cid,
+                    format!("file node says {declared} bytes but its blocks hold {total}"),
+                ));
             }
             Ok(total)
         }
@@ -217,17 +282,18 @@ pub(crate) struct DirEntry {
     pub tsize: u64,
 }
 
-/// The entries of folder node `node` (block `cid`), with names checked safe to use as a single
-/// path component: not empty, not "." or "..", no '/' or NUL, no duplicates.
-pub(crate) fn dir_entries(cid: &Cid, node: &Node) -> Result<Vec<DirEntry>> {
-    let links = match (node, node.kind()) {
-        (Node::Pb { links, .. }, Kind::Directory) => links,
-        (_, Kind::Other("hamt-shard")) => {
-            return Err(StoreError::Unsupported {
-                subject: cid.to_string(),
-                what: "HAMT-sharded folders are not supported".into(),
-            })
-        }
+/// The entries of folder node `node` (block `cid`; a plain folder or the root shard of a HAMT,
+/// whose child shards are read from `src`), with names checked safe to use as a single path
+/// component: not empty, not "." or "..", no '/' or NUL, no duplicates. At most `max_entries`
+/// entries are read ([`StoreError::LimitExceeded`] beyond).
+pub(crate) fn dir_entries(
+    src: &impl BlockSource,
+    cid: &Cid,
+    node: &Node,
+    max_entries: u64,
+) -> Result<Vec<DirEntry>> {
+    let (links, unixfs) = match (node, node.kind()) {
+        (Node::Pb { links, unixfs }, Kind::Directory) => (links, unixfs),
         (_, kind) => {
             return Err(StoreError::malformed(
                 cid,
@@ -236,17 +302,33 @@ pub(crate) fn dir_entries(cid: &Cid, node: &Node) -> Result<Vec<DirEntry>> {
         }
     };
     let mut seen = HashSet::new();
-    let mut entries = Vec::with_capacity(links.len());
-    for link in links {
-        let name = link.name.clone().unwrap_or_default();
-        if !is_safe_name(&name) || !seen.insert(name.clone()) {
-            return Err(StoreError::UnsafeName { cid: *cid, name });
+    let mut entries = Vec::new();
+    let mut add = |name: &str, link: &PbLink| {
+        if entries.len() as u64 >= max_entries {
+            return Err(StoreError::LimitExceeded {
+                cid: *cid,
+                what: format!("folder has more than {max_entries} entries, over the limit on files and folders"),
+            });
+        }
+        if !is_safe_name(name) || !seen.insert(name.to_string()) {
+            return Err(StoreError::UnsafeName {
+                cid: *cid,
+                name: name.to_string(),
+            });
         }
         entries.push(DirEntry {
-            name,
+            name: name.to_string(),
             cid: link.cid,
             tsize: link.tsize.unwrap_or(0),
         });
+        Ok(())
+    };
+    if unixfs.kind == pb::UNIXFS_HAMT_SHARD {
+        hamt::for_each_entry(src, cid, links, unixfs, &mut add)?;
+    } else {
+        for link in links {
+            add(link.name.as_deref().unwrap_or(""), link)?;
+        }
     }
     Ok(entries)
 }
@@ -256,31 +338,65 @@ pub(crate) fn is_safe_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
-/// Follows `segments` (folder entry names) from `root`; returns the CID reached.
+/// Follows `segments` (folder entry names) from `root`; returns the CID reached. HAMT folders
+/// are looked up by the name's hash, one shard per level.
+#[cfg(test)]
 pub(crate) fn resolve_path<'a>(
     src: &impl BlockSource,
     root: &Cid,
     segments: impl IntoIterator<Item = &'a str>,
 ) -> Result<Cid> {
+    Ok(resolve_path_traced(src, root, segments)?.target)
+}
+
+/// A path resolved, with what a verifier needs to check it.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// The CID the path leads to.
+    pub target: Cid,
+    /// Every block read to get there (folders and HAMT shards), in order; empty for no path.
+    pub path_blocks: Vec<Cid>,
+    /// The logical roots: the root, then the CID each segment resolved to.
+    pub roots: Vec<Cid>,
+}
+
+/// [`resolve_path`], also returning the blocks traversed and the logical roots.
+pub(crate) fn resolve_path_traced<'a>(
+    src: &impl BlockSource,
+    root: &Cid,
+    segments: impl IntoIterator<Item = &'a str>,
+) -> Result<Resolved> {
     let mut cid = *root;
+    let mut path_blocks = Vec::new();
+    let mut roots = vec![*root];
     for segment in segments {
+        let missing = |cid: Cid| StoreError::NoSuchEntry {
+            cid,
+            name: segment.to_string(),
+        };
         let node = load(src, &cid)?;
-        if node.kind() != Kind::Directory {
-            return Err(StoreError::NoSuchEntry {
-                cid,
-                name: segment.to_string(),
-            });
-        }
-        let entry = dir_entries(&cid, &node)?
-            .into_iter()
-            .find(|e| e.name == segment)
-            .ok_or_else(|| StoreError::NoSuchEntry {
-                cid,
-                name: segment.to_string(),
-            })?;
-        cid = entry.cid;
+        path_blocks.push(cid);
+        let Node::Pb { links, unixfs } = &node else {
+            return Err(missing(cid));
+        };
+        let link = match unixfs.kind {
+            pb::UNIXFS_DIRECTORY => links
+                .iter()
+                .find(|l| l.name.as_deref() == Some(segment))
+                .cloned(),
+            pb::UNIXFS_HAMT_SHARD => {
+                hamt::find(src, &cid, links, unixfs, segment, &mut path_blocks)?
+            }
+            _ => None,
+        };
+        cid = link.ok_or_else(|| missing(cid))?.cid;
+        roots.push(cid);
     }
-    Ok(cid)
+    Ok(Resolved {
+        target: cid,
+        path_blocks,
+        roots,
+    })
 }
 
 #[cfg(test)]
@@ -353,6 +469,13 @@ mod tests {
         }
     }
 
+    struct NoBlocks;
+    impl BlockSource for NoBlocks {
+        fn get_block(&self, cid: &Cid) -> Result<Vec<u8>> {
+            Err(StoreError::NotFound { cid: *cid })
+        }
+    }
+
     #[test]
     fn dir_entries_rejects_traversal() {
         let leaf = crate::hash::raw_cid(b"x");
@@ -360,7 +483,7 @@ mod tests {
             let block = pb::encode_node([(&leaf, bad, 1u64)], &pb::UNIXFS_DIRECTORY_DATA);
             let cid = crate::hash::dag_pb_cid(&block);
             let node = decode(&cid, block).unwrap();
-            let err = dir_entries(&cid, &node).unwrap_err();
+            let err = dir_entries(&NoBlocks, &cid, &node, u64::MAX).unwrap_err();
             assert!(matches!(err, StoreError::UnsafeName { .. }), "{bad:?}");
         }
         // Duplicate names would make one entry overwrite another.
@@ -371,7 +494,7 @@ mod tests {
         let cid = crate::hash::dag_pb_cid(&block);
         let node = decode(&cid, block).unwrap();
         assert!(matches!(
-            dir_entries(&cid, &node),
+            dir_entries(&NoBlocks, &cid, &node, u64::MAX),
             Err(StoreError::UnsafeName { .. })
         ));
     }

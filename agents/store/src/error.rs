@@ -10,7 +10,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Everything that can go wrong in the content store.
 ///
 /// Each variant names the CID, path or URL it is about. [`StoreError::is_retryable`] separates
-/// transient failures (network, a server's 5xx) from fatal ones (bad data, failed verification,
+/// transient failures (network, a server's 5xx, a deadline) from fatal ones (bad data, failed verification,
 /// unsupported input), which retrying cannot fix.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -85,6 +85,26 @@ pub enum StoreError {
         subject: String,
         /// What is not supported.
         what: String,
+    },
+
+    /// Content goes over a limit its reader set (bytes, files, blocks, depth, entries), or says
+    /// it would (a declared file size). Fatal: the same content hits the same limit again.
+    #[error("limit exceeded by {cid}: {what}")]
+    LimitExceeded {
+        /// The block (root or node) where the limit was hit.
+        cid: Cid,
+        /// Which limit, and by how much.
+        what: String,
+    },
+
+    /// An operation did not finish before the deadline its caller set. Retryable: a slow
+    /// server may be faster next time (callers decide whether to try again).
+    #[error("{what} did not finish within {seconds} s")]
+    DeadlineExceeded {
+        /// What was being done (e.g. "fetching <cid> from <url>").
+        what: String,
+        /// The deadline, in seconds.
+        seconds: u64,
     },
 
     /// A symbolic link was found while importing. Symlinks are never published: they could
@@ -186,7 +206,7 @@ impl StoreError {
     /// malformed input, unsupported content, local I/O errors) is fatal.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Network { .. } => true,
+            StoreError::Network { .. } | StoreError::DeadlineExceeded { .. } => true,
             StoreError::Http { status, .. } => {
                 matches!(*status, 408 | 429) || (500..=599).contains(status)
             }

@@ -1,42 +1,80 @@
-//! Fetching a DAG from a gateway, verifying every block, and writing it out atomically.
+//! Fetching a DAG from a gateway, verifying every block, and writing it out atomically, within
+//! limits the caller sets ([`FetchLimits`]).
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cid::Cid;
+use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::blockstore::{BlockSink, DiskBlockstore};
 use crate::car::{CarDecoder, MAX_BLOCK_SIZE};
-use crate::dag::{self, Kind};
+use crate::dag;
 use crate::error::{Result, StoreError};
 use crate::hash::{verify_block, CODEC_RAW};
+use crate::limits::{Budget, FetchLimits};
+use crate::reachable::Reachable;
+use crate::write;
 
-/// Deepest folder nesting written by [`fetch`].
-const MAX_DIR_DEPTH: usize = 256;
+/// Single blocks asked for at once when a gateway does not serve (whole) CARs.
+const PARALLEL_BLOCKS: usize = 8;
+
+/// [`fetch_with`] under [`FetchLimits::default`] (generous: for a user's own downloads).
+pub async fn fetch(gateway: &str, cid: &Cid, dest: &Path) -> Result<Vec<PathBuf>> {
+    fetch_with(gateway, cid, dest, &FetchLimits::default()).await
+}
 
 /// Downloads the DAG `cid` from the path gateway at `gateway` (e.g. `http://127.0.0.1:8080`),
-/// verifies every block against its CID, and writes the content to `dest`. Returns the paths of
-/// the files written (folders are not listed), in DAG order.
+/// verifies every block against its CID, and writes the content to `dest`, within `limits`.
+/// Returns the paths of the files written (folders are not listed), in DAG order.
 ///
 /// * A folder's entries are written directly in `dest` (which becomes that folder). A single file
-///   is written as `dest/<cid>`.
-/// * The DAG is asked for as one CAR (`?format=car`). When the gateway does not serve CARs, or
-///   its CAR lacks blocks, the missing blocks are fetched one by one with `?format=raw`.
+///   is written as `dest/<cid>`. HAMT-sharded folders are walked shard by shard.
+/// * The DAG is asked for as one CAR (`?format=car`, `Accept: application/vnd.ipld.car;
+///   version=1; order=dfs; dups=n`). Only blocks reachable from `cid` are kept from it; when the
+///   gateway does not serve CARs, or its CAR lacks blocks, the missing blocks are fetched with
+///   `?format=raw`, a few at a time.
+/// * Limits: every block received counts against `max_blocks` (and the download against
+///   [`FetchLimits::max_download_bytes`]); before anything is written, the files and folders
+///   are counted and the sizes the file nodes declare added up against `max_files`,
+///   `max_depth` and `max_bytes`; while writing, each node's declared sizes are checked against
+///   its children's. The whole call ends with [`StoreError::DeadlineExceeded`] at `deadline`.
 /// * Atomic: everything is written into a temporary folder next to `dest` and renamed to `dest`
 ///   at the end, so on any error `dest` is left as it was (absent, or an empty folder).
 /// * `dest` must not exist, or be an empty folder: [`StoreError::DestinationExists`] otherwise.
 /// * Fatal errors: a block that does not match its CID ([`StoreError::Verification`], naming
 ///   it), an entry name that could escape `dest` (`..`, `/`, NUL: [`StoreError::UnsafeName`]),
-///   symlinks and HAMT folders ([`StoreError::Unsupported`]). Network failures and 5xx are
-///   [`StoreError::is_retryable`].
-pub async fn fetch(gateway: &str, cid: &Cid, dest: &Path) -> Result<Vec<PathBuf>> {
+///   a limit ([`StoreError::LimitExceeded`]), symlinks ([`StoreError::Unsupported`]). Network
+///   failures, 5xx and the deadline are [`StoreError::is_retryable`].
+pub async fn fetch_with(
+    gateway: &str,
+    cid: &Cid,
+    dest: &Path,
+    limits: &FetchLimits,
+) -> Result<Vec<PathBuf>> {
+    let budget = Arc::new(Budget::new(limits, *cid));
+    let deadline = tokio::time::Instant::from_std(budget.deadline());
+    match tokio::time::timeout_at(deadline, fetch_inner(gateway, cid, dest, budget.clone())).await {
+        Ok(result) => result,
+        // Dropping the fetch drops its temporary folder; a write still running on the blocking
+        // pool checks the same deadline and stops at its next block.
+        Err(_) => Err(budget.deadline_error()),
+    }
+}
+
+async fn fetch_inner(
+    gateway: &str,
+    cid: &Cid,
+    dest: &Path,
+    budget: Arc<Budget>,
+) -> Result<Vec<PathBuf>> {
     let base = gateway_base(gateway)?;
     let cid = *cid;
     let dest = dest.to_path_buf();
@@ -59,7 +97,7 @@ pub async fn fetch(gateway: &str, cid: &Cid, dest: &Path) -> Result<Vec<PathBuf>
     // connection, e.g. because it could not produce a block and aborted the stream before its
     // headers went out), the blocks are asked for one by one, which names what is missing. An
     // unreachable gateway still ends in a Network error there.
-    let got_car = match download_car(&client, &base, &cid, &store).await {
+    let got_car = match download_car(&client, &base, &cid, &store, &budget).await {
         Ok(got) => got,
         Err(e @ StoreError::Network { .. }) => {
             warn!(%cid, error = %e, "CAR download failed; fetching blocks one by one");
@@ -80,18 +118,28 @@ pub async fn fetch(gateway: &str, cid: &Cid, dest: &Path) -> Result<Vec<PathBuf>
         if got_car {
             warn!(%cid, missing = missing.len(), "CAR was incomplete; fetching blocks one by one");
         }
-        for block_cid in missing {
-            let data = fetch_block(&client, &base, &block_cid).await?;
+        fetched += missing.len();
+        // Downloads run a few at a time; each block is written before the next is taken, so
+        // an error leaves no write in flight.
+        let mut downloads = futures_util::stream::iter(missing)
+            .map(|block_cid| {
+                let (client, base, budget) = (&client, &base, &budget);
+                async move { (block_cid, fetch_block(client, base, &block_cid, budget).await) }
+            })
+            .buffer_unordered(PARALLEL_BLOCKS);
+        while let Some((block_cid, data)) = downloads.next().await {
+            let data = data?;
             let store = store.clone();
             blocking(move || store.put_block(&block_cid, &data)).await?;
-            fetched += 1;
         }
     }
-    debug!(%cid, raw_blocks = fetched, "DAG complete");
+    debug!(%cid, raw_blocks = fetched, blocks = budget.blocks(), "DAG complete");
 
     let files = blocking(move || {
+        let plan = write::plan(&store, &cid, &budget)?;
+        debug!(%cid, ?plan, "writing");
         let tree = tmp.path().join("tree");
-        let rel = write_tree(&store, &cid, &tree)?;
+        let rel = write::write_tree(&store, &cid, &tree, &budget)?;
         fs::rename(&tree, &dest).map_err(|e| {
             if dest.exists() {
                 StoreError::DestinationExists { path: dest.clone() }
@@ -177,19 +225,24 @@ async fn http_error(url: &str, resp: reqwest::Response) -> StoreError {
     }
 }
 
-/// Streams `?format=car` into `store`, verifying each block. `Ok(false)` when the gateway does
-/// not serve CARs for this request (the caller then fetches blocks one by one). A transfer that
-/// breaks off midway keeps the blocks received so far.
+/// Streams `?format=car` into `store`, keeping only the blocks reachable from `cid` (each
+/// verified). `Ok(false)` when the gateway does not serve CARs for this request (the caller
+/// then fetches blocks one by one). A transfer that breaks off midway keeps the blocks received
+/// so far.
 async fn download_car(
     client: &reqwest::Client,
     base: &str,
     cid: &Cid,
     store: &DiskBlockstore,
+    budget: &Arc<Budget>,
 ) -> Result<bool> {
-    let url = format!("{base}/ipfs/{cid}?format=car");
+    let url = format!("{base}/ipfs/{cid}?format=car&dag-scope=all");
     let mut resp = client
         .get(&url)
-        .header(ACCEPT, "application/vnd.ipld.car; version=1")
+        .header(
+            ACCEPT,
+            "application/vnd.ipld.car; version=1; order=dfs; dups=n",
+        )
         .send()
         .await
         .map_err(network(&url))?;
@@ -214,18 +267,22 @@ async fn download_car(
     // Decoding, hashing and writing run on the blocking pool, fed chunk by chunk.
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let sink = store.clone();
-    let consumer = tokio::task::spawn_blocking(move || -> Result<(Vec<Cid>, u64)> {
+    let root = *cid;
+    let budget_c = budget.clone();
+    let consumer = tokio::task::spawn_blocking(move || -> Result<(Vec<Cid>, u64, u64)> {
         let mut decoder = CarDecoder::default();
-        let mut blocks = 0u64;
+        let mut keep = Reachable::new(&[root]);
         while let Some(chunk) = rx.blocking_recv() {
             decoder.push(&chunk);
             while let Some((cid, block)) = decoder.next_block()? {
-                verify_block(&cid, &block)?;
-                sink.put_block(&cid, &block)?;
-                blocks += 1;
+                budget_c.received(&cid, block.len())?;
+                budget_c.check_deadline()?;
+                keep.offer(&cid, block, &sink)?;
             }
         }
-        Ok((decoder.finish()?, blocks))
+        let roots = decoder.finish()?;
+        let (kept, dropped) = keep.finish();
+        Ok((roots, kept, dropped))
     });
     let mut network_error = None;
     loop {
@@ -253,11 +310,18 @@ async fn download_car(
             what: format!("CAR decoding task failed: {join}"),
         }),
     };
-    // A verification failure found before the connection broke is the more telling error.
-    let (roots, blocks) = match (consumed, network_error) {
-        (Err(e @ (StoreError::Verification { .. } | StoreError::UnsupportedCid { .. })), _) => {
-            return Err(e)
-        }
+    // A verification failure or a limit found before the connection broke is the more telling
+    // error.
+    let (roots, kept, dropped) = match (consumed, network_error) {
+        (
+            Err(
+                e @ (StoreError::Verification { .. }
+                | StoreError::UnsupportedCid { .. }
+                | StoreError::LimitExceeded { .. }
+                | StoreError::DeadlineExceeded { .. }),
+            ),
+            _,
+        ) => return Err(e),
         // The transfer broke off (or the gateway aborted it, e.g. missing a block): keep what
         // arrived, the rest is fetched block by block (and fails there if it really is gone).
         (_, Some(net)) => {
@@ -269,12 +333,20 @@ async fn download_car(
     if !roots.contains(cid) {
         warn!(%url, ?roots, "CAR roots do not include the requested CID");
     }
-    debug!(%url, blocks, "CAR received");
+    if dropped > 0 {
+        warn!(%url, dropped, "CAR carried blocks outside the requested DAG; they were not kept");
+    }
+    debug!(%url, kept, "CAR received");
     Ok(true)
 }
 
 /// Downloads one block with `?format=raw` and verifies it.
-async fn fetch_block(client: &reqwest::Client, base: &str, cid: &Cid) -> Result<Vec<u8>> {
+async fn fetch_block(
+    client: &reqwest::Client,
+    base: &str,
+    cid: &Cid,
+    budget: &Budget,
+) -> Result<Vec<u8>> {
     let url = format!("{base}/ipfs/{cid}?format=raw");
     let mut resp = client
         .get(&url)
@@ -295,6 +367,7 @@ async fn fetch_block(client: &reqwest::Client, base: &str, cid: &Cid) -> Result<
         }
         data.extend_from_slice(&chunk);
     }
+    budget.received(cid, data.len())?;
     verify_block(cid, &data)?;
     Ok(data)
 }
@@ -322,87 +395,6 @@ fn find_missing(store: &DiskBlockstore, root: &Cid) -> Result<Vec<Cid>> {
         }
     }
     Ok(missing)
-}
-
-/// Writes the DAG under `root` (complete in `store`) at `tree`. Returns the files' paths
-/// relative to `tree`.
-fn write_tree(store: &DiskBlockstore, root: &Cid, tree: &Path) -> Result<Vec<PathBuf>> {
-    let node = dag::load(store, root)?;
-    let mut files = Vec::new();
-    match node.kind() {
-        Kind::File => {
-            fs::create_dir(tree).map_err(|e| StoreError::io(tree, e))?;
-            let name = PathBuf::from(root.to_string());
-            write_file(store, root, node, &tree.join(&name))?;
-            files.push(name);
-        }
-        Kind::Directory => write_dir(store, root, node, tree, Path::new(""), &mut files, 0)?,
-        Kind::Other(kind) => {
-            return Err(StoreError::Unsupported {
-                subject: root.to_string(),
-                what: format!("cannot write a UnixFS {kind}"),
-            })
-        }
-    }
-    Ok(files)
-}
-
-fn write_dir(
-    store: &DiskBlockstore,
-    cid: &Cid,
-    node: dag::Node,
-    path: &Path,
-    rel: &Path,
-    files: &mut Vec<PathBuf>,
-    depth: usize,
-) -> Result<()> {
-    if depth > MAX_DIR_DEPTH {
-        return Err(StoreError::Unsupported {
-            subject: cid.to_string(),
-            what: format!("folders nested more than {MAX_DIR_DEPTH} deep"),
-        });
-    }
-    fs::create_dir(path).map_err(|e| StoreError::io(path, e))?;
-    for entry in dag::dir_entries(cid, &node)? {
-        let child = dag::load(store, &entry.cid)?;
-        let child_path = path.join(&entry.name);
-        let child_rel = rel.join(&entry.name);
-        match child.kind() {
-            Kind::File => {
-                write_file(store, &entry.cid, child, &child_path)?;
-                files.push(child_rel);
-            }
-            Kind::Directory => write_dir(
-                store,
-                &entry.cid,
-                child,
-                &child_path,
-                &child_rel,
-                files,
-                depth + 1,
-            )?,
-            Kind::Other(kind) => {
-                return Err(StoreError::Unsupported {
-                    subject: format!("{} ({})", child_rel.display(), entry.cid),
-                    what: format!("UnixFS {kind} entries are not written"),
-                })
-            }
-        }
-    }
-    Ok(())
-}
-
-fn write_file(store: &DiskBlockstore, cid: &Cid, node: dag::Node, path: &Path) -> Result<()> {
-    // create_new: never follow or replace anything already there.
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| StoreError::io(path, e))?;
-    dag::read_file_node(store, cid, node, &mut |chunk| {
-        file.write_all(&chunk).map_err(|e| StoreError::io(path, e))
-    })?;
-    file.flush().map_err(|e| StoreError::io(path, e))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

@@ -9,13 +9,19 @@
 //!   sit at the same depth; nodes fill left to right, as in Kubo's balanced layout.
 //! * A folder is a dag-pb node with UnixFS `Data{Type=Directory}` and one link per entry, sorted by
 //!   name bytes, each with the entry's name and cumulative size.
+//! * A folder whose links would exceed [`HAMT_THRESHOLD`] (the sum of name and CID lengths over
+//!   its entries is greater than 256 KiB: some 2,700 entries with 60-byte names, 7,000 with
+//!   names like `file-0001.txt`) is a HAMT-sharded folder instead, fanout [`HAMT_FANOUT`], as
+//!   Kubo builds it: see [`crate::hamt`] for its layout. Kubo counts every entry, subfolders
+//!   included, in that sum; the JS importer (`ipfs-unixfs-importer` 17) counts a non-empty
+//!   subfolder as 0 bytes while it builds, so for a folder near the threshold that is close only
+//!   thanks to its subfolders the two can disagree; this importer follows Kubo.
 //! * Hidden files (names starting with '.') are imported like any other: the result is that of
 //!   `ipfs add -r -H --cid-version=1` (without `-H`, Kubo skips them; both agree for folders with
 //!   no hidden entries). A provider must not silently drop outputs.
 //!
 //! Refused: symbolic links anywhere (they could point outside the published folder), sockets,
-//! FIFOs and devices, names that are not UTF-8, and folders so large that Kubo would shard them
-//! as a HAMT (see [`HAMT_THRESHOLD`]).
+//! FIFOs and devices, and names that are not UTF-8.
 //!
 //! Files are streamed in chunk-sized reads through one reused buffer, so memory stays at one
 //! chunk plus at most 174 pending links per tree level, whatever the file size.
@@ -32,6 +38,7 @@ use tracing::debug;
 
 use crate::blockstore::{BlockSink, DiskBlockstore, NullSink};
 use crate::error::{Result, StoreError};
+use crate::hamt;
 use crate::hash::{dag_pb_cid, raw_cid};
 use crate::pb;
 
@@ -41,11 +48,7 @@ pub const CHUNK_SIZE: usize = 262_144;
 /// Most links in one file node (Kubo's balanced layout).
 pub const MAX_LINKS: usize = 174;
 
-/// Kubo turns a folder into a HAMT shard when the estimated size of its node, the sum over its
-/// entries of name length plus CID length in bytes, reaches 256 KiB. This crate does not build
-/// HAMTs: it refuses such a folder with [`StoreError::Unsupported`] (some 3000+ entries with
-/// typical names; spread them over subfolders instead).
-pub const HAMT_THRESHOLD: usize = 262_144;
+pub use crate::hamt::{HAMT_FANOUT, HAMT_THRESHOLD};
 
 /// The root of an imported DAG, as its parent links to it.
 #[derive(Debug, Clone, Copy)]
@@ -298,15 +301,22 @@ fn import_dir<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
         .iter()
         .map(|(name, c)| name.len() + c.cid.encoded_len())
         .sum();
-    if estimate >= HAMT_THRESHOLD {
-        return Err(StoreError::Unsupported {
-            subject: path.display().to_string(),
-            what: format!(
-                "folder with {} entries is too large for one block ({estimate} bytes of links \
-                 >= {HAMT_THRESHOLD}); Kubo would shard it as a HAMT, which this importer does \
-                 not build",
-                entries.len()
-            ),
+    if estimate > HAMT_THRESHOLD {
+        let count = entries.len();
+        let shard_entries = entries
+            .into_iter()
+            .map(|(name, c)| hamt::ShardEntry {
+                name,
+                cid: c.cid,
+                tsize: c.tsize,
+            })
+            .collect();
+        let (cid, tsize) = hamt::build(shard_entries, sink)?;
+        debug!(path = %path.display(), entries = count, estimate, %cid, "sharded folder (HAMT)");
+        return Ok(Imported {
+            cid,
+            tsize,
+            filesize: 0,
         });
     }
 
@@ -341,6 +351,16 @@ mod tests {
         fn put_block(&self, cid: &Cid, data: &[u8]) -> Result<()> {
             self.0.borrow_mut().insert(*cid, data.to_vec());
             Ok(())
+        }
+    }
+
+    impl crate::blockstore::BlockSource for MemSink {
+        fn get_block(&self, cid: &Cid) -> Result<Vec<u8>> {
+            self.0
+                .borrow()
+                .get(cid)
+                .cloned()
+                .ok_or(StoreError::NotFound { cid: *cid })
         }
     }
 
@@ -581,20 +601,59 @@ mod tests {
     }
 
     #[test]
-    fn huge_folder_is_unsupported() {
+    fn folder_over_the_threshold_is_sharded() {
         let dir = tempfile::tempdir().unwrap();
-        // 2600 entries * (60-byte name + 36-byte CID) = 249600 < 262144: still one block.
-        // 2800 entries * 96 = 268800: Kubo would shard.
-        let name = |i: usize| format!("{i:060}");
-        for i in 0..2600 {
+        // 4096 entries * (28-byte name + 36-byte CID) = 262144: exactly the threshold, one block.
+        let name = |i: usize| format!("{i:028}");
+        for i in 0..4096 {
             File::create(dir.path().join(name(i))).unwrap();
         }
-        cid_of_path(dir.path()).unwrap();
-        for i in 2600..2800 {
-            File::create(dir.path().join(name(i))).unwrap();
+        let sink = MemSink::default();
+        let flat = import_path(dir.path(), &sink).unwrap();
+        let node = decode_node(&sink.get(&flat.cid)).unwrap();
+        assert_eq!(node.links.len(), 4096);
+        let fs = decode_unixfs(node.data.as_deref().unwrap()).unwrap();
+        assert_eq!(fs.kind, UNIXFS_DIRECTORY);
+        // One more: a HAMT whose root links to sub-shards ("XX") and entries ("XX<name>").
+        File::create(dir.path().join(name(4096))).unwrap();
+        let sink = MemSink::default();
+        let sharded = import_path(dir.path(), &sink).unwrap();
+        let node = decode_node(&sink.get(&sharded.cid)).unwrap();
+        let fs = decode_unixfs(node.data.as_deref().unwrap()).unwrap();
+        assert_eq!(fs.kind, crate::pb::UNIXFS_HAMT_SHARD);
+        assert_eq!(fs.fanout, Some(256));
+        assert_eq!(fs.hash_type, Some(0x22));
+        assert_eq!(
+            node.links.len(),
+            256,
+            "4097 names fill every slot of the root"
+        );
+        assert_eq!(fs.data.as_deref(), Some(&[0xff; 32][..]));
+        let names: Vec<_> = node.links.iter().map(|l| l.name.clone().unwrap()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "links in slot order");
+        assert!(
+            names.iter().all(|n| n.len() == 2 || n.len() == 30),
+            "{names:?}"
+        );
+        // Every entry is reachable exactly once through the shards.
+        let mut found = Vec::new();
+        crate::hamt::for_each_entry(&sink, &sharded.cid, &node.links, &fs, &mut |n, _| {
+            found.push(n.to_string());
+            Ok(())
+        })
+        .unwrap();
+        found.sort();
+        let expected: Vec<String> = (0..4097).map(name).collect();
+        assert_eq!(found, expected);
+        // Tsize sums the whole DAG: every shard block plus 4097 empty files of 0 bytes.
+        let mut blocks = 0u64;
+        for (cid, data) in sink.0.borrow().iter() {
+            if cid.codec() == crate::hash::CODEC_DAG_PB {
+                blocks += data.len() as u64;
+            }
         }
-        let err = cid_of_path(dir.path()).unwrap_err();
-        assert!(matches!(err, StoreError::Unsupported { .. }), "{err}");
-        assert!(err.to_string().contains("HAMT"));
+        assert_eq!(sharded.tsize, blocks);
     }
 }

@@ -7,13 +7,16 @@
 //!
 //! * [`cid_of_path`] / [`add_path`]: UnixFS importer (hash-only, or writing blocks into a
 //!   [`DiskBlockstore`]). See [`importer`] for the exact DAG layout and what is
-//!   refused (symlinks, HAMT-sized folders).
+//!   refused (symlinks, devices); large folders are HAMT-sharded as Kubo does ([`hamt`]).
 //! * [`DiskBlockstore`]: blocks on disk, named by CID, written atomically.
 //! * [`export_car`] / [`import_car`]: CARv1 archives, every imported block verified.
-//! * [`gateway::router`] / [`gateway::serve`]: an HTTP path gateway (`/ipfs/<cid>[/<path>]`, with
-//!   `?format=car` and `?format=raw`).
-//! * [`fetch`]: downloads a DAG from a gateway, verifies every block and writes the files
-//!   atomically.
+//! * [`outputs_server::serve_trustless`]: the outputs server, an IPFS trustless gateway
+//!   (`/ipfs/<cid>[/<path>]` with `?format=raw|car`, `dag-scope`, the spec's headers and
+//!   statuses), on [`http::serve_router`] (connection limits, header/idle/write timeouts).
+//!   [`gateway`] keeps the former names as aliases.
+//! * [`fetch_with`] / [`fetch`]: downloads a DAG from a gateway, verifies every block and writes
+//!   the files atomically, within the caller's [`FetchLimits`] (bytes, files, blocks, depth,
+//!   deadline; declared sizes checked before writing; only blocks reachable from the root kept).
 //! * [`KuboClient`]: the parts of Kubo's RPC API used to publish and pin.
 //!
 //! Errors are one [`StoreError`] type; [`StoreError::is_retryable`] says whether trying again can
@@ -24,17 +27,26 @@ mod car;
 mod dag;
 mod error;
 mod fetch;
+pub mod hamt;
 pub mod gateway;
+pub mod http;
+pub mod outputs_server;
 mod hash;
 pub mod importer;
 mod kubo;
+mod limits;
 mod pb;
+mod reachable;
+mod trustless;
+mod write;
 
 pub use blockstore::DiskBlockstore;
 pub use car::{export_car, import_car, MAX_BLOCK_SIZE};
 pub use cid::Cid;
 pub use error::{Result, StoreError};
-pub use fetch::fetch;
+pub use fetch::{fetch, fetch_with};
+pub use http::{ServerLimits, ServerStats};
+pub use limits::FetchLimits;
 pub use hash::{parse_cid, CODEC_DAG_PB, CODEC_RAW};
-pub use importer::{add_path, cid_of_path, CHUNK_SIZE, MAX_LINKS};
+pub use importer::{add_path, cid_of_path, CHUNK_SIZE, HAMT_FANOUT, HAMT_THRESHOLD, MAX_LINKS};
 pub use kubo::KuboClient;

@@ -234,10 +234,27 @@ pub(crate) struct UnixFs {
     pub data: Option<Vec<u8>>,
     pub filesize: Option<u64>,
     pub blocksizes: Vec<u64>,
+    /// HAMT shards: the hash function's multicodec.
+    pub hash_type: Option<u64>,
+    /// HAMT shards: slots per node.
+    pub fanout: Option<u64>,
 }
 
-/// Decodes UnixFS `Data`, skipping the fields this crate does not use (hashType, fanout, mode,
-/// mtime, unknown ones). `blocksizes` may be packed or not.
+/// Encodes UnixFS `Data` for a HAMT shard node: Type=HAMTShard, Data=bitfield, hashType,
+/// fanout (field order as Kubo and the JS importer write them; no filesize, no blocksizes).
+pub(crate) fn encode_unixfs_hamt(bitfield: &[u8], hash_type: u64, fanout: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + bitfield.len());
+    put_uint(&mut out, 1, UNIXFS_HAMT_SHARD);
+    if !bitfield.is_empty() {
+        put_bytes(&mut out, 2, bitfield);
+    }
+    put_uint(&mut out, 5, hash_type);
+    put_uint(&mut out, 6, fanout);
+    out
+}
+
+/// Decodes UnixFS `Data`, skipping the fields this crate does not use (mode, mtime, unknown
+/// ones). `blocksizes` may be packed or not.
 pub(crate) fn decode_unixfs(bytes: &[u8]) -> Result<UnixFs, String> {
     let mut kind = None;
     let mut out = UnixFs::default();
@@ -259,6 +276,12 @@ pub(crate) fn decode_unixfs(bytes: &[u8]) -> Result<UnixFs, String> {
                     out.blocksizes
                         .push(read_varint(packed, &mut p).ok_or("truncated packed blocksizes")?);
                 }
+            }
+            (5, WIRE_VARINT) => {
+                out.hash_type = Some(read_varint(bytes, &mut pos).ok_or("truncated hashType")?)
+            }
+            (6, WIRE_VARINT) => {
+                out.fanout = Some(read_varint(bytes, &mut pos).ok_or("truncated fanout")?)
             }
             (_, wire) => skip_field(bytes, &mut pos, wire)?,
         }

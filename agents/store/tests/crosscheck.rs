@@ -36,8 +36,13 @@ fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")
 }
 
-/// Installs the JS importer into tests/js/node_modules if it is not there yet.
+/// Installs the JS importer into tests/js/node_modules if it is not there yet (once per test
+/// process: tests run in parallel and two `npm ci` in one folder break each other).
 fn ensure_js_importer() {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = INSTALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = js_dir();
     if dir
         .join("node_modules/ipfs-unixfs-importer/package.json")
@@ -207,4 +212,81 @@ fn cids_match_the_js_importer() {
         add_path(&tree, &store).unwrap().to_string(),
         expected[tree_idx]
     );
+}
+
+/// HAMT-sharded folders (Kubo's autosharding: links estimate > 256 KiB, fanout 256,
+/// murmur3-x64-64): the JS importer with Kubo's defaults must give the same CIDs, on both sides
+/// of the threshold.
+#[test]
+fn sharded_folder_cids_match_the_js_importer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut paths: Vec<PathBuf> = Vec::new();
+
+    // 4,000 outputs with 32-byte names: 4000 * (32 + 36) = 272,000 bytes of links: sharded.
+    let outputs = root.join("four-thousand");
+    for i in 0..4000 {
+        write(
+            &outputs.join(format!("{i:04}-lilypad-output-result.json")),
+            format!("{{\"i\": {i}}}\n").as_bytes(),
+        );
+    }
+    paths.push(outputs.clone());
+
+    // Around the threshold: 28-byte names make each entry exactly 64 bytes, so 4,096 entries
+    // are exactly 262,144 (not over: one block) and 4,097 are over (a HAMT).
+    for count in [4095usize, 4096, 4097] {
+        let dir = root.join(format!("threshold-{count}"));
+        for i in 0..count {
+            write(&dir.join(format!("{i:028}")), b"");
+        }
+        paths.push(dir);
+    }
+
+    // A sharded folder far over the threshold holding sub-folders (one of them sharded too, one
+    // empty), files of several chunks and names that are not ASCII.
+    let mixed = root.join("mixed");
+    // 2,800 * (60 + 36) = 268,800 bytes of links, with the sub-folders below on top.
+    for i in 0..2800 {
+        write(
+            &mixed.join(format!(
+                "{i:05}-an-entry-whose-name-is-sixty-bytes-long-0123456789abcd"
+            )),
+            &pseudo_random(i % 700, i as u64),
+        );
+    }
+    for i in 0..2800 {
+        write(
+            &mixed.join(format!(
+                "nested/{i:05}-inner-sharded-folder-entry-sixty-bytes-long-0123456789"
+            )),
+            format!("{i}").as_bytes(),
+        );
+    }
+    fs::create_dir_all(mixed.join("empty-folder")).unwrap();
+    write(&mixed.join("small/a.txt"), b"hello\n");
+    write(&mixed.join("données/résumé.txt"), "naïve".as_bytes());
+    write(
+        &mixed.join("big.bin"),
+        &pseudo_random(3 * CHUNK_SIZE + 11, 99),
+    );
+    paths.push(mixed.clone());
+
+    let expected = js_cids(&paths);
+    let mut mismatches = Vec::new();
+    for (path, js) in paths.iter().zip(&expected) {
+        let ours = cid_of_path(path).unwrap().to_string();
+        if &ours != js {
+            mismatches.push(format!("{}: ours {ours}, JS {js}", path.display()));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "CID mismatches:\n{}",
+        mismatches.join("\n")
+    );
+    // The 4,096 and 4,097 folders differ in kind, not just in one entry: the JS importer shards
+    // only the latter (checked by the CIDs above); and writing blocks gives the same root.
+    let store = DiskBlockstore::open(root.join("store")).unwrap();
+    assert_eq!(add_path(&mixed, &store).unwrap().to_string(), expected[4]);
 }

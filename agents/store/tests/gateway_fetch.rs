@@ -421,7 +421,9 @@ async fn gateway_responses() {
     let r = get(format!("/ipfs/{}/result.json/inside", f.cid)).await;
     assert_eq!(r.status(), 404);
     let r = get(format!("/ipfs/{}?format=tar", f.cid)).await;
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 406, "a format this gateway does not serve");
+    let r = get(format!("/ipfs/{}?format=zip", f.cid)).await;
+    assert_eq!(r.status(), 400, "an unknown format");
     let r = get("/nothing-here".into()).await;
     assert_eq!(r.status(), 404);
 }

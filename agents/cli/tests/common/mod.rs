@@ -229,7 +229,7 @@ pub async fn advance_time(client: &ChainClient, secs: u64) {
 /// The executor instance label of the agent with `role` and address `addr` whose data folder
 /// is `<data-dir>/<role folder>/<addr>` (what `lilypad resource-provider` / `lilypad mediator` use).
 pub fn instance_of(role: &str, folder: &str, addr: Address, data_dir: &Path) -> String {
-    lilypad_provider::executor_config(role, addr, &data_dir.join(folder).join(addr.to_string())).instance
+    lilypad_runner::executor_config(role, addr, &data_dir.join(folder).join(addr.to_string())).instance
 }
 
 /// Docker containers and volumes labelled with executor instance `instance`.

@@ -90,7 +90,13 @@ fn db_spec(args: &GatewayArgs, data_dir: &Path) -> String {
     args.db.clone().unwrap_or_else(|| data_dir.join("gateway").join("gateway.db").display().to_string())
 }
 
-pub async fn gateway(args: GatewayArgs, data_dir: &Path) -> eyre::Result<()> {
+impl GatewayArgs {
+    pub async fn run(self, data_dir: &Path) -> eyre::Result<()> {
+        gateway(self, data_dir).await
+    }
+}
+
+async fn gateway(args: GatewayArgs, data_dir: &Path) -> eyre::Result<()> {
     let spec = db_spec(&args, data_dir);
     let db = Db::connect(&spec).await?;
     match args.command {

@@ -1,20 +1,22 @@
-//! What the solver knows of providers and mediators, rebuilt from the market's events.
+//! The public market, rebuilt from its events: providers (roles, offers, resources, modules at
+//! hand), mediators and module requirements. The solver matches jobs against it; the web2
+//! gateway's `/modules` lists the offers it holds. One implementation, one set of rules: what a
+//! `RolesChanged`, `OfferSet` or `MediatorRegistered` means is decided here only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256};
 use lilypad_bindings::Resources;
-use lilypad_chain::{MarketEvent, MarketLog};
 use serde::{Deserialize, Serialize};
 
-pub const ROLE_SOLVER: u8 = 1;
-pub const ROLE_PROVIDER: u8 = 2;
-pub const ROLE_MEDIATOR: u8 = 4;
+use crate::events::{MarketEvent, MarketLog};
+use crate::Roles;
 
 /// A resource provider as the market's events describe it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderInfo {
-    pub roles: u8,
+    /// Its roles (a provider that left, `registerProvider` undone, keeps its entry).
+    pub roles: Roles,
     /// Mediators it accepts (bit i = mediator i).
     pub mediators: u64,
     /// Price per module id; `B256::ZERO` is the "any module that fits" offer.
@@ -57,6 +59,7 @@ impl ResourcesView {
     }
 }
 
+/// A mediator slot of the market.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediatorInfo {
     pub account: Address,
@@ -67,10 +70,13 @@ pub struct MediatorInfo {
 /// Providers, mediators and module requirements, kept in step with the market.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MarketView {
+    /// Every account that was ever a provider or set an offer, resources or mediators.
     pub providers: HashMap<Address, ProviderInfo>,
+    /// Mediator slots, by index.
     pub mediators: Vec<MediatorInfo>,
+    /// Resources each published module needs.
     pub requirements: HashMap<B256, ResourcesView>,
-    pub(crate) next_seen: u64,
+    next_seen: u64,
 }
 
 impl MarketView {
@@ -95,8 +101,8 @@ impl MarketView {
     pub fn apply(&mut self, log: &MarketLog) {
         use MarketEvent as E;
         match &log.event {
-            E::RolesChanged(e) if e.roles & ROLE_PROVIDER != 0 || self.providers.contains_key(&e.account) => {
-                self.provider(e.account).roles = e.roles;
+            E::RolesChanged(e) if Roles::from_bits(e.roles).contains(Roles::PROVIDER) || self.providers.contains_key(&e.account) => {
+                self.provider(e.account).roles = Roles::from_bits(e.roles);
             }
             E::ProviderMediatorsSet(e) => self.provider(e.provider).mediators = e.mediators,
             E::OfferSet(e) => {
@@ -143,7 +149,41 @@ impl MarketView {
     }
 }
 
-/// Helper for the U256 ids the market uses.
-pub fn id_u64(id: U256) -> u64 {
-    u64::try_from(id).unwrap_or(u64::MAX)
+impl MarketView {
+    /// The standing offers for `module_id` (not the "any module that fits" ones), as
+    /// `(provider, price)`, by provider address.
+    pub fn offers_for(&self, module_id: B256) -> Vec<(Address, u128)> {
+        let mut out: Vec<(Address, u128)> =
+            self.providers.iter().filter_map(|(a, p)| p.offers.get(&module_id).map(|price| (*a, *price))).collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lilypad_bindings::LilypadMarket;
+
+    fn log(event: MarketEvent) -> MarketLog {
+        MarketLog { block: 1, tx: B256::ZERO, log_index: 0, event }
+    }
+
+    #[test]
+    fn offers_follow_their_events_and_withdrawn_ones_are_gone() {
+        let (a, b, module) = (Address::repeat_byte(0xa), Address::repeat_byte(0xb), B256::repeat_byte(7));
+        let mut view = MarketView::default();
+        let offer = |provider, price, active| {
+            log(MarketEvent::OfferSet(LilypadMarket::OfferSet { provider, moduleId: module, price, active }))
+        };
+        view.apply(&offer(b, 5, true));
+        view.apply(&offer(a, 3, true));
+        assert_eq!(view.offers_for(module), vec![(a, 3), (b, 5)]);
+        view.apply(&offer(b, 5, false));
+        assert_eq!(view.offers_for(module), vec![(a, 3)]);
+        assert!(view.offers_for(B256::ZERO).is_empty());
+        view.apply(&log(MarketEvent::RolesChanged(LilypadMarket::RolesChanged { account: a, roles: 2 })));
+        assert!(view.providers[&a].roles.contains(Roles::PROVIDER));
+        assert_eq!(view.providers[&b].seen, 1, "first seen first");
+    }
 }

@@ -10,7 +10,7 @@ use eyre::{eyre, WrapErr};
 use lilypad_chain::ChainClient;
 use lilypad_devnet::{accounts, address_of, deploy, devnet_config, write_deployment, Anvil};
 use lilypad_module::Module;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::network::DevnetInfo;
 
@@ -47,7 +47,13 @@ const IPFS_MAX_UPLOAD: usize = 4 << 30;
 /// its module folders and image archives are fetched from the devnet's IPFS node.
 const OFFER_ANY: lilypad_bindings::Resources = lilypad_bindings::Resources { cpuMilli: 2000, ramMb: 4096, diskMb: 10_000, vramMb: 0, gpus: 0 };
 
-pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
+impl DevnetArgs {
+    pub async fn run(self, data_dir: &Path) -> eyre::Result<()> {
+        devnet(self, data_dir).await
+    }
+}
+
+async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     let root = data_dir.join("devnet");
     std::fs::create_dir_all(&root).wrap_err_with(|| format!("creating {}", root.display()))?;
     let module_dirs = module_folders(&args.modules)?;
@@ -148,7 +154,7 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             allow_git_modules: false,
             fetch_modules: true,
             ipfs_gateways: vec![ipfs.clone()],
-            cheat: None,
+            testing: Default::default(),
         },
     )
     .await?;
@@ -195,20 +201,51 @@ pub async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.changed().await;
     };
-    let solver_task = tokio::spawn(solver.run(wait(stop_rx.clone())));
-    let provider_task = tokio::spawn(provider.run(wait(stop_rx.clone())));
-    let mediator_task = tokio::spawn(mediator_agent.run(wait(stop_rx.clone())));
-    tokio::select! {
-        _ = crate::shutdown_signal() => info!("stopping"),
-        r = solver_task => return Err(eyre!("the solver stopped: {:?}", r)),
-        r = provider_task => return Err(eyre!("the resource provider stopped: {:?}", r)),
-        r = mediator_task => return Err(eyre!("the mediator stopped: {:?}", r)),
-    }
+    let mut solver_task = tokio::spawn({
+        let stop = wait(stop_rx.clone());
+        async move { solver.run(stop).await.map_err(eyre::Report::from) }
+    });
+    let mut provider_task = tokio::spawn({
+        let stop = wait(stop_rx.clone());
+        async move { provider.run(stop).await.map_err(eyre::Report::from) }
+    });
+    let mut mediator_task = tokio::spawn({
+        let stop = wait(stop_rx.clone());
+        async move { mediator_agent.run(stop).await.map_err(eyre::Report::from) }
+    });
+    let stopped = tokio::select! {
+        _ = crate::shutdown_signal() => {
+            info!("stopping");
+            None
+        }
+        r = &mut solver_task => Some(eyre!("the solver stopped: {:?}", r)),
+        r = &mut provider_task => Some(eyre!("the resource provider stopped: {:?}", r)),
+        r = &mut mediator_task => Some(eyre!("the mediator stopped: {:?}", r)),
+    };
+    // Every agent is told to stop and joined (the provider waits for its runs to end), so
+    // that nothing of theirs is left running when Anvil goes.
     let _ = stop_tx.send(true);
+    for (name, task) in [("solver", solver_task), ("resource provider", provider_task), ("mediator", mediator_task)] {
+        if task.is_finished() && stopped.is_some() {
+            continue; // already joined above
+        }
+        match tokio::time::timeout(AGENT_STOP, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(agent = name, error = %format!("{e:#}"), "stopped with an error"),
+            Ok(Err(e)) => warn!(agent = name, error = %e, "its task failed"),
+            Err(_) => warn!(agent = name, secs = AGENT_STOP.as_secs(), "did not stop in time"),
+        }
+    }
     let _ = std::fs::remove_file(&info_path);
     anvil.stop().await;
-    Ok(())
+    match stopped {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
+
+/// How long each agent gets to stop (its runs cancelled and their containers removed).
+const AGENT_STOP: Duration = Duration::from_secs(30);
 
 fn write_info(data_dir: &Path, info: &DevnetInfo) -> eyre::Result<PathBuf> {
     let path = DevnetInfo::path(data_dir);

@@ -1,0 +1,46 @@
+//! `lilypad challenge <id>`: challenge a job's result within its challenge window.
+
+use std::path::Path;
+
+use alloy::primitives::U256;
+
+use crate::network::NetworkArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct ChallengeArgs {
+    /// The job id.
+    pub id: u64,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+impl ChallengeArgs {
+    pub async fn run(self, data_dir: &Path) -> eyre::Result<()> {
+        let net = self.network.resolve_with(data_dir, |d| d.job_creator_key.clone())?;
+        let client = net.connect(true).await?;
+        let id = U256::from(self.id);
+        // rebuild the job from the events
+        let mut stream = lilypad_chain::EventStream::new(client.clone(), client.deployment().start_block);
+        let mut book = lilypad_chain::JobBook::new();
+        while let Some(batch) = stream.poll_once().await? {
+            for log in &batch.logs {
+                book.apply(log);
+            }
+        }
+        let record = book.get(id).ok_or_else(|| eyre::eyre!("job {id} is not live (never created, or already final)"))?;
+        if record.state() != lilypad_bindings::JobState::Submitted {
+            return Err(eyre::eyre!("job {id} is {:?}: only a submitted result can be challenged", record.state()));
+        }
+        let deposit = U256::from(client.deployment().challenge_deposit());
+        let me = client.address()?;
+        let market = client.market();
+        let free = market.balanceOf(me).call().await?;
+        if free < deposit {
+            let token = client.token();
+            client.send("approve", token.approve(client.deployment().market, deposit)).await?;
+        }
+        client.send(&format!("challenge(job {id})"), market.challenge(id, record.job.clone())).await?;
+        println!("challenged job {id}: mediator {} re-runs it and rules", record.job.mediator);
+        Ok(())
+    }
+}

@@ -1,0 +1,37 @@
+//! `lilypad mediator`: run a mediator.
+
+use std::path::{Path, PathBuf};
+
+use crate::network::NetworkArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct MediatorArgs {
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// Module folders it can re-run (repeatable); others are fetched by CID from the IPFS
+    /// gateway (folder and pinned image archive).
+    #[arg(long = "module")]
+    pub modules: Vec<PathBuf>,
+    /// Where to fetch providers' results from, to compare them under a module's declared
+    /// comparison (default: the devnet provider's gateway).
+    #[arg(long, env = "IPFS_GATEWAY")]
+    pub gateway: Option<String>,
+}
+
+impl MediatorArgs {
+    pub async fn run(self, data_dir: &Path) -> eyre::Result<()> {
+        let net = self.network.resolve_with(data_dir, |_| lilypad_devnet::accounts::MEDIATOR.to_string())?;
+        let gateway = self.gateway.or_else(|| net.gateway.clone()).or_else(|| net.devnet.as_ref().map(|d| d.gateway.clone()).filter(|g| !g.is_empty()));
+        let client = net.connect(true).await?;
+        let options = lilypad_mediator::MediatorOptions {
+            modules: self.modules,
+            ipfs_gateways: net.ipfs_gateways.clone(),
+            data_dir: data_dir.join("mediator").join(client.address()?.to_string()),
+            poll: std::time::Duration::from_millis(250),
+            gateway,
+        };
+        let mediator = lilypad_mediator::Mediator::start(client, options).await?;
+        mediator.run(crate::shutdown_signal()).await?;
+        Ok(())
+    }
+}

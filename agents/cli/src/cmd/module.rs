@@ -1,0 +1,80 @@
+//! `lilypad module`: create, build and publish job modules.
+
+use std::path::{Path, PathBuf};
+
+use crate::network::NetworkArgs;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ModuleCommand {
+    /// Create a working module skeleton in a new folder.
+    Init {
+        dir: PathBuf,
+        /// The module's name (default: the folder's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Build a module's image and print its content hash.
+    Build { dir: PathBuf },
+    /// Publish a module: build its image, put the folder and the image archive on IPFS, and
+    /// register name:version on chain pinned to both content hashes.
+    Publish {
+        dir: PathBuf,
+        #[command(flatten)]
+        network: NetworkArgs,
+        /// Kubo RPC API to import the folder and image archive into (default: the config
+        /// file's ipfs_api, else the devnet's IPFS node).
+        #[arg(long, env = "LILYPAD_IPFS_API")]
+        ipfs_api: Option<String>,
+        /// Pin no image archive: providers then need the folder and build the image themselves.
+        #[arg(long)]
+        no_image: bool,
+    },
+}
+
+impl ModuleCommand {
+    pub async fn run(self, data_dir: &Path) -> eyre::Result<()> {
+        match self {
+            ModuleCommand::Init { dir, name } => {
+                let name = match name {
+                    Some(n) => n,
+                    None => dir
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .map(str::to_string)
+                        .ok_or_else(|| eyre::eyre!("give the module a --name"))?,
+                };
+                let module = lilypad_module::init_module(&dir, &name)?;
+                println!("created {} in {} (content hash {})", module.reference(), dir.display(), module.cid());
+                println!("build it with: lilypad module build {}", dir.display());
+            }
+            ModuleCommand::Build { dir } => {
+                let module = lilypad_module::Module::load(&dir)?;
+                let executor = lilypad_executor::Executor::connect().await?;
+                executor.preflight().await?;
+                let image = lilypad_module::build_image(&module, &executor).await?;
+                println!("{} built as image {image}", module.reference());
+                println!("content hash (CID): {}", module.cid());
+                println!("spec hash (on chain): {}", module.spec_hash());
+            }
+            ModuleCommand::Publish { dir, network, ipfs_api, no_image } => {
+                let module = lilypad_module::Module::load(&dir)?;
+                let net = network.resolve_with(data_dir, |d| d.job_creator_key.clone())?;
+                let api = ipfs_api.or(net.ipfs_api.clone());
+                let image_hash = crate::publish::publish_content(&module, api.as_deref(), !no_image).await?;
+                let client = net.connect(true).await?;
+                let market = client.market();
+                let call = market.publishModule(module.name().to_string(), module.version().to_string(), module.chain_spec_with_image(image_hash));
+                client.send(&format!("publishModule({})", module.reference()), call).await.map_err(|e| match e.market_error() {
+                    Some(_) => eyre::eyre!("the module directory refused {}: {e}", module.reference()),
+                    None => eyre::eyre!(e),
+                })?;
+                println!("published {} pinned to {} (spec hash {})", module.reference(), module.cid(), module.spec_hash());
+                if image_hash != alloy::primitives::B256::ZERO {
+                    println!("image archive: {} (image hash {image_hash})", lilypad_module::cid_from_spec_hash(image_hash));
+                }
+                println!("run it with: lilypad run {}", module.reference());
+            }
+        }
+        Ok(())
+    }
+}

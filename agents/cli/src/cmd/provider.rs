@@ -1,0 +1,119 @@
+//! `lilypad resource-provider`: run a resource provider.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::network::NetworkArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct ProviderArgs {
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// Module folders to offer (repeatable).
+    #[arg(long = "module", required_unless_present = "offer_any")]
+    pub modules: Vec<PathBuf>,
+    /// Price per job, in token units (wei of LP).
+    #[arg(long, env = "OFFER_PRICE", default_value = "1000000000000000000")]
+    pub price: u128,
+    /// Collateral to keep deposited, in token units.
+    #[arg(long, env = "COLLATERAL", default_value = "100000000000000000000")]
+    pub collateral: u128,
+    /// Where to serve job outputs.
+    #[arg(long, env = "GATEWAY_ADDR", default_value = "127.0.0.1:8090")]
+    pub gateway: SocketAddr,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: usize,
+    /// A Kubo RPC API to also add and pin outputs to (e.g. http://127.0.0.1:5001).
+    #[arg(long, env = "IPFS_API")]
+    pub ipfs_api: Option<String>,
+    /// Also offer any published module that fits these resources: cpu-milli,ram-mb,disk-mb
+    /// (e.g. 2000,4096,10000).
+    #[arg(long, value_parser = parse_resources)]
+    pub offer_any: Option<lilypad_bindings::Resources>,
+    /// Run modules published from git repositories (their build commands run on this host).
+    #[arg(long)]
+    pub allow_git_modules: bool,
+    /// Do not fetch published modules it has no folder for (by default, with --offer-any,
+    /// their folders and image archives are fetched by CID from the IPFS gateway; images
+    /// are loaded, never built, so nothing of theirs runs outside the sandbox).
+    #[arg(long)]
+    pub no_fetch_modules: bool,
+    /// How often to look for new events, in milliseconds (`lilypad devnet`'s own agents: 20).
+    #[arg(long, env = "POLL_MS", default_value_t = 250)]
+    pub poll_ms: u64,
+    /// TEST ONLY flags: added to the command line only when the provider is built with its
+    /// `testing` feature (see [`TestingArgs`]).
+    #[arg(skip)]
+    pub testing: Option<TestingArgs>,
+}
+
+/// TEST ONLY flags, on the command line only when the provider has its test hooks
+/// ([`lilypad_provider::TestHooks::AVAILABLE`]: the `testing` feature, which `cargo test`
+/// enables and release builds do not).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TestingArgs {
+    /// TEST ONLY (never in production): post a wrong result for this share (0 to 1) of the
+    /// jobs, to test challenges, audits and mediators against a cheater. Its collateral is
+    /// slashed whenever such a result is challenged.
+    #[arg(long, hide = true, value_parser = super::parse_rate)]
+    pub cheat_rate: Option<f64>,
+    /// TEST ONLY: seed of the pick of jobs --cheat-rate cheats on.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub cheat_seed: u64,
+    /// TEST ONLY: make every run panic (its job must be given back).
+    #[arg(long, hide = true)]
+    pub test_panic_runs: bool,
+}
+
+impl TestingArgs {
+    fn hooks(&self) -> lilypad_provider::TestHooks {
+        lilypad_provider::TestHooks::new(self.cheat_rate.map(|rate| (rate, self.cheat_seed)), self.test_panic_runs)
+    }
+
+    /// Adds these flags to the `resource-provider` subcommand of `command` where the provider
+    /// has its test hooks.
+    pub fn augment(command: clap::Command) -> clap::Command {
+        use clap::Args;
+        if !lilypad_provider::TestHooks::AVAILABLE {
+            return command;
+        }
+        command.mut_subcommand("resource-provider", TestingArgs::augment_args)
+    }
+}
+
+fn parse_resources(s: &str) -> Result<lilypad_bindings::Resources, String> {
+    let parts: Vec<u32> = s.split(',').map(|p| p.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|e| format!("{s:?}: {e}"))?;
+    match parts[..] {
+        [cpu, ram, disk] => Ok(lilypad_bindings::Resources { cpuMilli: cpu, ramMb: ram, diskMb: disk, vramMb: 0, gpus: 0 }),
+        _ => Err(format!("{s:?}: expected cpu-milli,ram-mb,disk-mb")),
+    }
+}
+
+impl ProviderArgs {
+    pub async fn run(self, data_dir: &Path) -> eyre::Result<()> {
+        let net = self.network.resolve_with(data_dir, |d| d.provider_key.clone())?;
+        let client = net.connect(true).await?;
+        let testing = self.testing.as_ref().map(TestingArgs::hooks).unwrap_or_default();
+        let options = lilypad_provider::ProviderOptions {
+            modules: self.modules,
+            price: self.price,
+            collateral: self.collateral,
+            mediators: u64::MAX,
+            data_dir: data_dir.join("provider").join(client.address()?.to_string()),
+            gateway: self.gateway,
+            concurrency: self.concurrency,
+            allow_network: false,
+            poll: std::time::Duration::from_millis(self.poll_ms.max(1)),
+            ipfs_api: self.ipfs_api,
+            offer_any: self.offer_any,
+            allow_git_modules: self.allow_git_modules,
+            fetch_modules: !self.no_fetch_modules,
+            ipfs_gateways: net.ipfs_gateways.clone(),
+            testing,
+        };
+        let provider = lilypad_provider::Provider::start(client, options).await?;
+        provider.run(crate::shutdown_signal()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,228 @@
+//! [`Executor`]: talks to the engine through bollard. One file per concern: the connection
+//! and preflight here, images (build, load, save, tag), a job's run, the cleanup of
+//! what runs leave, and the draining of a job's logs.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::errors::Error as BollardError;
+use bollard::Docker;
+use tracing::{debug, info, warn};
+
+use crate::error::{ExecError, Subject};
+use crate::spec::EngineInfo;
+
+mod cleanup;
+mod images;
+mod logs;
+mod run;
+
+/// Settings of an [`Executor`].
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Value of the `lilypad.executor` label on every container and volume this executor
+    /// creates; [`Executor::cleanup_leftovers`] removes only objects with this value, so two
+    /// executors on one engine must use different instances.
+    pub instance: String,
+    /// How long to keep reading a job's logs after its container exited.
+    pub log_grace: Duration,
+    /// How long to wait for the container to go away after a kill.
+    pub kill_grace: Duration,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            instance: "default".into(),
+            log_grace: Duration::from_secs(10),
+            kill_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs jobs in sandboxed containers on one Docker engine. Cheap to share (`&self`
+/// everywhere); several jobs may run at once.
+pub struct Executor {
+    docker: Docker,
+    endpoint: String,
+    config: ExecutorConfig,
+    holder_image: tokio::sync::OnceCell<String>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("endpoint", &self.endpoint)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn endpoint() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+/// A short string unique to this process and moment, for object names.
+fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:x}{:04x}{:x}",
+        (nanos as u64) & 0xffff_ffff,
+        std::process::id() & 0xffff,
+        n
+    )
+}
+
+impl Executor {
+    /// Connects to the engine named by `DOCKER_HOST` (or `/var/run/docker.sock`) with the
+    /// default [`ExecutorConfig`], and agrees on an API version with it.
+    pub async fn connect() -> Result<Self, ExecError> {
+        Self::connect_with(ExecutorConfig::default()).await
+    }
+
+    /// [`Executor::connect`] with a configuration.
+    pub async fn connect_with(config: ExecutorConfig) -> Result<Self, ExecError> {
+        let endpoint = endpoint();
+        let unavailable = |source| ExecError::EngineUnavailable {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        let docker = Docker::connect_with_defaults().map_err(unavailable)?;
+        let docker = docker.negotiate_version().await.map_err(unavailable)?;
+        debug!(endpoint, api = %docker.client_version(), "connected to the docker engine");
+        Ok(Self::with_docker(docker, endpoint, config))
+    }
+
+    /// Uses an existing bollard client (already version-negotiated).
+    pub fn with_docker(
+        docker: Docker,
+        endpoint: impl Into<String>,
+        config: ExecutorConfig,
+    ) -> Self {
+        Executor {
+            docker,
+            endpoint: endpoint.into(),
+            config,
+            holder_image: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The bollard client, for anything this API does not cover.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.config
+    }
+
+    fn engine_err(
+        &self,
+        subject: Subject,
+        action: &'static str,
+    ) -> impl FnOnce(BollardError) -> ExecError + '_ {
+        move |source| {
+            if is_unreachable(&source) {
+                ExecError::EngineUnavailable {
+                    endpoint: self.endpoint.clone(),
+                    source,
+                }
+            } else {
+                ExecError::Engine {
+                    subject,
+                    action,
+                    source,
+                }
+            }
+        }
+    }
+
+    /// Checks that the engine answers and can enforce the sandbox, and prepares the outputs
+    /// holder image. Fails with [`ExecError::EngineUnavailable`] (saying how to start one) when
+    /// no engine answers.
+    pub async fn preflight(&self) -> Result<EngineInfo, ExecError> {
+        let unavailable = |source| ExecError::EngineUnavailable {
+            endpoint: self.endpoint.clone(),
+            source,
+        };
+        let info = self.docker.info().await.map_err(unavailable)?;
+        let version = self.docker.version().await.map_err(unavailable)?;
+        let s = |o: Option<String>| o.unwrap_or_default();
+        let info = EngineInfo {
+            server_version: s(version.version),
+            api_version: s(version.api_version),
+            os: s(info.operating_system),
+            architecture: s(info.architecture),
+            kernel_version: s(info.kernel_version),
+            cgroup_version: info
+                .cgroup_version
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+            storage_driver: s(info.driver),
+            ncpu: info.ncpu.unwrap_or(0),
+            mem_total: info.mem_total.unwrap_or(0),
+            memory_limit: info.memory_limit.unwrap_or(false),
+            swap_limit: info.swap_limit.unwrap_or(false),
+            pids_limit: info.pids_limit.unwrap_or(false),
+            nvidia_runtime: info
+                .runtimes
+                .as_ref()
+                .is_some_and(|r| r.contains_key("nvidia")),
+        };
+        for (ok, what) in [
+            (info.memory_limit, "memory"),
+            (info.swap_limit, "swap"),
+            (info.pids_limit, "pids"),
+        ] {
+            if !ok {
+                warn!("the docker engine cannot enforce {what} limits on this kernel: jobs are less contained");
+            }
+        }
+        self.holder_image().await?;
+        info!(server = %info.server_version, api = %info.api_version, arch = %info.architecture, "docker engine ready");
+        Ok(info)
+    }
+}
+
+/// An I/O error of job `job` while `what` at `path`.
+fn io_error(
+    job: &str,
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> ExecError {
+    let (job, path) = (job.to_string(), path.to_path_buf());
+    move |source| ExecError::Io {
+        subject: Subject::Job(job),
+        what,
+        path,
+        source,
+    }
+}
+
+fn is_unreachable(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::SocketNotFoundError(_)
+            | BollardError::HyperLegacyError { .. }
+            | BollardError::IOError { .. }
+            | BollardError::RequestTimeoutError
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_differ() {
+        assert_ne!(unique(), unique());
+    }
+}

@@ -1,0 +1,41 @@
+//! Running Lilypad jobs: the layer between modules and the agents that run jobs (provider,
+//! mediator).
+//!
+//! A job goes through four steps, each here once:
+//! 1. **resolve** its module ([`ModuleResolver`], [`Sources`]): a local folder, a git
+//!    repository, or the folder fetched from IPFS by the CID the chain pins, in that order;
+//! 2. **prepare** it for an [`Engine`] (Docker: its image present, loaded from the pinned
+//!    archive, or built);
+//! 3. **run** it ([`run_job`], [`run_job_within`]): inputs rendered into the module's run,
+//!    the engine's sandbox, a passing engine failure tried again;
+//! 4. **publish** its result folder by CID ([`outputs::publish`], [`outputs::pin`]).
+//!
+//! Failures are [`RunError`]s, which name the job or module and say whether they may pass
+//! ([`RunError::is_retryable`]). Also here: whether a module is published and pinned
+//! ([`published_module`], [`check_pinned`]), supervised per-job tasks ([`JobTasks`]), and the
+//! seeded pick of jobs auditors use ([`sample::pick`]).
+//!
+//! The engine seam ([`Engine`]) takes a resolved module, its rendered arguments, environment
+//! and limits and a result folder, and gives back the exit code (stdout, stderr and outputs
+//! are files in the folder). [`DockerEngine`] is the one engine today.
+
+#![forbid(unsafe_code)]
+
+mod docker;
+mod engine;
+mod error;
+mod job;
+pub mod outputs;
+mod published;
+mod resolve;
+pub mod sample;
+mod tasks;
+
+pub use docker::{executor_config, DockerEngine};
+pub use engine::{BoxFuture, Engine, EngineOutcome, EngineRun};
+pub use error::{EngineError, RunError};
+pub use job::{run_deadline, run_job, run_job_within, SUBMIT_MARGIN};
+pub use outputs::{fetch_fresh, remove_unfinished_results, FetchFreshError};
+pub use published::{check_pinned, published_module};
+pub use resolve::{ModuleResolver, Resolved, Sources};
+pub use tasks::{JobTasks, TaskFailure};

@@ -1,0 +1,111 @@
+//! Result folders (`stdout`, `stderr`, `exitCode`, `outputs/`): published by CID, pinned to an
+//! IPFS node, fetched (verified) into a clean folder, and the half-written ones a killed run
+//! left removed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use alloy::primitives::{B256, U256};
+use lilypad_store::{Cid, DiskBlockstore, KuboClient, StoreError};
+use tracing::{info, warn};
+
+use crate::error::RunError;
+
+/// Adds the result folder `dir` of job `job` to `store`; returns its CID and the result hash
+/// (the CID's sha2-256 digest), what a provider posts.
+pub async fn publish(job: U256, store: &DiskBlockstore, dir: &Path) -> Result<(Cid, B256), RunError> {
+    let store = store.clone();
+    let dir = dir.to_path_buf();
+    let cid = tokio::task::spawn_blocking(move || lilypad_store::add_path(&dir, &store))
+        .await
+        .map_err(|_| RunError::Panicked { job, task: "publishing the result" })?
+        .map_err(|source| RunError::Publish { job, source })?;
+    let hash = lilypad_module::spec_hash_of(&cid).ok_or(RunError::NotSha256 { job, cid })?;
+    Ok((cid, hash))
+}
+
+/// Also adds the result folder to an IPFS node (same importer settings: it must compute the
+/// same `cid`). A node that cannot be reached is logged and passed over (the outputs are still
+/// served by the agent); one that computes another CID is an error.
+pub async fn pin(job: U256, kubo: &Arc<KuboClient>, dir: &Path, cid: &Cid) -> Result<(), RunError> {
+    match kubo.add_path(dir).await {
+        Ok(pinned) if &pinned == cid => {
+            info!(job = %job, %cid, "pinned to IPFS");
+            Ok(())
+        }
+        Ok(pinned) => Err(RunError::PinMismatch { job, cid: *cid, pinned }),
+        Err(e) => {
+            warn!(job = %job, error = %e, "pinning to IPFS failed; outputs are still served here");
+            Ok(())
+        }
+    }
+}
+
+/// Why [`fetch_fresh`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchFreshError {
+    /// Clearing the folder, or creating its parent, failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io { action: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    /// The fetch itself failed (the gateway, or blocks that do not match the CID).
+    #[error("fetching {cid} from {gateway}: {source}")]
+    Fetch { cid: Cid, gateway: String, #[source] source: StoreError },
+}
+
+impl FetchFreshError {
+    /// Whether trying again later may succeed (the gateway was unreachable).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FetchFreshError::Io { .. } => false,
+            FetchFreshError::Fetch { source, .. } => source.is_retryable(),
+        }
+    }
+}
+
+/// Fetches `cid` from `gateway` into `dest`, verifying every block, after removing whatever
+/// `dest` held (a fetch cut short, an older result). Returns the files written.
+pub async fn fetch_fresh(gateway: &str, cid: &Cid, dest: &Path) -> Result<Vec<PathBuf>, FetchFreshError> {
+    if dest.exists() {
+        std::fs::remove_dir_all(dest).map_err(|source| FetchFreshError::Io { action: "clearing", path: dest.to_path_buf(), source })?;
+    }
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| FetchFreshError::Io { action: "creating", path: parent.to_path_buf(), source })?;
+    }
+    lilypad_store::fetch(gateway, cid, dest)
+        .await
+        .map_err(|source| FetchFreshError::Fetch { cid: *cid, gateway: gateway.to_string(), source })
+}
+
+/// Removes the unfinished result folders (`<id>.tmp`) a killed run left in `results`: a job
+/// that is still live is run again from scratch, and one that ended meanwhile never would be.
+/// Call it at start-up, before any run.
+pub fn remove_unfinished_results(results: &Path) {
+    let Ok(entries) = std::fs::read_dir(results) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => info!(path = %path.display(), "removed an unfinished result folder"),
+                Err(e) => warn!(path = %path.display(), error = %e, "cannot remove an unfinished result folder"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfinished_result_folders_are_removed_and_finished_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("results");
+        std::fs::create_dir_all(results.join("7.tmp/outputs")).unwrap();
+        std::fs::write(results.join("7.tmp/stdout"), "half").unwrap();
+        std::fs::create_dir_all(results.join("8/outputs")).unwrap();
+        remove_unfinished_results(&results);
+        assert!(!results.join("7.tmp").exists(), "a killed run's folder is removed");
+        assert!(results.join("8/outputs").is_dir(), "a finished result is kept");
+        remove_unfinished_results(&dir.path().join("missing")); // no folder: nothing to do
+    }
+}
