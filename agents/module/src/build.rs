@@ -76,6 +76,11 @@ pub async fn build_image_with(
     executor: &Executor,
     options: &BuildOptions,
 ) -> Result<BuiltImage, BuildError> {
+    if module.engine() != crate::EngineKind::Docker {
+        return Err(BuildError::NotDocker {
+            module: module.reference().to_string(),
+        });
+    }
     let tag = module.image_tag();
     let docker_err = |source| BuildError::Docker {
         tag: tag.clone(),

@@ -124,6 +124,34 @@ pub enum SpecError {
 
     #[error(transparent)]
     CompareRule(#[from] crate::compare::RuleError),
+
+    /// `engine` "wasm" without a `wasm` section, or a `wasm` section on a Docker module.
+    #[error("{0}")]
+    WasmSection(&'static str),
+
+    /// A WebAssembly module with a field only a Docker container has.
+    #[error(
+        "`{field}` is for Docker modules only, and this module runs on the WebAssembly engine \
+         (\"engine\": \"wasm\"): {hint}"
+    )]
+    DockerOnlyField { field: &'static str, hint: &'static str },
+
+    /// `wasm.file` is not a plain relative path inside the module folder.
+    #[error(
+        "`wasm.file` {0:?} must be a relative path inside the module folder, without `..`, \
+         ending in .wasm (e.g. \"app.wasm\")"
+    )]
+    InvalidWasmFile(String),
+
+    /// `wasm.clock` / `wasm.random` "host" on a module that says it is deterministic.
+    #[error(
+        "`{field}` is \"host\", so runs differ, but the module says \"deterministic\": true: \
+         use \"{default}\" (the default), or set \"deterministic\": false"
+    )]
+    HostSourceOnDeterministic {
+        field: &'static str,
+        default: &'static str,
+    },
 }
 
 /// Loading a module folder failed.
@@ -141,6 +169,24 @@ pub enum LoadError {
          COPY of a static binary)", dir.display()
     )]
     NoDockerfile { dir: PathBuf },
+
+    /// A WebAssembly module whose `wasm.file` is not in the folder.
+    #[error(
+        "{}: the module runs {file:?} (`wasm.file`) but there is no such file in the folder: \
+         build it (e.g. with the module's build script) or fix the name", dir.display()
+    )]
+    NoWasmFile { dir: PathBuf, file: String },
+
+    /// `wasm.file` is there but is not a WebAssembly module.
+    #[error("{}: {reason}", path.display())]
+    NotWasm { path: PathBuf, reason: String },
+
+    /// A WebAssembly module folder holding a `Dockerfile`.
+    #[error(
+        "{}: the module runs on the WebAssembly engine (\"engine\": \"wasm\") but has a \
+         Dockerfile, which would never be used: remove it, or drop \"engine\": \"wasm\"", dir.display()
+    )]
+    DockerfileInWasmModule { dir: PathBuf },
 
     #[error("{}: {source}", path.display())]
     Io {
@@ -345,6 +391,13 @@ pub enum BuildError {
         timeout: Duration,
         output: String,
     },
+
+    /// A WebAssembly module has no image: its `.wasm` file runs as it is.
+    #[error(
+        "module {module} runs on the WebAssembly engine: it has no image to build (its .wasm \
+         file runs as it is)"
+    )]
+    NotDocker { module: String },
 
     #[error("docker build of {tag}: {source}")]
     Docker {

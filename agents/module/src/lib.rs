@@ -1,7 +1,8 @@
 //! Lilypad modules.
 //!
 //! A module is a folder holding a spec file, [`SPEC_FILE`] (`lilypad-module.json`), a
-//! `Dockerfile` and whatever else it needs (sources, models). It is named `name:version` on
+//! `Dockerfile` and whatever else it needs (sources, models); or, for the WebAssembly engine
+//! (`"engine": "wasm"`), a `.wasm` file (WASI preview 1) instead of the Dockerfile. It is named `name:version` on
 //! chain and pinned there by its content hash: the sha2-256 digest inside the folder's UnixFS
 //! CID ([`lilypad_store::cid_of_path`], the CID `ipfs add -r --cid-version=1` prints), so job
 //! creator, provider and mediator can check they hold the same bytes and anyone can fetch
@@ -25,6 +26,8 @@
 //! * [`parse_inputs`] / [`Module::parse_inputs`] / [`Module::render`]: `Key=Value` inputs,
 //!   typed and checked, substituted into `args` elements and `env` values without any shell.
 //! * [`Module::to_run_spec`]: the executor's [`lilypad_executor::RunSpec`], limits included.
+//! * [`Module::wasm_spec`]: a WebAssembly module's [`lilypad_wasm::WasmSpec`] (same argv and
+//!   environment as a container's, limits from the same fields, a per-job random seed).
 //! * [`Module::chain_spec`]: the `ModuleSpec` to publish.
 //! * [`build_image`]: `build.commands` (on the host: trusted modules only) and `docker build`
 //!   in a temporary copy, tagged [`Module::image_tag`].
@@ -33,7 +36,7 @@
 //!   [`ArchiveLimits`] before loading; the engine gets only its config and layers, never its
 //!   names. The [`ModuleImage`] (tag and id) is recorded; runs start by id after
 //!   [`ModuleImage::verify`].
-//! * [`init_module`]: a skeleton that builds and runs as it is.
+//! * [`init_module`] / [`init_wasm_module`]: a skeleton that builds and runs as it is.
 //! * [`parse_reference`]: parses `name:version`.
 //! * [`compare_results`]: two results of a job compared as the module declares (`compare`).
 
@@ -50,6 +53,7 @@ mod module;
 mod names;
 pub mod spec;
 mod template;
+mod wasm;
 
 use alloy::primitives::B256;
 use cid::multihash::Multihash;
@@ -68,7 +72,7 @@ pub use fetch::{fetch_image_archive, fetch_module, FetchError};
 pub use git::{
     check_host, fetch_git_module, is_git_name, is_public_ip, repo_url, resolve_commit, GitError, GitPolicy,
 };
-pub use init::{init_module, SKELETON_SOURCE};
+pub use init::{init_module, init_wasm_module, SKELETON_BUILD_SCRIPT, SKELETON_SOURCE, SKELETON_WASM};
 pub use inputs::{parse_inputs, InputDecl, InputValue, Inputs, MAX_INPUT_BYTES};
 pub use module::{
     Module, RenderedRun, MAX_BUILD_TIMEOUT_SECONDS, MAX_INPUTS, MAX_SPEC_BYTES,
@@ -78,7 +82,8 @@ pub use names::{
     forbidden_env, FORBIDDEN_ENV, is_valid_env_name, is_valid_input_name, is_valid_name, is_valid_version, module_id,
     parse_reference, ModuleRef, MAX_INPUT_NAME_LENGTH, MAX_NAME_LENGTH, MAX_VERSION_LENGTH,
 };
-pub use spec::{CompareSpec, InputSpec, InputType, Spec};
+pub use spec::{CompareSpec, EngineKind, InputSpec, InputType, Spec, WasmClock, WasmModuleSpec, WasmRandom};
+pub use wasm::{MODULE_WASM, WASM_TABLE_ELEMENTS};
 
 /// The spec file in a module folder.
 pub const SPEC_FILE: &str = "lilypad-module.json";

@@ -18,7 +18,7 @@ use crate::names::{
     docker_repository, docker_tag, forbidden_env, is_valid_env_name, is_valid_name, is_valid_version,
     module_id, ModuleRef,
 };
-use crate::spec::{Spec, DEFAULT_OUTPUT_BYTES};
+use crate::spec::{EngineKind, Spec, DEFAULT_OUTPUT_BYTES};
 use crate::template::{Template, OPEN};
 use crate::{spec_hash_of, DOCKERFILE, SPEC_FILE};
 
@@ -348,6 +348,7 @@ fn compile(spec: &Spec) -> Result<Compiled, SpecError> {
         Some(_) if spec.deterministic => return Err(SpecError::CompareOnDeterministic),
         Some(c) => Comparison::parse(&c.ignore)?,
     };
+    crate::wasm::check_spec(spec)?;
     Ok(Compiled {
         inputs,
         args,
@@ -361,7 +362,8 @@ fn compile(spec: &Spec) -> Result<Compiled, SpecError> {
 impl Module {
     /// Loads the module in `dir`: refuses symbolic links and special files anywhere in it,
     /// parses and checks `lilypad-module.json` (see `docs/modules.md`), requires a
-    /// `Dockerfile`, and computes the folder's content hash (its UnixFS CID).
+    /// `Dockerfile` (a WebAssembly module: its `.wasm` file, and no Dockerfile), and computes
+    /// the folder's content hash (its UnixFS CID).
     ///
     /// Blocking (it reads every file): call it in `spawn_blocking` from async code.
     pub fn load(dir: impl AsRef<Path>) -> Result<Module, LoadError> {
@@ -399,9 +401,13 @@ impl Module {
             path: path.clone(),
             source,
         })?;
-        let dockerfile = dir.join(DOCKERFILE);
-        if !fs::symlink_metadata(&dockerfile).is_ok_and(|m| m.is_file()) {
-            return Err(LoadError::NoDockerfile { dir: dir.into() });
+        if spec.engine == EngineKind::Wasm {
+            crate::wasm::check_folder(dir, &spec)?;
+        } else {
+            let dockerfile = dir.join(DOCKERFILE);
+            if !fs::symlink_metadata(&dockerfile).is_ok_and(|m| m.is_file()) {
+                return Err(LoadError::NoDockerfile { dir: dir.into() });
+            }
         }
         let cid = lilypad_store::cid_of_path(dir).map_err(|source| LoadError::Hash {
             dir: dir.into(),
@@ -584,7 +590,7 @@ impl Module {
     }
 
     /// The `MODULE_*` flags: [`MODULE_NONDETERMINISTIC`] unless `deterministic`,
-    /// [`MODULE_NETWORK`] if `network`.
+    /// [`MODULE_NETWORK`] if `network`, [`crate::MODULE_WASM`] if `"engine": "wasm"`.
     pub fn flags(&self) -> u8 {
         let mut f = 0;
         if !self.spec.deterministic {
@@ -592,6 +598,9 @@ impl Module {
         }
         if self.spec.network {
             f |= MODULE_NETWORK;
+        }
+        if self.spec.engine == EngineKind::Wasm {
+            f |= crate::wasm::MODULE_WASM;
         }
         f
     }

@@ -65,6 +65,91 @@ pub struct Spec {
     pub outputs: OutputSpec,
     /// What `runJob` escrows for a job of this module, in the token's base units (wei).
     pub default_payment: Payment,
+    /// What runs the module: a Docker image built from the folder's `Dockerfile` (the
+    /// default), or a WebAssembly module from the folder (`wasm`).
+    #[serde(default, skip_serializing_if = "EngineKind::is_docker")]
+    pub engine: EngineKind,
+    /// `engine` "wasm" only: the `.wasm` file and how deterministic its run is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm: Option<WasmModuleSpec>,
+}
+
+/// `engine`: what runs a module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// A container of the image built from the module's `Dockerfile`.
+    #[default]
+    Docker,
+    /// A WASI preview 1 module run by wasmtime (see [`WasmModuleSpec`]).
+    Wasm,
+}
+
+impl EngineKind {
+    fn is_docker(&self) -> bool {
+        *self == EngineKind::Docker
+    }
+
+    /// `"docker"` or `"wasm"`, as written in the spec.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Wasm => "wasm",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `wasm`: a WebAssembly module's file and run settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WasmModuleSpec {
+    /// The `.wasm` file, a path relative to the module folder (e.g. `"lilysay.wasm"`); it is
+    /// part of the folder, so the module's content hash pins it.
+    pub file: String,
+    /// `"fixed"` (default): the clocks start at the Unix epoch and advance one millisecond per
+    /// reading. `"host"`: the host's clocks (the module is then not deterministic).
+    #[serde(default, skip_serializing_if = "WasmClock::is_fixed")]
+    pub clock: WasmClock,
+    /// `"seeded"` (default): random bytes derived from the module and the job's arguments and
+    /// environment. `"host"`: the host's random source (the module is then not deterministic).
+    #[serde(default, skip_serializing_if = "WasmRandom::is_seeded")]
+    pub random: WasmRandom,
+}
+
+/// `wasm.clock`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WasmClock {
+    #[default]
+    Fixed,
+    Host,
+}
+
+impl WasmClock {
+    fn is_fixed(&self) -> bool {
+        *self == WasmClock::Fixed
+    }
+}
+
+/// `wasm.random`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WasmRandom {
+    #[default]
+    Seeded,
+    Host,
+}
+
+impl WasmRandom {
+    fn is_seeded(&self) -> bool {
+        *self == WasmRandom::Seeded
+    }
 }
 
 /// `build`: commands run on the provider's host, in a copy of the module folder, before the

@@ -17,7 +17,8 @@
 //!
 //! The engine seam ([`Engine`]) takes a resolved module, its rendered arguments, environment
 //! and limits and a result folder, and gives back the exit code (stdout, stderr and outputs
-//! are files in the folder). [`DockerEngine`] is the one engine today.
+//! are files in the folder). [`DockerEngine`] runs containers, [`WasmEngine`] WebAssembly modules;
+//! [`Engines`] sends each module to the engine its spec names.
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ mod published;
 mod resolve;
 pub mod sample;
 mod tasks;
+mod wasm;
 
 pub use docker::{executor_config, DockerEngine};
 pub use engine::{BoxFuture, Engine, EngineOutcome, EngineRun};
@@ -39,3 +41,4 @@ pub use outputs::{fetch_fresh, remove_unfinished_results, FetchFreshError};
 pub use published::{check_pinned, published_module};
 pub use resolve::{ModuleResolver, Resolved, Sources};
 pub use tasks::{JobTasks, TaskFailure};
+pub use wasm::{Engines, WasmEngine};
