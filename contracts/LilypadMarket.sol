@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
-import {Ownable} from "solady/auth/Ownable.sol";
 import {LibString} from "solady/utils/LibString.sol";
 import {SafeTransferLib} from "solady/utils/SafeTransferLib.sol";
 import {ILilypadJobClient} from "./interfaces/ILilypadJobManager.sol";
-import {ModuleDirectory} from "./ModuleDirectory.sol";
+import {ILilypadMarket} from "./interfaces/ILilypadMarket.sol";
+import {JobLib} from "./libraries/JobLib.sol";
+import {MarketAccounts} from "./MarketAccounts.sol";
 
 /// @title LilypadMarket: escrow, matching, results, mediation and timeouts for compute jobs.
 /// @notice The system of record of the network. A job's payment is pulled into escrow when it
@@ -16,34 +17,30 @@ import {ModuleDirectory} from "./ModuleDirectory.sol";
 /// the job and return the funds to whoever is owed them.
 ///
 /// Money owed to an account is credited to its balance here and withdrawn with `withdraw`
-/// (pull payments: no settlement can be blocked by a recipient).
+/// (pull payments: no settlement can be blocked by a recipient). Accounts, roles, offers and
+/// mediators are in MarketAccounts; the job arithmetic (deadlines, result commitment, job
+/// hash) is JobLib.
 ///
 /// Storage per live job is one hash; callers pass the `Job` back (see ILilypadMarketTypes).
 /// @dev `runJob` has the selector and ABI of the Lilypad reference's ILilypadJobManager.
-contract LilypadMarket is ModuleDirectory, Ownable {
+contract LilypadMarket is MarketAccounts {
     using SafeTransferLib for address;
 
     /*//////////////////////////////////////////////////////////////
                                CONSTANTS
     //////////////////////////////////////////////////////////////*/
 
-    uint8 public constant ROLE_SOLVER = 1;
-    uint8 public constant ROLE_PROVIDER = 2;
-    uint8 public constant ROLE_MEDIATOR = 4;
-    uint256 public constant MAX_MEDIATORS = 64;
     uint256 public constant MAX_CALLBACK_GAS = 2_000_000;
     uint256 public constant MAX_DATA_ID_LENGTH = 256;
     uint256 internal constant BPS = 10_000;
     /// @dev Gas kept back around the client callback (cold account access, memory, the
     /// bookkeeping after the call) on top of the 1/64 the EVM withholds.
     uint256 internal constant CALLBACK_RESERVE = 12_000;
-    uint256 internal constant JOB_WORDS_SIZE = 23 * 32;
 
     /*//////////////////////////////////////////////////////////////
                               IMMUTABLES
     //////////////////////////////////////////////////////////////*/
 
-    address public immutable token;
     uint256 public immutable solverFeeBps;
     uint256 public immutable collateralBps;
     uint128 public immutable mediatorFee;
@@ -57,48 +54,16 @@ contract LilypadMarket is ModuleDirectory, Ownable {
                                 STORAGE
     //////////////////////////////////////////////////////////////*/
 
-    struct Account {
-        uint128 balance; // free balance, withdrawable; collateral is taken from it
-        uint64 mediators; // providers: the mediators they accept
-        uint8 roles; // ROLE_* bits
-        uint8 mediatorSlot; // mediators: index + 1 (0 = never registered)
-    }
+    /// @inheritdoc ILilypadMarket
+    mapping(uint256 id => bytes32) public override jobHash;
 
-    struct Offer {
-        uint128 price;
-        bool active;
-    }
-
-    struct Mediator {
-        address account;
-        bool active; // registered and not left
-        bool suspended; // by the owner; only the owner lifts it
-    }
-
-    /// @dev Read and written by every job creation: one slot.
-    struct Counters {
-        uint64 defaultMediators;
-        uint192 jobCount;
-    }
-
-    mapping(address => Account) internal _accounts;
-    mapping(address provider => mapping(bytes32 moduleId => Offer)) internal _offers;
-    mapping(address provider => Resources) internal _resources;
-    mapping(uint256 index => Mediator) internal _mediators;
-    uint256 public mediatorCount;
-    mapping(address payee => mapping(address client => bool)) public isClientAuthorized;
-    mapping(uint256 id => bytes32) public jobHash;
-    Counters internal _counters;
-
-    constructor(address token_, Config memory config, address owner_) {
-        if (token_ == address(0) || owner_ == address(0)) revert ZeroAddress();
+    constructor(address token_, Config memory config, address owner_) MarketAccounts(token_, owner_) {
         if (
             config.solverFeeBps > BPS || config.collateralBps > 100 * BPS || config.matchTimeout == 0
                 || config.matchTimeout > MAX_TIMEOUT || config.challengeWindow == 0
                 || config.challengeWindow > MAX_TIMEOUT || config.mediationTimeout == 0
                 || config.mediationTimeout > MAX_TIMEOUT || config.callbackGas > MAX_CALLBACK_GAS
         ) revert InvalidConfig();
-        token = token_;
         solverFeeBps = config.solverFeeBps;
         collateralBps = config.collateralBps;
         mediatorFee = config.mediatorFee;
@@ -107,19 +72,13 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         defaultChallengeWindow = config.challengeWindow;
         defaultMediationTimeout = config.mediationTimeout;
         defaultCallbackGas = config.callbackGas;
-        _initializeOwner(owner_);
     }
 
     /*//////////////////////////////////////////////////////////////
                              JOB CREATION
     //////////////////////////////////////////////////////////////*/
 
-    /// @notice Creates a job for `module` ("name:version") with `inputs` ("Key=Value"), paid by
-    /// `payee`, with the module's default payment and the market's default timeouts and
-    /// mediators. The payment is pulled from `payee` now: `payee` must have approved this
-    /// contract on the token, and, when `payee` is not the caller, authorised the caller with
-    /// `authorizeClient`. A contract caller is called back with `submitResults` at settlement.
-    /// @return id The job id (1, 2, ...).
+    /// @inheritdoc ILilypadMarket
     function runJob(string calldata module, string[] calldata inputs, address payee) external returns (uint256 id) {
         bytes32 moduleId_ = keccak256(bytes(module));
         ModuleInfo memory info = _moduleInfo[moduleId_];
@@ -138,7 +97,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         return _create(job, inputs);
     }
 
-    /// @notice Creates a job with explicit terms; zero fields of `request` take the defaults.
+    /// @inheritdoc ILilypadMarket
     function createJob(JobRequest calldata request) external returns (uint256 id) {
         bytes32 moduleId_ = keccak256(bytes(request.module));
         ModuleInfo memory info = _moduleInfo[moduleId_];
@@ -183,7 +142,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         if (job.mediators == 0) job.mediators = c.defaultMediators;
         job.createdAt = uint40(block.timestamp);
         job.state = JobState.Open;
-        jobHash[id] = _hashMemory(job);
+        jobHash[id] = JobLib.hashMemory(job);
 
         emit JobCreated(
             id,
@@ -214,15 +173,10 @@ contract LilypadMarket is ModuleDirectory, Ownable {
                           MATCHING AND RESULTS
     //////////////////////////////////////////////////////////////*/
 
-    /// @notice A registered solver matches open job `id` to `provider`, with mediator index
-    /// `mediator`. Valid when: the provider is registered and offers the module (or offers
-    /// resources that fit it), its price plus the solver fee is within the job's payment, both
-    /// sides accept the mediator, and the provider's balance covers the collateral, which is
-    /// locked here.
+    /// @inheritdoc ILilypadMarket
     function matchJob(uint256 id, Job calldata job, address provider, uint8 mediator) external {
         _check(id, job, JobState.Open);
-        uint256 deadline = uint256(job.createdAt) + job.matchTimeout;
-        if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
+        JobLib.requireBefore(id, JobLib.matchDeadline(job));
         if (_accounts[msg.sender].roles & ROLE_SOLVER == 0) revert NotSolver(msg.sender);
 
         Account memory p = _accounts[provider];
@@ -253,18 +207,15 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         next.mediator = mediator;
         next.matchedAt = uint40(block.timestamp);
         next.state = JobState.Matched;
-        jobHash[id] = _hashMemory(next);
+        jobHash[id] = JobLib.hashMemory(next);
         emit JobMatched(id, provider, msg.sender, mediator, next.price, next.solverFee, next.collateral, next.matchedAt);
     }
 
-    /// @notice The matched provider gives the job back before its run deadline (it cannot run
-    /// it after all); its collateral is unlocked and the job is open to be matched again until
-    /// its match deadline.
+    /// @inheritdoc ILilypadMarket
     function releaseJob(uint256 id, Job calldata job) external {
         _check(id, job, JobState.Matched);
         if (msg.sender != job.provider) revert NotJobProvider(id, msg.sender);
-        uint256 deadline = uint256(job.matchedAt) + job.runTimeout;
-        if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
+        JobLib.requireBefore(id, JobLib.runDeadline(job));
 
         Job memory next = job;
         next.solver = address(0);
@@ -275,43 +226,36 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         next.mediator = 0;
         next.matchedAt = 0;
         next.state = JobState.Open;
-        jobHash[id] = _hashMemory(next);
+        jobHash[id] = JobLib.hashMemory(next);
         _credit(job.provider, job.collateral);
         emit JobReleased(id, job.provider);
     }
 
-    /// @notice The matched provider posts its result: `dataId`, the IPFS CID of the outputs
-    /// folder, and `resultHash`, the hash the module's comparison is made on.
+    /// @inheritdoc ILilypadMarket
     function submitResult(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external {
         _check(id, job, JobState.Matched);
         if (msg.sender != job.provider) revert NotJobProvider(id, msg.sender);
-        uint256 deadline = uint256(job.matchedAt) + job.runTimeout;
-        if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
+        JobLib.requireBefore(id, JobLib.runDeadline(job));
         uint256 n = bytes(dataId).length;
         if (n == 0 || n > MAX_DATA_ID_LENGTH) revert InvalidDataId(id);
 
         Job memory next = job;
-        next.result = keccak256(abi.encode(dataId, resultHash));
+        next.result = JobLib.commitment(dataId, resultHash);
         next.submittedAt = uint40(block.timestamp);
         next.state = JobState.Submitted;
-        jobHash[id] = _hashMemory(next);
+        jobHash[id] = JobLib.hashMemory(next);
         emit ResultSubmitted(id, msg.sender, dataId, resultHash, next.submittedAt);
     }
 
-    /// @notice After the challenge window, anyone settles: the provider is paid its price and
-    /// its collateral unlocked, the solver is paid its fee, the rest of the payment goes back to
-    /// the payee, and a contract client gets `submitResults(id, dealId, dataId)`.
-    /// @dev Forward enough gas for the callback: the call reverts with InsufficientGasForCallback
-    /// rather than let the callback run short.
+    /// @inheritdoc ILilypadMarket
     function settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external {
         _settle(id, job, dataId, resultHash);
     }
 
     function _settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) private {
         _check(id, job, JobState.Submitted);
-        uint256 deadline = uint256(job.submittedAt) + job.challengeWindow;
-        if (block.timestamp <= deadline) revert DeadlineNotReached(id, deadline);
-        if (keccak256(abi.encode(dataId, resultHash)) != job.result) revert ResultMismatch(id);
+        JobLib.requireAfter(id, JobLib.challengeDeadline(job));
+        if (JobLib.commitment(dataId, resultHash) != job.result) revert ResultMismatch(id);
 
         delete jobHash[id];
         uint128 refund = _payDeal(job, 0);
@@ -319,8 +263,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         _callback(id, job, dataId);
     }
 
-    /// @notice Settles several jobs in one transaction (e.g. a provider's jobs whose windows
-    /// have passed). All or nothing: one item that cannot settle reverts the call.
+    /// @inheritdoc ILilypadMarket
     function settleMany(Settlement[] calldata items) external {
         for (uint256 i; i < items.length; ++i) {
             Settlement calldata s = items[i];
@@ -332,19 +275,16 @@ contract LilypadMarket is ModuleDirectory, Ownable {
                                MEDIATION
     //////////////////////////////////////////////////////////////*/
 
-    /// @notice Within the challenge window anyone (the job creator, or an auditor) challenges
-    /// the result by paying `mediatorFee + challengeBond`, from their balance here if it covers
-    /// it, else from their token allowance. The job's mediator then re-runs the job and rules.
+    /// @inheritdoc ILilypadMarket
     function challenge(uint256 id, Job calldata job) external {
         _check(id, job, JobState.Submitted);
-        uint256 deadline = uint256(job.submittedAt) + job.challengeWindow;
-        if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
+        JobLib.requireBefore(id, JobLib.challengeDeadline(job));
 
         Job memory next = job;
         next.challenger = msg.sender;
         next.challengedAt = uint40(block.timestamp);
         next.state = JobState.Challenged;
-        jobHash[id] = _hashMemory(next);
+        jobHash[id] = JobLib.hashMemory(next);
         emit ResultChallenged(id, msg.sender, job.mediator, next.challengedAt);
 
         uint256 owed = uint256(mediatorFee) + challengeBond;
@@ -361,10 +301,7 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         }
     }
 
-    /// @notice The mediator found the result wrong. The provider's collateral is slashed: the
-    /// mediator's fee comes out of it and the rest goes to the challenger, who also gets its
-    /// deposit back; the payee gets the whole payment back. `correctDataId` is the mediator's
-    /// own result, for the job creator.
+    /// @inheritdoc ILilypadMarket
     function upholdChallenge(uint256 id, Job calldata job, string calldata correctDataId) external {
         _checkRuling(id, job);
         delete jobHash[id];
@@ -375,12 +312,10 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         emit ChallengeRuled(id, msg.sender, true, correctDataId);
     }
 
-    /// @notice The mediator found the result right. The mediator is paid its fee from the
-    /// challenger's deposit, the provider gets the challenger's bond on top of its price, and
-    /// the job settles as if unchallenged (client callback included).
+    /// @inheritdoc ILilypadMarket
     function rejectChallenge(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external {
         _checkRuling(id, job);
-        if (keccak256(abi.encode(dataId, resultHash)) != job.result) revert ResultMismatch(id);
+        if (JobLib.commitment(dataId, resultHash) != job.result) revert ResultMismatch(id);
         delete jobHash[id];
         _credit(msg.sender, mediatorFee);
         uint128 refund = _payDeal(job, challengeBond);
@@ -392,15 +327,14 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     function _checkRuling(uint256 id, Job calldata job) private view {
         _check(id, job, JobState.Challenged);
         if (msg.sender != _mediators[job.mediator].account) revert NotMediatorOfJob(id, msg.sender);
-        uint256 deadline = uint256(job.challengedAt) + job.mediationTimeout;
-        if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
+        JobLib.requireBefore(id, JobLib.mediationDeadline(job));
     }
 
     /*//////////////////////////////////////////////////////////////
                           TIMEOUTS AND EXITS
     //////////////////////////////////////////////////////////////*/
 
-    /// @notice The payee or the client takes an unmatched job back; the payment is refunded.
+    /// @inheritdoc ILilypadMarket
     function cancelJob(uint256 id, Job calldata job) external {
         _check(id, job, JobState.Open);
         if (msg.sender != job.payee && msg.sender != job.client) revert NotJobCreator(id, msg.sender);
@@ -409,33 +343,28 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         emit JobCancelled(id, msg.sender);
     }
 
-    /// @notice Anyone ends a job nobody matched before its match deadline; the payee is refunded.
+    /// @inheritdoc ILilypadMarket
     function expireJob(uint256 id, Job calldata job) external {
         _check(id, job, JobState.Open);
-        uint256 deadline = uint256(job.createdAt) + job.matchTimeout;
-        if (block.timestamp <= deadline) revert DeadlineNotReached(id, deadline);
+        JobLib.requireAfter(id, JobLib.matchDeadline(job));
         delete jobHash[id];
         _credit(job.payee, job.payment);
         emit JobExpired(id);
     }
 
-    /// @notice Anyone ends a matched job whose provider posted no result before its run
-    /// deadline: the payee gets the payment back and the provider's collateral.
+    /// @inheritdoc ILilypadMarket
     function timeoutResult(uint256 id, Job calldata job) external {
         _check(id, job, JobState.Matched);
-        uint256 deadline = uint256(job.matchedAt) + job.runTimeout;
-        if (block.timestamp <= deadline) revert DeadlineNotReached(id, deadline);
+        JobLib.requireAfter(id, JobLib.runDeadline(job));
         delete jobHash[id];
         _credit(job.payee, job.payment + job.collateral);
         emit ResultTimedOut(id, job.provider, job.collateral);
     }
 
-    /// @notice Anyone ends a challenge the mediator did not rule on in time: everyone gets back
-    /// what they put in (payee its payment, provider its collateral, challenger its deposit).
+    /// @inheritdoc ILilypadMarket
     function timeoutMediation(uint256 id, Job calldata job) external {
         _check(id, job, JobState.Challenged);
-        uint256 deadline = uint256(job.challengedAt) + job.mediationTimeout;
-        if (block.timestamp <= deadline) revert DeadlineNotReached(id, deadline);
+        JobLib.requireAfter(id, JobLib.mediationDeadline(job));
         delete jobHash[id];
         _credit(job.payee, job.payment);
         _credit(job.provider, job.collateral);
@@ -444,185 +373,22 @@ contract LilypadMarket is ModuleDirectory, Ownable {
     }
 
     /*//////////////////////////////////////////////////////////////
-                               BALANCES
-    //////////////////////////////////////////////////////////////*/
-
-    /// @notice Adds `amount` tokens (pulled from the caller) to `account`'s balance here, e.g.
-    /// a provider's collateral.
-    function deposit(address account, uint256 amount) external {
-        if (account == address(0)) revert ZeroAddress();
-        if (amount == 0) revert ZeroAmount();
-        _credit(account, amount);
-        emit Deposited(account, msg.sender, amount);
-        token.safeTransferFrom(msg.sender, address(this), amount);
-    }
-
-    /// @notice Sends `amount` of the caller's free balance to `to` (not the market itself,
-    /// where tokens would be owed to no one).
-    function withdraw(uint256 amount, address to) external {
-        if (to == address(0) || to == address(this)) revert InvalidRecipient(to);
-        if (amount == 0) revert ZeroAmount();
-        Account storage a = _accounts[msg.sender];
-        uint128 balance = a.balance;
-        if (balance < amount) revert InsufficientBalance(msg.sender, balance, amount);
-        unchecked {
-            a.balance = balance - uint128(amount);
-        }
-        emit Withdrew(msg.sender, to, amount);
-        token.safeTransfer(to, amount);
-    }
-
-    /// @notice Lets `client` (a contract such as a dapp) create jobs paid by the caller.
-    function authorizeClient(address client, bool authorized) external {
-        if (client == address(0)) revert ZeroAddress();
-        isClientAuthorized[msg.sender][client] = authorized;
-        emit ClientAuthorized(msg.sender, client, authorized);
-    }
-
-    /*//////////////////////////////////////////////////////////////
-                                 ROLES
-    //////////////////////////////////////////////////////////////*/
-
-    function registerSolver() external {
-        _setRoles(msg.sender, _accounts[msg.sender].roles | ROLE_SOLVER);
-    }
-
-    /// @notice Registers the caller as a resource provider accepting the `mediators` bitmask.
-    function registerProvider(uint64 mediators) external {
-        _accounts[msg.sender].mediators = mediators;
-        emit ProviderMediatorsSet(msg.sender, mediators);
-        _setRoles(msg.sender, _accounts[msg.sender].roles | ROLE_PROVIDER);
-    }
-
-    /// @notice Registers the caller as a mediator (again, if it left) and returns its index.
-    function registerMediator() external returns (uint8 index) {
-        Account storage a = _accounts[msg.sender];
-        uint8 slot = a.mediatorSlot;
-        if (slot == 0) {
-            uint256 n = mediatorCount;
-            if (n == MAX_MEDIATORS) revert TooManyMediators();
-            index = uint8(n);
-            mediatorCount = n + 1;
-            a.mediatorSlot = index + 1;
-            _mediators[index] = Mediator({account: msg.sender, active: true, suspended: false});
-            emit MediatorRegistered(msg.sender, index);
-        } else {
-            index = slot - 1;
-            if (_mediators[index].active) revert AlreadyMediator(msg.sender);
-            _mediators[index].active = true;
-            emit MediatorActiveSet(index, true);
-        }
-        _setRoles(msg.sender, a.roles | ROLE_MEDIATOR);
-    }
-
-    /// @notice Gives up the `roles` bits. Jobs already matched carry on; new matches need the
-    /// role. A mediator that leaves still rules on challenges it already has.
-    function leaveRoles(uint8 roles) external {
-        Account storage a = _accounts[msg.sender];
-        if (roles & ROLE_MEDIATOR != 0 && a.mediatorSlot != 0) {
-            uint8 index = a.mediatorSlot - 1;
-            if (_mediators[index].active) {
-                _mediators[index].active = false;
-                emit MediatorActiveSet(index, false);
-            }
-        }
-        _setRoles(msg.sender, a.roles & ~roles);
-    }
-
-    function setProviderMediators(uint64 mediators) external {
-        _accounts[msg.sender].mediators = mediators;
-        emit ProviderMediatorsSet(msg.sender, mediators);
-    }
-
-    /// @notice Offers to run `moduleId` for `price`; `moduleId == 0` offers any module whose
-    /// requirements fit the caller's declared resources.
-    function setOffer(bytes32 moduleId_, uint128 price, bool active) external {
-        _offers[msg.sender][moduleId_] = Offer({price: price, active: active});
-        emit OfferSet(msg.sender, moduleId_, price, active);
-    }
-
-    /// @notice A registered provider announces that it has these modules' images ready (or
-    /// no longer has them), so solvers can prefer it for jobs that then need no download.
-    /// Emits an event only: it is a hint, and matching does not depend on it.
-    function announceModules(bytes32[] calldata moduleIds, bool ready) external {
-        if (_accounts[msg.sender].roles & ROLE_PROVIDER == 0) revert NotProvider(msg.sender);
-        emit ModulesAnnounced(msg.sender, moduleIds, ready);
-    }
-
-    function setResources(Resources calldata resources) external {
-        _resources[msg.sender] = resources;
-        emit ResourcesSet(msg.sender, resources);
-    }
-
-    /// @notice Owner: the mediators that jobs created without an explicit set accept.
-    function setDefaultMediators(uint64 mediators) external onlyOwner {
-        _counters.defaultMediators = mediators;
-        emit DefaultMediatorsSet(mediators);
-    }
-
-    /// @notice Owner: suspends (or reinstates) a mediator for new matches. A suspended
-    /// mediator still rules on the challenges it already has; it cannot lift the suspension
-    /// by registering again.
-    function setMediatorSuspended(uint8 index, bool suspended) external onlyOwner {
-        if (index >= mediatorCount) revert UnknownMediator(index);
-        _mediators[index].suspended = suspended;
-        emit MediatorSuspended(index, suspended);
-    }
-
-    function _setRoles(address account, uint8 roles) private {
-        _accounts[account].roles = roles;
-        emit RolesChanged(account, roles);
-    }
-
-    /*//////////////////////////////////////////////////////////////
                                  VIEWS
     //////////////////////////////////////////////////////////////*/
 
-    function balanceOf(address account) external view returns (uint256) {
-        return _accounts[account].balance;
-    }
-
-    function accountOf(address account) external view returns (Account memory) {
-        return _accounts[account];
-    }
-
-    function offerOf(address provider, bytes32 moduleId_) external view returns (Offer memory) {
-        return _offers[provider][moduleId_];
-    }
-
-    function resourcesOf(address provider) external view returns (Resources memory) {
-        return _resources[provider];
-    }
-
-    function mediatorAt(uint8 index) external view returns (Mediator memory) {
-        return _mediators[index];
-    }
-
+    /// @inheritdoc ILilypadMarket
     function jobCount() external view returns (uint256) {
         return _counters.jobCount;
     }
 
-    function defaultMediators() external view returns (uint64) {
-        return _counters.defaultMediators;
-    }
-
-    /// @notice The deposit a challenge costs.
+    /// @inheritdoc ILilypadMarket
     function challengeDeposit() external view returns (uint256) {
         return uint256(mediatorFee) + challengeBond;
     }
 
-    /// @notice The hash the market stores for `job` (== keccak256(abi.encode(job))).
-    function hashJob(Job calldata job) external pure returns (bytes32 h) {
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            calldatacopy(m, job, JOB_WORDS_SIZE)
-            h := keccak256(m, JOB_WORDS_SIZE)
-        }
-    }
-
-    /// @notice The price `provider` asks for `moduleId_`, or a revert saying why it has none.
-    function priceOf(address provider, bytes32 moduleId_) external view returns (uint256) {
-        return _priceOf(provider, moduleId_);
+    /// @inheritdoc ILilypadMarket
+    function hashJob(Job calldata job) external pure returns (bytes32) {
+        return JobLib.hashCalldata(job);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -634,35 +400,8 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         bytes32 stored = jobHash[id];
         // slither-disable-next-line incorrect-equality (0 = no live job; a hash, not a balance)
         if (stored == 0) revert JobNotFound(id);
-        bytes32 h;
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            calldatacopy(m, job, JOB_WORDS_SIZE)
-            h := keccak256(m, JOB_WORDS_SIZE)
-        }
-        if (h != stored) revert StaleJob(id);
+        if (JobLib.hashCalldata(job) != stored) revert StaleJob(id);
         if (job.state != state) revert WrongState(id, job.state);
-    }
-
-    /// @dev A Job of value types only is laid out in memory as its ABI encoding.
-    function _hashMemory(Job memory job) private pure returns (bytes32 h) {
-        assembly ("memory-safe") {
-            h := keccak256(job, JOB_WORDS_SIZE)
-        }
-    }
-
-    function _priceOf(address provider, bytes32 moduleId_) private view returns (uint256) {
-        Offer memory offer = _offers[provider][moduleId_];
-        if (offer.active) return offer.price;
-        offer = _offers[provider][bytes32(0)];
-        if (!offer.active) revert NoOffer(provider, moduleId_);
-        Resources memory have = _resources[provider];
-        Resources memory need = _moduleRequirements[moduleId_];
-        if (
-            need.cpuMilli > have.cpuMilli || need.ramMb > have.ramMb || need.diskMb > have.diskMb
-                || need.gpus > have.gpus || (need.gpus != 0 && need.vramMb > have.vramMb)
-        ) revert ResourcesInsufficient(provider, moduleId_);
-        return offer.price;
     }
 
     /// @dev Pays out a deal whose result stands: provider gets price + collateral + `bonus`,
@@ -672,13 +411,6 @@ contract LilypadMarket is ModuleDirectory, Ownable {
         if (job.solverFee != 0) _credit(job.solver, job.solverFee);
         refund = job.payment - job.price - job.solverFee; // price + fee <= payment (matchJob)
         if (refund != 0) _credit(job.payee, refund);
-    }
-
-    function _credit(address account, uint256 amount) private {
-        Account storage a = _accounts[account];
-        uint256 balance = uint256(a.balance) + amount;
-        if (balance > type(uint128).max) revert InsufficientBalance(account, type(uint128).max, balance);
-        a.balance = uint128(balance);
     }
 
     /// @dev Calls `client.submitResults` with exactly `job.callbackGas` (no less: the caller

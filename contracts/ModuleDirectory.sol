@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
-import {ILilypadMarketTypes} from "./interfaces/ILilypadMarket.sol";
+import {IModuleDirectory} from "./interfaces/ILilypadMarket.sol";
 
 /// @title The module directory: `name:version` -> a module pinned by content hash.
 /// @notice The first account to publish a name owns it and alone may publish more versions
 /// of it (ownership can be handed on). A published version never changes, so job creator,
 /// resource provider and mediator all run the same bytes. Module ids are
 /// `keccak256(bytes("name:version"))`, which is what jobs carry.
-abstract contract ModuleDirectory is ILilypadMarketTypes {
+abstract contract ModuleDirectory is IModuleDirectory {
     /*//////////////////////////////////////////////////////////////
                                CONSTANTS
     //////////////////////////////////////////////////////////////*/
@@ -39,13 +39,14 @@ abstract contract ModuleDirectory is ILilypadMarketTypes {
     mapping(bytes32 moduleId => bytes32) internal _moduleSpecHash;
     mapping(bytes32 moduleId => bytes32) internal _moduleImageHash;
     mapping(bytes32 moduleId => Resources) internal _moduleRequirements;
-    mapping(bytes32 nameHash => address) public moduleNameOwner;
+    /// @inheritdoc IModuleDirectory
+    mapping(bytes32 nameHash => address) public override moduleNameOwner;
 
     /*//////////////////////////////////////////////////////////////
                                PUBLISHING
     //////////////////////////////////////////////////////////////*/
 
-    /// @notice Publishes `name:version`. The name must be unowned or owned by the caller.
+    /// @inheritdoc IModuleDirectory
     function publishModule(string calldata name, string calldata version, ModuleSpec calldata spec)
         external
         returns (bytes32 id)
@@ -75,7 +76,7 @@ abstract contract ModuleDirectory is ILilypadMarketTypes {
         emit ModulePublished(id, name, version, msg.sender, spec);
     }
 
-    /// @notice Hands the name (and the right to publish new versions of it) to `to`.
+    /// @inheritdoc IModuleDirectory
     function transferModuleName(string calldata name, address to) external {
         if (to == address(0)) revert ZeroAddress();
         bytes32 nameHash = keccak256(bytes(name));
@@ -89,11 +90,12 @@ abstract contract ModuleDirectory is ILilypadMarketTypes {
                                  VIEWS
     //////////////////////////////////////////////////////////////*/
 
+    /// @inheritdoc IModuleDirectory
     function moduleId(string calldata name, string calldata version) public pure returns (bytes32) {
         return keccak256(abi.encodePacked(name, ":", version));
     }
 
-    /// @notice The published spec of `moduleId_` and when it was published (0 = unknown).
+    /// @inheritdoc IModuleDirectory
     function getModule(bytes32 moduleId_) external view returns (ModuleSpec memory spec, uint40 publishedAt) {
         ModuleInfo memory info = _moduleInfo[moduleId_];
         spec = ModuleSpec({

@@ -89,6 +89,27 @@ interface ILilypadMarketTypes {
         bytes32 resultHash;
     }
 
+    /// @notice What the market holds for an account (`accountOf`).
+    struct Account {
+        uint128 balance; // free balance, withdrawable; collateral is taken from it
+        uint64 mediators; // providers: the mediators they accept
+        uint8 roles; // ROLE_* bits
+        uint8 mediatorSlot; // mediators: index + 1 (0 = never registered)
+    }
+
+    /// @notice A provider's offer for one module (`moduleId == 0`: any module that fits).
+    struct Offer {
+        uint128 price;
+        bool active;
+    }
+
+    /// @notice A mediator slot (`mediatorAt`).
+    struct Mediator {
+        address account;
+        bool active; // registered and not left
+        bool suspended; // by the owner; only the owner lifts it
+    }
+
     /// @notice Parameters fixed at deployment.
     struct Config {
         uint16 solverFeeBps; // solver fee as a share of the price
@@ -102,6 +123,10 @@ interface ILilypadMarketTypes {
     }
 
     // ------------------------------------------------------------------ events (past tense)
+
+    /// @notice Job `id` was created and its `payment` pulled into escrow from `payee`. The
+    /// terms here (and `inputs`) are what `Job` carries from now on; `createdAt` starts the
+    /// match window.
     event JobCreated(
         uint256 indexed id,
         address indexed client,
@@ -117,6 +142,9 @@ interface ILilypadMarketTypes {
         uint32 mediationTimeout,
         uint32 callbackGas
     );
+    /// @notice `solver` matched job `id` to `provider` at `price` (plus `solverFee`) with
+    /// mediator index `mediator`; `collateral` was locked from the provider's balance and the
+    /// run window started at `matchedAt`.
     event JobMatched(
         uint256 indexed id,
         address indexed provider,
@@ -127,68 +155,327 @@ interface ILilypadMarketTypes {
         uint128 collateral,
         uint40 matchedAt
     );
+    /// @notice The matched `provider` gave job `id` back; its collateral was unlocked and the
+    /// job is open again.
     event JobReleased(uint256 indexed id, address indexed provider);
+    /// @notice `provider` posted its result for job `id`: `dataId` (the outputs' CID) and
+    /// `resultHash`; the challenge window started at `submittedAt`.
     event ResultSubmitted(uint256 indexed id, address indexed provider, string dataId, bytes32 resultHash, uint40 submittedAt);
+    /// @notice `challenger` paid the challenge deposit against job `id`'s result; mediator
+    /// index `mediator` now has until `challengedAt + mediationTimeout` to rule.
     event ResultChallenged(uint256 indexed id, address indexed challenger, uint8 mediator, uint40 challengedAt);
+    /// @notice Job `id` ended with its result standing: `provider` was paid `price` (and its
+    /// collateral unlocked), the solver `solverFee`, and the payee `refund`.
     event JobSettled(uint256 indexed id, address indexed provider, uint128 price, uint128 solverFee, uint128 refund);
+    /// @notice `mediator` ruled on job `id`'s challenge: `upheld` (the result was wrong;
+    /// `correctDataId` is the mediator's own result) or rejected (`correctDataId` is the
+    /// provider's, which stands).
     event ChallengeRuled(uint256 indexed id, address indexed mediator, bool upheld, string correctDataId);
+    /// @notice The payee or client (`by`) took unmatched job `id` back; the payment was refunded.
     event JobCancelled(uint256 indexed id, address indexed by);
+    /// @notice Nobody matched job `id` before its match deadline; the payment was refunded.
     event JobExpired(uint256 indexed id);
+    /// @notice `provider` posted no result for job `id` before its run deadline; its
+    /// collateral (`slashed`) and the payment went to the payee.
     event ResultTimedOut(uint256 indexed id, address indexed provider, uint128 slashed);
+    /// @notice Mediator index `mediator` did not rule on job `id` in time; everyone got back
+    /// what they had put in.
     event MediationTimedOut(uint256 indexed id, uint8 mediator);
+    /// @notice The `submitResults` callback to `client` for job `id` failed (reverted or ran
+    /// out of its gas); the settlement stands.
     event CallbackFailed(uint256 indexed id, address indexed client);
 
+    /// @notice `from` added `amount` to `account`'s balance in the market.
     event Deposited(address indexed account, address indexed from, uint256 amount);
+    /// @notice `account` withdrew `amount` of its free balance to `to`.
     event Withdrew(address indexed account, address indexed to, uint256 amount);
+    /// @notice `payee` allowed (or no longer allows) `client` to create jobs it pays for.
     event ClientAuthorized(address indexed payee, address indexed client, bool authorized);
+    /// @notice `account`'s role bits (ROLE_*) are now `roles`.
     event RolesChanged(address indexed account, uint8 roles);
+    /// @notice `provider` now accepts the mediators of bitmask `mediators` (bit i: index i).
     event ProviderMediatorsSet(address indexed provider, uint64 mediators);
+    /// @notice `provider` declared the resources its any-module offer is matched against.
     event ResourcesSet(address indexed provider, Resources resources);
+    /// @notice `provider` set its offer for `moduleId` (0: any module that fits).
     event OfferSet(address indexed provider, bytes32 indexed moduleId, uint128 price, bool active);
     /// @notice A provider says it has (ready) or no longer has these modules' images at hand,
     /// so solvers can prefer it for them. A hint for solvers only: nothing is stored.
     event ModulesAnnounced(address indexed provider, bytes32[] moduleIds, bool ready);
+    /// @notice `mediator` took mediator slot `index` (bit `index` of every mediator bitmask).
     event MediatorRegistered(address indexed mediator, uint8 index);
+    /// @notice The mediator of slot `index` left (`active` false) or came back (true).
     event MediatorActiveSet(uint8 indexed index, bool active);
+    /// @notice The owner suspended (or reinstated) the mediator of slot `index` for new matches.
     event MediatorSuspended(uint8 indexed index, bool suspended);
+    /// @notice The owner set the mediators that jobs created without their own set accept.
     event DefaultMediatorsSet(uint64 mediators);
+    /// @notice `publisher` published `name:version` (id `moduleId`) with `spec`; versions never change.
     event ModulePublished(bytes32 indexed moduleId, string name, string version, address indexed publisher, ModuleSpec spec);
+    /// @notice The module name `name` (and the right to publish its versions) passed from `from` to `to`.
     event ModuleNameTransferred(bytes32 indexed nameHash, string name, address indexed from, address indexed to);
 
     // ------------------------------------------------------------------ errors
+
+    /// @notice No live job has id `id` (never created, or already final).
     error JobNotFound(uint256 id);
-    error StaleJob(uint256 id); // the Job passed does not hash to what is stored
+    /// @notice The `Job` passed for `id` does not hash to what is stored: rebuild it from the events.
+    error StaleJob(uint256 id);
+    /// @notice Job `id` is in `state`, not the one this call acts on.
     error WrongState(uint256 id, JobState state);
+    /// @notice The window of job `id`'s current state closed at `deadline`.
     error DeadlinePassed(uint256 id, uint256 deadline);
+    /// @notice The window of job `id`'s current state is open until `deadline`: wait for it.
     error DeadlineNotReached(uint256 id, uint256 deadline);
+    /// @notice `account` is not a registered solver.
     error NotSolver(address account);
+    /// @notice `account` is not a registered resource provider.
     error NotProvider(address account);
+    /// @notice `account` is not the mediator job `id` was matched with.
     error NotMediatorOfJob(uint256 id, address account);
+    /// @notice `account` is neither the payee nor the client of job `id`.
     error NotJobCreator(uint256 id, address account);
+    /// @notice `account` is not the provider job `id` was matched to.
     error NotJobProvider(uint256 id, address account);
+    /// @notice `provider` has no active offer for `moduleId`, nor an any-module offer.
     error NoOffer(address provider, bytes32 moduleId);
+    /// @notice `moduleId` needs more than the resources `provider` declared for its any-module offer.
     error ResourcesInsufficient(address provider, bytes32 moduleId);
+    /// @notice The offer's price plus the solver fee (`priceWithFee`) exceeds job `id`'s `payment`.
     error PriceAboveCap(uint256 id, uint256 priceWithFee, uint256 payment);
+    /// @notice Mediator index `mediator` is not accepted by both job `id` and the provider, or is
+    /// not active.
     error MediatorNotAcceptable(uint256 id, uint8 mediator);
+    /// @notice `account` has `available` in the market (or the sum would overflow) where `needed` is required.
     error InsufficientBalance(address account, uint256 available, uint256 needed);
+    /// @notice `payee` has not authorised `client` (with `authorizeClient`) to create jobs it pays for.
     error ClientNotAuthorized(address payee, address client);
+    /// @notice No module `module` ("name:version") is published.
     error UnknownModule(string module);
+    /// @notice `module` is pinned to `pinned`, not the `requested` spec hash.
     error SpecHashMismatch(string module, bytes32 pinned, bytes32 requested);
+    /// @notice `name` is not 1-128 of [A-Za-z0-9._/-] starting with a letter or digit.
     error InvalidModuleName(string name);
+    /// @notice `version` is not 1-64 of [A-Za-z0-9._+-] starting with a letter or digit.
     error InvalidModuleVersion(string version);
+    /// @notice `name:version` is already published; versions never change: publish a new one.
     error ModuleExists(string name, string version);
+    /// @notice The module name `name` belongs to `owner`, not the caller.
     error NotNameOwner(string name, address owner);
+    /// @notice A spec needs a non-zero spec hash and a run timeout of 1 s to MAX_TIMEOUT.
     error InvalidModuleSpec();
+    /// @notice The timeout `which` of `value` seconds is out of range (over MAX_TIMEOUT).
     error InvalidTimeout(string which, uint256 value);
+    /// @notice `callbackGas` is above the market's `max`.
     error CallbackGasTooHigh(uint256 callbackGas, uint256 max);
+    /// @notice The transaction left less gas than job `id`'s callback needs (`needed`): send more.
     error InsufficientGasForCallback(uint256 id, uint256 needed);
+    /// @notice The dataId/resultHash passed for job `id` are not the result the provider posted.
     error ResultMismatch(uint256 id);
+    /// @notice Job `id`'s dataId is empty or longer than MAX_DATA_ID_LENGTH bytes.
     error InvalidDataId(uint256 id);
+    /// @notice All MAX_MEDIATORS mediator slots are taken.
     error TooManyMediators();
+    /// @notice No mediator has slot `index`.
     error UnknownMediator(uint8 index);
+    /// @notice `account` is already an active mediator.
     error AlreadyMediator(address account);
+    /// @notice An address that must be set is zero.
     error ZeroAddress();
+    /// @notice Tokens cannot be withdrawn to `to` (zero, or the market itself).
     error InvalidRecipient(address to);
+    /// @notice An amount that must be positive is zero.
     error ZeroAmount();
+    /// @notice A deployment parameter is out of range (fees, collateral, timeouts, callback gas).
     error InvalidConfig();
+}
+
+/// @title The module directory: `name:version` -> a module pinned by content hash.
+interface IModuleDirectory is ILilypadMarketTypes {
+    /// @notice Publishes `name:version` with `spec` and returns its id. The first account to
+    /// publish a name owns it; only its owner publishes more versions of it.
+    function publishModule(string calldata name, string calldata version, ModuleSpec calldata spec)
+        external
+        returns (bytes32 id);
+
+    /// @notice Hands the name `name` (and the right to publish new versions of it) to `to`.
+    function transferModuleName(string calldata name, address to) external;
+
+    /// @notice The owner of the module name whose keccak256 is `nameHash` (0 = unclaimed).
+    function moduleNameOwner(bytes32 nameHash) external view returns (address);
+
+    /// @notice `keccak256(bytes("name:version"))`: the id jobs carry.
+    function moduleId(string calldata name, string calldata version) external pure returns (bytes32);
+
+    /// @notice The published spec of `moduleId_` and when it was published (0 = unknown).
+    function getModule(bytes32 moduleId_) external view returns (ModuleSpec memory spec, uint40 publishedAt);
+}
+
+/// @title The functions of the Lilypad market (LilypadMarket implements them).
+/// @notice Every call that moves a job on takes the job's `id` and its whole current `Job`
+/// (rebuilt from the events); see ILilypadMarketTypes.
+interface ILilypadMarket is IModuleDirectory {
+    // ------------------------------------------------------------------ job steps
+
+    /// @notice Creates a job for `module` ("name:version") with `inputs` ("Key=Value"), paid by
+    /// `payee`, with the module's default payment and the market's default timeouts and
+    /// mediators. The payment is pulled from `payee` now: `payee` must have approved this
+    /// contract on the token, and, when `payee` is not the caller, authorised the caller with
+    /// `authorizeClient`. A contract caller is called back with `submitResults` at settlement.
+    /// Same selector and ABI as the Lilypad reference's `ILilypadJobManager.runJob`.
+    /// @return id The job id (1, 2, ...).
+    function runJob(string calldata module, string[] calldata inputs, address payee) external returns (uint256 id);
+
+    /// @notice Creates a job with explicit terms; zero fields of `request` take the defaults.
+    /// @return id The job id (1, 2, ...).
+    function createJob(JobRequest calldata request) external returns (uint256 id);
+
+    /// @notice A registered solver matches open job `id` to `provider`, with mediator index
+    /// `mediator`. Valid when: the provider is registered and offers the module (or offers
+    /// resources that fit it), its price plus the solver fee is within the job's payment, both
+    /// sides accept the mediator, and the provider's balance covers the collateral, which is
+    /// locked here.
+    function matchJob(uint256 id, Job calldata job, address provider, uint8 mediator) external;
+
+    /// @notice The matched provider gives the job back before its run deadline (it cannot run
+    /// it after all); its collateral is unlocked and the job is open to be matched again until
+    /// its match deadline.
+    function releaseJob(uint256 id, Job calldata job) external;
+
+    /// @notice The matched provider posts its result: `dataId`, the IPFS CID of the outputs
+    /// folder, and `resultHash`, the hash the module's comparison is made on.
+    function submitResult(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external;
+
+    /// @notice After the challenge window, anyone settles: the provider is paid its price and
+    /// its collateral unlocked, the solver is paid its fee, the rest of the payment goes back to
+    /// the payee, and a contract client gets `submitResults(id, dealId, dataId)`.
+    /// @dev Forward enough gas for the callback: the call reverts with InsufficientGasForCallback
+    /// rather than let the callback run short.
+    function settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external;
+
+    /// @notice Settles several jobs in one transaction (e.g. a provider's jobs whose windows
+    /// have passed). All or nothing: one item that cannot settle reverts the call.
+    function settleMany(Settlement[] calldata items) external;
+
+    /// @notice Within the challenge window anyone (the job creator, or an auditor) challenges
+    /// the result by paying `mediatorFee + challengeBond`, from their balance here if it covers
+    /// it, else from their token allowance. The job's mediator then re-runs the job and rules.
+    function challenge(uint256 id, Job calldata job) external;
+
+    /// @notice The mediator found the result wrong. The provider's collateral is slashed: the
+    /// mediator's fee comes out of it and the rest goes to the challenger, who also gets its
+    /// deposit back; the payee gets the whole payment back. `correctDataId` is the mediator's
+    /// own result, for the job creator.
+    function upholdChallenge(uint256 id, Job calldata job, string calldata correctDataId) external;
+
+    /// @notice The mediator found the result right. The mediator is paid its fee from the
+    /// challenger's deposit, the provider gets the challenger's bond on top of its price, and
+    /// the job settles as if unchallenged (client callback included).
+    function rejectChallenge(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external;
+
+    /// @notice The payee or the client takes an unmatched job back; the payment is refunded.
+    function cancelJob(uint256 id, Job calldata job) external;
+
+    /// @notice Anyone ends a job nobody matched before its match deadline; the payee is refunded.
+    function expireJob(uint256 id, Job calldata job) external;
+
+    /// @notice Anyone ends a matched job whose provider posted no result before its run
+    /// deadline: the payee gets the payment back and the provider's collateral.
+    function timeoutResult(uint256 id, Job calldata job) external;
+
+    /// @notice Anyone ends a challenge the mediator did not rule on in time: everyone gets back
+    /// what they put in (payee its payment, provider its collateral, challenger its deposit).
+    function timeoutMediation(uint256 id, Job calldata job) external;
+
+    // ------------------------------------------------------------------ balances
+
+    /// @notice Adds `amount` tokens (pulled from the caller) to `account`'s balance here, e.g.
+    /// a provider's collateral.
+    function deposit(address account, uint256 amount) external;
+
+    /// @notice Sends `amount` of the caller's free balance to `to` (not the market itself,
+    /// where tokens would be owed to no one).
+    function withdraw(uint256 amount, address to) external;
+
+    /// @notice Lets `client` (a contract such as a dapp) create jobs paid by the caller.
+    function authorizeClient(address client, bool authorized) external;
+
+    // ------------------------------------------------------------------ roles and offers
+
+    /// @notice Registers the caller as a solver.
+    function registerSolver() external;
+
+    /// @notice Registers the caller as a resource provider accepting the `mediators` bitmask.
+    function registerProvider(uint64 mediators) external;
+
+    /// @notice Registers the caller as a mediator (again, if it left) and returns its index.
+    function registerMediator() external returns (uint8 index);
+
+    /// @notice Gives up the `roles` bits. Jobs already matched carry on; new matches need the
+    /// role. A mediator that leaves still rules on challenges it already has.
+    function leaveRoles(uint8 roles) external;
+
+    /// @notice A provider sets the mediators it accepts (bit i: mediator index i).
+    function setProviderMediators(uint64 mediators) external;
+
+    /// @notice Offers to run `moduleId_` for `price`; `moduleId_ == 0` offers any module whose
+    /// requirements fit the caller's declared resources.
+    function setOffer(bytes32 moduleId_, uint128 price, bool active) external;
+
+    /// @notice A registered provider announces that it has these modules' images ready (or
+    /// no longer has them), so solvers can prefer it for jobs that then need no download.
+    /// Emits an event only: it is a hint, and matching does not depend on it.
+    function announceModules(bytes32[] calldata moduleIds, bool ready) external;
+
+    /// @notice A provider declares the resources its any-module offer is matched against.
+    function setResources(Resources calldata resources) external;
+
+    /// @notice Owner: the mediators that jobs created without an explicit set accept.
+    function setDefaultMediators(uint64 mediators) external;
+
+    /// @notice Owner: suspends (or reinstates) a mediator for new matches. A suspended
+    /// mediator still rules on the challenges it already has; it cannot lift the suspension
+    /// by registering again.
+    function setMediatorSuspended(uint8 index, bool suspended) external;
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice `account`'s free (withdrawable) balance in the market.
+    function balanceOf(address account) external view returns (uint256);
+
+    /// @notice `account`'s balance, roles, accepted mediators and mediator slot.
+    function accountOf(address account) external view returns (Account memory);
+
+    /// @notice `provider`'s offer for `moduleId_` (0: its any-module offer).
+    function offerOf(address provider, bytes32 moduleId_) external view returns (Offer memory);
+
+    /// @notice The resources `provider` declared for its any-module offer.
+    function resourcesOf(address provider) external view returns (Resources memory);
+
+    /// @notice The mediator of slot `index`.
+    function mediatorAt(uint8 index) external view returns (Mediator memory);
+
+    /// @notice How many mediator slots are taken.
+    function mediatorCount() external view returns (uint256);
+
+    /// @notice Whether `payee` lets `client` create jobs it pays for.
+    function isClientAuthorized(address payee, address client) external view returns (bool);
+
+    /// @notice The hash stored for live job `id` (0: no live job).
+    function jobHash(uint256 id) external view returns (bytes32);
+
+    /// @notice How many jobs were created (ids run from 1 to this).
+    function jobCount() external view returns (uint256);
+
+    /// @notice The mediators that jobs created without their own set accept.
+    function defaultMediators() external view returns (uint64);
+
+    /// @notice The deposit a challenge costs.
+    function challengeDeposit() external view returns (uint256);
+
+    /// @notice The hash the market stores for `job` (== keccak256(abi.encode(job))).
+    function hashJob(Job calldata job) external pure returns (bytes32 h);
+
+    /// @notice The price `provider` asks for `moduleId_`, or a revert saying why it has none.
+    function priceOf(address provider, bytes32 moduleId_) external view returns (uint256);
 }
