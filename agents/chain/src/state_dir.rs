@@ -139,6 +139,13 @@ impl StateDir {
         self.move_to_stale(&from, "it is not keyed by chain (an older layout)").map(Some)
     }
 
+    /// `rel` inside this chain's folder, for an agent's state that an older version kept at
+    /// `<data_dir>/<rel>`: that is set aside first ([`StateDir::set_aside`]).
+    pub fn claim(&self, rel: impl AsRef<Path>) -> Result<PathBuf, ChainError> {
+        self.set_aside(rel.as_ref())?;
+        Ok(self.root.join(rel))
+    }
+
     /// Moves every other chain's state folder under `<data_dir>/stale/` (for a devnet, whose
     /// earlier chains are gone for good), with one log line. Returns how many were moved.
     pub fn set_aside_other_chains(&self) -> Result<usize, ChainError> {
@@ -247,5 +254,8 @@ mod tests {
         assert!(to.join("results/1").exists());
         assert!(!data.path().join("provider/0xabc").exists());
         assert_eq!(dir.set_aside("provider/0xabc").unwrap(), None, "nothing left to move");
+        std::fs::write(data.path().join("solver.json"), "{}").unwrap();
+        assert_eq!(dir.claim("solver.json").unwrap(), dir.join("solver.json"));
+        assert!(data.path().join("stale/solver.json").exists());
     }
 }

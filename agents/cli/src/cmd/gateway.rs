@@ -127,11 +127,14 @@ async fn gateway(args: GatewayArgs, data_dir: &Path) -> eyre::Result<()> {
             if ipfs_gateway.is_none() {
                 tracing::warn!("no IPFS gateway to fetch outputs from: pass --outputs-gateway");
             }
+            // the outputs it fetched are this chain's (the database, by default next to them, is not moved)
+            let state = client.state_dir(data_dir)?;
+            state.set_aside("gateway/outputs")?;
             let options = Options {
                 listen,
                 module_dirs,
                 ipfs_gateway,
-                data_dir: data_dir.join("gateway"),
+                data_dir: state.join("gateway"),
                 limits: Limits { rate_per_sec: rate, burst, body_bytes: max_body },
                 reconcile_every: Duration::from_secs(2),
             };

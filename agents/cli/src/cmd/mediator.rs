@@ -26,7 +26,7 @@ impl MediatorArgs {
         let options = lilypad_mediator::MediatorOptions {
             modules: self.modules,
             ipfs_gateways: net.ipfs_gateways.clone(),
-            data_dir: data_dir.join("mediator").join(client.address()?.to_string()),
+            data_dir: client.state_dir(data_dir)?.claim(format!("mediator/{}", client.address()?))?,
             poll: std::time::Duration::from_millis(250),
             gateway,
         };

@@ -100,7 +100,7 @@ impl ProviderArgs {
             price: self.price,
             collateral: self.collateral,
             mediators: u64::MAX,
-            data_dir: data_dir.join("provider").join(client.address()?.to_string()),
+            data_dir: client.state_dir(data_dir)?.claim(format!("provider/{}", client.address()?))?,
             gateway: self.gateway,
             concurrency: self.concurrency,
             allow_network: false,
