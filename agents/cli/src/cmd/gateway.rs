@@ -23,7 +23,7 @@ pub struct GatewayArgs {
 pub enum GatewayCommand {
     /// Serve the API and dashboard (pays for jobs from this network key: on the devnet, its job creator's).
     Serve {
-        #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "LILYPAD_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         #[command(flatten)]
         network: NetworkArgs,
@@ -32,7 +32,7 @@ pub enum GatewayCommand {
         modules: Vec<PathBuf>,
         /// Where job outputs are fetched from (default: the config file's gateway, else the
         /// devnet provider's).
-        #[arg(long, env = "IPFS_GATEWAY")]
+        #[arg(long, env = "LILYPAD_OUTPUTS_GATEWAY")]
         outputs_gateway: Option<String>,
         /// Requests per second per API key, sustained.
         #[arg(long, default_value_t = 5.0)]

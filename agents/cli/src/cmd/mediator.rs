@@ -14,7 +14,7 @@ pub struct MediatorArgs {
     pub modules: Vec<PathBuf>,
     /// Where to fetch providers' results from, to compare them under a module's declared
     /// comparison (default: the devnet provider's gateway).
-    #[arg(long, env = "IPFS_GATEWAY")]
+    #[arg(long, env = "LILYPAD_OUTPUTS_GATEWAY")]
     pub gateway: Option<String>,
 }
 

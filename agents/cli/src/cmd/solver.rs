@@ -9,7 +9,7 @@ pub struct SolverArgs {
     #[command(flatten)]
     pub network: NetworkArgs,
     /// How often to look for new events, in milliseconds (`lilypad devnet`'s own agents: 20).
-    #[arg(long, env = "POLL_MS", default_value_t = 250)]
+    #[arg(long, env = "LILYPAD_POLL_MS", default_value_t = 250)]
     pub poll_ms: u64,
 }
 
