@@ -16,7 +16,7 @@ use lilypad_bindings::LilypadToken::LilypadTokenInstance;
 use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
-use crate::{ChainError, Deployment};
+use crate::{ChainError, ChainKey, Deployment, StateDir};
 
 /// Longest wait for a sent transaction's receipt before the send counts as failed (retryable).
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -46,6 +46,8 @@ struct Inner {
     url: String,
     signer: Option<Address>,
     deployment: Deployment,
+    /// Which deployment this is, read at connect (see [`StateDir`]).
+    key: ChainKey,
     retry: RetryPolicy,
     /// Transactions of one signer reach the node one at a time: nonces stay in order.
     send_lock: Mutex<()>,
@@ -79,12 +81,14 @@ impl ChainClient {
             }
             None => (ProviderBuilder::new().connect_http(url).erased(), None),
         };
-        let client = Self {
+        let key = ChainKey { chain_id: deployment.chain_id, market: deployment.market, deploy_block: deployment.start_block, deploy_block_hash: Default::default() };
+        let mut client = Self {
             inner: std::sync::Arc::new(Inner {
                 provider,
                 url: rpc_url.to_string(),
                 signer,
                 deployment,
+                key,
                 retry: RetryPolicy::default(),
                 send_lock: Mutex::new(()),
             }),
@@ -99,6 +103,15 @@ impl ChainClient {
         if code.is_empty() {
             return Err(ChainError::NoContract { address: market });
         }
+        let block = key.deploy_block;
+        let header = client
+            .retrying("reading the deployment block", || client.provider().get_block_by_number(block.into()).into_future())
+            .await?
+            .ok_or(ChainError::NoDeploymentBlock { block })?;
+        // `client` is not shared yet, so this always finds the only reference.
+        if let Some(inner) = std::sync::Arc::get_mut(&mut client.inner) {
+            inner.key.deploy_block_hash = header.header.hash;
+        }
         Ok(client)
     }
 
@@ -108,6 +121,17 @@ impl ChainClient {
 
     pub fn deployment(&self) -> &Deployment {
         &self.inner.deployment
+    }
+
+    /// Which deployment of the market this is: chain id, market address and the hash of the
+    /// deployment file's start block, as read when connecting.
+    pub fn chain_key(&self) -> &ChainKey {
+        &self.inner.key
+    }
+
+    /// The state folder of this chain under `data_dir` (see [`StateDir`]).
+    pub fn state_dir(&self, data_dir: &std::path::Path) -> Result<StateDir, ChainError> {
+        StateDir::open(data_dir, &self.inner.key)
     }
 
     pub fn rpc_url(&self) -> &str {

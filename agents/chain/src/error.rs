@@ -41,6 +41,12 @@ pub enum ChainError {
     #[error("a transaction needs a private key: set WEB3_PRIVATE_KEY or --private-key")]
     NoSigner,
 
+    #[error("the deployment block {block} is not on this chain: is the deployment file for this node (a devnet restarted since)?")]
+    NoDeploymentBlock { block: u64 },
+
+    #[error("state folder {path}: {reason}")]
+    State { path: PathBuf, reason: String },
+
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
 

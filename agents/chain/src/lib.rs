@@ -17,6 +17,8 @@
 //!   ([`FailureLog`], [`Refusals`]).
 //! - [`tasks`]: a [`Supervisor`] of named tasks under one cancellation token, all joined on stop.
 //! - [`Deployment`], read from `deployments/<chainId>.json`.
+//! - [`StateDir`]: an agent's state folder keyed by [`ChainKey`] (chain id, market, deployment
+//!   block hash), so state of one chain is never reused on another.
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +33,7 @@ pub mod market_view;
 pub mod reads;
 pub mod retry;
 mod roles;
+pub mod state_dir;
 pub mod tasks;
 
 pub use checkpoint::Checkpoint;
@@ -45,4 +48,5 @@ pub use market_view::{MarketView, MediatorInfo, ProviderInfo, ResourcesView};
 pub use reads::{Account, Offer, PublishedModule};
 pub use retry::{run_until, Backoff, FailureLog, Refusals, Retryable};
 pub use roles::Roles;
+pub use state_dir::{ChainKey, StateDir};
 pub use tasks::{CancellationToken, Supervisor};

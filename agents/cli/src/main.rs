@@ -2,6 +2,7 @@
 //! file of its own under `cmd/`.
 
 mod cmd;
+mod env;
 mod network;
 mod publish;
 
@@ -28,7 +29,7 @@ pub mod exit {
 #[command(name = "lilypad", version, about = "Run compute jobs on the Lilypad network", propagate_version = true)]
 struct Cli {
     /// Folder for downloaded results, agent state and the devnet's files.
-    #[arg(long, global = true, env = "DATA_DIR", default_value = "/tmp/lilypad/data")]
+    #[arg(long, global = true, env = "LILYPAD_DATA_DIR", default_value = "/tmp/lilypad/data")]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -84,8 +85,9 @@ fn parse() -> Cli {
 }
 
 fn main() -> ExitCode {
+    let deprecated = env::apply_deprecated();
     let cli = parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LILYPAD_LOG_LEVEL")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(default_log_level(&cli.command)))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour codes only on a terminal: a log file (the devnet's, an agent's) gets plain text.
@@ -95,6 +97,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    for warning in deprecated {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

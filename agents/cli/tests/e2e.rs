@@ -845,7 +845,7 @@ async fn agents_killed_and_restarted_finish_every_job_exactly_once() {
     // Nothing of this provider's is left in Docker: what the killed processes left, their
     // restarted selves removed (same identity and data folder, same instance label).
     let addr = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
-    let instance = lilypad_runner::executor_config("provider", addr, &devnet.data_dir.path().join("provider").join(addr.to_string())).instance;
+    let instance = lilypad_runner::executor_config("provider", addr, &devnet.state_dir().await.join("provider").join(addr.to_string())).instance;
     for what in [&["ps", "-aq"][..], &["volume", "ls", "-q"][..]] {
         let out = Command::new("docker").args(what).args(["--filter", &format!("label=lilypad.executor={instance}")]).output().unwrap();
         assert!(out.status.success());

@@ -318,10 +318,11 @@ async fn soak_agents_killed_at_random_every_job_final_and_funds_conserved() {
 
     // --- nothing left in Docker or on disk
     let dir = devnet.dir();
+    let state = devnet.state_dir().await;
     let instances = [
-        instance_of("provider", "provider", address_of(accounts::RESOURCE_PROVIDER).unwrap(), dir),
-        instance_of("provider", "provider", address_of(accounts::RESOURCE_PROVIDER_2).unwrap(), dir),
-        instance_of("mediator", "mediator", address_of(accounts::MEDIATOR).unwrap(), dir),
+        instance_of("provider", "provider", address_of(accounts::RESOURCE_PROVIDER).unwrap(), &state),
+        instance_of("provider", "provider", address_of(accounts::RESOURCE_PROVIDER_2).unwrap(), &state),
+        instance_of("mediator", "mediator", address_of(accounts::MEDIATOR).unwrap(), &state),
     ];
     for i in &instances {
         let left = docker_leftovers(i);
@@ -360,7 +361,7 @@ async fn soak_agents_killed_at_random_every_job_final_and_funds_conserved() {
         .iter()
         .map(|id| {
             let fresh = fresh.get(id).map(|r| format!("{r:?}")).unwrap_or_default();
-            format!("{}\n  a fresh run here: {fresh}", explain_upheld(dir, &agents.lock().unwrap()[3], *id))
+            format!("{}\n  a fresh run here: {fresh}", explain_upheld(&state, &agents.lock().unwrap()[3], *id))
         })
         .collect();
 
@@ -406,7 +407,7 @@ async fn fresh_run_cids(module_dir: &std::path::Path, records: &[JobRecord]) -> 
 }
 
 /// What the mediator said when it upheld job `id`, and how its re-run folder differs from the
-/// provider's result folder (both kept under the devnet's data folder).
+/// provider's result folder (both kept under the chain's state folder, [`Devnet::state_dir`]).
 fn explain_upheld(dir: &std::path::Path, mediator: &Agent, id: U256) -> String {
     let job = format!("job={id} ");
     let ruling: Vec<String> = mediator.log().lines().map(strip_ansi).filter(|l| l.contains(&job) && l.contains("upholding")).collect();
@@ -497,7 +498,8 @@ async fn a_restarted_mediator_removes_what_its_killed_self_left() {
 
     // what a SIGKILL mid re-run leaves: a container and a volume with its label, a .tmp folder
     let addr = address_of(accounts::MEDIATOR).unwrap();
-    let instance = instance_of("mediator", "mediator", addr, devnet.dir());
+    let state = devnet.state_dir().await;
+    let instance = instance_of("mediator", "mediator", addr, &state);
     let label = format!("lilypad.executor={instance}");
     let holder = std::process::Command::new("docker")
         .args(["images", "-q", "--filter", "reference=lilypad/outputs-holder"])
@@ -510,7 +512,7 @@ async fn a_restarted_mediator_removes_what_its_killed_self_left() {
     };
     docker(&["volume", "create", "--label", &label]);
     docker(&["create", "--label", &label, &holder]);
-    let unfinished = devnet.dir().join("mediator").join(addr.to_string()).join("reruns/9.tmp");
+    let unfinished = state.join("mediator").join(addr.to_string()).join("reruns/9.tmp");
     std::fs::create_dir_all(unfinished.join("outputs")).unwrap();
     assert_eq!(docker_leftovers(&instance).len(), 2);
 
@@ -599,7 +601,7 @@ async fn a_mediator_killed_while_finishing_a_rerun_rejects_the_challenge_after_r
             .map(|l| LilypadMarket::ChallengeRuled::decode_log(&l.inner).unwrap().data)
             .find(|e| e.id == id)
             .unwrap_or_else(|| panic!("job {id} ended without a ruling:\n{}", tail(&mediator.log(), 40)));
-        assert!(!ruling.upheld, "job {id}: the challenge was upheld against the honest provider (mediator killed {delay} ms after its re-run finished):\n{}", explain_upheld(devnet.dir(), &mediator, id));
+        assert!(!ruling.upheld, "job {id}: the challenge was upheld against the honest provider (mediator killed {delay} ms after its re-run finished):\n{}", explain_upheld(&devnet.state_dir().await, &mediator, id));
     }
     for a in [&mut solver, &mut provider, &mut mediator] {
         a.stop();

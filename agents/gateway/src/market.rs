@@ -227,7 +227,9 @@ impl Market {
     /// cancelled, between batches (a batch is applied whole).
     pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
         let start = self.client.deployment().start_block;
-        let applied_to = match self.db.cursor(CURSOR).await {
+        // keyed by chain: another deployment's cursor (a devnet restarted) is not resumed
+        let cursor = self.client.chain_key().scoped(CURSOR);
+        let applied_to = match self.db.cursor(&cursor).await {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "cannot read the chain cursor; replaying every event (effects are idempotent)");
@@ -278,7 +280,7 @@ impl Market {
                 }
             }
             if applied_to.is_none_or(|c| applied.to > c) {
-                match self.db.set_cursor(CURSOR, applied.to).await {
+                match self.db.set_cursor(&cursor, applied.to).await {
                     Ok(()) => saving.succeeded(),
                     Err(e) => {
                         saving.failed(&e);

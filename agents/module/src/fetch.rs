@@ -17,7 +17,7 @@ use crate::{cid_from_spec_hash, Module};
 /// Fetching a module or its image failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("no IPFS gateway is configured to fetch {what} {cid} from (set one: --ipfs-gateway / IPFS_GATEWAY)")]
+    #[error("no IPFS gateway is configured to fetch {what} {cid} from (set one: --ipfs-gateway / LILYPAD_IPFS_GATEWAY)")]
     NoGateway { what: &'static str, cid: Cid },
     #[error("fetching {what} {cid}: every gateway failed; last: {source}")]
     Store {

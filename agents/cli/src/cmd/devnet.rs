@@ -87,6 +87,12 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     }
 
     let admin = ChainClient::connect(&url, Some(accounts::ADMIN), d.clone()).await?;
+    // The agents' state is this chain's: earlier devnets' chains are gone for good.
+    let state = admin.state_dir(&root)?;
+    state.set_aside_other_chains()?;
+    for unkeyed in ["provider", "mediator"] {
+        state.set_aside(unkeyed)?;
+    }
     let dev = lilypad_bindings::LilypadDevToken::new(d.token, admin.provider().clone());
     for key in [
         accounts::JOB_CREATOR,
@@ -144,7 +150,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             price: PRICE,
             collateral: COLLATERAL,
             mediators: u64::MAX,
-            data_dir: root.join("provider"),
+            data_dir: state.join("provider"),
             gateway: ([127, 0, 0, 1], args.gateway_port).into(),
             concurrency: 2,
             allow_network: false,
@@ -164,7 +170,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         lilypad_mediator::MediatorOptions {
             modules: module_dirs.clone(),
             ipfs_gateways: vec![ipfs.clone()],
-            data_dir: root.join("mediator"),
+            data_dir: state.join("mediator"),
             poll: Duration::from_millis(50),
             gateway: Some(gateway.clone()),
         },

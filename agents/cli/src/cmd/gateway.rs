@@ -23,7 +23,7 @@ pub struct GatewayArgs {
 pub enum GatewayCommand {
     /// Serve the API and dashboard (pays for jobs from this network key: on the devnet, its job creator's).
     Serve {
-        #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "LILYPAD_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         #[command(flatten)]
         network: NetworkArgs,
@@ -32,7 +32,7 @@ pub enum GatewayCommand {
         modules: Vec<PathBuf>,
         /// Where job outputs are fetched from (default: the config file's gateway, else the
         /// devnet provider's).
-        #[arg(long, env = "IPFS_GATEWAY")]
+        #[arg(long, env = "LILYPAD_OUTPUTS_GATEWAY")]
         outputs_gateway: Option<String>,
         /// Requests per second per API key, sustained.
         #[arg(long, default_value_t = 5.0)]
@@ -127,11 +127,14 @@ async fn gateway(args: GatewayArgs, data_dir: &Path) -> eyre::Result<()> {
             if ipfs_gateway.is_none() {
                 tracing::warn!("no IPFS gateway to fetch outputs from: pass --outputs-gateway");
             }
+            // the outputs it fetched are this chain's (the database, by default next to them, is not moved)
+            let state = client.state_dir(data_dir)?;
+            state.set_aside("gateway/outputs")?;
             let options = Options {
                 listen,
                 module_dirs,
                 ipfs_gateway,
-                data_dir: data_dir.join("gateway"),
+                data_dir: state.join("gateway"),
                 limits: Limits { rate_per_sec: rate, burst, body_bytes: max_body },
                 reconcile_every: Duration::from_secs(2),
             };

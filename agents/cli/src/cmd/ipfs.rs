@@ -10,7 +10,7 @@ pub enum IpfsCommand {
     Get {
         cid: String,
         dest: PathBuf,
-        #[arg(long, env = "IPFS_GATEWAY", default_value = "http://127.0.0.1:8090")]
+        #[arg(long, env = "LILYPAD_OUTPUTS_GATEWAY", default_value = "http://127.0.0.1:8090")]
         gateway: String,
     },
 }

@@ -14,7 +14,7 @@ pub struct MediatorArgs {
     pub modules: Vec<PathBuf>,
     /// Where to fetch providers' results from, to compare them under a module's declared
     /// comparison (default: the devnet provider's gateway).
-    #[arg(long, env = "IPFS_GATEWAY")]
+    #[arg(long, env = "LILYPAD_OUTPUTS_GATEWAY")]
     pub gateway: Option<String>,
 }
 
@@ -26,7 +26,7 @@ impl MediatorArgs {
         let options = lilypad_mediator::MediatorOptions {
             modules: self.modules,
             ipfs_gateways: net.ipfs_gateways.clone(),
-            data_dir: data_dir.join("mediator").join(client.address()?.to_string()),
+            data_dir: client.state_dir(data_dir)?.claim(format!("mediator/{}", client.address()?))?,
             poll: std::time::Duration::from_millis(250),
             gateway,
         };

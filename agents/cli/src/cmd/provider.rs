@@ -13,19 +13,19 @@ pub struct ProviderArgs {
     #[arg(long = "module", required_unless_present = "offer_any")]
     pub modules: Vec<PathBuf>,
     /// Price per job, in token units (wei of LP).
-    #[arg(long, env = "OFFER_PRICE", default_value = "1000000000000000000")]
+    #[arg(long, env = "LILYPAD_PRICE", default_value = "1000000000000000000")]
     pub price: u128,
     /// Collateral to keep deposited, in token units.
-    #[arg(long, env = "COLLATERAL", default_value = "100000000000000000000")]
+    #[arg(long, env = "LILYPAD_COLLATERAL", default_value = "100000000000000000000")]
     pub collateral: u128,
     /// Where to serve job outputs.
-    #[arg(long, env = "GATEWAY_ADDR", default_value = "127.0.0.1:8090")]
+    #[arg(long, env = "LILYPAD_OUTPUTS_LISTEN", default_value = "127.0.0.1:8090")]
     pub gateway: SocketAddr,
     /// Jobs run at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
     /// A Kubo RPC API to also add and pin outputs to (e.g. http://127.0.0.1:5001).
-    #[arg(long, env = "IPFS_API")]
+    #[arg(long, env = "LILYPAD_IPFS_API")]
     pub ipfs_api: Option<String>,
     /// Also offer any published module that fits these resources: cpu-milli,ram-mb,disk-mb
     /// (e.g. 2000,4096,10000).
@@ -40,7 +40,7 @@ pub struct ProviderArgs {
     #[arg(long)]
     pub no_fetch_modules: bool,
     /// How often to look for new events, in milliseconds (`lilypad devnet`'s own agents: 20).
-    #[arg(long, env = "POLL_MS", default_value_t = 250)]
+    #[arg(long, env = "LILYPAD_POLL_MS", default_value_t = 250)]
     pub poll_ms: u64,
     /// TEST ONLY flags: added to the command line only when the provider is built with its
     /// `testing` feature (see [`TestingArgs`]).
@@ -100,7 +100,7 @@ impl ProviderArgs {
             price: self.price,
             collateral: self.collateral,
             mediators: u64::MAX,
-            data_dir: data_dir.join("provider").join(client.address()?.to_string()),
+            data_dir: client.state_dir(data_dir)?.claim(format!("provider/{}", client.address()?))?,
             gateway: self.gateway,
             concurrency: self.concurrency,
             allow_network: false,

@@ -30,7 +30,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub max_payment: Option<u128>,
     /// Where to fetch outputs from (default: the devnet provider's gateway).
-    #[arg(long, env = "IPFS_GATEWAY")]
+    #[arg(long, env = "LILYPAD_OUTPUTS_GATEWAY")]
     pub gateway: Option<String>,
     /// Give up (exit 3) after this many seconds without a result.
     #[arg(long, default_value_t = 900)]

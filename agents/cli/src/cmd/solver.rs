@@ -9,7 +9,7 @@ pub struct SolverArgs {
     #[command(flatten)]
     pub network: NetworkArgs,
     /// How often to look for new events, in milliseconds (`lilypad devnet`'s own agents: 20).
-    #[arg(long, env = "POLL_MS", default_value_t = 250)]
+    #[arg(long, env = "LILYPAD_POLL_MS", default_value_t = 250)]
     pub poll_ms: u64,
 }
 
@@ -18,7 +18,7 @@ impl SolverArgs {
         let net = self.network.resolve(data_dir)?;
         let client = net.connect(true).await?;
         let options = lilypad_solver::SolverOptions {
-            checkpoint: Some(data_dir.join("solver").join(format!("{}.json", client.address()?))),
+            checkpoint: Some(client.state_dir(data_dir)?.claim(format!("solver/{}.json", client.address()?))?),
             poll: std::time::Duration::from_millis(self.poll_ms.max(1)),
             ..Default::default()
         };

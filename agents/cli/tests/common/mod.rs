@@ -36,7 +36,11 @@ impl Devnet {
 
     /// A devnet publishing (and, with its agents, offering) the module folders in `modules`.
     pub fn start_with_modules(extra: &[&str], modules: &Path) -> Devnet {
-        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), extra, modules)
+    }
+
+    /// A devnet in `data_dir`, which may hold what an earlier devnet left ([`Devnet::interrupt`]).
+    pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str], modules: &Path) -> Devnet {
         let log = data_dir.path().join("devnet.log");
         let child = Command::new(LILYPAD)
             .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", "0"])
@@ -56,6 +60,21 @@ impl Devnet {
             std::thread::sleep(Duration::from_millis(100));
         }
         devnet
+    }
+
+    /// Stops the devnet as a user does (Ctrl-C: SIGINT), waits until it has exited, and keeps
+    /// its data folder for the next one.
+    pub fn interrupt(mut self) -> tempfile::TempDir {
+        let status = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -INT the devnet");
+        let started = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(90), "the devnet did not stop within 90 s of Ctrl-C:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::fs::rename(&self.log, self.dir().join(format!("devnet.{}.log", self.child.id())));
+        // `Drop` kills a child that has already exited (a no-op); the folder goes to the caller.
+        std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap())
     }
 
     pub fn dir(&self) -> &Path {
@@ -91,6 +110,13 @@ impl Devnet {
         c.output().expect("run lilypad")
     }
 
+    /// Where agents started with this devnet's data folder keep their state on its chain:
+    /// `<data-dir>/chains/<chain key>` (`lilypad devnet`'s own agents: under `<data-dir>/devnet`).
+    pub async fn state_dir(&self) -> PathBuf {
+        let client = self.client(lilypad_devnet::accounts::JOB_CREATOR).await;
+        self.dir().join(lilypad_chain::state_dir::CHAINS_DIR).join(client.chain_key().folder_name())
+    }
+
     pub async fn client(&self, key: &str) -> ChainClient {
         let deployment = Deployment::load(&self.deployment_path()).unwrap();
         ChainClient::connect(&self.rpc_url(), Some(key), deployment).await.unwrap()
@@ -108,7 +134,7 @@ impl Devnet {
 
 impl Drop for Devnet {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill").arg(self.child.id().to_string()).stderr(Stdio::null()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -227,9 +253,10 @@ pub async fn advance_time(client: &ChainClient, secs: u64) {
 }
 
 /// The executor instance label of the agent with `role` and address `addr` whose data folder
-/// is `<data-dir>/<role folder>/<addr>` (what `lilypad resource-provider` / `lilypad mediator` use).
-pub fn instance_of(role: &str, folder: &str, addr: Address, data_dir: &Path) -> String {
-    lilypad_runner::executor_config(role, addr, &data_dir.join(folder).join(addr.to_string())).instance
+/// is `<state>/<role folder>/<addr>`, `state` being the chain's state folder ([`Devnet::state_dir`];
+/// what `lilypad resource-provider` / `lilypad mediator` use).
+pub fn instance_of(role: &str, folder: &str, addr: Address, state: &Path) -> String {
+    lilypad_runner::executor_config(role, addr, &state.join(folder).join(addr.to_string())).instance
 }
 
 /// Docker containers and volumes labelled with executor instance `instance`.
