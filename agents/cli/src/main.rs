@@ -49,6 +49,9 @@ enum Command {
     /// Audit results: challenge a random share of them within their challenge windows (pays
     /// the mediator fee + bond for each, from the market balance or else the token balance).
     Auditor(cmd::auditor::AuditorArgs),
+    /// Keep the market moving: expire, time out and settle every job past its deadline (the
+    /// calls anyone may make), so no payment or collateral sits past its deadline.
+    Keeper(cmd::keeper::KeeperArgs),
     /// Challenge a job's result within its challenge window (pays the mediator fee + bond).
     Challenge(cmd::challenge::ChallengeArgs),
     /// Content addressing: the same CIDs as `ipfs add -r --cid-version=1`.
@@ -123,6 +126,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::ResourceProvider(args) => args.run(data_dir).await,
         Command::Mediator(args) => args.run(data_dir).await,
         Command::Auditor(args) => args.run(data_dir).await,
+        Command::Keeper(args) => args.run(data_dir).await,
         Command::Challenge(args) => args.run(data_dir).await,
         Command::Ipfs { command } => command.run().await,
         Command::Module { command } => command.run(data_dir).await,
