@@ -49,6 +49,8 @@ enum Command {
     /// Audit results: challenge a random share of them within their challenge windows (pays
     /// the mediator fee + bond for each, from the market balance or else the token balance).
     Auditor(cmd::auditor::AuditorArgs),
+    /// A job as the chain tells it: state, deadlines, result, ruling, payments and its events.
+    Job(cmd::job::JobArgs),
     /// Keep the market moving: expire, time out and settle every job past its deadline (the
     /// calls anyone may make), so no payment or collateral sits past its deadline.
     Keeper(cmd::keeper::KeeperArgs),
@@ -111,7 +113,7 @@ fn main() -> ExitCode {
 
 fn default_log_level(command: &Command) -> &'static str {
     match command {
-        Command::Run(_) | Command::Ipfs { .. } | Command::Module { .. } => "warn",
+        Command::Run(_) | Command::Job(_) | Command::Challenge(_) | Command::Ipfs { .. } | Command::Module { .. } => "warn",
         Command::Gateway(g) if !matches!(g.command, cmd::gateway::GatewayCommand::Serve { .. }) => "warn",
         _ => "info",
     }
@@ -127,6 +129,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Mediator(args) => args.run(data_dir).await,
         Command::Auditor(args) => args.run(data_dir).await,
         Command::Keeper(args) => args.run(data_dir).await,
+        Command::Job(args) => args.run(data_dir).await,
         Command::Challenge(args) => args.run(data_dir).await,
         Command::Ipfs { command } => command.run().await,
         Command::Module { command } => command.run(data_dir).await,

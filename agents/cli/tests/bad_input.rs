@@ -78,7 +78,8 @@ async fn bad_input_is_refused_before_payment_or_ends_the_job_with_a_refund() {
         case("RPC URL that is not a URL", &["run", "lilysay:0.1.0", "--rpc-url", "not a url", "--deployment", &deployment, "--private-key", accounts::JOB_CREATOR], 4, &["invalid RPC URL"]),
         case("RPC nobody answers", &["run", "lilysay:0.1.0", "--rpc-url", "http://127.0.0.1:1", "--deployment", &deployment, "--private-key", accounts::JOB_CREATOR], 4, &["127.0.0.1:1", "reachable"]),
         // other commands
-        case("challenge of a job that does not exist", &["challenge", "999"], 4, &["999", "not live"]),
+        case("challenge of a job that does not exist", &["challenge", "999"], 4, &["999", "never created"]),
+        case("job that does not exist", &["job", "999"], 4, &["job 999 was never created", "0 jobs"]),
         case("ipfs get of a malformed CID", &["ipfs", "get", "bafy-not-a-cid", "/tmp/x"], 4, &["bafy-not-a-cid"]),
     ];
     let mut failures = Vec::new();

@@ -50,4 +50,12 @@ async fn a_job_nobody_matches_is_expired_by_the_keeper_and_its_creator_refunded(
     assert_eq!(job_ids(&expired), vec![id], "one JobExpired, for job 1");
     assert_eq!(funds().await, before, "the whole payment is back (in the market balance)");
     assert!(devnet.log().contains("ended a job past its deadline"), "{}", devnet.log());
+
+    // `lilypad job` tells the story; `lilypad challenge` says why there is nothing to challenge
+    let (shown, _) = text(&devnet.lilypad(&["job", "1"]));
+    for says in ["job 1: expired (nobody matched it before its match deadline)", "payee refunded 0.000000000000001 LP", "expired: payee refunded"] {
+        assert!(shown.contains(says), "`lilypad job 1` lacks {says:?}:\n{shown}");
+    }
+    let out = devnet.lilypad(&["challenge", "1"]);
+    assert!(text(&out).1.contains("job 1 is not live: it expired"), "{:?}", text(&out));
 }
