@@ -352,6 +352,22 @@ pub enum BuildError {
         #[source]
         source: Box<lilypad_executor::ExecError>,
     },
+
+    /// The build failed and its Dockerfile starts from a base the engine does not have: there
+    /// is no registry to pull it from (providers and the build alike work offline).
+    #[error(
+        "docker build of {tag}: the Dockerfile starts FROM {}, which this Docker engine does not \
+         have, and module images are built without a registry: build `FROM scratch` (a static \
+         program, as `lilypad module init` makes), or `docker load` the base image first \
+         (the engine said: {source})", bases.join(", ")
+    )]
+    BaseNotLocal {
+        tag: String,
+        /// The `FROM` images the engine lacks.
+        bases: Vec<String>,
+        #[source]
+        source: Box<lilypad_executor::ExecError>,
+    },
 }
 
 impl BuildError {
