@@ -24,11 +24,14 @@ pub mod exit {
     pub const INFRA: u8 = 4;
 }
 
+/// Where `lilypad` keeps its files unless told otherwise (`--data-dir`, `DATA_DIR`).
+pub const DEFAULT_DATA_DIR: &str = "/tmp/lilypad/data";
+
 #[derive(Parser)]
 #[command(name = "lilypad", version, about = "Run compute jobs on the Lilypad network", propagate_version = true)]
 struct Cli {
     /// Folder for downloaded results, agent state and the devnet's files.
-    #[arg(long, global = true, env = "DATA_DIR", default_value = "/tmp/lilypad/data")]
+    #[arg(long, global = true, env = "DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,

@@ -25,6 +25,13 @@ async fn a_job_nobody_matches_is_expired_by_the_keeper_and_its_creator_refunded(
         token + market.balanceOf(creator).call().await.unwrap()
     };
     let before = funds().await;
+    // the banner gives the commands for this data folder; a wrong folder's error names both ways
+    let dir = devnet.dir().display().to_string();
+    assert!(devnet.log().contains(&format!("DATA_DIR={dir} lilypad run lilysay:0.1.0")), "{}", devnet.log());
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(LILYPAD).arg("--data-dir").arg(elsewhere.path()).args(["job", "1"]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("no network") && stderr.contains("DATA_DIR=") && stderr.contains("--data-dir"), "{stderr}");
 
     // a price cap below every offer: paid, never matched; `lilypad run` gives up (exit 3)
     let out = devnet.lilypad(&["run", "lilysay:0.1.0", "-i", "Message=hi", "--max-payment", "1000", "--timeout", "3"]);

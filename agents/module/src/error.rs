@@ -200,8 +200,12 @@ pub enum LoadError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InputProblem {
-    #[error("{item:?} is not Key=Value: give each input as Key=Value, e.g. Message=hello")]
-    Malformed { item: String },
+    #[error("{item:?} is not Key=Value: give each input as Key=Value, e.g. {example}")]
+    Malformed {
+        item: String,
+        /// An input of the module with a value of its type (`Key=value` when no module is known).
+        example: String,
+    },
 
     #[error("input name {key:?} is invalid: input names match [A-Za-z][A-Za-z0-9_]*")]
     InvalidKey { key: String },

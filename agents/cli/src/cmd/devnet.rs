@@ -195,7 +195,10 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     println!("  outputs    {gateway}/ipfs/<cid>");
     println!("  ipfs       {ipfs} (modules and image archives; `lilypad module publish` imports here)");
     println!("  modules    {}", modules.iter().map(|m| m.reference().to_string()).collect::<Vec<_>>().join(", "));
-    println!("  run a job  lilypad run lilysay:0.1.0 -i Message=hello");
+    // another data folder than the default: other terminals must be told it
+    let env = if data_dir == Path::new(crate::DEFAULT_DATA_DIR) { String::new() } else { format!("DATA_DIR={} ", data_dir.display()) };
+    println!("  run a job  {env}lilypad run lilysay:0.1.0 -i Message=hello");
+    println!("  a job      {env}lilypad job 1");
     println!("(Ctrl-C to stop)");
     if args.check {
         let _ = std::fs::remove_file(&info_path);
