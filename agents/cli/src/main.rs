@@ -141,10 +141,24 @@ async fn dispatch(cli: Cli) -> u8 {
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", error_text(&e));
             exit::INFRA
         }
     }
+}
+
+/// An error and its causes, each cause left out when the text before already says it (errors
+/// that print their source themselves would otherwise say it twice).
+pub fn error_text(e: &eyre::Report) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -174,6 +188,14 @@ pub async fn shutdown_signal() {
 mod cli_tests {
     /// clap's own consistency checks over every subcommand (duplicate argument names, e.g. a
     /// flattened NetworkArgs flag that a subcommand also declares, only fail at run time).
+    #[test]
+    fn a_cause_the_error_already_says_is_not_said_twice() {
+        let says = eyre::eyre!("inner problem").wrap_err("spec.json: inner problem");
+        assert_eq!(super::error_text(&says), "spec.json: inner problem");
+        let hides = eyre::eyre!("inner problem").wrap_err("spec.json is bad");
+        assert_eq!(super::error_text(&hides), "spec.json is bad: inner problem");
+    }
+
     #[test]
     fn the_command_line_is_well_formed() {
         super::command().debug_assert();
