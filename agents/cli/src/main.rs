@@ -25,11 +25,14 @@ pub mod exit {
     pub const INFRA: u8 = 4;
 }
 
+/// Where `lilypad` keeps its files unless told otherwise (`--data-dir`, `DATA_DIR`).
+pub const DEFAULT_DATA_DIR: &str = "/tmp/lilypad/data";
+
 #[derive(Parser)]
 #[command(name = "lilypad", version, about = "Run compute jobs on the Lilypad network", propagate_version = true)]
 struct Cli {
     /// Folder for downloaded results, agent state and the devnet's files.
-    #[arg(long, global = true, env = "LILYPAD_DATA_DIR", default_value = "/tmp/lilypad/data")]
+    #[arg(long, global = true, env = "LILYPAD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -50,6 +53,11 @@ enum Command {
     /// Audit results: challenge a random share of them within their challenge windows (pays
     /// the mediator fee + bond for each, from the market balance or else the token balance).
     Auditor(cmd::auditor::AuditorArgs),
+    /// A job as the chain tells it: state, deadlines, result, ruling, payments and its events.
+    Job(cmd::job::JobArgs),
+    /// Keep the market moving: expire, time out and settle every job past its deadline (the
+    /// calls anyone may make), so no payment or collateral sits past its deadline.
+    Keeper(cmd::keeper::KeeperArgs),
     /// Challenge a job's result within its challenge window (pays the mediator fee + bond).
     Challenge(cmd::challenge::ChallengeArgs),
     /// Content addressing: the same CIDs as `ipfs add -r --cid-version=1`.
@@ -113,7 +121,7 @@ fn main() -> ExitCode {
 
 fn default_log_level(command: &Command) -> &'static str {
     match command {
-        Command::Run(_) | Command::Ipfs { .. } | Command::Module { .. } => "warn",
+        Command::Run(_) | Command::Job(_) | Command::Challenge(_) | Command::Ipfs { .. } | Command::Module { .. } => "warn",
         Command::Gateway(g) if !matches!(g.command, cmd::gateway::GatewayCommand::Serve { .. }) => "warn",
         _ => "info",
     }
@@ -128,6 +136,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::ResourceProvider(args) => args.run(data_dir).await,
         Command::Mediator(args) => args.run(data_dir).await,
         Command::Auditor(args) => args.run(data_dir).await,
+        Command::Keeper(args) => args.run(data_dir).await,
+        Command::Job(args) => args.run(data_dir).await,
         Command::Challenge(args) => args.run(data_dir).await,
         Command::Ipfs { command } => command.run().await,
         Command::Module { command } => command.run(data_dir).await,
@@ -136,10 +146,24 @@ async fn dispatch(cli: Cli) -> u8 {
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", error_text(&e));
             exit::INFRA
         }
     }
+}
+
+/// An error and its causes, each cause left out when the text before already says it (errors
+/// that print their source themselves would otherwise say it twice).
+pub fn error_text(e: &eyre::Report) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -169,6 +193,14 @@ pub async fn shutdown_signal() {
 mod cli_tests {
     /// clap's own consistency checks over every subcommand (duplicate argument names, e.g. a
     /// flattened NetworkArgs flag that a subcommand also declares, only fail at run time).
+    #[test]
+    fn a_cause_the_error_already_says_is_not_said_twice() {
+        let says = eyre::eyre!("inner problem").wrap_err("spec.json: inner problem");
+        assert_eq!(super::error_text(&says), "spec.json: inner problem");
+        let hides = eyre::eyre!("inner problem").wrap_err("spec.json is bad");
+        assert_eq!(super::error_text(&hides), "spec.json is bad: inner problem");
+    }
+
     #[test]
     fn the_command_line_is_well_formed() {
         super::command().debug_assert();

@@ -170,7 +170,10 @@ impl NetworkArgs {
             (None, Some(d)) => d.rpc_url.clone(),
             (None, None) => {
                 return Err(eyre!(
-                    "no network: start a local one with `lilypad devnet` (in another terminal), or pass --rpc-url and --deployment"
+                    "no network: no devnet in the data folder {dir}: start a local one with `lilypad devnet` (in another \
+                     terminal), or pass --rpc-url and --deployment. A devnet started with --data-dir is found only \
+                     with the same folder here: `LILYPAD_DATA_DIR=<its folder> lilypad ...` or `lilypad --data-dir <its folder> ...`",
+                    dir = data_dir.display()
                 ))
             }
         };

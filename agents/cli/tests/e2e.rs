@@ -152,7 +152,16 @@ async fn a_challenged_honest_result_stands_and_the_provider_gets_the_bond() {
     // the job creator challenges; the mediator re-runs it, gets the same CID and rejects
     let out = devnet.lilypad(&["challenge", "1"]);
     assert_eq!(out.status.code(), Some(0), "{:?}\n{}", text(&out), devnet.log());
+    assert!(text(&out).0.contains("costs 3 LP (mediator fee 1 LP + bond 2 LP)"), "the cost is shown before paying: {:?}", text(&out));
     wait_until("the ruling", 60, || async { market.jobHash(U256::from(1)).call().await.unwrap().is_zero() }).await;
+    // the ruling and the payments, from the chain's events; a second challenge says why not
+    let (shown, _) = text(&devnet.lilypad(&["job", "1"]));
+    for says in ["job 1: settled (challenged; the mediator ruled the result right)", "ruled by", "result stands", "challenged by", "provider 1 LP"] {
+        assert!(shown.contains(says), "`lilypad job 1` lacks {says:?}:\n{shown}");
+    }
+    let again = devnet.lilypad(&["challenge", "1"]);
+    assert_eq!(again.status.code(), Some(4));
+    assert!(text(&again).1.contains("not live: it was challenged and ruled right by the mediator, then settled"), "{:?}", text(&again));
     let ruled = observer
         .provider()
         .get_logs(&alloy::rpc::types::Filter::new().address(d.market).event_signature(LilypadMarket::ChallengeRuled::SIGNATURE_HASH).from_block(0))

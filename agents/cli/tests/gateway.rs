@@ -214,6 +214,7 @@ async fn scenario(devnet: &Devnet, db: &str, chain_key: &str, label: &str) -> (G
     let id1 = job1["id"].as_str().unwrap().to_string();
     assert_eq!(job1["payment"], PRICE.to_string());
     assert!(job1["chainId"].is_string(), "created on chain before the answer: {job1}");
+    assert_eq!(job1["onchainJobId"], job1["chainId"], "the clearly named field and its old name agree: {job1}");
     let (job, events) = api.follow(&id1, &key).await;
     assert!(events >= 2, "the stream showed the job change ({events} events)");
     assert_eq!(job["result"]["exitCode"], 0, "{job}\ndevnet:\n{}", devnet.log());

@@ -31,6 +31,8 @@ pub mod accounts {
     pub const AUDITOR: &str = "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356";
     pub const RESOURCE_PROVIDER_3: &str = "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97";
     pub const SPARE: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+    /// The devnet's keeper (not one of Anvil's funded accounts: `lilypad devnet` gives it ether).
+    pub const KEEPER: &str = "0x6b65657065720000000000000000000000000000000000000000000000000001";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -50,13 +50,15 @@ pub struct AppState {
     /// Local module folders by `name:version`, for input checks and `/modules` details.
     pub modules: BTreeMap<String, Module>,
     pub limits: Limits,
+    /// Folders of the other published modules, fetched by CID for input checks.
+    pub published: crate::published::PublishedModules,
     buckets: StdMutex<HashMap<String, (f64, Instant)>>,
 }
 
 impl AppState {
-    pub fn new(db: Arc<Db>, market: Arc<Market>, modules: Vec<Module>, limits: Limits) -> Arc<AppState> {
+    pub fn new(db: Arc<Db>, market: Arc<Market>, modules: Vec<Module>, limits: Limits, published: crate::published::PublishedModules) -> Arc<AppState> {
         let modules = modules.into_iter().map(|m| (m.reference().to_string(), m)).collect();
-        Arc::new(AppState { db, market, modules, limits, buckets: StdMutex::new(HashMap::new()) })
+        Arc::new(AppState { db, market, modules, limits, published, buckets: StdMutex::new(HashMap::new()) })
     }
 
     /// Token bucket per key: `Err(seconds to wait)` when empty.
@@ -234,7 +236,17 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
         )
         .with("module", reference.to_string()));
     };
-    let inputs = match state.modules.get(&reference.to_string()).filter(|m| lilypad_client::check_pinned(m, &spec).is_ok()) {
+    // the module's folder: given with --module, else fetched by its pinned CID (any module
+    // published since this gateway started too)
+    let local = state.modules.get(&reference.to_string()).filter(|m| lilypad_client::check_pinned(m, &spec).is_ok()).cloned();
+    let module = match local {
+        Some(m) => Some(m),
+        None => state.published.get(&state.market.client, &reference, &spec).await.map_err(|e| {
+            Problem::new(Kind::ChainUnavailable, format!("cannot check the inputs of {reference}: {e}; nothing was charged, try again shortly"))
+                .with("module", reference.to_string())
+        })?,
+    };
+    let inputs = match &module {
         Some(m) => {
             let bad = |e: lilypad_module::InputError| {
                 Problem::new(Kind::BadInputs, format!("{e}")).with("module", reference.to_string()).with("accepted", m.usage())
@@ -304,6 +316,8 @@ async fn get_job(State(state): Shared, headers: HeaderMap, Path(id): Path<String
 fn job_summary(j: &JobRow) -> Value {
     json!({
         "id": j.id,
+        // the job's number on chain (`lilypad job <n>`); "chainId" is its older, misleading name
+        "onchainJobId": j.chain_id,
         "chainId": j.chain_id,
         "module": j.module,
         "inputs": j.inputs,

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod market;
 pub mod openapi;
 pub mod problem;
+pub mod published;
 /// Test support (a throwaway PostgreSQL server): only with the `testing` feature, which release
 /// builds do not enable.
 #[cfg(feature = "testing")]
@@ -116,7 +117,13 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
     }
     tasks.spawn("the reconciler", market.clone().reconcile(options.reconcile_every));
 
-    let state = api::AppState::new(db, market.clone(), modules, options.limits.clone());
+    let sources = lilypad_runner::Sources {
+        gateways: options.ipfs_gateway.clone().into_iter().collect(),
+        cache: options.data_dir.join("cache"),
+        allow_git: false,
+        fetch: true,
+    };
+    let state = api::AppState::new(db, market.clone(), modules, options.limits.clone(), published::PublishedModules::new(sources));
     let app = api::router(state);
     let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
     let addr = listener.local_addr().map_err(|source| GatewayError::Bind { addr: options.listen, source })?;

@@ -92,7 +92,10 @@ pub fn document() -> Value {
                                          {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}]},
                     "idempotencyKey": {"type": "string"}}},
                 "Job": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "chainId": {"type": ["string", "null"]}, "module": {"type": "string"},
+                    "id": {"type": "string"},
+                    "onchainJobId": {"type": ["string", "null"], "description": "the job's number on chain (`lilypad job <n>`); null until created there"},
+                    "chainId": {"type": ["string", "null"], "deprecated": true, "description": "the same as onchainJobId (not the EVM chain id)"},
+                    "module": {"type": "string"},
                     "inputs": {"type": "array", "items": {"type": "string"}}, "payment": {"type": "string"},
                     "state": {"enum": ["submitting", "open", "matched", "submitted", "challenged", "settled", "cancelled", "expired", "timed_out", "upheld", "mediation_timed_out", "failed"]},
                     "final": {"type": "boolean"}, "dataId": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},

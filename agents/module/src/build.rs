@@ -128,12 +128,53 @@ pub async fn build_image_with(
     for argv in &build.commands {
         run_command(argv, &copy, deadline, timeout).await?;
     }
-    let id = executor
-        .build_image(&copy, &tag)
-        .await
-        .map_err(docker_err)?;
+    let id = match executor.build_image(&copy, &tag).await {
+        Ok(id) => id,
+        Err(source) => return Err(explain_build_failure(executor, &copy, tag, source).await),
+    };
     info!(module = %module.reference(), cid = %module.cid(), %tag, image = %id, "built module image");
     Ok(BuiltImage { tag, id, reused: false })
+}
+
+/// A failed `docker build`, explained: when the Dockerfile starts from an image the engine does
+/// not have (nothing can be pulled), [`BuildError::BaseNotLocal`] says so and what to do.
+async fn explain_build_failure(executor: &Executor, dir: &Path, tag: String, source: lilypad_executor::ExecError) -> BuildError {
+    let dockerfile = std::fs::read_to_string(dir.join("Dockerfile")).unwrap_or_default();
+    let mut missing = Vec::new();
+    for base in base_images(&dockerfile) {
+        if let Ok(false) = executor.has_image(&base).await {
+            missing.push(base);
+        }
+    }
+    if missing.is_empty() {
+        BuildError::Docker { tag, source: Box::new(source) }
+    } else {
+        BuildError::BaseNotLocal { tag, bases: missing, source: Box::new(source) }
+    }
+}
+
+/// The images a Dockerfile's `FROM` lines start from: not `scratch`, not an earlier stage
+/// (`FROM x AS name`), flags such as `--platform=...` skipped.
+fn base_images(dockerfile: &str) -> Vec<String> {
+    let mut stages: Vec<String> = Vec::new();
+    let mut bases = Vec::new();
+    for line in dockerfile.lines() {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            continue;
+        }
+        let rest: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+        let Some(image) = rest.first() else { continue };
+        if !image.eq_ignore_ascii_case("scratch") && !stages.iter().any(|s| s.eq_ignore_ascii_case(image)) && !bases.iter().any(|b| b == image) {
+            bases.push(image.to_string());
+        }
+        if let [_, as_, name, ..] = rest.as_slice() {
+            if as_.eq_ignore_ascii_case("AS") {
+                stages.push(name.to_string());
+            }
+        }
+    }
+    bases
 }
 
 /// Copies the folder `src` to `dst` (which must not exist): folders and regular files, with
@@ -296,6 +337,14 @@ mod tests {
 
     fn argv(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn base_images_are_the_from_lines_less_scratch_and_earlier_stages() {
+        assert!(base_images("FROM scratch\nCOPY app /app\n").is_empty());
+        assert_eq!(base_images("FROM alpine\nRUN true\n"), vec!["alpine"]);
+        let multi = "from --platform=linux/amd64 golang:1.22 AS build\nRUN go build\nFROM build AS again\nFROM scratch\nCOPY --from=build /app /app\n";
+        assert_eq!(base_images(multi), vec!["golang:1.22"], "stages and scratch are not bases");
     }
 
     #[tokio::test]

@@ -246,8 +246,12 @@ pub enum LoadError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InputProblem {
-    #[error("{item:?} is not Key=Value: give each input as Key=Value, e.g. Message=hello")]
-    Malformed { item: String },
+    #[error("{item:?} is not Key=Value: give each input as Key=Value, e.g. {example}")]
+    Malformed {
+        item: String,
+        /// An input of the module with a value of its type (`Key=value` when no module is known).
+        example: String,
+    },
 
     #[error("input name {key:?} is invalid: input names match [A-Za-z][A-Za-z0-9_]*")]
     InvalidKey { key: String },
@@ -402,6 +406,22 @@ pub enum BuildError {
     #[error("docker build of {tag}: {source}")]
     Docker {
         tag: String,
+        #[source]
+        source: Box<lilypad_executor::ExecError>,
+    },
+
+    /// The build failed and its Dockerfile starts from a base the engine does not have: there
+    /// is no registry to pull it from (providers and the build alike work offline).
+    #[error(
+        "docker build of {tag}: the Dockerfile starts FROM {}, which this Docker engine does not \
+         have, and module images are built without a registry: build `FROM scratch` (a static \
+         program, as `lilypad module init` makes), or `docker load` the base image first \
+         (the engine said: {source})", bases.join(", ")
+    )]
+    BaseNotLocal {
+        tag: String,
+        /// The `FROM` images the engine lacks.
+        bases: Vec<String>,
         #[source]
         source: Box<lilypad_executor::ExecError>,
     },

@@ -76,10 +76,10 @@ pub fn parse_inputs<S: AsRef<str>>(items: &[S]) -> Result<Inputs, InputError> {
     for item in items {
         let item = item.as_ref();
         let Some((key, value)) = item.split_once('=') else {
-            return Err(InputProblem::Malformed { item: item.into() }.into());
+            return Err(InputProblem::Malformed { item: item.into(), example: "Key=value".into() }.into());
         };
         if key.is_empty() {
-            return Err(InputProblem::Malformed { item: item.into() }.into());
+            return Err(InputProblem::Malformed { item: item.into(), example: "Key=value".into() }.into());
         }
         inputs.insert(key, value)?;
     }
@@ -239,12 +239,44 @@ impl InputDecl {
         Ok(decl)
     }
 
+    /// What a value must be, with this input's own range when it declares one, e.g. "a whole
+    /// number from 1 to 10, e.g. 1".
+    pub(crate) fn expected(&self) -> String {
+        let kind = match self.ty {
+            InputType::Integer => "a whole number",
+            InputType::Number => "a finite decimal number",
+            _ => return expected_text(self.ty).into(),
+        };
+        let range = match (&self.min, &self.max) {
+            (Some(lo), Some(hi)) => format!(" from {lo} to {hi}"),
+            (Some(lo), None) => format!(" of at least {lo}"),
+            (None, Some(hi)) => format!(" of at most {hi}"),
+            (None, None) if self.ty == InputType::Integer => " from -2^63 to 2^63-1".into(),
+            (None, None) => String::new(),
+        };
+        format!("{kind}{range}, e.g. {}", self.sample())
+    }
+
+    /// A valid value: its default, else its first choice, else one of its type and range.
+    pub fn sample(&self) -> String {
+        if let Some(v) = self.default.as_ref().or_else(|| self.choices.as_ref().and_then(|c| c.first())) {
+            return v.to_string();
+        }
+        match (self.ty, &self.min) {
+            (_, Some(lo)) => lo.to_string(),
+            (InputType::String, _) => "hello".into(),
+            (InputType::Integer, _) => "42".into(),
+            (InputType::Number, _) => "0.5".into(),
+            (InputType::Boolean, _) => "true".into(),
+        }
+    }
+
     /// Parses and checks a job's value for this input.
     pub(crate) fn parse_value(&self, raw: &str) -> Result<InputValue, InputProblem> {
         let wrong = || InputProblem::WrongType {
             key: self.name.clone(),
             value: raw.into(),
-            expected: expected_text(self.ty).into(),
+            expected: self.expected(),
         };
         let v = match self.ty {
             InputType::String => InputValue::String(raw.into()),

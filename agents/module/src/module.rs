@@ -516,9 +516,17 @@ impl Module {
     }
 
     fn input_error(&self, e: impl Into<InputError>) -> InputError {
+        let mut e = e.into();
+        // "Top" without "=": suggest Top=<a value of its own>; else the module's first input
+        if let crate::InputProblem::Malformed { item, example } = &mut e.problem {
+            let named = self.inputs.iter().find(|d| d.name == *item).or(self.inputs.first());
+            if let Some(d) = named {
+                *example = format!("{}={}", d.name, d.sample());
+            }
+        }
         InputError {
             accepted: Some(self.usage()),
-            ..e.into()
+            ..e
         }
     }
 

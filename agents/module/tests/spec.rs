@@ -628,10 +628,23 @@ fn inputs_are_typed_and_checked() {
         problem(&["Mode=a", "Message=a\0b"]),
         InputProblem::NulByte { .. }
     ));
-    assert!(matches!(
-        problem(&["Mode=a", "Message"]),
-        InputProblem::Malformed { .. }
-    ));
+    // a missing "=" suggests the input itself, with a value of its own type
+    match problem(&["Mode=a", "Count"]) {
+        InputProblem::Malformed { example, .. } => assert_eq!(example, "Count=1"),
+        other => panic!("{other:?}"),
+    }
+    match problem(&["Mode=a", "Colour"]) {
+        InputProblem::Malformed { example, .. } => {
+            assert!(!example.starts_with("Message=hello"), "a declared input, not a fixed one: {example}");
+            assert!(m.inputs().iter().any(|d| example.starts_with(&format!("{}=", d.name))), "{example}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // a wrong type names the input's own range, not the type's
+    match problem(&["Mode=a", "Count=abc"]) {
+        InputProblem::WrongType { expected, .. } => assert_eq!(expected, "a whole number from 1 to 10, e.g. 1"),
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
         problem(&["Mode=a", "Mode=b"]),
         InputProblem::Duplicate { .. }

@@ -20,17 +20,24 @@ impl ChallengeArgs {
         let client = net.connect(true).await?;
         let id = U256::from(self.id);
         // rebuild the job from the events
-        let mut stream = lilypad_chain::EventStream::new(client.clone(), client.deployment().start_block);
-        let mut book = lilypad_chain::JobBook::new();
-        while let Some(batch) = stream.poll_once().await? {
-            for log in &batch.logs {
-                book.apply(log);
-            }
+        let history = super::job::JobHistory::load(&client, id).await?;
+        if let Some(outcome) = &history.outcome {
+            return Err(eyre::eyre!("job {id} is not live: it {}; nothing to challenge (`lilypad job {id}` shows its story)", ended(outcome)));
         }
-        let record = book.get(id).ok_or_else(|| eyre::eyre!("job {id} is not live (never created, or already final)"))?;
+        let record = &history.record;
         if record.state() != lilypad_bindings::JobState::Submitted {
-            return Err(eyre::eyre!("job {id} is {:?}: only a submitted result can be challenged", record.state()));
+            return Err(eyre::eyre!(
+                "job {id} is {}: only a submitted result can be challenged (`lilypad job {id}` shows it)",
+                history.status()
+            ));
         }
+        let d = client.deployment();
+        println!(
+            "challenging job {id} costs {} (mediator fee {} + bond {}); the bond comes back and the provider's collateral is yours if the mediator finds the result wrong",
+            super::job::lp(d.challenge_deposit()),
+            super::job::lp(d.mediator_fee),
+            super::job::lp(d.challenge_bond)
+        );
         let deposit = U256::from(client.deployment().challenge_deposit());
         let me = client.address()?;
         let market = client.market();
@@ -42,5 +49,19 @@ impl ChallengeArgs {
         client.send(&format!("challenge(job {id})"), market.challenge(id, record.job.clone())).await?;
         println!("challenged job {id}: mediator {} re-runs it and rules", record.job.mediator);
         Ok(())
+    }
+}
+
+/// How a job that is no longer live ended, for "job N is not live: it ...".
+fn ended(o: &lilypad_chain::Outcome) -> String {
+    use lilypad_chain::Outcome as O;
+    match o {
+        O::Settled { challenged: false, .. } => "was settled (its challenge window had passed)".into(),
+        O::Settled { challenged: true, .. } => "was challenged and ruled right by the mediator, then settled".into(),
+        O::Cancelled => "was cancelled by its creator".into(),
+        O::Expired => "expired (nobody matched it in time)".into(),
+        O::ResultTimedOut => "timed out (no result in time)".into(),
+        O::Upheld { .. } => "was ruled wrong by the mediator (challenge upheld)".into(),
+        O::MediationTimedOut => "was challenged and the mediation timed out".into(),
     }
 }

@@ -1,6 +1,6 @@
 //! `lilypad devnet`: Anvil as a child process, the contracts deployed, the well-known accounts
 //! funded and given their roles, the modules published, and a solver, a resource provider and
-//! a mediator running in this process, until Ctrl-C.
+//! a mediator and a keeper running in this process, until Ctrl-C.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -107,6 +107,9 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         let who = address_of(key).ok_or_else(|| eyre!("bad devnet key"))?;
         admin.send("faucet", dev.faucet(who, U256::from(100_000 * LP))).await?;
     }
+    let keeper = address_of(accounts::KEEPER).ok_or_else(|| eyre!("bad devnet key"))?;
+    let _: serde_json::Value =
+        alloy::providers::Provider::raw_request(admin.provider(), "anvil_setBalance".into(), (keeper, U256::from(1_000u64) * U256::from(LP))).await?;
     let mediator = ChainClient::connect(&url, Some(accounts::MEDIATOR), d.clone()).await?;
     mediator.send("registerMediator", mediator.market().registerMediator()).await?;
     admin.send("setDefaultMediators", admin.market().setDefaultMediators(1)).await?;
@@ -165,6 +168,9 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     )
     .await?;
     let gateway = format!("http://{}", provider.gateway());
+    let keeper_client = ChainClient::connect(&url, Some(accounts::KEEPER), d.clone()).await?;
+    let keeper_options = lilypad_keeper::KeeperOptions { poll: Duration::from_millis(200), grace_secs: 2, ..Default::default() };
+    let keeper = lilypad_keeper::Keeper::start(keeper_client, keeper_options).await?;
     let mediator_agent = lilypad_mediator::Mediator::start(
         mediator,
         lilypad_mediator::MediatorOptions {
@@ -195,7 +201,10 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     println!("  outputs    {gateway}/ipfs/<cid>");
     println!("  ipfs       {ipfs} (modules and image archives; `lilypad module publish` imports here)");
     println!("  modules    {}", modules.iter().map(|m| m.reference().to_string()).collect::<Vec<_>>().join(", "));
-    println!("  run a job  lilypad run lilysay:0.1.0 -i Message=hello");
+    // another data folder than the default: other terminals must be told it
+    let env = if data_dir == Path::new(crate::DEFAULT_DATA_DIR) { String::new() } else { format!("LILYPAD_DATA_DIR={} ", data_dir.display()) };
+    println!("  run a job  {env}lilypad run lilysay:0.1.0 -i Message=hello");
+    println!("  a job      {env}lilypad job 1");
     println!("(Ctrl-C to stop)");
     if args.check {
         let _ = std::fs::remove_file(&info_path);
@@ -219,6 +228,10 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         let stop = wait(stop_rx.clone());
         async move { mediator_agent.run(stop).await.map_err(eyre::Report::from) }
     });
+    let mut keeper_task = tokio::spawn({
+        let stop = wait(stop_rx.clone());
+        async move { keeper.run(stop).await.map_err(eyre::Report::from) }
+    });
     let stopped = tokio::select! {
         _ = crate::shutdown_signal() => {
             info!("stopping");
@@ -227,11 +240,12 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         r = &mut solver_task => Some(eyre!("the solver stopped: {:?}", r)),
         r = &mut provider_task => Some(eyre!("the resource provider stopped: {:?}", r)),
         r = &mut mediator_task => Some(eyre!("the mediator stopped: {:?}", r)),
+        r = &mut keeper_task => Some(eyre!("the keeper stopped: {:?}", r)),
     };
     // Every agent is told to stop and joined (the provider waits for its runs to end), so
     // that nothing of theirs is left running when Anvil goes.
     let _ = stop_tx.send(true);
-    for (name, task) in [("solver", solver_task), ("resource provider", provider_task), ("mediator", mediator_task)] {
+    for (name, task) in [("solver", solver_task), ("resource provider", provider_task), ("mediator", mediator_task), ("keeper", keeper_task)] {
         if task.is_finished() && stopped.is_some() {
             continue; // already joined above
         }

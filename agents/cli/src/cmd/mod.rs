@@ -5,6 +5,8 @@ pub mod challenge;
 pub mod devnet;
 pub mod gateway;
 pub mod ipfs;
+pub mod job;
+pub mod keeper;
 pub mod mediator;
 pub mod module;
 pub mod provider;

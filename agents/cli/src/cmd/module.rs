@@ -60,8 +60,17 @@ impl ModuleCommand {
                 let module = lilypad_module::Module::load(&dir)?;
                 let net = network.resolve_with(data_dir, |d| d.job_creator_key.clone())?;
                 let api = ipfs_api.or(net.ipfs_api.clone());
-                let image_hash = crate::publish::publish_content(&module, api.as_deref(), !no_image).await?;
                 let client = net.connect(true).await?;
+                // a published version is final: say so before building and uploading anything
+                let id = lilypad_module::module_id(module.name(), module.version());
+                if client.published_module(id).await?.is_some() {
+                    return Err(eyre::eyre!(
+                        "{} is published already, and a published version never changes: bump the version in {} (e.g. to the next patch) and publish again",
+                        module.reference(),
+                        dir.join(lilypad_module::SPEC_FILE).display()
+                    ));
+                }
+                let image_hash = crate::publish::publish_content(&module, api.as_deref(), !no_image).await?;
                 let market = client.market();
                 let call = market.publishModule(module.name().to_string(), module.version().to_string(), module.chain_spec_with_image(image_hash));
                 client.send(&format!("publishModule({})", module.reference()), call).await.map_err(|e| match e.market_error() {
@@ -72,9 +81,21 @@ impl ModuleCommand {
                 if image_hash != alloy::primitives::B256::ZERO {
                     println!("image archive: {} (image hash {image_hash})", lilypad_module::cid_from_spec_hash(image_hash));
                 }
-                println!("run it with: lilypad run {}", module.reference());
+                println!("run it with: {}", run_hint(&module));
+                println!("(what it writes to /outputs comes back in <data-dir>/downloaded-files/<job id>/outputs/)");
             }
         }
         Ok(())
     }
+}
+
+/// `lilypad run name:version` with a value for each input it requires.
+fn run_hint(module: &lilypad_module::Module) -> String {
+    let mut hint = format!("lilypad run {}", module.reference());
+    for d in module.inputs().iter().filter(|d| d.default.is_none()) {
+        let value = d.sample();
+        let value = if value.is_empty() || value.contains(|c: char| !c.is_ascii_alphanumeric() && !"._-".contains(c)) { format!("'{value}'") } else { value };
+        hint.push_str(&format!(" -i {}={value}", d.name));
+    }
+    hint
 }

@@ -266,6 +266,7 @@ fn show(result: &lilypad_client::JobResult, data_id: &str, id: alloy::primitives
     println!("    open {}", dest.display());
     println!("    cat {}", dest.join("stdout").display());
     println!("    cat {}", dest.join("stderr").display());
+    println!("    ls {}", dest.join("outputs").display());
     if result.exit_code != 0 {
         let stderr = std::fs::read_to_string(dest.join("stderr")).unwrap_or_default();
         eprintln!("the job's program exited with code {}; its stderr:\n{stderr}", result.exit_code);
