@@ -11,10 +11,10 @@ pub struct KeeperArgs {
     pub network: NetworkArgs,
     /// Seconds past a deadline before acting, leaving the parties time to go first (a provider
     /// settles its own results).
-    #[arg(long, env = "KEEPER_GRACE_SECS", default_value_t = 10)]
+    #[arg(long, env = "LILYPAD_KEEPER_GRACE_SECS", default_value_t = 10)]
     pub grace_secs: u64,
     /// How often to look for new events, in milliseconds.
-    #[arg(long, env = "POLL_MS", default_value_t = 1000)]
+    #[arg(long, env = "LILYPAD_POLL_MS", default_value_t = 1000)]
     pub poll_ms: u64,
 }
 
