@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::compat;
 use crate::db::{is_final, Account, Db, DbError, JobRow, KeyCheck, NewJob};
 use crate::market::Market;
 use crate::problem::{Kind, Problem};
@@ -94,6 +95,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/account", get(account))
         .route("/api/v1/account/ledger", get(ledger))
         .route("/api/v1/events", get(market_events))
+        .route("/v1/chat/completions", post(compat::openai::chat_completions))
+        .route("/v1/completions", post(compat::openai::completions))
+        .route("/v1/models", get(compat::openai::list_models))
+        .route("/api/generate", post(compat::ollama::generate))
+        .route("/api/chat", post(compat::ollama::chat))
+        .route("/api/tags", get(compat::ollama::tags))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -131,7 +138,7 @@ fn db_problem(e: DbError) -> Problem {
 }
 
 /// The caller's key and account, checked and rate limited.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(String, Account), Problem> {
+pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(String, Account), Problem> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(Problem::new(Kind::MissingKey, "send your API key as `Authorization: Bearer <key>`"));
     };
@@ -193,9 +200,6 @@ fn json_rejection(e: JsonRejection, limit: usize) -> Problem {
 async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<JobRequest>, JsonRejection>) -> Result<Response, Problem> {
     let (key_id, account) = authenticate(&state, &headers).await?;
     let Json(request) = body.map_err(|e| json_rejection(e, state.limits.body_bytes))?;
-    let reference = lilypad_module::parse_reference(&request.module).map_err(|e| {
-        Problem::new(Kind::InvalidModuleReference, format!("{e}: give the module as name:version, e.g. lilysay:0.1.0 (see GET /api/v1/modules)"))
-    })?;
     let items: Vec<String> = match request.inputs {
         None => Vec::new(),
         Some(InputsBody::List(l)) => l,
@@ -219,6 +223,34 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
         return Err(Problem::new(Kind::InvalidBody, "an idempotency key may have at most 200 characters"));
     }
 
+    let (job, created) = run_job(&state, &key_id, &account, &request.module, items, idempotency.as_deref()).await?;
+    if !created {
+        let body = job_json(&state, &job).await?;
+        return Ok((StatusCode::OK, Json(body)).into_response());
+    }
+    let body = job_json(&state, &job).await?;
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/jobs/{}", job.id)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// The one way a job is made, whatever the endpoint: the module checked as published on this
+/// network, its inputs checked against the gateway's copy of its folder, the key's account
+/// charged, `runJob` sent. `Ok((job, false))` is the job an earlier request with the same
+/// idempotency key made (nothing charged again).
+pub(crate) async fn run_job(
+    state: &AppState,
+    key_id: &str,
+    account: &Account,
+    module: &str,
+    items: Vec<String>,
+    idempotency: Option<&str>,
+) -> Result<(JobRow, bool), Problem> {
+    let reference = lilypad_module::parse_reference(module).map_err(|e| {
+        Problem::new(Kind::InvalidModuleReference, format!("{e}: give the module as name:version, e.g. lilysay:0.1.0 (see GET /api/v1/modules)"))
+    })?;
     // The module: published on this network, and its inputs valid, before anything is charged.
     let published = lilypad_client::published_module(&state.market.client, reference.id())
         .await
@@ -250,16 +282,15 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
 
     let new = NewJob {
         account_id: &account.id,
-        key_id: &key_id,
-        idempotency_key: idempotency.as_deref(),
+        key_id,
+        idempotency_key: idempotency,
         module: &reference.to_string(),
         inputs: &inputs,
         payment: spec.defaultPayment,
     };
     let (job, created) = state.db.create_job(new).await.map_err(db_problem)?;
     if !created {
-        let body = job_json(&state, &job).await?;
-        return Ok((StatusCode::OK, Json(body)).into_response());
+        return Ok((job, false));
     }
     let job = match state.market.submit(&job).await {
         Ok(j) => j,
@@ -268,12 +299,7 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
             state.db.job(&job.id).await.map_err(Problem::internal)?.unwrap_or(job)
         }
     };
-    let body = job_json(&state, &job).await?;
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/jobs/{}", job.id)) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    Ok((job, true))
 }
 
 async fn list_jobs(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, Problem> {
