@@ -29,6 +29,26 @@ pub fn document() -> Value {
         responses["429"] = problem_response("Rate limited (see Retry-After)");
         responses
     };
+    let openai_errors = |mut responses: Value| {
+        for (status, what) in [("400", "Malformed request"), ("401", "Missing, unknown or revoked API key"), ("402", "Not enough credit (code insufficient_quota)"),
+                               ("404", "Unknown model (code model_not_found)"), ("413", "Body too large"), ("429", "Rate limited (see Retry-After)"), ("500", "The job ended without an answer"), ("503", "The chain cannot be reached")] {
+            responses[status] = json_response(what, json!({"$ref": "#/components/schemas/OpenAiError"}));
+        }
+        responses
+    };
+    let ollama_errors = |mut responses: Value| {
+        for (status, what) in [("400", "Malformed request"), ("401", "Missing, unknown or revoked API key"), ("402", "Not enough credit"),
+                               ("404", "Unknown model"), ("413", "Body too large"), ("429", "Rate limited (see Retry-After)"), ("500", "The job ended without an answer"), ("503", "The chain cannot be reached")] {
+            responses[status] = json_response(what, json!({"$ref": "#/components/schemas/OllamaError"}));
+        }
+        responses
+    };
+    let message = json!({"type": "object", "required": ["role", "content"], "properties": {
+        "role": {"enum": ["system", "developer", "user", "assistant"]},
+        "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type", "text"], "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]}}});
+    let ollama_options = json!({"type": "object", "description": "Passed to the module's inputs of the same meaning where it declares them (MaxTokens, Temperature, TopP, TopK, Seed)", "properties": {
+        "num_predict": {"type": "integer", "minimum": 1}, "temperature": {"type": "number", "minimum": 0, "maximum": 2}, "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+        "top_k": {"type": "integer", "minimum": 0}, "seed": {"type": "integer", "minimum": 0}}});
     let problem_types: Vec<Value> = Kind::ALL.iter().map(|k| json!(k.type_uri())).collect();
     json!({
         "openapi": "3.1.0",
@@ -81,7 +101,31 @@ pub fn document() -> Value {
                 "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
                 "responses": auth_errors(json!({"200": json_response("Ledger", json!({"type": "object"}))}))}},
             "/api/v1/events": {"get": {"summary": "Server-Sent Events: the market's events (event `market`), recent ones first, then live", "operationId": "marketEvents",
-                "responses": {"200": sse_response("Event stream")}}}
+                "responses": {"200": sse_response("Event stream"), "429": problem_response("Too many open event streams (see Retry-After)")}}},
+            "/v1/chat/completions": {"post": {"summary": "OpenAI chat completion: one job of an LLM module (see /v1/models); `stream: true` sends the answer as `chat.completion.chunk` events once the job's result is fetched, then `data: [DONE]`",
+                "operationId": "openaiChatCompletions", "tags": ["OpenAI"], "security": secured,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAiChatRequest"}}}},
+                "responses": openai_errors(json!({"200": {"description": "The answer (chat.completion), or with stream: true the chunks",
+                    "content": {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}}, "text/event-stream": {"schema": {"type": "string"}}}}}))}},
+            "/v1/completions": {"post": {"summary": "OpenAI text completion: the prompt as one user turn of the module's chat template",
+                "operationId": "openaiCompletions", "tags": ["OpenAI"], "security": secured,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAiCompletionRequest"}}}},
+                "responses": openai_errors(json!({"200": {"description": "The answer (text_completion), or with stream: true the chunks",
+                    "content": {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}}, "text/event-stream": {"schema": {"type": "string"}}}}}))}},
+            "/v1/models": {"get": {"summary": "OpenAI model list: the LLM modules published on chain that this gateway runs", "operationId": "openaiModels", "tags": ["OpenAI"], "security": secured,
+                "responses": openai_errors(json!({"200": json_response("Models", json!({"type": "object", "required": ["object", "data"], "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {"type": "object", "required": ["id", "object"]}}}}))}))}},
+            "/api/generate": {"post": {"summary": "Ollama generate: one job of an LLM module (see /api/tags); streamed (the default) as NDJSON once the job's result is fetched",
+                "operationId": "ollamaGenerate", "tags": ["Ollama"], "security": secured,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OllamaGenerateRequest"}}}},
+                "responses": ollama_errors(json!({"200": {"description": "The answer, or with stream (the default) NDJSON parts",
+                    "content": {"application/json": {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}}))}},
+            "/api/chat": {"post": {"summary": "Ollama chat: one job of an LLM module; streamed (the default) as NDJSON",
+                "operationId": "ollamaChat", "tags": ["Ollama"], "security": secured,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OllamaChatRequest"}}}},
+                "responses": ollama_errors(json!({"200": {"description": "The answer, or with stream (the default) NDJSON parts",
+                    "content": {"application/json": {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}}))}},
+            "/api/tags": {"get": {"summary": "Ollama model list: the LLM modules published on chain that this gateway runs", "operationId": "ollamaTags", "tags": ["Ollama"], "security": secured,
+                "responses": ollama_errors(json!({"200": json_response("Models", json!({"type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": {"type": "object", "required": ["name", "model"]}}}}))}))}}
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "lpk_<id>_<secret>, from `lilypad gateway keys create`"}},
@@ -98,6 +142,25 @@ pub fn document() -> Value {
                     "final": {"type": "boolean"}, "dataId": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},
                     "events": {"type": "array", "items": {"type": "object"}}, "outputsReady": {"type": "boolean"},
                     "result": {"type": "object", "properties": {"stdout": {"type": ["string", "null"]}, "stderr": {"type": ["string", "null"]}, "exitCode": {"type": ["integer", "null"]}, "outputs": {"type": "string"}}}}},
+                "OpenAiChatRequest": {"type": "object", "required": ["model", "messages"], "properties": {
+                    "model": {"type": "string", "examples": ["ollama-pipeline:smollm2-135m"]},
+                    "messages": {"type": "array", "minItems": 1, "items": message},
+                    "stream": {"type": "boolean"}, "max_tokens": {"type": "integer", "minimum": 1}, "max_completion_tokens": {"type": "integer", "minimum": 1},
+                    "temperature": {"type": "number", "minimum": 0, "maximum": 2}, "top_p": {"type": "number", "minimum": 0, "maximum": 1}, "seed": {"type": "integer", "minimum": 0},
+                    "n": {"const": 1}}},
+                "OpenAiCompletionRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
+                    "model": {"type": "string"},
+                    "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "string"}}]},
+                    "stream": {"type": "boolean"}, "max_tokens": {"type": "integer", "minimum": 1},
+                    "temperature": {"type": "number", "minimum": 0, "maximum": 2}, "top_p": {"type": "number", "minimum": 0, "maximum": 1}, "seed": {"type": "integer", "minimum": 0},
+                    "n": {"const": 1}}},
+                "OpenAiError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["message", "type"], "properties": {
+                    "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
+                "OllamaGenerateRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
+                    "model": {"type": "string"}, "prompt": {"type": "string"}, "system": {"type": "string"}, "stream": {"type": "boolean"}, "options": ollama_options}},
+                "OllamaChatRequest": {"type": "object", "required": ["model", "messages"], "properties": {
+                    "model": {"type": "string"}, "messages": {"type": "array", "minItems": 1, "items": message}, "stream": {"type": "boolean"}, "options": ollama_options}},
+                "OllamaError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
                 "Account": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "balance": {"type": "string"}, "keyId": {"type": "string"}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
                     "type": {"type": "string", "format": "uri", "enum": problem_types},

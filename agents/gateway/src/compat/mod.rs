@@ -98,11 +98,30 @@ pub struct Generation {
     pub seed: Option<u64>,
 }
 
+impl Generation {
+    /// Checks what the modules' inputs would refuse anyway, before the key is charged.
+    pub fn check(&self) -> Result<(), Problem> {
+        let bad = |what: String| Err(Problem::new(Kind::InvalidBody, what));
+        if self.prompt.is_none() && self.messages.is_none() {
+            return bad("give a prompt or messages".into());
+        }
+        if self.max_tokens == Some(0) {
+            return bad("the most tokens to generate must be at least 1".into());
+        }
+        if let Some(t) = self.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
+            return bad(format!("temperature {t}: give a number from 0 to 2"));
+        }
+        if let Some(p) = self.top_p.filter(|p| !(0.0..=1.0).contains(p)) {
+            return bad(format!("top_p {p}: give a number from 0 to 1"));
+        }
+        Ok(())
+    }
+}
+
 /// The text of a message's content: a string, or OpenAI's list of `{"type": "text"}` parts.
 pub fn message_text(m: &Message, index: usize) -> Result<String, Problem> {
     match &m.content {
         Value::String(s) => Ok(s.clone()),
-        Value::Null => Ok(String::new()),
         Value::Array(parts) => {
             let mut text = String::new();
             for p in parts {
@@ -201,9 +220,7 @@ pub async fn start(state: &AppState, headers: &axum::http::HeaderMap, g: &Genera
             format!("model {:?} is not an LLM module published here; models: {}", g.model, if names.is_empty() { "none".into() } else { names.join(", ") }),
         ));
     };
-    if g.prompt.is_none() && g.messages.is_none() {
-        return Err(Problem::new(Kind::InvalidBody, "give a prompt or messages"));
-    }
+    g.check()?;
     let items = inputs_for(model, g);
     let (job, _) = run_job(state, &key_id, &account, &model.name, items, None).await?;
     Ok((account, job))
