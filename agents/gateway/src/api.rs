@@ -52,12 +52,17 @@ pub struct AppState {
     pub modules: BTreeMap<String, Module>,
     pub limits: Limits,
     buckets: StdMutex<HashMap<String, (f64, Instant)>>,
+    /// Open `/api/v1/events` streams (no key needed): at most [`MAX_OPEN_EVENT_STREAMS`].
+    event_streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most `/api/v1/events` streams open at once; one more is answered 429 with `Retry-After`.
+pub const MAX_OPEN_EVENT_STREAMS: usize = 256;
 
 impl AppState {
     pub fn new(db: Arc<Db>, market: Arc<Market>, modules: Vec<Module>, limits: Limits) -> Arc<AppState> {
         let modules = modules.into_iter().map(|m| (m.reference().to_string(), m)).collect();
-        Arc::new(AppState { db, market, modules, limits, buckets: StdMutex::new(HashMap::new()) })
+        Arc::new(AppState { db, market, modules, limits, buckets: StdMutex::new(HashMap::new()), event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_OPEN_EVENT_STREAMS)) })
     }
 
     /// Token bucket per key: `Err(seconds to wait)` when empty.
@@ -176,10 +181,27 @@ enum InputsBody {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct JobRequest {
     module: String,
-    #[serde(default)]
-    inputs: Option<InputsBody>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
+    /// `None`: absent; `Some(None)`: `null`, which the document does not allow.
+    #[serde(default, deserialize_with = "present")]
+    inputs: Option<Option<InputsBody>>,
+    #[serde(default, deserialize_with = "present")]
+    idempotency_key: Option<Option<String>>,
+}
+
+/// A field that is there (even as `null`), told apart from one left out.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// `?limit=` as the document gives it: an integer from 1 to `max`, `default` when left out.
+fn limit_param(q: &HashMap<String, String>, default: i64, max: i64) -> Result<i64, Problem> {
+    match q.get("limit") {
+        None => Ok(default),
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(Problem::new(Kind::InvalidBody, format!("limit {l:?}: give an integer from 1 to {max}, or leave it out for {default}"))),
+        },
+    }
 }
 
 fn json_rejection(e: JsonRejection, limit: usize) -> Problem {
@@ -202,8 +224,11 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
     let Json(request) = body.map_err(|e| json_rejection(e, state.limits.body_bytes))?;
     let items: Vec<String> = match request.inputs {
         None => Vec::new(),
-        Some(InputsBody::List(l)) => l,
-        Some(InputsBody::Map(m)) => m
+        Some(None) => return Err(Problem::new(Kind::InvalidBody, "inputs is null: leave it out to use the module's defaults, or give [\"Key=Value\"] or {\"Key\": \"Value\"}")),
+        Some(Some(InputsBody::List(l))) if l.is_empty() => return Err(Problem::new(Kind::InvalidBody, "inputs is empty: leave it out to use the module's defaults")),
+        Some(Some(InputsBody::Map(m))) if m.is_empty() => return Err(Problem::new(Kind::InvalidBody, "inputs is empty: leave it out to use the module's defaults")),
+        Some(Some(InputsBody::List(l))) => l,
+        Some(Some(InputsBody::Map(m))) => m
             .into_iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok(format!("{k}={s}")),
@@ -217,7 +242,11 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or(request.idempotency_key)
+        .or(match request.idempotency_key {
+            Some(None) => return Err(Problem::new(Kind::InvalidBody, "idempotencyKey is null: give a string or leave it out")),
+            Some(Some(k)) => Some(k),
+            None => None,
+        })
         .filter(|k| !k.is_empty());
     if idempotency.as_ref().is_some_and(|k| k.len() > 200) {
         return Err(Problem::new(Kind::InvalidBody, "an idempotency key may have at most 200 characters"));
@@ -304,7 +333,7 @@ pub(crate) async fn run_job(
 
 async fn list_jobs(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, Problem> {
     let (_, account) = authenticate(&state, &headers).await?;
-    let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).unwrap_or(50).clamp(1, 500);
+    let limit = limit_param(&q, 50, 500)?;
     let jobs = state.db.jobs_of(&account.id, limit).await.map_err(Problem::internal)?;
     let mut out = Vec::with_capacity(jobs.len());
     for j in &jobs {
@@ -525,7 +554,7 @@ async fn account(State(state): Shared, headers: HeaderMap) -> Result<Json<Value>
 
 async fn ledger(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, Problem> {
     let (_, account) = authenticate(&state, &headers).await?;
-    let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).unwrap_or(100).clamp(1, 1000);
+    let limit = limit_param(&q, 100, 1000)?;
     let entries = state.db.ledger(&account.id, limit).await.map_err(Problem::internal)?;
     let entries: Vec<Value> = entries
         .iter()
@@ -539,7 +568,12 @@ async fn ledger(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMa
 
 /// Server-Sent Events: the market's events (event name `market`, JSON data), the recent ones
 /// first, then live.
-async fn market_events(State(state): Shared) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn market_events(State(state): Shared) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let Ok(permit) = state.event_streams.clone().try_acquire_owned() else {
+        let mut p = Problem::new(Kind::RateLimited, format!("{MAX_OPEN_EVENT_STREAMS} event streams are open already: close one or retry shortly"));
+        p.retry_after = Some(5);
+        return Err(p);
+    };
     let mut live = state.market.events.subscribe();
     let backlog: Vec<Arc<str>> = {
         let view = state.market.view.read().unwrap_or_else(|p| p.into_inner());
@@ -547,6 +581,7 @@ async fn market_events(State(state): Shared) -> Sse<impl Stream<Item = Result<Ev
     };
     let (tx, rx) = mpsc::channel::<Event>(256);
     tokio::spawn(async move {
+        let _permit = permit;
         for e in backlog {
             if tx.send(Event::default().event("market").data(&*e)).await.is_err() {
                 return;
@@ -565,5 +600,5 @@ async fn market_events(State(state): Shared) -> Sse<impl Stream<Item = Result<Ev
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

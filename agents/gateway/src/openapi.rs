@@ -79,8 +79,8 @@ pub fn document() -> Value {
                         "503": problem_response("The chain cannot be reached")
                     }))},
                 "get": {"summary": "The account's jobs, newest first", "operationId": "listJobs", "security": secured,
-                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
-                    "responses": auth_errors(json!({"200": json_response("Jobs", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}))}))}
+                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}}],
+                    "responses": auth_errors(json!({"400": problem_response("limit out of range"), "200": json_response("Jobs", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}))}))}
             },
             "/api/v1/jobs/{id}": {"get": {"summary": "A job: state, events, result", "operationId": "getJob", "security": secured, "parameters": [id_param()],
                 "responses": auth_errors(json!({"200": json_response("The job", json!({"$ref": "#/components/schemas/Job"})), "404": problem_response("No such job")}))}},
@@ -98,8 +98,8 @@ pub fn document() -> Value {
             "/api/v1/account": {"get": {"summary": "The account of the key: balance", "operationId": "getAccount", "security": secured,
                 "responses": auth_errors(json!({"200": json_response("Account", json!({"$ref": "#/components/schemas/Account"}))}))}},
             "/api/v1/account/ledger": {"get": {"summary": "Credit history, newest first", "operationId": "getLedger", "security": secured,
-                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
-                "responses": auth_errors(json!({"200": json_response("Ledger", json!({"type": "object"}))}))}},
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+                "responses": auth_errors(json!({"400": problem_response("limit out of range"), "200": json_response("Ledger", json!({"type": "object"}))}))}},
             "/api/v1/events": {"get": {"summary": "Server-Sent Events: the market's events (event `market`), recent ones first, then live", "operationId": "marketEvents",
                 "responses": {"200": sse_response("Event stream"), "429": problem_response("Too many open event streams (see Retry-After)")}}},
             "/v1/chat/completions": {"post": {"summary": "OpenAI chat completion: one job of an LLM module (see /v1/models); `stream: true` sends the answer as `chat.completion.chunk` events once the job's result is fetched, then `data: [DONE]`",
@@ -132,9 +132,11 @@ pub fn document() -> Value {
             "schemas": {
                 "JobRequest": {"type": "object", "required": ["module"], "additionalProperties": false, "properties": {
                     "module": {"type": "string", "examples": ["lilysay:0.1.0"]},
-                    "inputs": {"oneOf": [{"type": "array", "items": {"type": "string", "description": "Key=Value"}},
-                                         {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}]},
-                    "idempotencyKey": {"type": "string"}}},
+                    "inputs": {"description": "Leave out for the module's defaults", "oneOf": [
+                        {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}=[^\\u0000]*$", "description": "Key=Value"}},
+                        {"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
+                         "additionalProperties": {"type": ["string", "number", "boolean"]}}]},
+                    "idempotencyKey": {"type": "string", "maxLength": 200}}},
                 "Job": {"type": "object", "properties": {
                     "id": {"type": "string"}, "chainId": {"type": ["string", "null"]}, "module": {"type": "string"},
                     "inputs": {"type": "array", "items": {"type": "string"}}, "payment": {"type": "string"},
