@@ -152,3 +152,29 @@ async fn a_key_past_its_rate_limit_gets_429_with_retry_after() {
     let r = http.get(format!("{}/api/v1/account", gw.url)).bearer_auth(&other).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+/// The OpenAPI-driven fuzzer `schemathesis` (PyPI, tools/bootstrap --gateway) against a devnet
+/// gateway, bounded in time: every answer has a documented status, content type and schema, no
+/// 5xx, and requests the document refuses are refused. The key has no credit, so no request
+/// starts a job (the client test above covers the answers of jobs that run); the market's
+/// event stream, which never ends by itself, is left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_answers_as_its_openapi_document_says() {
+    let probe = Command::new("schemathesis").arg("--version").output();
+    assert!(probe.as_ref().is_ok_and(|o| o.status.success()), "schemathesis is needed (tools/bootstrap --gateway): {probe:?}");
+    let devnet = Devnet::start(3);
+    let db = devnet.dir().join("gw/fuzz.db").display().to_string();
+    let key = admin(&devnet, &db, &["keys", "create", "fuzzer"]);
+    let gw = GatewayProc::start(&devnet, &db, devnet.dir().join("gateway-fuzz.log"), &["--rate", "1000", "--burst", "1000"]);
+    let out = Command::new("schemathesis")
+        .args(["run", &format!("{}/api/v1/openapi.json", gw.url), "--url", &gw.url])
+        .args(["-H", &format!("Authorization: Bearer {key}")])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection"])
+        .args(["--exclude-path", "/api/v1/events", "--max-examples", "25", "--max-time", "240", "--request-timeout", "10", "--seed", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run schemathesis");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "schemathesis found problems:\n{stdout}\n{stderr}");
+    eprintln!("{}", stdout.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+}
