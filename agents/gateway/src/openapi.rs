@@ -47,8 +47,8 @@ pub fn document() -> Value {
         "role": {"enum": ["system", "developer", "user", "assistant"]},
         "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type", "text"], "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]}}});
     let ollama_options = json!({"type": "object", "description": "Passed to the module's inputs of the same meaning where it declares them (MaxTokens, Temperature, TopP, TopK, Seed)", "properties": {
-        "num_predict": {"type": "integer", "minimum": 1}, "temperature": {"type": "number", "minimum": 0, "maximum": 2}, "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "top_k": {"type": "integer", "minimum": 0}, "seed": {"type": "integer", "minimum": 0}}});
+        "num_predict": {"type": ["integer", "null"], "minimum": 1}, "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2}, "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "top_k": {"type": ["integer", "null"], "minimum": 0}, "seed": {"type": ["integer", "null"], "minimum": 0}}});
     let problem_types: Vec<Value> = Kind::ALL.iter().map(|k| json!(k.type_uri())).collect();
     json!({
         "openapi": "3.1.0",
@@ -147,21 +147,21 @@ pub fn document() -> Value {
                 "OpenAiChatRequest": {"type": "object", "required": ["model", "messages"], "properties": {
                     "model": {"type": "string", "examples": ["ollama-pipeline:smollm2-135m"]},
                     "messages": {"type": "array", "minItems": 1, "items": message},
-                    "stream": {"type": "boolean"}, "max_tokens": {"type": "integer", "minimum": 1}, "max_completion_tokens": {"type": "integer", "minimum": 1},
-                    "temperature": {"type": "number", "minimum": 0, "maximum": 2}, "top_p": {"type": "number", "minimum": 0, "maximum": 1}, "seed": {"type": "integer", "minimum": 0},
-                    "n": {"const": 1}}},
+                    "stream": {"type": ["boolean", "null"]}, "max_tokens": {"type": ["integer", "null"], "minimum": 1}, "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
+                    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2}, "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1}, "seed": {"type": ["integer", "null"], "minimum": 0},
+                    "n": {"enum": [1, null]}}},
                 "OpenAiCompletionRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
                     "model": {"type": "string"},
                     "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "string"}}]},
-                    "stream": {"type": "boolean"}, "max_tokens": {"type": "integer", "minimum": 1},
-                    "temperature": {"type": "number", "minimum": 0, "maximum": 2}, "top_p": {"type": "number", "minimum": 0, "maximum": 1}, "seed": {"type": "integer", "minimum": 0},
-                    "n": {"const": 1}}},
+                    "stream": {"type": ["boolean", "null"]}, "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+                    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2}, "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1}, "seed": {"type": ["integer", "null"], "minimum": 0},
+                    "n": {"enum": [1, null]}}},
                 "OpenAiError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["message", "type"], "properties": {
                     "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
                 "OllamaGenerateRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
-                    "model": {"type": "string"}, "prompt": {"type": "string"}, "system": {"type": "string"}, "stream": {"type": "boolean"}, "options": ollama_options}},
+                    "model": {"type": "string"}, "prompt": {"type": "string"}, "system": {"type": ["string", "null"]}, "stream": {"type": ["boolean", "null"]}, "options": {"oneOf": [ollama_options, {"type": "null"}]}}},
                 "OllamaChatRequest": {"type": "object", "required": ["model", "messages"], "properties": {
-                    "model": {"type": "string"}, "messages": {"type": "array", "minItems": 1, "items": message}, "stream": {"type": "boolean"}, "options": ollama_options}},
+                    "model": {"type": "string"}, "messages": {"type": "array", "minItems": 1, "items": message}, "stream": {"type": ["boolean", "null"]}, "options": {"oneOf": [ollama_options, {"type": "null"}]}}},
                 "OllamaError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
                 "Account": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "balance": {"type": "string"}, "keyId": {"type": "string"}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {

@@ -139,10 +139,13 @@ fn done(mut v: Value, a: &Answer) -> Value {
 /// `POST /api/generate`.
 pub async fn generate(State(state): Shared, headers: HeaderMap, body: Result<Json<GenerateRequest>, JsonRejection>) -> Result<Response, OllamaError> {
     let Json(r) = body.map_err(body_error)?;
+    let Some(prompt) = r.prompt else {
+        return Err(OllamaError(Problem::new(Kind::InvalidBody, "give a prompt (a string)")));
+    };
     let mut g = generation(&r.model, r.options);
     match r.system.filter(|s| !s.is_empty()) {
-        Some(system) => g.messages = Some(vec![("system".into(), system), ("user".into(), r.prompt.unwrap_or_default())]),
-        None => g.prompt = r.prompt,
+        Some(system) => g.messages = Some(vec![("system".into(), system), ("user".into(), prompt)]),
+        None => g.prompt = Some(prompt),
     }
     let (_, job) = start(&state, &headers, &g).await?;
     let created = rfc3339(job.created_at);
