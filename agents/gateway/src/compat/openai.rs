@@ -133,6 +133,9 @@ fn usage(a: &Answer) -> Value {
 pub async fn chat_completions(State(state): Shared, headers: HeaderMap, body: Result<Json<ChatRequest>, JsonRejection>) -> Result<Response, OpenAiError> {
     let Json(r) = body.map_err(body_error)?;
     one_choice(r.n)?;
+    if r.max_tokens == Some(0) || r.max_completion_tokens == Some(0) {
+        return Err(OpenAiError(Problem::new(Kind::InvalidBody, "max_tokens and max_completion_tokens must be at least 1")));
+    }
     let g = Generation {
         model: r.model.clone(),
         messages: Some(messages(&r.messages)?),
