@@ -171,6 +171,8 @@ async fn the_gateway_answers_as_its_openapi_document_says() {
         .args(["-H", &format!("Authorization: Bearer {key}")])
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection"])
         .args(["--exclude-path", "/api/v1/events", "--max-examples", "25", "--max-time", "240", "--request-timeout", "10", "--seed", "1"])
+        // its example cache (.schemathesis/) goes to the devnet's throwaway folder
+        .current_dir(devnet.dir())
         .stdin(Stdio::null())
         .output()
         .expect("run schemathesis");
