@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::compat;
 use crate::db::{is_final, Account, Db, DbError, JobRow, KeyCheck, NewJob};
 use crate::market::Market;
 use crate::problem::{Kind, Problem};
@@ -53,12 +54,25 @@ pub struct AppState {
     /// Folders of the other published modules, fetched by CID for input checks.
     pub published: crate::published::PublishedModules,
     buckets: StdMutex<HashMap<String, (f64, Instant)>>,
+    /// Open `/api/v1/events` streams (no key needed): at most [`MAX_OPEN_EVENT_STREAMS`].
+    event_streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most `/api/v1/events` streams open at once; one more is answered 429 with `Retry-After`.
+pub const MAX_OPEN_EVENT_STREAMS: usize = 256;
 
 impl AppState {
     pub fn new(db: Arc<Db>, market: Arc<Market>, modules: Vec<Module>, limits: Limits, published: crate::published::PublishedModules) -> Arc<AppState> {
         let modules = modules.into_iter().map(|m| (m.reference().to_string(), m)).collect();
-        Arc::new(AppState { db, market, modules, limits, published, buckets: StdMutex::new(HashMap::new()) })
+        Arc::new(AppState {
+            db,
+            market,
+            modules,
+            limits,
+            published,
+            buckets: StdMutex::new(HashMap::new()),
+            event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_OPEN_EVENT_STREAMS)),
+        })
     }
 
     /// Token bucket per key: `Err(seconds to wait)` when empty.
@@ -96,6 +110,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/account", get(account))
         .route("/api/v1/account/ledger", get(ledger))
         .route("/api/v1/events", get(market_events))
+        .route("/v1/chat/completions", post(compat::openai::chat_completions))
+        .route("/v1/completions", post(compat::openai::completions))
+        .route("/v1/models", get(compat::openai::list_models))
+        .route("/api/generate", post(compat::ollama::generate))
+        .route("/api/chat", post(compat::ollama::chat))
+        .route("/api/tags", get(compat::ollama::tags))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -133,7 +153,7 @@ fn db_problem(e: DbError) -> Problem {
 }
 
 /// The caller's key and account, checked and rate limited.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(String, Account), Problem> {
+pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(String, Account), Problem> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(Problem::new(Kind::MissingKey, "send your API key as `Authorization: Bearer <key>`"));
     };
@@ -171,10 +191,27 @@ enum InputsBody {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct JobRequest {
     module: String,
-    #[serde(default)]
-    inputs: Option<InputsBody>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
+    /// `None`: absent; `Some(None)`: `null`, which the document does not allow.
+    #[serde(default, deserialize_with = "present")]
+    inputs: Option<Option<InputsBody>>,
+    #[serde(default, deserialize_with = "present")]
+    idempotency_key: Option<Option<String>>,
+}
+
+/// A field that is there (even as `null`), told apart from one left out.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// `?limit=` as the document gives it: an integer from 1 to `max`, `default` when left out.
+fn limit_param(q: &HashMap<String, String>, default: i64, max: i64) -> Result<i64, Problem> {
+    match q.get("limit") {
+        None => Ok(default),
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(Problem::new(Kind::InvalidBody, format!("limit {l:?}: give an integer from 1 to {max}, or leave it out for {default}"))),
+        },
+    }
 }
 
 fn json_rejection(e: JsonRejection, limit: usize) -> Problem {
@@ -195,13 +232,13 @@ fn json_rejection(e: JsonRejection, limit: usize) -> Problem {
 async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<JobRequest>, JsonRejection>) -> Result<Response, Problem> {
     let (key_id, account) = authenticate(&state, &headers).await?;
     let Json(request) = body.map_err(|e| json_rejection(e, state.limits.body_bytes))?;
-    let reference = lilypad_module::parse_reference(&request.module).map_err(|e| {
-        Problem::new(Kind::InvalidModuleReference, format!("{e}: give the module as name:version, e.g. lilysay:0.1.0 (see GET /api/v1/modules)"))
-    })?;
     let items: Vec<String> = match request.inputs {
         None => Vec::new(),
-        Some(InputsBody::List(l)) => l,
-        Some(InputsBody::Map(m)) => m
+        Some(None) => return Err(Problem::new(Kind::InvalidBody, "inputs is null: leave it out to use the module's defaults, or give [\"Key=Value\"] or {\"Key\": \"Value\"}")),
+        Some(Some(InputsBody::List(l))) if l.is_empty() => return Err(Problem::new(Kind::InvalidBody, "inputs is empty: leave it out to use the module's defaults")),
+        Some(Some(InputsBody::Map(m))) if m.is_empty() => return Err(Problem::new(Kind::InvalidBody, "inputs is empty: leave it out to use the module's defaults")),
+        Some(Some(InputsBody::List(l))) => l,
+        Some(Some(InputsBody::Map(m))) => m
             .into_iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok(format!("{k}={s}")),
@@ -215,12 +252,44 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or(request.idempotency_key)
+        .or(match request.idempotency_key {
+            Some(None) => return Err(Problem::new(Kind::InvalidBody, "idempotencyKey is null: give a string or leave it out")),
+            Some(Some(k)) => Some(k),
+            None => None,
+        })
         .filter(|k| !k.is_empty());
     if idempotency.as_ref().is_some_and(|k| k.len() > 200) {
         return Err(Problem::new(Kind::InvalidBody, "an idempotency key may have at most 200 characters"));
     }
 
+    let (job, created) = run_job(&state, &key_id, &account, &request.module, items, idempotency.as_deref()).await?;
+    if !created {
+        let body = job_json(&state, &job).await?;
+        return Ok((StatusCode::OK, Json(body)).into_response());
+    }
+    let body = job_json(&state, &job).await?;
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/jobs/{}", job.id)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// The one way a job is made, whatever the endpoint: the module checked as published on this
+/// network, its inputs checked against the gateway's copy of its folder, the key's account
+/// charged, `runJob` sent. `Ok((job, false))` is the job an earlier request with the same
+/// idempotency key made (nothing charged again).
+pub(crate) async fn run_job(
+    state: &AppState,
+    key_id: &str,
+    account: &Account,
+    module: &str,
+    items: Vec<String>,
+    idempotency: Option<&str>,
+) -> Result<(JobRow, bool), Problem> {
+    let reference = lilypad_module::parse_reference(module).map_err(|e| {
+        Problem::new(Kind::InvalidModuleReference, format!("{e}: give the module as name:version, e.g. lilysay:0.1.0 (see GET /api/v1/modules)"))
+    })?;
     // The module: published on this network, and its inputs valid, before anything is charged.
     let published = lilypad_client::published_module(&state.market.client, reference.id())
         .await
@@ -262,16 +331,15 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
 
     let new = NewJob {
         account_id: &account.id,
-        key_id: &key_id,
-        idempotency_key: idempotency.as_deref(),
+        key_id,
+        idempotency_key: idempotency,
         module: &reference.to_string(),
         inputs: &inputs,
         payment: spec.defaultPayment,
     };
     let (job, created) = state.db.create_job(new).await.map_err(db_problem)?;
     if !created {
-        let body = job_json(&state, &job).await?;
-        return Ok((StatusCode::OK, Json(body)).into_response());
+        return Ok((job, false));
     }
     let job = match state.market.submit(&job).await {
         Ok(j) => j,
@@ -280,17 +348,12 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
             state.db.job(&job.id).await.map_err(Problem::internal)?.unwrap_or(job)
         }
     };
-    let body = job_json(&state, &job).await?;
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/jobs/{}", job.id)) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    Ok((job, true))
 }
 
 async fn list_jobs(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, Problem> {
     let (_, account) = authenticate(&state, &headers).await?;
-    let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).unwrap_or(50).clamp(1, 500);
+    let limit = limit_param(&q, 50, 500)?;
     let jobs = state.db.jobs_of(&account.id, limit).await.map_err(Problem::internal)?;
     let mut out = Vec::with_capacity(jobs.len());
     for j in &jobs {
@@ -513,7 +576,7 @@ async fn account(State(state): Shared, headers: HeaderMap) -> Result<Json<Value>
 
 async fn ledger(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, Problem> {
     let (_, account) = authenticate(&state, &headers).await?;
-    let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).unwrap_or(100).clamp(1, 1000);
+    let limit = limit_param(&q, 100, 1000)?;
     let entries = state.db.ledger(&account.id, limit).await.map_err(Problem::internal)?;
     let entries: Vec<Value> = entries
         .iter()
@@ -527,7 +590,12 @@ async fn ledger(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMa
 
 /// Server-Sent Events: the market's events (event name `market`, JSON data), the recent ones
 /// first, then live.
-async fn market_events(State(state): Shared) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn market_events(State(state): Shared) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let Ok(permit) = state.event_streams.clone().try_acquire_owned() else {
+        let mut p = Problem::new(Kind::RateLimited, format!("{MAX_OPEN_EVENT_STREAMS} event streams are open already: close one or retry shortly"));
+        p.retry_after = Some(5);
+        return Err(p);
+    };
     let mut live = state.market.events.subscribe();
     let backlog: Vec<Arc<str>> = {
         let view = state.market.view.read().unwrap_or_else(|p| p.into_inner());
@@ -535,6 +603,7 @@ async fn market_events(State(state): Shared) -> Sse<impl Stream<Item = Result<Ev
     };
     let (tx, rx) = mpsc::channel::<Event>(256);
     tokio::spawn(async move {
+        let _permit = permit;
         for e in backlog {
             if tx.send(Event::default().event("market").data(&*e)).await.is_err() {
                 return;
@@ -553,5 +622,5 @@ async fn market_events(State(state): Shared) -> Sse<impl Stream<Item = Result<Ev
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

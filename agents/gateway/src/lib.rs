@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod compat;
 pub mod db;
 pub mod keys;
 pub mod market;

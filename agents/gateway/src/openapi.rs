@@ -29,6 +29,26 @@ pub fn document() -> Value {
         responses["429"] = problem_response("Rate limited (see Retry-After)");
         responses
     };
+    let openai_errors = |mut responses: Value| {
+        for (status, what) in [("400", "Malformed request"), ("401", "Missing, unknown or revoked API key"), ("402", "Not enough credit (code insufficient_quota)"),
+                               ("404", "Unknown model (code model_not_found)"), ("413", "Body too large"), ("429", "Rate limited (see Retry-After)"), ("500", "The job ended without an answer"), ("503", "The chain cannot be reached")] {
+            responses[status] = json_response(what, json!({"$ref": "#/components/schemas/OpenAiError"}));
+        }
+        responses
+    };
+    let ollama_errors = |mut responses: Value| {
+        for (status, what) in [("400", "Malformed request"), ("401", "Missing, unknown or revoked API key"), ("402", "Not enough credit"),
+                               ("404", "Unknown model"), ("413", "Body too large"), ("429", "Rate limited (see Retry-After)"), ("500", "The job ended without an answer"), ("503", "The chain cannot be reached")] {
+            responses[status] = json_response(what, json!({"$ref": "#/components/schemas/OllamaError"}));
+        }
+        responses
+    };
+    let message = json!({"type": "object", "required": ["role", "content"], "properties": {
+        "role": {"enum": ["system", "developer", "user", "assistant"]},
+        "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type", "text"], "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]}}});
+    let ollama_options = json!({"type": "object", "description": "Passed to the module's inputs of the same meaning where it declares them (MaxTokens, Temperature, TopP, TopK, Seed)", "properties": {
+        "num_predict": {"type": ["integer", "null"], "minimum": 1}, "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2}, "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "top_k": {"type": ["integer", "null"], "minimum": 0}, "seed": {"type": ["integer", "null"], "minimum": 0}}});
     let problem_types: Vec<Value> = Kind::ALL.iter().map(|k| json!(k.type_uri())).collect();
     json!({
         "openapi": "3.1.0",
@@ -59,8 +79,8 @@ pub fn document() -> Value {
                         "503": problem_response("The chain cannot be reached")
                     }))},
                 "get": {"summary": "The account's jobs, newest first", "operationId": "listJobs", "security": secured,
-                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
-                    "responses": auth_errors(json!({"200": json_response("Jobs", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}))}))}
+                    "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}}],
+                    "responses": auth_errors(json!({"400": problem_response("limit out of range"), "200": json_response("Jobs", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}))}))}
             },
             "/api/v1/jobs/{id}": {"get": {"summary": "A job: state, events, result", "operationId": "getJob", "security": secured, "parameters": [id_param()],
                 "responses": auth_errors(json!({"200": json_response("The job", json!({"$ref": "#/components/schemas/Job"})), "404": problem_response("No such job")}))}},
@@ -78,19 +98,45 @@ pub fn document() -> Value {
             "/api/v1/account": {"get": {"summary": "The account of the key: balance", "operationId": "getAccount", "security": secured,
                 "responses": auth_errors(json!({"200": json_response("Account", json!({"$ref": "#/components/schemas/Account"}))}))}},
             "/api/v1/account/ledger": {"get": {"summary": "Credit history, newest first", "operationId": "getLedger", "security": secured,
-                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
-                "responses": auth_errors(json!({"200": json_response("Ledger", json!({"type": "object"}))}))}},
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+                "responses": auth_errors(json!({"400": problem_response("limit out of range"), "200": json_response("Ledger", json!({"type": "object"}))}))}},
             "/api/v1/events": {"get": {"summary": "Server-Sent Events: the market's events (event `market`), recent ones first, then live", "operationId": "marketEvents",
-                "responses": {"200": sse_response("Event stream")}}}
+                "responses": {"200": sse_response("Event stream"), "429": problem_response("Too many open event streams (see Retry-After)")}}},
+            "/v1/chat/completions": {"post": {"summary": "OpenAI chat completion: one job of an LLM module (see /v1/models); `stream: true` sends the answer as `chat.completion.chunk` events once the job's result is fetched, then `data: [DONE]`",
+                "operationId": "openaiChatCompletions", "tags": ["OpenAI"], "security": secured,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAiChatRequest"}}}},
+                "responses": openai_errors(json!({"200": {"description": "The answer (chat.completion), or with stream: true the chunks",
+                    "content": {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}}, "text/event-stream": {"schema": {"type": "string"}}}}}))}},
+            "/v1/completions": {"post": {"summary": "OpenAI text completion: the prompt as one user turn of the module's chat template",
+                "operationId": "openaiCompletions", "tags": ["OpenAI"], "security": secured,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAiCompletionRequest"}}}},
+                "responses": openai_errors(json!({"200": {"description": "The answer (text_completion), or with stream: true the chunks",
+                    "content": {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}}, "text/event-stream": {"schema": {"type": "string"}}}}}))}},
+            "/v1/models": {"get": {"summary": "OpenAI model list: the LLM modules published on chain that this gateway runs", "operationId": "openaiModels", "tags": ["OpenAI"], "security": secured,
+                "responses": openai_errors(json!({"200": json_response("Models", json!({"type": "object", "required": ["object", "data"], "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {"type": "object", "required": ["id", "object"]}}}}))}))}},
+            "/api/generate": {"post": {"summary": "Ollama generate: one job of an LLM module (see /api/tags); streamed (the default) as NDJSON once the job's result is fetched",
+                "operationId": "ollamaGenerate", "tags": ["Ollama"], "security": secured,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OllamaGenerateRequest"}}}},
+                "responses": ollama_errors(json!({"200": {"description": "The answer, or with stream (the default) NDJSON parts",
+                    "content": {"application/json": {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}}))}},
+            "/api/chat": {"post": {"summary": "Ollama chat: one job of an LLM module; streamed (the default) as NDJSON",
+                "operationId": "ollamaChat", "tags": ["Ollama"], "security": secured,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OllamaChatRequest"}}}},
+                "responses": ollama_errors(json!({"200": {"description": "The answer, or with stream (the default) NDJSON parts",
+                    "content": {"application/json": {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}}))}},
+            "/api/tags": {"get": {"summary": "Ollama model list: the LLM modules published on chain that this gateway runs", "operationId": "ollamaTags", "tags": ["Ollama"], "security": secured,
+                "responses": ollama_errors(json!({"200": json_response("Models", json!({"type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": {"type": "object", "required": ["name", "model"]}}}}))}))}}
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "lpk_<id>_<secret>, from `lilypad gateway keys create`"}},
             "schemas": {
                 "JobRequest": {"type": "object", "required": ["module"], "additionalProperties": false, "properties": {
                     "module": {"type": "string", "examples": ["lilysay:0.1.0"]},
-                    "inputs": {"oneOf": [{"type": "array", "items": {"type": "string", "description": "Key=Value"}},
-                                         {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}]},
-                    "idempotencyKey": {"type": "string"}}},
+                    "inputs": {"description": "Leave out for the module's defaults", "oneOf": [
+                        {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}=[^\\u0000]*$", "description": "Key=Value"}},
+                        {"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
+                         "additionalProperties": {"type": ["string", "number", "boolean"]}}]},
+                    "idempotencyKey": {"type": "string", "maxLength": 200}}},
                 "Job": {"type": "object", "properties": {
                     "id": {"type": "string"},
                     "onchainJobId": {"type": ["string", "null"], "description": "the job's number on chain (`lilypad job <n>`); null until created there"},
@@ -101,6 +147,25 @@ pub fn document() -> Value {
                     "final": {"type": "boolean"}, "dataId": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},
                     "events": {"type": "array", "items": {"type": "object"}}, "outputsReady": {"type": "boolean"},
                     "result": {"type": "object", "properties": {"stdout": {"type": ["string", "null"]}, "stderr": {"type": ["string", "null"]}, "exitCode": {"type": ["integer", "null"]}, "outputs": {"type": "string"}}}}},
+                "OpenAiChatRequest": {"type": "object", "required": ["model", "messages"], "properties": {
+                    "model": {"type": "string", "examples": ["ollama-pipeline:smollm2-135m"]},
+                    "messages": {"type": "array", "minItems": 1, "items": message},
+                    "stream": {"type": ["boolean", "null"]}, "max_tokens": {"type": ["integer", "null"], "minimum": 1}, "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
+                    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2}, "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1}, "seed": {"type": ["integer", "null"], "minimum": 0},
+                    "n": {"enum": [1, null]}}},
+                "OpenAiCompletionRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
+                    "model": {"type": "string"},
+                    "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "string"}}]},
+                    "stream": {"type": ["boolean", "null"]}, "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+                    "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2}, "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1}, "seed": {"type": ["integer", "null"], "minimum": 0},
+                    "n": {"enum": [1, null]}}},
+                "OpenAiError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["message", "type"], "properties": {
+                    "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
+                "OllamaGenerateRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
+                    "model": {"type": "string"}, "prompt": {"type": "string"}, "system": {"type": ["string", "null"]}, "stream": {"type": ["boolean", "null"]}, "options": {"oneOf": [ollama_options, {"type": "null"}]}}},
+                "OllamaChatRequest": {"type": "object", "required": ["model", "messages"], "properties": {
+                    "model": {"type": "string"}, "messages": {"type": "array", "minItems": 1, "items": message}, "stream": {"type": ["boolean", "null"]}, "options": {"oneOf": [ollama_options, {"type": "null"}]}}},
+                "OllamaError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
                 "Account": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "balance": {"type": "string"}, "keyId": {"type": "string"}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
                     "type": {"type": "string", "format": "uri", "enum": problem_types},

@@ -1,0 +1,182 @@
+//! The gateway's OpenAI- and Ollama-compatible endpoints with the official Python clients
+//! (`openai`, `ollama`, from PyPI: tools/bootstrap --gateway), against `lilypad gateway serve` on
+//! a `lilypad devnet` running the LLM module modules/ollama-pipeline: a chat, a completion, a
+//! streamed chat, the model lists, a bad key, an unknown model, too little credit
+//! (tests/compat/clients.py). Then the per-key rate limit: 429 with `Retry-After`, as a problem
+//! on the REST API and in OpenAI's shape on /v1.
+//!
+//! Needs anvil (tools/bootstrap), Docker and the ollama-pipeline build's tools
+//! (tools/bootstrap --docker), python3 with the clients (tools/bootstrap --gateway).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{text, Devnet, LILYPAD};
+
+const MODEL: &str = "ollama-pipeline:smollm2-135m";
+
+/// `lilypad gateway serve` as a child process, stopped when dropped.
+struct GatewayProc {
+    child: Child,
+    url: String,
+}
+
+impl GatewayProc {
+    fn start(devnet: &Devnet, db: &str, log: PathBuf, limits: &[&str]) -> GatewayProc {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(LILYPAD)
+            .arg("--data-dir")
+            .arg(devnet.dir())
+            .args(["gateway", "--db", db, "serve", "--listen", "127.0.0.1:0", "--private-key", lilypad_devnet::accounts::JOB_CREATOR])
+            .args(limits)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start lilypad gateway serve");
+        let mut gw = GatewayProc { child, url: String::new() };
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on http://").nth(1) {
+                gw.url = format!("http://{}", rest.split_whitespace().next().unwrap());
+                return gw;
+            }
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("lilypad gateway exited ({status}):\n{text}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "gateway not listening in 120 s:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn admin(devnet: &Devnet, db: &str, args: &[&str]) -> String {
+    let mut all = vec!["gateway", "--db", db];
+    all.extend_from_slice(args);
+    let out = devnet.lilypad(&all);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "lilypad {all:?}: {stdout}{stderr}");
+    stdout.trim().to_string()
+}
+
+fn build_llm_module(repo: &Path) {
+    let build_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(LILYPAD)
+        .arg("--data-dir")
+        .arg(build_dir.path())
+        .args(["module", "build"])
+        .arg(repo.join("modules/ollama-pipeline"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lilypad module build");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "building modules/ollama-pipeline failed:\n{stdout}\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openai_and_ollama_clients_run_llm_jobs_through_the_gateway() {
+    let repo = common::repo();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python).args(["-c", "import openai, ollama"]).output().expect("python3 is needed for this test");
+    assert!(probe.status.success(), "the openai and ollama packages are needed (tools/bootstrap --gateway): {}", String::from_utf8_lossy(&probe.stderr));
+    build_llm_module(&repo);
+
+    let devnet = Devnet::start(3);
+    let db = devnet.dir().join("gw/compat.db").display().to_string();
+    let key = admin(&devnet, &db, &["keys", "create", "alice"]);
+    admin(&devnet, &db, &["credit", "add", "alice", "6LP"]);
+    let poor = admin(&devnet, &db, &["keys", "create", "bob"]);
+    admin(&devnet, &db, &["credit", "add", "bob", "1LP"]);
+    let gw = GatewayProc::start(&devnet, &db, devnet.dir().join("gateway-compat.log"), &["--rate", "50", "--burst", "100"]);
+
+    let script = repo.join("agents/cli/tests/compat/clients.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .env("GATEWAY", &gw.url)
+        .env("KEY", &key)
+        .env("POOR_KEY", &poor)
+        .env("MODEL", MODEL)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the client checks");
+    let (stdout, stderr) = text(&out);
+    let gw_log = std::fs::read_to_string(devnet.dir().join("gateway-compat.log")).unwrap_or_default();
+    assert!(out.status.success(), "client checks failed:\n{stdout}\n{stderr}\ngateway:\n{gw_log}\ndevnet:\n{}", devnet.log());
+    eprintln!("{stdout}");
+    assert!(stdout.contains("all client checks passed"), "{stdout}");
+
+    // Each answer was a job charged to alice: five LLM jobs at 1.05 LP.
+    let http = reqwest::Client::new();
+    let account: serde_json::Value = http.get(format!("{}/api/v1/account", gw.url)).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(account["balance"], (6 * common::LP - 5 * 1_050_000_000_000_000_000).to_string(), "{account}");
+    let bob: serde_json::Value = http.get(format!("{}/api/v1/account", gw.url)).bearer_auth(&poor).send().await.unwrap().json().await.unwrap();
+    assert_eq!(bob["balance"], common::LP.to_string(), "nothing charged for refused requests: {bob}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_past_its_rate_limit_gets_429_with_retry_after() {
+    let devnet = Devnet::start(3);
+    let db = devnet.dir().join("gw/limits.db").display().to_string();
+    let key = admin(&devnet, &db, &["keys", "create", "carol"]);
+    // a bucket of 3 requests, refilled at one every 10 s
+    let gw = GatewayProc::start(&devnet, &db, devnet.dir().join("gateway-limits.log"), &["--rate", "0.1", "--burst", "3"]);
+    let http = reqwest::Client::new();
+    for i in 0..3 {
+        let r = http.get(format!("{}/api/v1/account", gw.url)).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "request {i} is within the burst");
+    }
+    let r = http.get(format!("{}/api/v1/account", gw.url)).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&wait), "Retry-After {wait}");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(p["type"], "https://lilypad.dev/problems/rate-limited", "{p}");
+    // the same bucket on the OpenAI endpoints, in OpenAI's shape
+    let r = http.get(format!("{}/v1/models", gw.url)).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "rate_limit_exceeded", "{e}");
+    // another key has its own bucket
+    let other = admin(&devnet, &db, &["keys", "create", "dave"]);
+    let r = http.get(format!("{}/api/v1/account", gw.url)).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+/// The OpenAPI-driven fuzzer `schemathesis` (PyPI, tools/bootstrap --gateway) against a devnet
+/// gateway, bounded in time: every answer has a documented status, content type and schema, no
+/// 5xx, and requests the document refuses are refused. The key has no credit, so no request
+/// starts a job (the client test above covers the answers of jobs that run); the market's
+/// event stream, which never ends by itself, is left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_answers_as_its_openapi_document_says() {
+    let probe = Command::new("schemathesis").arg("--version").output();
+    assert!(probe.as_ref().is_ok_and(|o| o.status.success()), "schemathesis is needed (tools/bootstrap --gateway): {probe:?}");
+    let devnet = Devnet::start(3);
+    let db = devnet.dir().join("gw/fuzz.db").display().to_string();
+    let key = admin(&devnet, &db, &["keys", "create", "fuzzer"]);
+    let gw = GatewayProc::start(&devnet, &db, devnet.dir().join("gateway-fuzz.log"), &["--rate", "1000", "--burst", "1000"]);
+    let out = Command::new("schemathesis")
+        .args(["run", &format!("{}/api/v1/openapi.json", gw.url), "--url", &gw.url])
+        .args(["-H", &format!("Authorization: Bearer {key}")])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection"])
+        .args(["--exclude-path", "/api/v1/events", "--max-examples", "25", "--max-time", "240", "--request-timeout", "10", "--seed", "1"])
+        // its example cache (.schemathesis/) goes to the devnet's throwaway folder
+        .current_dir(devnet.dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run schemathesis");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "schemathesis found problems:\n{stdout}\n{stderr}");
+    eprintln!("{}", stdout.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+}
