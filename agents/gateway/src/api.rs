@@ -51,12 +51,26 @@ pub struct AppState {
     pub modules: BTreeMap<String, Module>,
     pub limits: Limits,
     buckets: StdMutex<HashMap<String, (f64, Instant)>>,
+    /// Slots for `/api/v1/events` streams (it needs no key): one per open stream.
+    event_streams: Arc<tokio::sync::Semaphore>,
+}
+
+/// Most `/api/v1/events` streams open at once; more are refused with 503 and Retry-After.
+pub const MAX_EVENT_STREAMS: usize = 256;
+
+/// A slot for one more event stream, or the problem to answer with when all are taken.
+fn event_stream_slot(slots: &Arc<tokio::sync::Semaphore>) -> Result<tokio::sync::OwnedSemaphorePermit, Problem> {
+    slots.clone().try_acquire_owned().map_err(|_| {
+        let mut p = Problem::new(Kind::ChainUnavailable, "too many event streams are open on this gateway; try again shortly");
+        p.retry_after = Some(5);
+        p
+    })
 }
 
 impl AppState {
     pub fn new(db: Arc<Db>, market: Arc<Market>, modules: Vec<Module>, limits: Limits) -> Arc<AppState> {
         let modules = modules.into_iter().map(|m| (m.reference().to_string(), m)).collect();
-        Arc::new(AppState { db, market, modules, limits, buckets: StdMutex::new(HashMap::new()) })
+        Arc::new(AppState { db, market, modules, limits, buckets: StdMutex::new(HashMap::new()), event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)) })
     }
 
     /// Token bucket per key: `Err(seconds to wait)` when empty.
@@ -222,7 +236,7 @@ async fn create_job(State(state): Shared, headers: HeaderMap, body: Result<Json<
     // The module: published on this network, and its inputs valid, before anything is charged.
     let published = lilypad_client::published_module(&state.market.client, reference.id())
         .await
-        .map_err(|e| Problem::new(Kind::ChainUnavailable, format!("{e}; try again shortly")))?;
+        .map_err(Problem::chain_unavailable)?;
     let Some(spec) = published else {
         let known: Vec<String> = {
             let view = state.market.view.read().unwrap_or_else(|p| p.into_inner());
@@ -513,7 +527,9 @@ async fn ledger(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMa
 
 /// Server-Sent Events: the market's events (event name `market`, JSON data), the recent ones
 /// first, then live.
-async fn market_events(State(state): Shared) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn market_events(State(state): Shared) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    // held by the stream's task: released when the client goes away
+    let slot = event_stream_slot(&state.event_streams)?;
     let mut live = state.market.events.subscribe();
     let backlog: Vec<Arc<str>> = {
         let view = state.market.view.read().unwrap_or_else(|p| p.into_inner());
@@ -521,6 +537,7 @@ async fn market_events(State(state): Shared) -> Sse<impl Stream<Item = Result<Ev
     };
     let (tx, rx) = mpsc::channel::<Event>(256);
     tokio::spawn(async move {
+        let _slot = slot;
         for e in backlog {
             if tx.send(Event::default().event("market").data(&*e)).await.is_err() {
                 return;
@@ -539,5 +556,21 @@ async fn market_events(State(state): Shared) -> Sse<impl Stream<Item = Result<Ev
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_streams_past_the_cap_are_refused_until_one_closes() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(2));
+        let a = event_stream_slot(&slots).unwrap();
+        let _b = event_stream_slot(&slots).unwrap();
+        let refused = event_stream_slot(&slots).unwrap_err();
+        assert_eq!((refused.status, refused.retry_after), (503, Some(5)));
+        drop(a);
+        assert!(event_stream_slot(&slots).is_ok(), "a closed stream frees its slot");
+    }
 }

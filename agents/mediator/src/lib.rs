@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
 use lilypad_bindings::JobState;
-use lilypad_chain::{ChainClient, ChainError, Checkpoint, Follower, JobRecord, ModuleEntry, NoState, Retryable};
+use lilypad_chain::{ChainClient, ChainError, Checkpoint, FailureLog, Follower, JobRecord, ModuleEntry, NoState, Retryable};
 use lilypad_module::{Module, Verdict};
 use lilypad_runner::{DockerEngine, Engine, EngineError, JobTasks, ModuleResolver, RunError, Sources};
 use lilypad_store::{Cid, DiskBlockstore};
@@ -111,6 +111,7 @@ pub struct Mediator {
     /// Jobs being ruled now.
     ruling: HashSet<U256>,
     tasks: JobTasks<Ruled>,
+    save_failures: FailureLog,
 }
 
 /// Why a challenged job could not be re-run here.
@@ -166,7 +167,7 @@ impl Mediator {
         };
         let resolver = Arc::new(ModuleResolver::new(modules, sources));
         let ruler = Arc::new(Ruler { client, engine: Arc::new(engine), store, resolver, options, fetch_deadline: RESULT_FETCH_DEADLINE });
-        Ok(Self { index, ruler, follower, ruled: HashSet::new(), ruling: HashSet::new(), tasks: JobTasks::new() })
+        Ok(Self { index, ruler, follower, ruled: HashSet::new(), ruling: HashSet::new(), tasks: JobTasks::new(), save_failures: FailureLog::new("saving the mediator's checkpoint") })
     }
 
     pub fn index(&self) -> u8 {
@@ -206,7 +207,13 @@ impl Mediator {
             }
         }
         self.start_rulings();
-        self.follower.save(&NoState {})?;
+        // A checkpoint that cannot be written now (disk full, out of files) is written at the
+        // next step; until then a restart re-reads a few more blocks. Never fatal.
+        if let Err(e) = self.follower.save(&NoState {}) {
+            self.save_failures.failed(&e);
+        } else {
+            self.save_failures.succeeded();
+        }
         Ok(())
     }
 
