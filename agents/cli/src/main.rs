@@ -127,8 +127,28 @@ fn default_log_level(command: &Command) -> &'static str {
     }
 }
 
+/// Raises the soft limit of open files to the hard one: a service's 1,024 default is what a
+/// flood of half-open connections exhausts first (the units also set `LimitNOFILE`).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed; no other memory is touched.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!(soft = limit.rlim_cur, hard = limit.rlim_max, "cannot raise the open-files limit");
+            }
+        }
+    }
+}
+
 async fn dispatch(cli: Cli) -> u8 {
     let data_dir = &cli.data_dir;
+    raise_open_files_limit();
+    if let Err(e) = network::check_data_dir(data_dir) {
+        eprintln!("Error: {e:#}");
+        return exit::BAD_INPUT;
+    }
     let result = match cli.command {
         Command::Run(args) => return args.run(data_dir).await,
         Command::Devnet(args) => args.run(data_dir).await,

@@ -91,8 +91,14 @@ pub struct NetworkArgs {
     #[arg(long, env = "LILYPAD_DEPLOYMENT")]
     pub deployment: Option<PathBuf>,
     /// Private key to sign with (default on the devnet: its well-known key for the role).
+    /// Prefer WEB3_PRIVATE_KEY or --private-key-file: a key on the command line shows in `ps`
+    /// to every local user.
     #[arg(long, env = "WEB3_PRIVATE_KEY", hide_env_values = true)]
     pub private_key: Option<String>,
+    /// File holding the private key to sign with (hex, one line; readable by its owner only,
+    /// e.g. `chmod 600`). Overrides --private-key and WEB3_PRIVATE_KEY.
+    #[arg(long, env = "LILYPAD_PRIVATE_KEY_FILE")]
+    pub private_key_file: Option<PathBuf>,
     /// IPFS gateway to fetch published modules and image archives from (default: the config
     /// file's ipfs_gateway, else the devnet's IPFS node).
     #[arg(long, env = "LILYPAD_IPFS_GATEWAY")]
@@ -147,12 +153,22 @@ impl NetworkArgs {
                 return Err(eyre!("{} must set rpc_url and deployment", path.display()));
             }
         }
+        let key = match &self.private_key_file {
+            Some(path) => Some(read_key_file(path)?),
+            None => {
+                if let Some(key) = &self.private_key {
+                    warn_if_key_in_argv(key);
+                }
+                self.private_key.clone()
+            }
+        };
         let layered = NetworkArgs {
             network: None,
             config: None,
             rpc_url: self.rpc_url.clone().or(file.rpc_url),
             deployment: self.deployment.clone().or(file.deployment),
-            private_key: self.private_key.clone().or(file.private_key),
+            private_key: key.or(file.private_key),
+            private_key_file: None,
             ipfs_gateway: None,
         };
         let mut net = layered.resolve_layered(data_dir, role_key)?;
@@ -190,6 +206,73 @@ impl NetworkArgs {
     pub fn resolve(&self, data_dir: &Path) -> eyre::Result<Network> {
         self.resolve_with(data_dir, |d| d.solver_key.clone())
     }
+}
+
+/// Reads a private key from `path`: one line of hex, in a file no one but its owner may read.
+pub fn read_key_file(path: &Path) -> eyre::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).wrap_err_with(|| format!("private key file {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(eyre!(
+            "private key file {} is readable by other users (mode {mode:o}): `chmod 600 {}` and rotate the key if others could read it",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).wrap_err_with(|| format!("private key file {}", path.display()))?;
+    let key = text.trim();
+    if key.is_empty() || key.lines().count() != 1 {
+        return Err(eyre!("private key file {} must hold one line: the key in hex", path.display()));
+    }
+    Ok(key.to_string())
+}
+
+/// Warns when the key came from the command line (not from WEB3_PRIVATE_KEY, which clap reads
+/// into the same field): every local user can read it with `ps`.
+fn warn_if_key_in_argv(key: &str) {
+    if std::env::var("WEB3_PRIVATE_KEY").is_ok_and(|k| k == key) {
+        return;
+    }
+    tracing::warn!("--private-key shows in `ps` to every user of this machine: use --private-key-file or WEB3_PRIVATE_KEY instead");
+    eprintln!("warning: --private-key shows in `ps` to every user of this machine: use --private-key-file or WEB3_PRIVATE_KEY instead");
+}
+
+/// Refuses a data folder another local user could have made or could change: one (or a parent
+/// up to a sticky, root-owned folder such as `/tmp`) owned by someone else, or writable by
+/// group or others. Such a folder's `devnet.json` or `config.toml` could point this agent at
+/// another RPC, market or gateway. Folders not created yet pass (they are made 0700).
+pub fn check_data_dir(path: &Path) -> eyre::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    let mut at = Some(path);
+    while let Some(dir) = at {
+        at = dir.parent();
+        let Ok(meta) = std::fs::symlink_metadata(dir) else { continue };
+        let mode = meta.permissions().mode();
+        let sticky = mode & 0o1000 != 0;
+        let owner = meta.uid();
+        if sticky && owner == 0 {
+            break; // /tmp: only what is below it matters, and that is checked
+        }
+        if owner != me && owner != 0 {
+            return Err(eyre!(
+                "data folder {}: {} belongs to another user (uid {owner}), who could change its settings; use a folder of your own (--data-dir or DATA_DIR)",
+                path.display(),
+                dir.display()
+            ));
+        }
+        if mode & 0o022 != 0 && !meta.file_type().is_symlink() {
+            return Err(eyre!(
+                "data folder {}: {} is writable by other users (mode {:o}); `chmod go-w {}` or use another folder (--data-dir or DATA_DIR)",
+                path.display(),
+                dir.display(),
+                mode & 0o7777,
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Network {
@@ -268,6 +351,37 @@ mod tests {
         std::fs::write(dir.path().join("config.toml"), "rpc = 1").unwrap();
         let err = format!("{:#}", NetworkArgs::default().resolve(dir.path()).unwrap_err());
         assert!(err.contains("config.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_key_file_is_read_and_one_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dep = deployment(dir.path(), "d.json", 5);
+        let key = dir.path().join("key");
+        std::fs::write(&key, "0xabc123\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let args = NetworkArgs { rpc_url: Some("http://x".into()), deployment: Some(dep), private_key_file: Some(key.clone()), ..Default::default() };
+        assert_eq!(args.resolve(dir.path()).unwrap().private_key.as_deref(), Some("0xabc123"));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = args.resolve(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn a_data_folder_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        check_data_dir(&data).unwrap();
+        check_data_dir(&data.join("not-yet")).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_data_dir(&data).unwrap_err().to_string();
+        assert!(err.contains("writable by other users"), "{err}");
+        let err = check_data_dir(&data.join("inner")).unwrap_err().to_string();
+        assert!(err.contains("writable by other users"), "a parent counts too: {err}");
     }
 
     #[test]

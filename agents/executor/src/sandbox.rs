@@ -246,7 +246,8 @@ pub fn job_container(
             } else {
                 Some(g.device_ids.clone())
             },
-            capabilities: Some(vec![vec!["gpu".into()]]),
+            // compute and nvidia-smi only: no graphics, video or display driver libraries
+            capabilities: Some(vec![vec!["gpu".into(), "compute".into(), "utility".into()]]),
             options: None,
         }]
     });
@@ -279,7 +280,7 @@ pub fn job_container(
         } else {
             Some(spec.cmd.clone())
         },
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(container_env(spec)),
         working_dir: spec.workdir.clone(),
         user: Some(
             spec.user
@@ -345,6 +346,32 @@ pub fn object_name(kind: &str, job: &str, unique: &str) -> String {
     format!("lilypad-{kind}-{clean}-{unique}")
 }
 
+/// The job's environment, and for a GPU job what the NVIDIA runtime reads, set here last so
+/// that neither the module nor its image chooses them: driver capabilities `compute,utility`
+/// (an image's `NVIDIA_DRIVER_CAPABILITIES=all` would mount graphics and display libraries),
+/// and the devices assigned to this job (an image's `NVIDIA_VISIBLE_DEVICES=all` would
+/// otherwise widen the request).
+fn container_env(spec: &RunSpec) -> Vec<String> {
+    let mut env: Vec<String> = spec
+        .env
+        .iter()
+        .filter(|(k, _)| !k.starts_with("NVIDIA_"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    match &spec.gpus {
+        Some(g) => {
+            env.push("NVIDIA_DRIVER_CAPABILITIES=compute,utility".into());
+            if !g.device_ids.is_empty() {
+                env.push(format!("NVIDIA_VISIBLE_DEVICES={}", g.device_ids.join(",")));
+            }
+        }
+        // where nvidia is the default runtime, a CUDA image's `NVIDIA_VISIBLE_DEVICES=all`
+        // would hand a CPU job every GPU
+        None => env.push("NVIDIA_VISIBLE_DEVICES=void".into()),
+    }
+    env
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,7 +413,7 @@ mod tests {
             Some(vec!["/bin/busybox".into(), "sh".into(), "-c".into()])
         );
         assert_eq!(c.cmd, Some(vec!["echo hi".into()]));
-        assert_eq!(c.env, Some(vec!["A=1".into(), "B=x=y".into()]));
+        assert_eq!(c.env, Some(vec!["A=1".into(), "B=x=y".into(), "NVIDIA_VISIBLE_DEVICES=void".into()]));
         assert_eq!(c.working_dir.as_deref(), Some("/work"));
         assert_eq!(c.user.as_deref(), Some("65534:65534"));
         assert_eq!(c.network_disabled, Some(true));
@@ -467,6 +494,20 @@ mod tests {
     }
 
     #[test]
+    fn gpu_jobs_get_compute_utility_and_only_their_assigned_devices() {
+        let mut s = spec();
+        s.env.push(("NVIDIA_DRIVER_CAPABILITIES".into(), "all".into()));
+        s.gpus = Some(GpuRequest { count: None, device_ids: vec!["2".into(), "3".into()] });
+        let env = job_container("j", "i", &s, "v").env.unwrap();
+        assert!(env.contains(&"NVIDIA_DRIVER_CAPABILITIES=compute,utility".to_string()), "{env:?}");
+        assert!(env.contains(&"NVIDIA_VISIBLE_DEVICES=2,3".to_string()), "{env:?}");
+        assert!(!env.iter().any(|e| e.ends_with("=all")), "nothing widens the request: {env:?}");
+        s.gpus = None;
+        let env = job_container("j", "i", &s, "v").env.unwrap();
+        assert!(env.contains(&"NVIDIA_VISIBLE_DEVICES=void".to_string()), "no GPU: no devices, whatever the image says: {env:?}");
+    }
+
+    #[test]
     fn gpu_device_requests() {
         let mut s = spec();
         s.gpus = Some(GpuRequest {
@@ -478,7 +519,7 @@ mod tests {
         assert_eq!(d.driver.as_deref(), Some("nvidia"));
         assert_eq!(d.count, Some(2));
         assert_eq!(d.device_ids, None);
-        assert_eq!(d.capabilities, Some(vec![vec!["gpu".to_string()]]));
+        assert_eq!(d.capabilities, Some(vec![vec!["gpu".to_string(), "compute".into(), "utility".into()]]));
 
         s.gpus = Some(GpuRequest {
             count: None,
@@ -498,7 +539,7 @@ mod tests {
             d.device_ids,
             Some(vec!["0".to_string(), "GPU-abc".to_string()])
         );
-        assert_eq!(d.capabilities, Some(vec![vec!["gpu".to_string()]]));
+        assert_eq!(d.capabilities, Some(vec![vec!["gpu".to_string(), "compute".into(), "utility".into()]]));
         // The rest of the sandbox is unchanged by a GPU.
         assert_eq!(h.network_mode.as_deref(), Some("none"));
         assert_eq!(h.cap_drop, Some(vec!["ALL".into()]));

@@ -58,6 +58,16 @@ pub struct AppState {
     event_streams: Arc<tokio::sync::Semaphore>,
 }
 
+/// A slot for one more `/api/v1/events` stream, or the problem to answer with (429 and
+/// `Retry-After`) when all [`MAX_OPEN_EVENT_STREAMS`] are taken.
+fn event_stream_slot(slots: &Arc<tokio::sync::Semaphore>) -> Result<tokio::sync::OwnedSemaphorePermit, Problem> {
+    slots.clone().try_acquire_owned().map_err(|_| {
+        let mut p = Problem::new(Kind::RateLimited, format!("{MAX_OPEN_EVENT_STREAMS} event streams are open already: close one or retry shortly"));
+        p.retry_after = Some(5);
+        p
+    })
+}
+
 /// Most `/api/v1/events` streams open at once; one more is answered 429 with `Retry-After`.
 pub const MAX_OPEN_EVENT_STREAMS: usize = 256;
 
@@ -293,7 +303,7 @@ pub(crate) async fn run_job(
     // The module: published on this network, and its inputs valid, before anything is charged.
     let published = lilypad_client::published_module(&state.market.client, reference.id())
         .await
-        .map_err(|e| Problem::new(Kind::ChainUnavailable, format!("{e}; try again shortly")))?;
+        .map_err(Problem::chain_unavailable)?;
     let Some(spec) = published else {
         let known: Vec<String> = {
             let view = state.market.view.read().unwrap_or_else(|p| p.into_inner());
@@ -591,11 +601,8 @@ async fn ledger(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMa
 /// Server-Sent Events: the market's events (event name `market`, JSON data), the recent ones
 /// first, then live.
 async fn market_events(State(state): Shared) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    let Ok(permit) = state.event_streams.clone().try_acquire_owned() else {
-        let mut p = Problem::new(Kind::RateLimited, format!("{MAX_OPEN_EVENT_STREAMS} event streams are open already: close one or retry shortly"));
-        p.retry_after = Some(5);
-        return Err(p);
-    };
+    // held by the stream's task: released when the client goes away
+    let slot = event_stream_slot(&state.event_streams)?;
     let mut live = state.market.events.subscribe();
     let backlog: Vec<Arc<str>> = {
         let view = state.market.view.read().unwrap_or_else(|p| p.into_inner());
@@ -603,7 +610,7 @@ async fn market_events(State(state): Shared) -> Result<Sse<impl Stream<Item = Re
     };
     let (tx, rx) = mpsc::channel::<Event>(256);
     tokio::spawn(async move {
-        let _permit = permit;
+        let _slot = slot;
         for e in backlog {
             if tx.send(Event::default().event("market").data(&*e)).await.is_err() {
                 return;
@@ -623,4 +630,20 @@ async fn market_events(State(state): Shared) -> Result<Sse<impl Stream<Item = Re
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_streams_past_the_cap_are_refused_until_one_closes() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(2));
+        let a = event_stream_slot(&slots).unwrap();
+        let _b = event_stream_slot(&slots).unwrap();
+        let refused = event_stream_slot(&slots).unwrap_err();
+        assert_eq!((refused.status, refused.retry_after), (429, Some(5)));
+        drop(a);
+        assert!(event_stream_slot(&slots).is_ok(), "a closed stream frees its slot");
+    }
 }

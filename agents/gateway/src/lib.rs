@@ -126,13 +126,34 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
     };
     let state = api::AppState::new(db, market.clone(), modules, options.limits.clone(), published::PublishedModules::new(sources));
     let app = api::router(state);
-    let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| GatewayError::Bind { addr: options.listen, source })?;
-    // Stopped by dropping it (the listener closes): a graceful shutdown would wait for the
-    // dashboards' event streams, which never end by themselves.
-    tasks.spawn("the HTTP server", async move { axum::serve(listener, app).await });
+    // Connection caps (overall and per IP), header-read, idle and write timeouts: a flood of
+    // half-open connections or readers that never read cannot use up the gateway's files.
+    let server = lilypad_store::http::serve_router(app, options.listen, &lilypad_store::ServerLimits::default()).await.map_err(|e| match e {
+        lilypad_store::StoreError::Bind { source, .. } => GatewayError::Bind { addr: options.listen, source },
+        other => GatewayError::Bind { addr: options.listen, source: std::io::Error::other(other.to_string()) },
+    })?;
+    let addr = server.addr;
+    let accept = server.task;
+    // Stopped by aborting the accept loop (the listener closes): a graceful shutdown would
+    // wait for the dashboards' event streams, which never end by themselves.
+    tasks.spawn("the HTTP server", async move {
+        let _stop = AbortOnDrop(accept.abort_handle());
+        match accept.await {
+            Ok(served) => served,
+            Err(e) => Err(std::io::Error::other(format!("the accept loop: {e}"))),
+        }
+    });
     info!(%addr, "gateway listening");
     Ok(Gateway { addr, market, tasks })
+}
+
+/// Aborts a task when dropped (the supervisor's task that owns it was stopped).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Gateway {

@@ -158,10 +158,32 @@ impl Problem {
         self
     }
 
+    /// An error inside the gateway (its database, its files): the text is logged with a
+    /// request id, and the client gets only the id. Database errors name tables and queries,
+    /// and chain errors name the RPC URL, which often carries an API key.
     pub fn internal(e: impl std::fmt::Display) -> Problem {
-        tracing::error!(error = %e, "internal error");
-        Problem::new(Kind::Internal, format!("{e}; try again, and tell the gateway's operator if it persists"))
+        let id = request_id();
+        tracing::error!(request_id = %id, error = %e, "internal error");
+        Problem::new(Kind::Internal, format!("internal error (request {id}): try again, and tell the gateway's operator if it persists, quoting the request id"))
+            .with("requestId", id)
     }
+
+    /// The chain could not be read: logged with a request id (the error names the RPC URL,
+    /// often with its API key), and a generic detail returned.
+    pub fn chain_unavailable(e: impl std::fmt::Display) -> Problem {
+        let id = request_id();
+        tracing::warn!(request_id = %id, error = %e, "the chain cannot be reached");
+        Problem::new(Kind::ChainUnavailable, format!("the chain cannot be reached now (request {id}); try again shortly"))
+            .with("requestId", id)
+    }
+}
+
+/// A random id that ties an error response to its log line.
+fn request_id() -> String {
+    let mut buf = [0u8; 8];
+    // an all-zero id (no randomness available) still works as a log marker
+    let _ = getrandom::fill(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl IntoResponse for Problem {
@@ -180,5 +202,23 @@ impl IntoResponse for Problem {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"lilypad\""));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod secrecy_tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_never_show_database_text_or_rpc_urls() {
+        let db = "error returned from database: relation \"ledger\" does not exist (postgres://gw:hunter2@10.0.0.5/lilypad)";
+        let p = Problem::internal(db);
+        let body = serde_json::to_string(&p).unwrap();
+        assert!(!body.contains("hunter2") && !body.contains("ledger") && !body.contains("10.0.0.5"), "{body}");
+        assert!(body.contains("requestId"), "{body}");
+        let rpc = "connecting to https://arb-sepolia.g.alchemy.com/v2/SECRETKEY: timed out";
+        let body = serde_json::to_string(&Problem::chain_unavailable(rpc)).unwrap();
+        assert!(!body.contains("SECRETKEY") && !body.contains("alchemy"), "{body}");
+        assert_eq!(Problem::chain_unavailable(rpc).status, 503);
     }
 }

@@ -9,6 +9,16 @@
 //! (verified block by block against its CID) and compares the two folders under those rules
 //! ([`lilypad_module::compare_results`]).
 //!
+//! Rulings run concurrently (at most [`MAX_RULINGS`] at once, each in a supervised task), and
+//! every fetch of a provider's result has a deadline ([`RESULT_FETCH_DEADLINE`]) and the
+//! module's output caps: one provider whose outputs server stalls cannot silence the mediator
+//! for the other challenges.
+//!
+//! Before upholding a challenge because its re-run differs, the mediator re-runs the job once
+//! more: when its own two re-runs differ from each other, the module is not deterministic on
+//! this hardware, and the challenge is rejected (the contract's only other ruling; it does not
+//! slash the provider), loudly logged.
+//!
 //! [`auditor`]: an agent that challenges a random share of results.
 
 #![forbid(unsafe_code)]
@@ -19,17 +29,25 @@ mod compare;
 pub use compare::ComparisonError;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{B256, U256};
 use lilypad_bindings::JobState;
-use lilypad_chain::{BookSnapshot, ChainClient, ChainError, Checkpoint, EventStream, JobBook, JobRecord, ModuleEntry};
+use lilypad_chain::{ChainClient, ChainError, Checkpoint, FailureLog, Follower, JobRecord, ModuleEntry, NoState, Retryable};
 use lilypad_module::{Module, Verdict};
-use lilypad_runner::{DockerEngine, Engine, EngineError, ModuleResolver, RunError, Sources};
+use lilypad_runner::{DockerEngine, Engine, EngineError, JobTasks, ModuleResolver, RunError, Sources};
 use lilypad_store::{Cid, DiskBlockstore};
 use tracing::{error, info, warn};
+
+/// Most challenges ruled at once (each may be re-running a job and fetching a result).
+pub const MAX_RULINGS: usize = 8;
+
+/// How long one fetch of a provider's result may take, from the first request to the last file
+/// written; a stalled outputs server fails the comparison at this point (the job then times
+/// out and everyone is refunded) instead of holding the ruling.
+pub const RESULT_FETCH_DEADLINE: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Debug)]
 pub struct MediatorOptions {
@@ -59,17 +77,41 @@ pub enum MediatorError {
     Store(#[from] lilypad_store::StoreError),
 }
 
-pub struct Mediator {
+impl Retryable for MediatorError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, MediatorError::Chain(e) if e.is_retryable())
+    }
+}
+
+/// What a ruling's task came to.
+#[derive(Debug)]
+enum Ruled {
+    /// Ruled on chain, or left to time out for good (nothing more to do for this job).
+    Done,
+    /// The chain could not be reached: try again later.
+    Retry(ChainError),
+}
+
+/// What every ruling needs, shared by the ruling tasks.
+struct Ruler {
     client: ChainClient,
-    index: u8,
     engine: Arc<dyn Engine>,
     store: DiskBlockstore,
     resolver: Arc<ModuleResolver>,
-    book: JobBook,
-    stream: EventStream,
-    ruled: HashSet<U256>,
     options: MediatorOptions,
-    checkpoint: Checkpoint,
+    fetch_deadline: Duration,
+}
+
+pub struct Mediator {
+    index: u8,
+    ruler: Arc<Ruler>,
+    follower: Follower,
+    /// Jobs ruled (or given up on) by this run.
+    ruled: HashSet<U256>,
+    /// Jobs being ruled now.
+    ruling: HashSet<U256>,
+    tasks: JobTasks<Ruled>,
+    save_failures: FailureLog,
 }
 
 /// Why a challenged job could not be re-run here.
@@ -112,13 +154,11 @@ impl Mediator {
             modules.insert(m.id(), Arc::new(m));
         }
         let store = DiskBlockstore::open(options.data_dir.join("blocks"))?;
-        let checkpoint = Checkpoint::new(options.data_dir.join("checkpoint.json"));
-        let saved: Option<(u64, BookSnapshot)> = checkpoint.load()?;
-        let (from_block, book) = saved
-            .and_then(|(b, s)| JobBook::from_snapshot(&s).map(|book| (b, book)))
-            .unwrap_or((client.deployment().start_block, JobBook::new()));
-        let stream = EventStream::new(client.clone(), from_block).poll_interval(options.poll);
-        info!(mediator = %me, index, from_block, "mediator ready");
+        // A ruling that did not land before a crash is made again after it: the job is still
+        // Challenged in the saved book and on chain.
+        let (follower, NoState {}) = Follower::resume(client.clone(), Checkpoint::new(options.data_dir.join("checkpoint.json")))?;
+        let follower = follower.poll_interval(options.poll);
+        info!(mediator = %me, index, from_block = follower.next_block(), "mediator ready");
         let sources = Sources {
             gateways: options.ipfs_gateways.clone(),
             cache: options.data_dir.join("cache"),
@@ -126,56 +166,83 @@ impl Mediator {
             fetch: !options.ipfs_gateways.is_empty(),
         };
         let resolver = Arc::new(ModuleResolver::new(modules, sources));
-        Ok(Self { client, index, engine: Arc::new(engine), store, resolver, book, stream, ruled: HashSet::new(), options, checkpoint })
+        let ruler = Arc::new(Ruler { client, engine: Arc::new(engine), store, resolver, options, fetch_deadline: RESULT_FETCH_DEADLINE });
+        Ok(Self { index, ruler, follower, ruled: HashSet::new(), ruling: HashSet::new(), tasks: JobTasks::new(), save_failures: FailureLog::new("saving the mediator's checkpoint") })
     }
 
     pub fn index(&self) -> u8 {
         self.index
     }
 
+    /// Follows the market and rules until `shutdown`; rulings under way are then cancelled
+    /// (their jobs are still Challenged on chain and ruled after a restart).
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), MediatorError> {
-        tokio::pin!(shutdown);
-        loop {
-            let step = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
-                r = self.step() => r,
-            };
-            match step {
-                Ok(()) => {}
-                Err(MediatorError::Chain(e)) if e.is_retryable() => {
-                    warn!(error = %e, "chain unavailable; will retry");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let result = lilypad_chain::run_until("mediating challenges", shutdown, &mut self, |m| Box::pin(m.step())).await;
+        self.tasks.shutdown().await;
+        result
     }
 
-    /// Reads new events and rules on every challenge this mediator has to decide.
+    /// Starts a ruling for every challenge this mediator has to decide (up to [`MAX_RULINGS`]
+    /// at once), then waits for new events or a ruling to end, and saves the checkpoint.
+    /// Cancel-safe at its await points.
     pub async fn step(&mut self) -> Result<(), MediatorError> {
-        let batch = self.stream.next_batch().await?;
-        for log in &batch.logs {
-            self.book.apply(log);
+        self.start_rulings();
+        tokio::select! {
+            applied = self.follower.next() => {
+                applied?;
+            }
+            Some((job, ended)) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                self.ruling.remove(&job);
+                match ended {
+                    Ok(Ruled::Done) => {
+                        self.ruled.insert(job);
+                    }
+                    // Not marked ruled: the next step starts it again (the job is still Challenged).
+                    Ok(Ruled::Retry(e)) => warn!(job = %job, error = %e, "the chain was unavailable while ruling; will rule again"),
+                    Err(failure) => {
+                        error!(job = %job, error = %failure, "the ruling's task failed; leaving the job to time out (everyone refunded)");
+                        self.ruled.insert(job);
+                    }
+                }
+            }
         }
-        let mine: Vec<JobRecord> = self
-            .book
-            .live()
-            .filter(|r| r.state() == JobState::Challenged && r.job.mediator == self.index && !self.ruled.contains(&r.id))
-            .cloned()
-            .collect();
-        for record in mine {
-            self.rule(record).await?;
+        self.start_rulings();
+        // A checkpoint that cannot be written now (disk full, out of files) is written at the
+        // next step; until then a restart re-reads a few more blocks. Never fatal.
+        if let Err(e) = self.follower.save(&NoState {}) {
+            self.save_failures.failed(&e);
+        } else {
+            self.save_failures.succeeded();
         }
-        // A ruling that did not land before a crash is made again after it: the job is still
-        // Challenged in the saved book and on chain.
-        self.checkpoint.save(&(self.stream.next_block(), self.book.snapshot()))?;
         Ok(())
     }
 
-    /// Re-runs the challenged job in a task of its own, joined: a re-run that panics is
-    /// reported as one that could not be made (the job times out and everyone is refunded).
-    async fn rerun(&self, record: &JobRecord, entry: Option<ModuleEntry>, dir: PathBuf) -> Result<(Arc<Module>, (Cid, B256)), RerunFailure> {
-        let (resolver, engine, store, record) = (self.resolver.clone(), self.engine.clone(), self.store.clone(), record.clone());
+    fn start_rulings(&mut self) {
+        let mine: Vec<JobRecord> = self
+            .follower
+            .book()
+            .live()
+            .filter(|r| r.state() == JobState::Challenged && r.job.mediator == self.index && !self.ruled.contains(&r.id) && !self.ruling.contains(&r.id))
+            .cloned()
+            .collect();
+        for record in mine {
+            if self.tasks.len() >= MAX_RULINGS {
+                break;
+            }
+            let entry = self.follower.book().module(&record.job.moduleId).cloned();
+            let ruler = self.ruler.clone();
+            self.ruling.insert(record.id);
+            self.tasks.spawn(record.id, async move { ruler.rule(record, entry).await });
+        }
+    }
+}
+
+impl Ruler {
+    /// Re-runs the challenged job into `dir`, in a task of its own, joined: a re-run that
+    /// panics is reported as one that could not be made (the job times out and everyone is
+    /// refunded).
+    async fn rerun(&self, record: &JobRecord, entry: Option<&ModuleEntry>, dir: PathBuf) -> Result<(Arc<Module>, (Cid, B256)), RerunFailure> {
+        let (resolver, engine, store, record, entry) = (self.resolver.clone(), self.engine.clone(), self.store.clone(), record.clone(), entry.cloned());
         let job = record.id;
         let task = tokio::spawn(async move {
             let resolved = resolver.resolve(record.job.moduleId, entry.as_ref()).await.map_err(RerunFailure::Module)?;
@@ -193,65 +260,106 @@ impl Mediator {
         }
     }
 
-    async fn rule(&mut self, record: JobRecord) -> Result<(), MediatorError> {
+    /// Compares the re-run in `dir` (CID `mine`) with the provider's result `theirs`.
+    async fn verdict(&self, id: U256, module: &Module, dir: &Path, mine: &Cid, theirs: &str) -> Result<Verdict, compare::ComparisonError> {
+        if mine.to_string() == theirs {
+            return Ok(Verdict::Same);
+        }
+        if module.comparison().is_exact() {
+            return Ok(Verdict::Differs { path: ".".into(), reason: format!("the result CIDs differ ({theirs} submitted, {mine} expected)") });
+        }
+        let fetched = self.options.data_dir.join("submitted").join(id.to_string());
+        let limits = lilypad_runner::result_fetch_limits(&module.limits(), self.fetch_deadline);
+        compare::compare_declared(id, module, dir, theirs, self.options.gateway.as_deref(), &fetched, &limits).await
+    }
+
+    /// Whether a second re-run agrees with the first (`first`, CID `cid`): `Ok(None)` when it
+    /// does, `Ok(Some(reason))` when the module is not deterministic here.
+    async fn rerun_again(&self, record: &JobRecord, entry: Option<&ModuleEntry>, module: &Module, first: &Path, cid: &Cid) -> Result<Option<String>, String> {
         let id = record.id;
-        let entry = self.book.module(&record.job.moduleId).cloned();
+        let dir = self.options.data_dir.join("reruns").join(format!("{id}-again"));
+        let again = match self.rerun(record, entry, dir.clone()).await {
+            Ok((_, (again, _))) => again,
+            Err(RerunFailure::Module(e) | RerunFailure::Run(e)) => return Err(e.to_string()),
+        };
+        if &again == cid {
+            return Ok(None);
+        }
+        if module.comparison().is_exact() {
+            return Ok(Some(format!("two re-runs here gave {cid} and {again}")));
+        }
+        match compare::compare_reruns(id, module, first, &dir).await {
+            Ok(Verdict::Same) => Ok(None),
+            Ok(Verdict::Differs { path, reason }) => Ok(Some(format!("two re-runs here differ at {path}: {reason}"))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Rules on one challenged job. Never returns a chain error that ends the mediator: one
+    /// the chain may recover from is [`Ruled::Retry`], anything else is logged and the job
+    /// left to time out (everyone refunded).
+    async fn rule(&self, record: JobRecord, entry: Option<ModuleEntry>) -> Ruled {
+        let id = record.id;
         let dir = self.options.data_dir.join("reruns").join(id.to_string());
-        let (module, mine) = match self.rerun(&record, entry, dir.clone()).await {
+        let (module, mine) = match self.rerun(&record, entry.as_ref(), dir.clone()).await {
             Ok((module, (cid, _))) => (module, cid),
             Err(RerunFailure::Module(reason)) => {
                 warn!(job = %id, %reason, "challenged job of a module this mediator cannot get; it will time out and refund everyone");
-                self.ruled.insert(id);
-                return Ok(());
+                return Ruled::Done;
             }
             Err(RerunFailure::Run(reason)) => {
                 // A job that cannot run here at all (bad inputs) is the provider's fault only if it
                 // claimed a result for it; the mediator's own failure must not slash anyone.
                 error!(job = %id, %reason, retryable = reason.is_retryable(), "cannot re-run the job; leaving it to time out (everyone refunded)");
-                self.ruled.insert(id);
-                return Ok(());
+                return Ruled::Done;
             }
         };
         let theirs = record.data_id.clone().unwrap_or_default();
         let cid = mine;
-        let verdict = if cid.to_string() == theirs {
-            Verdict::Same
-        } else if module.comparison().is_exact() {
-            Verdict::Differs { path: ".".into(), reason: format!("the result CIDs differ ({theirs} submitted, {cid} expected)") }
-        } else {
-            let fetched = self.options.data_dir.join("submitted").join(id.to_string());
-            match compare::compare_declared(id, &module, &dir, &theirs, self.options.gateway.as_deref(), &fetched).await {
-                Ok(v) => v,
-                Err(reason) => {
-                    error!(job = %id, %reason, "cannot compare with the provider's result; leaving it to time out (everyone refunded)");
-                    self.ruled.insert(id);
-                    return Ok(());
-                }
+        let mut verdict = match self.verdict(id, &module, &dir, &cid, &theirs).await {
+            Ok(v) => v,
+            Err(reason) => {
+                error!(job = %id, %reason, "cannot compare with the provider's result; leaving it to time out (everyone refunded)");
+                return Ruled::Done;
             }
         };
+        if let Verdict::Differs { path, reason } = &verdict {
+            // Before slashing: is the module deterministic here at all?
+            match self.rerun_again(&record, entry.as_ref(), &module, &dir, &cid).await {
+                Ok(None) => {}
+                Ok(Some(why)) => {
+                    error!(
+                        job = %id, module = %module.reference(), provider = %theirs, %path, %reason, nondeterminism = %why,
+                        "NON-DETERMINISTIC MODULE: this mediator's own two re-runs differ, so the provider's differing result proves nothing; rejecting the challenge (the provider is not slashed). Fix the module or declare its comparison."
+                    );
+                    verdict = Verdict::Same;
+                }
+                Err(reason) => {
+                    error!(job = %id, %reason, "cannot re-run the job a second time to confirm the difference; leaving it to time out (everyone refunded)");
+                    return Ruled::Done;
+                }
+            }
+        }
         let market = self.client.market();
         let sent = match verdict {
             Verdict::Same => {
-                info!(job = %id, provider = %theirs, mediator = %cid, module = %module.reference(), "the provider's result is right: rejecting the challenge");
+                info!(job = %id, provider = %theirs, mediator = %cid, module = %module.reference(), "the provider's result stands: rejecting the challenge");
                 let call = market.rejectChallenge(id, record.job.clone(), theirs.clone(), record.result_hash.unwrap_or_default());
                 self.client.send(&format!("rejectChallenge(job {id})"), call).await
             }
             Verdict::Differs { path, reason } => {
-                info!(job = %id, provider = %theirs, mediator = %cid, %path, %reason, "the provider's result is wrong: upholding the challenge");
+                info!(job = %id, provider = %theirs, mediator = %cid, %path, %reason, "the provider's result is wrong (two re-runs here agree): upholding the challenge");
                 let call = market.upholdChallenge(id, record.job.clone(), cid.to_string());
                 self.client.send(&format!("upholdChallenge(job {id})"), call).await
             }
         };
         match sent {
-            Ok(_) => {
-                self.ruled.insert(id);
-            }
-            Err(e) if e.is_retryable() => return Err(e.into()),
+            Ok(_) => Ruled::Done,
+            Err(e) if e.is_retryable() => Ruled::Retry(e),
             Err(e) => {
                 error!(job = %id, error = %e, "the market refused the ruling");
-                self.ruled.insert(id);
+                Ruled::Done
             }
         }
-        Ok(())
     }
 }

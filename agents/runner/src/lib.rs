@@ -37,7 +37,7 @@ pub use docker::{executor_config, DockerEngine};
 pub use engine::{BoxFuture, Engine, EngineOutcome, EngineRun};
 pub use error::{EngineError, RunError};
 pub use job::{run_deadline, run_job, run_job_within, SUBMIT_MARGIN};
-pub use outputs::{fetch_fresh, remove_unfinished_results, FetchFreshError};
+pub use outputs::{fetch_fresh, fetch_fresh_with, remove_unfinished_results, result_fetch_limits, FetchFreshError};
 pub use published::{check_pinned, published_module};
 pub use resolve::{ModuleResolver, Resolved, Sources};
 pub use tasks::{JobTasks, TaskFailure};

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use alloy::primitives::{B256, U256};
-use lilypad_store::{Cid, DiskBlockstore, KuboClient, StoreError};
+use std::time::Duration;
+
+use lilypad_executor::Limits;
+use lilypad_store::{Cid, DiskBlockstore, FetchLimits, KuboClient, StoreError};
 use tracing::{info, warn};
 
 use crate::error::RunError;
@@ -62,16 +65,40 @@ impl FetchFreshError {
     }
 }
 
+/// What fetching a result folder of a module with sandbox `limits` may take: its outputs caps
+/// (`outputs_bytes` plus stdout and stderr at `log_bytes` each, `outputs_files` plus the four
+/// entries of the folder itself), blocks for chunks of at least 4 KiB (the importer's are
+/// 256 KiB), and `deadline` for the whole fetch. A result larger than its module lets a run
+/// write is not a result of that module: it is refused before it fills the disk.
+pub fn result_fetch_limits(limits: &Limits, deadline: Duration) -> FetchLimits {
+    let max_bytes = limits.outputs_bytes.saturating_add(limits.log_bytes.saturating_mul(2)).saturating_add(64);
+    let max_files = u64::from(limits.outputs_files).saturating_add(4);
+    FetchLimits {
+        max_bytes,
+        max_files,
+        max_blocks: (max_bytes / 4096).saturating_add(max_files.saturating_mul(2)).saturating_add(1024),
+        max_depth: 128,
+        deadline,
+    }
+}
+
 /// Fetches `cid` from `gateway` into `dest`, verifying every block, after removing whatever
-/// `dest` held (a fetch cut short, an older result). Returns the files written.
+/// `dest` held (a fetch cut short, an older result), under the store's default limits (a
+/// user's own fetch). Returns the files written. Services pass their own: [`fetch_fresh_with`].
 pub async fn fetch_fresh(gateway: &str, cid: &Cid, dest: &Path) -> Result<Vec<PathBuf>, FetchFreshError> {
+    fetch_fresh_with(gateway, cid, dest, &FetchLimits::default()).await
+}
+
+/// [`fetch_fresh`] within `limits` (bytes, files, blocks, depth, overall deadline), e.g.
+/// [`result_fetch_limits`] for a job's result.
+pub async fn fetch_fresh_with(gateway: &str, cid: &Cid, dest: &Path, limits: &FetchLimits) -> Result<Vec<PathBuf>, FetchFreshError> {
     if dest.exists() {
         std::fs::remove_dir_all(dest).map_err(|source| FetchFreshError::Io { action: "clearing", path: dest.to_path_buf(), source })?;
     }
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|source| FetchFreshError::Io { action: "creating", path: parent.to_path_buf(), source })?;
     }
-    lilypad_store::fetch(gateway, cid, dest)
+    lilypad_store::fetch_with(gateway, cid, dest, limits)
         .await
         .map_err(|source| FetchFreshError::Fetch { cid: *cid, gateway: gateway.to_string(), source })
 }
@@ -95,6 +122,16 @@ pub fn remove_unfinished_results(results: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn result_fetch_limits_follow_the_module_caps() {
+        let limits = Limits { outputs_bytes: 1 << 20, outputs_files: 10, log_bytes: 1 << 10, ..Limits::default() };
+        let f = result_fetch_limits(&limits, Duration::from_secs(30));
+        assert_eq!(f.max_bytes, (1 << 20) + 2 * (1 << 10) + 64);
+        assert_eq!(f.max_files, 14);
+        assert_eq!(f.deadline, Duration::from_secs(30));
+        assert!(f.max_blocks >= 256 + 28, "room for every 4 KiB chunk and node: {}", f.max_blocks);
+    }
 
     #[test]
     fn unfinished_result_folders_are_removed_and_finished_ones_kept() {

@@ -121,7 +121,7 @@ async fn run_job(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     };
     let resulted = started.elapsed();
     spinner.set_message(format!("🤔 Results submitted ({data_id}). Downloading..."));
-    let fetched = fetch(&args, &net, data_dir, job.id, &data_id).await;
+    let fetched = fetch(&args, &net, data_dir, job.id, &data_id, module.as_ref()).await;
     spinner.finish_and_clear();
     let result = fetched?;
     let elapsed = started.elapsed();
@@ -239,8 +239,13 @@ async fn follow(client: &ChainClient, spinner: &ProgressBar, job: lilypad_client
     })
 }
 
-/// Fetch: the result folder from the outputs gateway into `downloaded-files/<job>`, verified.
-async fn fetch(args: &RunArgs, net: &Network, data_dir: &Path, id: alloy::primitives::U256, data_id: &str) -> Result<lilypad_client::JobResult, Failure> {
+/// The longest `lilypad run` waits for a result's download.
+const RESULT_FETCH_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Fetch: the result folder from the outputs gateway into `downloaded-files/<job>`, verified,
+/// within the module's output caps (when its folder is known here; else the store's defaults)
+/// and [`RESULT_FETCH_DEADLINE`]: a provider cannot fill this disk or stall the command.
+async fn fetch(args: &RunArgs, net: &Network, data_dir: &Path, id: alloy::primitives::U256, data_id: &str, module: Option<&Module>) -> Result<lilypad_client::JobResult, Failure> {
     let gateway = args
         .gateway
         .clone()
@@ -248,15 +253,39 @@ async fn fetch(args: &RunArgs, net: &Network, data_dir: &Path, id: alloy::primit
         .or_else(|| net.devnet.as_ref().map(|d| d.gateway.clone()))
         .ok_or_else(|| bad_input("where are the outputs served? pass --gateway"))?;
     let dest = data_dir.join("downloaded-files").join(id.to_string());
-    lilypad_client::fetch_result(&gateway, data_id, &dest).await.map_err(|e| match e {
-        ClientError::Fetch(lilypad_client::FetchFreshError::Fetch { cid, source, .. }) => infra(format!("fetching {cid}: {source}")),
+    let limits = match module {
+        Some(m) => lilypad_runner::result_fetch_limits(&m.limits(), RESULT_FETCH_DEADLINE),
+        None => lilypad_store::FetchLimits { deadline: RESULT_FETCH_DEADLINE, ..Default::default() },
+    };
+    let cid = lilypad_store::parse_cid(data_id).map_err(|e| infra(format!("the result's data id {data_id:?} is not a CID: {e}")))?;
+    lilypad_runner::fetch_fresh_with(&gateway, &cid, &dest, &limits).await.map_err(|e| match e {
+        lilypad_client::FetchFreshError::Fetch { cid, source, .. } => infra(format!("fetching {cid}: {source}")),
         other => infra(other),
-    })
+    })?;
+    let stdout = std::fs::read_to_string(dest.join("stdout")).unwrap_or_default();
+    let exit_code = std::fs::read_to_string(dest.join("exitCode")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(-1);
+    Ok(lilypad_client::JobResult { dir: dest, stdout, exit_code })
+}
+
+/// A job's text made safe for a terminal: control characters other than newline and tab
+/// (escape sequences that move the cursor, retitle the window, write to the clipboard) and the
+/// bidirectional overrides are shown escaped (`\u{1b}`), not obeyed.
+pub(crate) fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if (c.is_control() && c != '\n' && c != '\t') || bidi {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Shows the result; exit 1 when the job's program failed.
 fn show(result: &lilypad_client::JobResult, data_id: &str, id: alloy::primitives::U256, elapsed: Duration) -> Result<u8, Failure> {
-    let (stdout, dest) = (&result.stdout, &result.dir);
+    let (stdout, dest) = (&sanitize(&result.stdout), &result.dir);
     print!("{stdout}");
     if !stdout.ends_with('\n') && !stdout.is_empty() {
         println!();
@@ -269,8 +298,22 @@ fn show(result: &lilypad_client::JobResult, data_id: &str, id: alloy::primitives
     println!("    ls {}", dest.join("outputs").display());
     if result.exit_code != 0 {
         let stderr = std::fs::read_to_string(dest.join("stderr")).unwrap_or_default();
-        eprintln!("the job's program exited with code {}; its stderr:\n{stderr}", result.exit_code);
+        eprintln!("the job's program exited with code {}; its stderr:\n{}", result.exit_code, sanitize(&stderr));
         return Ok(exit::JOB_FAILED);
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_in_a_jobs_output_are_shown_not_obeyed() {
+        let hostile = "ok\n\x1b]0;pwned\x07\x1b[2J\rover\u{202e}txt\tend";
+        let shown = sanitize(hostile);
+        assert!(!shown.chars().any(|c| c == '\x1b' || c == '\x07' || c == '\r' || c == '\u{202e}'), "{shown:?}");
+        assert_eq!(shown, "ok\n\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{d}over\\u{202e}txt\tend");
+        assert_eq!(sanitize(" _____\n< hi >\n"), " _____\n< hi >\n", "plain text is unchanged");
+    }
 }
