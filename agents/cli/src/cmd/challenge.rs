@@ -20,21 +20,16 @@ impl ChallengeArgs {
         let client = net.connect(true).await?;
         let id = U256::from(self.id);
         // rebuild the job from the events
-        let mut stream = lilypad_chain::EventStream::new(client.clone(), client.deployment().start_block);
-        let mut book = lilypad_chain::JobBook::new();
-        while let Some(batch) = stream.poll_once().await? {
-            for log in &batch.logs {
-                book.apply(log);
-            }
-        }
-        let record = book.get(id).ok_or_else(|| eyre::eyre!("job {id} is not live (never created, or already final)"))?;
+        let mut follower = lilypad_chain::Follower::new(client.clone(), client.deployment().start_block);
+        follower.catch_up().await?;
+        let record = follower.book().get(id).ok_or_else(|| eyre::eyre!("job {id} is not live (never created, or already final)"))?;
         if record.state() != lilypad_bindings::JobState::Submitted {
             return Err(eyre::eyre!("job {id} is {:?}: only a submitted result can be challenged", record.state()));
         }
         let deposit = U256::from(client.deployment().challenge_deposit());
         let me = client.address()?;
         let market = client.market();
-        let free = market.balanceOf(me).call().await?;
+        let free = client.market_balance(me).await?;
         if free < deposit {
             let token = client.token();
             client.send("approve", token.approve(client.deployment().market, deposit)).await?;
