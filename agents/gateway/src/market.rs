@@ -33,14 +33,23 @@ const CURSOR: &str = "market";
 /// Market events kept for dashboards that connect later.
 const BACKLOG: usize = 2_000;
 
+/// Why the chain side failed a request or a step.
 #[derive(Debug, thiserror::Error)]
 pub enum MarketError {
+    /// Reading the chain or sending a transaction failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// One job could not be moved on.
     #[error("job {job}: {reason}")]
-    Job { job: String, reason: String },
+    Job {
+        /// The gateway's job id.
+        job: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The public market, as the dashboard and `/modules` see it.
@@ -59,12 +68,15 @@ pub struct MarketView {
 
 /// Shared state of the chain side.
 pub struct Market {
+    /// The chain connection, signing with the gateway's key.
     pub client: ChainClient,
+    /// The gateway's address (the client of the jobs it submits).
     pub me: Address,
     db: Arc<Db>,
     submit_lock: Mutex<()>,
     in_flight: StdMutex<HashSet<String>>,
     fetching: StdMutex<HashSet<String>>,
+    /// The public market, as of the last batch read.
     pub view: RwLock<MarketView>,
     /// Market events as JSON, live.
     pub events: broadcast::Sender<Arc<str>>,
@@ -104,6 +116,7 @@ impl Market {
         self.watcher_block.load(Ordering::SeqCst)
     }
 
+    /// Where job `job_id`'s outputs are (or will be) fetched to.
     pub fn outputs_dir(&self, job_id: &str) -> PathBuf {
         self.outputs_dir.join(job_id)
     }
