@@ -14,10 +14,12 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// A checkpoint at `path` (written only on save).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 
+    /// Its file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -24,8 +24,11 @@ const RECEIPT_TIMEOUT: Duration = Duration::from_secs(180);
 /// How hard to try before giving up on a retryable failure.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
+    /// Tries in all.
     pub attempts: u32,
+    /// The pause after the first failure.
     pub first_delay: Duration,
+    /// The longest pause (pauses double up to it).
     pub max_delay: Duration,
 }
 
@@ -115,10 +118,12 @@ impl ChainClient {
         Ok(client)
     }
 
+    /// The RPC provider, for calls the typed helpers do not cover.
     pub fn provider(&self) -> &DynProvider {
         &self.inner.provider
     }
 
+    /// Where the contracts are and how the market is configured.
     pub fn deployment(&self) -> &Deployment {
         &self.inner.deployment
     }
@@ -134,6 +139,7 @@ impl ChainClient {
         StateDir::open(data_dir, &self.inner.key)
     }
 
+    /// The RPC URL it connected to.
     pub fn rpc_url(&self) -> &str {
         &self.inner.url
     }
@@ -143,10 +149,12 @@ impl ChainClient {
         self.inner.signer.ok_or(ChainError::NoSigner)
     }
 
+    /// The market contract, for calls and transactions (send them with [`ChainClient::send`]).
     pub fn market(&self) -> LilypadMarketInstance<DynProvider> {
         LilypadMarketInstance::new(self.inner.deployment.market, self.inner.provider.clone())
     }
 
+    /// The token contract.
     pub fn token(&self) -> LilypadTokenInstance<DynProvider> {
         LilypadTokenInstance::new(self.inner.deployment.token, self.inner.provider.clone())
     }

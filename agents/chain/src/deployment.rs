@@ -11,21 +11,33 @@ use crate::ChainError;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
+    /// The chain's id (`eth_chainId`).
     pub chain_id: u64,
     /// The block to start reading events from (at or before the deployment).
     pub start_block: u64,
+    /// The owner (admin) of the contracts.
     pub owner: Address,
+    /// The LP token.
     pub token: Address,
+    /// The market (and module directory).
     pub market: Address,
+    /// The solver's fee, in basis points of a job's price.
     pub solver_fee_bps: u64,
+    /// A provider's collateral per job, in basis points of its price.
     pub collateral_bps: u64,
     #[serde(deserialize_with = "amount")]
+    /// The mediator's fee per challenge, in token base units.
     pub mediator_fee: u128,
     #[serde(deserialize_with = "amount")]
+    /// The bond a challenger adds to the mediator's fee, in token base units.
     pub challenge_bond: u128,
+    /// Seconds a job waits for a match before it can be expired.
     pub match_timeout: u32,
+    /// Seconds a result can be challenged before it settles.
     pub challenge_window: u32,
+    /// Seconds a mediator has to rule before the challenge times out.
     pub mediation_timeout: u32,
+    /// Gas given to a client contract's result callback.
     pub callback_gas: u32,
 }
 

@@ -14,17 +14,24 @@ use crate::{ChainClient, ChainError};
 /// One decoded event of the market and where it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarketLog {
+    /// Its block.
     pub block: u64,
+    /// Its transaction.
     pub tx: B256,
+    /// Its index in the block.
     pub log_index: u64,
+    /// The event, decoded.
     pub event: MarketEvent,
 }
 
 /// The logs of a range of blocks, `from..=to`, in chain order.
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
+    /// First block.
     pub from: u64,
+    /// Last block.
     pub to: u64,
+    /// The market's logs in `from..=to`, in chain order.
     pub logs: Vec<MarketLog>,
 }
 

@@ -13,6 +13,7 @@ use crate::events::{MarketEvent, MarketLog};
 /// A live job and what the events said about it beyond the `Job` itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRecord {
+    /// The job's id on chain.
     pub id: U256,
     /// The job as the market stores it (its hash is `jobHash(id)`).
     pub job: Job,
@@ -20,12 +21,14 @@ pub struct JobRecord {
     pub inputs: Vec<String>,
     /// The provider's result (output CID and result hash), once submitted.
     pub data_id: Option<String>,
+    /// The result hash the provider committed to, once submitted.
     pub result_hash: Option<B256>,
     /// Block of the last event that changed the job.
     pub updated_block: u64,
 }
 
 impl JobRecord {
+    /// The job's state, as the market numbers it.
     pub fn state(&self) -> JobState {
         JobState::try_from(self.job.state).unwrap_or(JobState::None)
     }
@@ -54,7 +57,12 @@ impl JobRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Paid out; the result stands (possibly after a rejected challenge).
-    Settled { refund: u128, challenged: bool },
+    Settled {
+        /// What went back to the payee (the payment less the price and fees).
+        refund: u128,
+        /// Whether it was challenged (and the challenge rejected).
+        challenged: bool,
+    },
     /// Taken back by its payee or client before a match.
     Cancelled,
     /// No match before the match deadline; refunded.
@@ -62,7 +70,10 @@ pub enum Outcome {
     /// No result before the run deadline; refunded, provider slashed.
     ResultTimedOut,
     /// The mediator found the result wrong; refunded, provider slashed.
-    Upheld { correct_data_id: String },
+    Upheld {
+        /// The mediator's result.
+        correct_data_id: String,
+    },
     /// The mediator did not rule in time; everyone refunded.
     MediationTimedOut,
 }
@@ -70,13 +81,25 @@ pub enum Outcome {
 /// What one event did to the book.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobChange {
+    /// The job was created.
     Created(U256),
+    /// A provider was matched to it.
     Matched(U256),
+    /// Its provider gave it back (it waits for a match again).
     Released(U256),
+    /// A result was submitted.
     Submitted(U256),
+    /// Its result was challenged.
     Challenged(U256),
     /// The job reached a final state; its last record is returned.
-    Finished { id: U256, outcome: Outcome, record: Box<JobRecord> },
+    Finished {
+        /// The job.
+        id: U256,
+        /// How it ended.
+        outcome: Outcome,
+        /// Its last record.
+        record: Box<JobRecord>,
+    },
     /// A module version was published.
     ModulePublished(B256),
 }
@@ -84,9 +107,13 @@ pub enum JobChange {
 /// A published module version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModuleEntry {
+    /// Its name.
     pub name: String,
+    /// Its version.
     pub version: String,
+    /// Who published it.
     pub publisher: Address,
+    /// The spec the market pins.
     pub spec: ModuleSpec,
 }
 
@@ -107,10 +134,12 @@ pub struct JobBook {
 }
 
 impl JobBook {
+    /// An empty book.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The live job `id`, if any.
     pub fn get(&self, id: U256) -> Option<&JobRecord> {
         self.jobs.get(&id)
     }
@@ -120,18 +149,22 @@ impl JobBook {
         self.jobs.values()
     }
 
+    /// How many jobs are live.
     pub fn len(&self) -> usize {
         self.jobs.len()
     }
 
+    /// Whether no job is live.
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty()
     }
 
+    /// The published module `module_id`, if any.
     pub fn module(&self, module_id: &B256) -> Option<&ModuleEntry> {
         self.modules.get(module_id)
     }
 
+    /// Every published module, by id.
     pub fn modules(&self) -> impl Iterator<Item = (&B256, &ModuleEntry)> {
         self.modules.iter()
     }
@@ -339,28 +372,42 @@ fn empty_job() -> Job {
 /// Serialisable form of a [`JobBook`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookSnapshot {
+    /// The live jobs.
     pub jobs: Vec<SavedJob>,
+    /// The published modules.
     pub modules: Vec<SavedModule>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A live job in a [`BookSnapshot`].
 pub struct SavedJob {
+    /// Its id, decimal.
     pub id: String,
     /// The ABI encoding of the `Job`, hex.
     pub job: String,
+    /// Its `Key=Value` inputs.
     pub inputs: Vec<String>,
+    /// Its result's CID, once submitted.
     pub data_id: Option<String>,
+    /// Its result hash, once submitted.
     pub result_hash: Option<B256>,
+    /// Block of the last event that changed it.
     pub updated_block: u64,
     #[serde(default)]
+    /// Whether a mediator ruled for the provider (the result stands).
     pub ruled_for_provider: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A published module in a [`BookSnapshot`].
 pub struct SavedModule {
+    /// Its id.
     pub id: B256,
+    /// Its name.
     pub name: String,
+    /// Its version.
     pub version: String,
+    /// Who published it.
     pub publisher: Address,
     /// The ABI encoding of the `ModuleSpec`, hex.
     pub spec: String,

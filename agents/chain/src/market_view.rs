@@ -21,6 +21,7 @@ pub struct ProviderInfo {
     pub mediators: u64,
     /// Price per module id; `B256::ZERO` is the "any module that fits" offer.
     pub offers: BTreeMap<B256, u128>,
+    /// The resources it declared (`setResources`), if any.
     pub resources: Option<ResourcesView>,
     /// Jobs matched to it and not finished yet (the solver derives this from its job book).
     pub active_jobs: u32,
@@ -35,10 +36,15 @@ pub struct ProviderInfo {
 /// Resources as plain numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourcesView {
+    /// CPU, in thousandths of a core.
     pub cpu_milli: u32,
+    /// Memory, in MiB.
     pub ram_mb: u32,
+    /// Disk, in MB.
     pub disk_mb: u32,
+    /// GPU memory, in MiB.
     pub vram_mb: u32,
+    /// GPUs.
     pub gpus: u8,
 }
 
@@ -62,8 +68,11 @@ impl ResourcesView {
 /// A mediator slot of the market.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediatorInfo {
+    /// The mediator's account.
     pub account: Address,
+    /// Whether it is registered and not retired.
     pub active: bool,
+    /// Whether the owner suspended it.
     pub suspended: bool,
 }
 

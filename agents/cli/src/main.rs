@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 /// Exit codes of `lilypad run` (and of the other commands, where they apply).
 pub mod exit {
+    /// Success.
     pub const OK: u8 = 0;
     /// The job ran and failed (non-zero exit code), or was refused on chain.
     pub const JOB_FAILED: u8 = 1;

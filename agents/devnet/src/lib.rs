@@ -21,34 +21,71 @@ use tokio::task::JoinSet;
 /// The well-known Anvil/Hardhat accounts (mnemonic "test test ... junk"), in the roles the
 /// Lilypad reference's devnet gives them.
 pub mod accounts {
+    /// Account 0: deploys the contracts and owns them (faucet, default mediators).
     pub const ADMIN: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    /// Account 1: a second job creator.
     pub const JOB_CREATOR_2: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    /// Account 2: the solver.
     pub const SOLVER: &str = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a";
+    /// Account 3: the mediator (index 0).
     pub const MEDIATOR: &str = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+    /// Account 4: the resource provider.
     pub const RESOURCE_PROVIDER: &str = "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a";
+    /// Account 5: the job creator `lilypad run` uses on a devnet.
     pub const JOB_CREATOR: &str = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba";
+    /// Account 6: a second resource provider.
     pub const RESOURCE_PROVIDER_2: &str = "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e";
+    /// Account 7: the auditor.
     pub const AUDITOR: &str = "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356";
+    /// Account 8: a third resource provider.
     pub const RESOURCE_PROVIDER_3: &str = "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97";
+    /// Account 9: unused by the devnet, free for tests.
     pub const SPARE: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
     /// The devnet's keeper (not one of Anvil's funded accounts: `lilypad devnet` gives it ether).
     pub const KEEPER: &str = "0x6b65657065720000000000000000000000000000000000000000000000000001";
 }
 
+/// Why a devnet could not be started or deployed.
 #[derive(Debug, thiserror::Error)]
 pub enum DevnetError {
+    /// The `anvil` binary could not be started.
     #[error("cannot start anvil ({0}): run tools/bootstrap and `source tools/env.sh`, or install Foundry")]
     AnvilMissing(std::io::Error),
+    /// Anvil exited before it answered.
     #[error("anvil stopped at start (port {port}): {reason} (is the port taken? pick another with --port)")]
-    AnvilExited { port: u16, reason: String },
+    AnvilExited {
+        /// The port it was given.
+        port: u16,
+        /// Its last output, or how it exited.
+        reason: String,
+    },
+    /// Anvil did not answer in time.
     #[error("anvil did not answer on {url} within {secs} s")]
-    AnvilTimeout { url: String, secs: u64 },
+    AnvilTimeout {
+        /// Where it was asked.
+        url: String,
+        /// How long it was waited for.
+        secs: u64,
+    },
+    /// No port could be bound on loopback.
     #[error("no free local port: {0}")]
     NoPort(std::io::Error),
+    /// A contract could not be deployed or set up.
     #[error("deploying {what} failed: {reason}")]
-    Deploy { what: &'static str, reason: String },
+    Deploy {
+        /// The contract or step.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The deployment file could not be written.
     #[error("writing {path}: {reason}")]
-    Write { path: PathBuf, reason: String },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A running Anvil; killed when dropped. [`Anvil::stop`] also joins the tasks that drain its
@@ -135,10 +172,12 @@ impl Anvil {
         Ok(anvil)
     }
 
+    /// Its JSON-RPC URL on loopback.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -155,6 +194,7 @@ impl Anvil {
     }
 }
 
+/// A port free on loopback now (bound and released: another process may take it first).
 pub fn free_port() -> Result<u16, DevnetError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(DevnetError::NoPort)?;
     l.local_addr().map(|a| a.port()).map_err(DevnetError::NoPort)

@@ -555,10 +555,10 @@ async fn modules(State(state): Shared) -> Json<Value> {
                 .collect()
         });
         let offers: Vec<Value> = view
-            .offers
-            .iter()
-            .filter(|((mid, _), (_, active))| mid == id && *active)
-            .map(|((_, provider), (price, _))| json!({"provider": provider, "price": price.to_string()}))
+            .market
+            .offers_for(*id)
+            .into_iter()
+            .map(|(provider, price)| json!({"provider": provider, "price": price.to_string()}))
             .collect();
         let r = &m.spec.requirements;
         out.push(json!({

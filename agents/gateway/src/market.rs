@@ -13,17 +13,15 @@
 //! - a nonce used by a mined transaction that created no job (the watcher has read past that
 //!   block and linked nothing) means the transaction reverted: likewise failed and refunded.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, U256};
 use alloy::providers::Provider as _;
-use alloy::sol_types::SolEvent;
-use lilypad_bindings::LilypadMarket;
 use lilypad_chain::{CancellationToken, ChainClient, ChainError, FailureLog, Follower, JobBook, JobChange, MarketEvent, MarketLog, Outcome};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Mutex};
@@ -35,14 +33,23 @@ const CURSOR: &str = "market";
 /// Market events kept for dashboards that connect later.
 const BACKLOG: usize = 2_000;
 
+/// Why the chain side failed a request or a step.
 #[derive(Debug, thiserror::Error)]
 pub enum MarketError {
+    /// Reading the chain or sending a transaction failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// One job could not be moved on.
     #[error("job {job}: {reason}")]
-    Job { job: String, reason: String },
+    Job {
+        /// The gateway's job id.
+        job: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The public market, as the dashboard and `/modules` see it.
@@ -53,35 +60,23 @@ pub struct MarketView {
     /// Providers, their offers and resources, mediators: the same view the solver matches
     /// against (`lilypad_chain::MarketView`).
     pub market: lilypad_chain::MarketView,
-    /// (module id, provider) → (price, active): the standing offers of `market`, in the shape
-    /// `/modules` reads them (derived after each batch; `market.offers_for(module)` is the
-    /// same list).
-    pub offers: BTreeMap<(B256, Address), (u128, bool)>,
     /// The latest market events as JSON, for dashboards that connect later.
     pub recent: VecDeque<Arc<str>>,
     /// Last block read.
     pub block: u64,
 }
 
-impl MarketView {
-    fn derive_offers(&mut self) {
-        self.offers = self
-            .market
-            .providers
-            .iter()
-            .flat_map(|(provider, p)| p.offers.iter().map(move |(module, price)| ((*module, *provider), (*price, true))))
-            .collect();
-    }
-}
-
 /// Shared state of the chain side.
 pub struct Market {
+    /// The chain connection, signing with the gateway's key.
     pub client: ChainClient,
+    /// The gateway's address (the client of the jobs it submits).
     pub me: Address,
     db: Arc<Db>,
     submit_lock: Mutex<()>,
     in_flight: StdMutex<HashSet<String>>,
     fetching: StdMutex<HashSet<String>>,
+    /// The public market, as of the last batch read.
     pub view: RwLock<MarketView>,
     /// Market events as JSON, live.
     pub events: broadcast::Sender<Arc<str>>,
@@ -121,6 +116,7 @@ impl Market {
         self.watcher_block.load(Ordering::SeqCst)
     }
 
+    /// Where job `job_id`'s outputs are (or will be) fetched to.
     pub fn outputs_dir(&self, job_id: &str) -> PathBuf {
         self.outputs_dir.join(job_id)
     }
@@ -169,11 +165,7 @@ impl Market {
         let call = market.runJob(job.module.clone(), job.inputs.clone(), self.me).nonce(nonce);
         match self.client.send(&format!("runJob({}) for {}", job.module, job.id), call).await {
             Ok(receipt) => {
-                let id = receipt
-                    .inner
-                    .logs()
-                    .iter()
-                    .find_map(|l| LilypadMarket::JobCreated::decode_log(&l.inner).ok().map(|e| e.data.id))
+                let id = lilypad_client::created_job_id(&receipt)
                     .ok_or_else(|| MarketError::Job { job: job.id.clone(), reason: "runJob's receipt has no JobCreated".into() })?;
                 let block = receipt.block_number;
                 self.record_created(job, id, block, None).await?;
@@ -275,9 +267,6 @@ impl Market {
                 let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
                 view.book = follower.book().clone();
                 view.block = applied.to;
-                if applied.logs().any(|l| matches!(l.event, MarketEvent::OfferSet(_))) {
-                    view.derive_offers();
-                }
             }
             if applied_to.is_none_or(|c| applied.to > c) {
                 match self.db.set_cursor(&cursor, applied.to).await {
@@ -467,13 +456,7 @@ impl Market {
             let db = &market.db;
             let result = async {
                 let cid = lilypad_store::parse_cid(&data_id).map_err(|e| format!("malformed CID {data_id:?}: {e}"))?;
-                if dest.exists() {
-                    let _ = std::fs::remove_dir_all(&dest);
-                }
-                if let Some(parent) = dest.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-                }
-                lilypad_store::fetch(&source, &cid, &dest).await.map_err(|e| format!("fetching {cid} from {source}: {e}"))?;
+                lilypad_client::fetch_fresh(&source, &cid, &dest).await.map_err(|e| e.to_string())?;
                 db.set_outputs_fetched(&job.id).await.map_err(|e| e.to_string())?;
                 db.add_job_event(&format!("{}:outputs", job.id), &job.id, "submitted", &format!("outputs fetched and verified ({cid})"), None)
                     .await

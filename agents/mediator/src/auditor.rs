@@ -12,15 +12,17 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use lilypad_bindings::JobState;
-use lilypad_chain::{ChainClient, ChainError, EventStream, JobBook, JobRecord};
+use lilypad_chain::{run_until, ChainClient, ChainError, Follower, JobRecord};
 use tracing::{info, warn};
 
+/// How the auditor picks the results it challenges.
 #[derive(Clone, Debug)]
 pub struct AuditorOptions {
     /// Share of results challenged, from 0 to 1.
     pub rate: f64,
     /// Seed of the pick.
     pub seed: u64,
+    /// How often to ask the chain for new blocks when caught up.
     pub poll: Duration,
 }
 
@@ -32,65 +34,46 @@ pub enum Audit {
     /// Challenged.
     Challenged,
     /// Picked, but the deposit could not be paid.
-    NoFunds { have: U256, need: U256 },
+    NoFunds {
+        /// The most it could pay (its market balance or its tokens).
+        have: U256,
+        /// The challenge deposit.
+        need: U256,
+    },
     /// Picked, but its challenge window had passed (or it was no longer challengeable).
     TooLate,
 }
 
+/// A running auditor: follows the market from its deployment block (no checkpoint: the results
+/// it saw are rebuilt from the chain) and challenges the picked ones.
 pub struct Auditor {
     client: ChainClient,
     me: Address,
     options: AuditorOptions,
-    book: JobBook,
-    stream: EventStream,
+    follower: Follower,
     seen: HashSet<U256>,
 }
 
 impl Auditor {
+    /// An auditor signing with `client`'s key.
     pub async fn start(client: ChainClient, options: AuditorOptions) -> Result<Self, ChainError> {
         let me = client.address()?;
-        let stream = EventStream::new(client.clone(), client.deployment().start_block)
-            .poll_interval(options.poll);
+        let follower = Follower::new(client.clone(), client.deployment().start_block).poll_interval(options.poll);
         info!(auditor = %me, rate = options.rate, "auditor ready");
-        Ok(Self {
-            client,
-            me,
-            options,
-            book: JobBook::new(),
-            stream,
-            seen: HashSet::new(),
-        })
+        Ok(Self { client, me, options, follower, seen: HashSet::new() })
     }
 
-    pub async fn run(
-        mut self,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> Result<(), ChainError> {
-        tokio::pin!(shutdown);
-        loop {
-            let step = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
-                r = self.step() => r,
-            };
-            match step {
-                Ok(_) => {}
-                Err(e) if e.is_retryable() => {
-                    warn!(error = %e, "chain unavailable; will retry");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+    /// Audits until `shutdown` resolves; an unreachable chain is retried with backoff.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ChainError> {
+        run_until("auditing results", shutdown, &mut self, |a| Box::pin(async move { a.step().await.map(drop) })).await
     }
 
     /// Reads new events and audits every result posted since; returns what it did per job.
     pub async fn step(&mut self) -> Result<Vec<(U256, Audit)>, ChainError> {
-        let batch = self.stream.next_batch().await?;
-        for log in &batch.logs {
-            self.book.apply(log);
-        }
+        self.follower.next().await?;
         let fresh: Vec<JobRecord> = self
-            .book
+            .follower
+            .book()
             .live()
             .filter(|r| {
                 r.state() == JobState::Submitted
@@ -120,41 +103,19 @@ impl Auditor {
         }
         let d = self.client.deployment();
         let need = U256::from(d.challenge_deposit());
-        let market = self.client.market();
-        let token = self.client.token();
         let me = self.me;
-        let free = self
-            .client
-            .read("reading the auditor's balance", || async {
-                market.balanceOf(me).call().await
-            })
-            .await?;
+        let free = self.client.market_balance(me).await?;
         if free < need {
-            let held = self
-                .client
-                .read("reading the auditor's tokens", || async {
-                    token.balanceOf(me).call().await
-                })
-                .await?;
+            let held = self.client.token_balance(me).await?;
             if held < need {
                 warn!(job = %id, balance = %free, tokens = %held, deposit = %need, "picked for audit, but the challenge deposit cannot be paid; skipping (fund the auditor)");
-                return Ok(Audit::NoFunds {
-                    have: free.max(held),
-                    need,
-                });
+                return Ok(Audit::NoFunds { have: free.max(held), need });
             }
-            let allowance = self
-                .client
-                .read("reading the allowance", || async {
-                    token.allowance(me, d.market).call().await
-                })
-                .await?;
-            if allowance < need {
-                self.client
-                    .send("approve", token.approve(d.market, need))
-                    .await?;
+            if self.client.market_allowance(me).await? < need {
+                self.client.send("approve", self.client.token().approve(d.market, need)).await?;
             }
         }
+        let market = self.client.market();
         match self
             .client
             .send(

@@ -154,6 +154,12 @@ impl Mediator {
             modules.insert(m.id(), Arc::new(m));
         }
         let store = DiskBlockstore::open(options.data_dir.join("blocks"))?;
+        // a killed run of this agent may have left half-written blocks (never read, but kept)
+        match store.remove_stray_temp_files() {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed temporary block files a killed run left"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove temporary block files a killed run left"),
+        }
         // A ruling that did not land before a crash is made again after it: the job is still
         // Challenged in the saved book and on chain.
         let (follower, NoState {}) = Follower::resume(client.clone(), Checkpoint::new(options.data_dir.join("checkpoint.json")))?;

@@ -17,7 +17,9 @@ pub const TAMPERED_STDOUT: &str = "this result was tampered with by a test-only 
 /// and the job id (the same jobs on every run with the same seed).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Cheat {
+    /// Share of jobs cheated on, from 0 to 1.
     pub rate: f64,
+    /// Seed of the pick.
     pub seed: u64,
 }
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use lilypad_bindings::{JobState, Settlement};
-use lilypad_chain::{ChainClient, ChainError, Checkpoint, EventStream, JobBook, JobRecord};
+use lilypad_chain::{run_until, ChainClient, ChainError, Follower, JobRecord, NoState, Refusals, Retryable};
 use lilypad_runner::{Engine, EngineError, JobTasks, ModuleResolver, RunError, TaskFailure};
 use lilypad_store::{Cid, DiskBlockstore};
 use tokio::sync::Semaphore;
@@ -45,12 +45,13 @@ pub struct ProviderOptions {
     pub mediators: u64,
     /// Results, blocks and the like.
     pub data_dir: PathBuf,
-    /// Where to serve outputs (`/ipfs/<cid>`).
-    pub gateway: SocketAddr,
+    /// Where the outputs server listens: it serves this provider's results (`/ipfs/<cid>`).
+    pub outputs_listen: SocketAddr,
     /// Jobs run at once.
     pub concurrency: usize,
     /// Let modules that ask for a network have one.
     pub allow_network: bool,
+    /// How often to ask the chain for new blocks when caught up.
     pub poll: Duration,
     /// A Kubo RPC API (e.g. http://127.0.0.1:5001): outputs are also added and pinned there.
     pub ipfs_api: Option<String>,
@@ -102,22 +103,51 @@ impl TestHooks {
     }
 }
 
+/// Why the provider could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
+    /// Reading the chain or sending a transaction failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// A module folder of the options does not load.
     #[error("module {}: {source}", path.display())]
-    Module { path: PathBuf, #[source] source: lilypad_module::LoadError },
+    Module {
+        /// The folder.
+        path: PathBuf,
+        /// Why it does not load.
+        #[source]
+        source: lilypad_module::LoadError,
+    },
+    /// A module folder of the options is not published on this chain.
     #[error("module {reference} is not published on chain: publish it first (lilypad module publish)")]
-    NotPublished { reference: String },
+    NotPublished {
+        /// The module's `name:version`.
+        reference: String,
+    },
+    /// A module does not match what the chain pins.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The engine (Docker) is unavailable or refused.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The content store (results, outputs server) failed.
     #[error("content store: {0}")]
     Store(#[from] lilypad_store::StoreError),
+    /// Too few tokens to deposit the collateral the options ask for.
     #[error("not enough tokens for collateral: balance {balance}, need {needed} more (fund this account)")]
-    NoFunds { balance: u128, needed: u128 },
+    NoFunds {
+        /// The tokens the account holds.
+        balance: u128,
+        /// The tokens still to deposit.
+        needed: u128,
+    },
+}
+
+impl Retryable for ProviderError {
+    /// Only a chain that could not be reached: anything else stops the provider.
+    fn is_retryable(&self) -> bool {
+        matches!(self, ProviderError::Chain(e) if e.is_retryable())
+    }
 }
 
 /// What a finished run reports back to the main loop.
@@ -138,71 +168,61 @@ pub struct Provider {
     resolver: Arc<ModuleResolver>,
     /// Modules announced on chain as ready here (`announceModules`).
     announced: HashSet<B256>,
-    book: JobBook,
-    stream: EventStream,
+    /// The market's events, the live jobs rebuilt from them, and the checkpoint.
+    follower: Follower,
     running: HashSet<U256>,
     submitted: HashSet<U256>,
-    gateway: SocketAddr,
+    /// Settlements the market refused, tried again with backoff.
+    settle_refusals: Refusals<U256>,
+    settle_tick: tokio::time::Interval,
+    outputs_server: SocketAddr,
     /// The runs in progress, one task per job, all joined.
     runs: JobTasks<Finished>,
     slots: Arc<Semaphore>,
     kubo: Option<Arc<lilypad_store::KuboClient>>,
-    checkpoint: Checkpoint,
 }
 
 impl Provider {
-    /// The address the outputs gateway listens on.
-    pub fn gateway(&self) -> SocketAddr {
-        self.gateway
+    /// The address the outputs server listens on (`http://<it>/ipfs/<cid>`).
+    pub fn outputs_server(&self) -> SocketAddr {
+        self.outputs_server
     }
 
     /// Runs until `shutdown` resolves; then cancels the runs in progress and waits for them
     /// (their containers are removed; a restarted provider runs their jobs again).
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ProviderError> {
-        let result = self.run_until(shutdown).await;
+        info!(provider = %self.me, modules = self.resolver.local().len(), "resource provider running");
+        self.warn_test_hooks();
+        let result = async {
+            self.announce_present().await?;
+            run_until("running the provider", shutdown, &mut self, |p| Box::pin(p.step())).await
+        }
+        .await;
         self.runs.shutdown().await;
         result
     }
 
-    async fn run_until(&mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ProviderError> {
-        tokio::pin!(shutdown);
-        info!(provider = %self.me, modules = self.resolver.local().len(), "resource provider running");
-        self.announce_present().await?;
-        self.warn_test_hooks();
-        let mut settle_tick = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            let step: Result<(), ProviderError> = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
-                batch = self.stream.next_batch() => match batch {
-                    Ok(batch) => {
-                        for log in &batch.logs {
-                            self.book.apply(log);
-                        }
-                        self.start_new_jobs();
-                        // Saved after the runs are started: a crash before this re-reads the
-                        // batch and finds the same jobs (a result already made is reused).
-                        self.checkpoint.save(&(self.stream.next_block(), self.book.snapshot())).map_err(ProviderError::from)
-                    }
-                    Err(e) => Err(e.into()),
-                },
-                Some(done) = self.runs.join_next() => {
-                    // post every run that has finished by now together: they share blocks
-                    let mut batch = vec![finished(done)];
-                    while let Some(more) = self.runs.try_join_next() {
-                        batch.push(finished(more));
-                    }
-                    self.finish(batch).await
-                }
-                _ = settle_tick.tick() => self.settle_due().await,
-            };
-            match step {
-                Ok(()) => {}
-                Err(ProviderError::Chain(e)) if e.is_retryable() => {
-                    warn!(error = %e, "chain unavailable; will retry");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => return Err(e),
+    /// One turn of the main loop: new events (runs started for new jobs), finished runs
+    /// (results posted) or the settlement tick, whichever comes first.
+    async fn step(&mut self) -> Result<(), ProviderError> {
+        tokio::select! {
+            applied = self.follower.next() => {
+                applied?;
+                self.start_new_jobs();
+                // Saved after the runs are started: a crash before this re-reads the batch
+                // and finds the same jobs (a result already made is reused).
+                self.follower.save(&NoState {})?;
+                Ok(())
             }
+            Some(done) = self.runs.join_next() => {
+                // post every run that has finished by now together: they share blocks
+                let mut batch = vec![finished(done)];
+                while let Some(more) = self.runs.try_join_next() {
+                    batch.push(finished(more));
+                }
+                self.finish(batch).await
+            }
+            _ = self.settle_tick.tick() => self.settle_due().await,
         }
     }
 
@@ -267,7 +287,7 @@ impl Provider {
         let client = &self.client;
         let mut sends = Vec::new();
         for done in batch {
-            let Some(record) = self.book.get(done.id).cloned() else { continue };
+            let Some(record) = self.follower.book().get(done.id).cloned() else { continue };
             if record.state() != JobState::Matched || record.job.provider != self.me {
                 continue;
             }
@@ -318,22 +338,23 @@ impl Provider {
     }
 
     async fn catch_up(&mut self) -> Result<(), ProviderError> {
-        while let Some(batch) = self.stream.poll_once().await? {
-            for log in &batch.logs {
-                self.book.apply(log);
-            }
-        }
+        self.follower.catch_up().await?;
         self.start_new_jobs();
-        self.checkpoint.save(&(self.stream.next_block(), self.book.snapshot()))?;
+        self.follower.save(&NoState {})?;
         Ok(())
     }
 
     /// Settles, in one transaction, this provider's jobs whose challenge windows have passed.
+    /// A batch the market refuses (another party settled one first, a `StaleJob`) is logged
+    /// once with its reason and tried again only after a growing pause.
     async fn settle_due(&mut self) -> Result<(), ProviderError> {
-        let due: Vec<JobRecord> = self
-            .book
+        let book = self.follower.book();
+        // jobs no longer live (settled, challenged away) need no more tries
+        self.settle_refusals.retain(|id| book.get(*id).is_some());
+        let due: Vec<JobRecord> = book
             .live()
             .filter(|r| r.state() == JobState::Submitted && r.job.provider == self.me && r.data_id.is_some())
+            .filter(|r| self.settle_refusals.may_try(&r.id))
             .cloned()
             .collect();
         if due.is_empty() {
@@ -353,13 +374,23 @@ impl Provider {
         if items.is_empty() {
             return Ok(());
         }
-        let n = items.len();
+        let ids: Vec<U256> = items.iter().map(|s| s.id).collect();
         let market = self.client.market();
         match self.client.send("settleMany", market.settleMany(items)).await {
-            Ok(r) => info!(jobs = n, gas = r.gas_used, "settled"),
+            Ok(r) => {
+                info!(jobs = ids.len(), gas = r.gas_used, "settled");
+                for id in &ids {
+                    self.settle_refusals.forget(id);
+                }
+            }
             Err(e) if e.is_retryable() => return Err(e.into()),
-            // another party settled one of them first: the next events drop it from the list
-            Err(e) => warn!(error = %e, "settlement refused; will retry with fresh state"),
+            // another party settled one of them first: the next events drop it from the list;
+            // until then the batch waits out a growing pause instead of being sent every tick
+            Err(e) => {
+                for id in ids {
+                    self.settle_refusals.refused(id, &e);
+                }
+            }
         }
         Ok(())
     }

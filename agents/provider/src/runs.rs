@@ -29,15 +29,15 @@ struct RunContext {
 impl Provider {
     /// Starts a run for every job matched to this provider that is not running or done.
     pub(crate) fn start_new_jobs(&mut self) {
-        let mine: Vec<JobRecord> = self
-            .book
+        let book = self.follower.book();
+        let mine: Vec<JobRecord> = book
             .live()
             .filter(|r| r.state() == lilypad_bindings::JobState::Matched && r.job.provider == self.me)
             .filter(|r| !self.running.contains(&r.id) && !self.submitted.contains(&r.id))
             .cloned()
             .collect();
         for record in mine {
-            let entry = self.book.module(&record.job.moduleId).cloned();
+            let entry = self.follower.book().module(&record.job.moduleId).cloned();
             self.running.insert(record.id);
             let context = RunContext {
                 client: self.client.clone(),

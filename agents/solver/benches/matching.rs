@@ -7,6 +7,8 @@
 //! once, as the solver does once per pass; its build is measured apart). Criterion's time is for
 //! the whole batch of 10,000 decisions: divide by 10,000 for the time per decision.
 
+#![allow(missing_docs)] // criterion_main! generates an undocumented `main`
+
 use std::hint::black_box;
 
 use alloy::primitives::{aliases::U40, Address, B256};

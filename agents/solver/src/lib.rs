@@ -40,8 +40,10 @@ impl Default for SolverOptions {
     }
 }
 
+/// Why the solver stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SolverError {
+    /// Reading the chain or sending a transaction failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
 }

@@ -11,16 +11,21 @@ use lilypad_chain::{MarketView, ResourcesView, Roles};
 /// The market's fixed parameters that a match depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Terms {
+    /// The solver's fee, in basis points of the price.
     pub solver_fee_bps: u64,
+    /// The provider's collateral, in basis points of the price.
     pub collateral_bps: u64,
+    /// The mediator's fee per challenge (the collateral is never below it).
     pub mediator_fee: u128,
 }
 
 impl Terms {
+    /// The solver's fee on a job at `price`.
     pub fn fee(&self, price: u128) -> u128 {
         price.saturating_mul(u128::from(self.solver_fee_bps)) / 10_000
     }
 
+    /// The collateral a provider locks for a job at `price`.
     pub fn collateral(&self, price: u128) -> u128 {
         (price.saturating_mul(u128::from(self.collateral_bps)) / 10_000).max(self.mediator_fee)
     }
@@ -29,26 +34,52 @@ impl Terms {
 /// A valid match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Choice {
+    /// The provider matched.
     pub provider: Address,
+    /// The mediator index both accept.
     pub mediator: u8,
+    /// The provider's price.
     pub price: u128,
 }
 
 /// Why a job cannot be matched now (the solver logs it and tries again on the next change).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NoMatch {
+    /// The job's match deadline passed.
     #[error("its match deadline passed at {deadline}; anyone may now expire it for a refund")]
-    DeadlinePassed { deadline: u64 },
+    DeadlinePassed {
+        /// The deadline, in unix seconds.
+        deadline: u64,
+    },
+    /// No provider offers the module.
     #[error("no registered provider offers module {module_id} (nor resources that fit it)")]
-    NoOffer { module_id: B256 },
+    NoOffer {
+        /// The module.
+        module_id: B256,
+    },
+    /// Every offer costs more than the job pays.
     #[error("every offer is above the job's payment of {payment}: the cheapest costs {cheapest} with the solver fee")]
-    AboveCap { cheapest: u128, payment: u128 },
+    AboveCap {
+        /// The cheapest offer, with the solver fee.
+        cheapest: u128,
+        /// What the job pays.
+        payment: u128,
+    },
+    /// No affordable provider accepts one of the job's mediators.
     #[error("no mediator is accepted by both the job and an affordable provider")]
     NoCommonMediator,
+    /// The affordable providers lack free collateral.
     #[error("the affordable providers lack free collateral (at least {needed} needed)")]
-    NoCollateral { needed: u128 },
+    NoCollateral {
+        /// The collateral the job needs.
+        needed: u128,
+    },
+    /// The affordable providers are all at their job limit.
     #[error("the affordable providers are all busy ({max_active} jobs each)")]
-    AtCapacity { max_active: u32 },
+    AtCapacity {
+        /// The market's limit of active jobs per provider.
+        max_active: u32,
+    },
 }
 
 /// Picks the cheapest valid provider for `job`; ties go to the least busy, then the longest
@@ -75,12 +106,7 @@ pub fn choose_excluding(
     balance: impl Fn(Address) -> Option<u128>,
     exclude: &[Address],
 ) -> Result<Choice, NoMatch> {
-    let deadline = u40(job.createdAt).saturating_add(u64::from(job.matchTimeout));
-    if now > deadline {
-        return Err(NoMatch::DeadlinePassed { deadline });
-    }
-    let usable = view.usable_mediators() & job.mediators;
-    let requirements = view.requirements.get(&job.moduleId);
+    let (usable, requirements) = still_open(job, view, now)?;
     let mut best: Option<((u128, bool, u32, u64), Choice)> = None;
     let mut worst_reason: Option<NoMatch> = None;
     let mut cheapest: Option<u128> = None;
@@ -160,6 +186,7 @@ struct AnyEntry {
 }
 
 impl OfferIndex {
+    /// Indexes the offers of `view` by module.
     pub fn build(view: &MarketView) -> Self {
         let mut by_module: HashMap<B256, Vec<Entry>> = HashMap::new();
         let mut any = Vec::new();
@@ -214,12 +241,7 @@ pub fn choose_indexed_excluding(
     balance: impl Fn(Address) -> Option<u128>,
     exclude: &[Address],
 ) -> Result<Choice, NoMatch> {
-    let deadline = u40(job.createdAt).saturating_add(u64::from(job.matchTimeout));
-    if now > deadline {
-        return Err(NoMatch::DeadlinePassed { deadline });
-    }
-    let usable = view.usable_mediators() & job.mediators;
-    let requirements = view.requirements.get(&job.moduleId);
+    let (usable, requirements) = still_open(job, view, now)?;
     let named = index.by_module.get(&job.moduleId).map(Vec::as_slice).unwrap_or(&[]);
     // a provider offering the module by name is priced by that offer, never by its "any" offer
     let any = requirements.map(|need| {
@@ -281,6 +303,16 @@ pub fn choose_indexed_excluding(
         Some((_, choice)) => Ok(choice),
         None => choose_excluding(job, view, terms, now, max_active, balance, exclude),
     }
+}
+
+/// What both matchers check first: the job's match deadline has not passed. Returns the
+/// mediators both the job and the market accept, and the module's requirements (if declared).
+fn still_open<'v>(job: &Job, view: &'v MarketView, now: u64) -> Result<(u64, Option<&'v ResourcesView>), NoMatch> {
+    let deadline = u40(job.createdAt).saturating_add(u64::from(job.matchTimeout));
+    if now > deadline {
+        return Err(NoMatch::DeadlinePassed { deadline });
+    }
+    Ok((view.usable_mediators() & job.mediators, view.requirements.get(&job.moduleId)))
 }
 
 fn u40(v: U40) -> u64 {

@@ -41,7 +41,7 @@ impl ChallengeArgs {
         let deposit = U256::from(client.deployment().challenge_deposit());
         let me = client.address()?;
         let market = client.market();
-        let free = market.balanceOf(me).call().await?;
+        let free = client.market_balance(me).await?;
         if free < deposit {
             let token = client.token();
             client.send("approve", token.approve(client.deployment().market, deposit)).await?;

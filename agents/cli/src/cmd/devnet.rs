@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use eyre::{eyre, WrapErr};
-use lilypad_chain::ChainClient;
+use lilypad_chain::{ChainClient, Supervisor};
 use lilypad_devnet::{accounts, address_of, deploy, devnet_config, write_deployment, Anvil};
 use lilypad_module::Module;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::network::DevnetInfo;
 
@@ -22,9 +22,10 @@ pub struct DevnetArgs {
     /// Folder of module folders to publish and offer.
     #[arg(long, default_value = "modules")]
     pub modules: PathBuf,
-    /// Port of the resource provider's outputs gateway (0: any free one).
-    #[arg(long, default_value_t = 0)]
-    pub gateway_port: u16,
+    /// Port of the resource provider's outputs server (0: any free one; `--gateway-port` is
+    /// the older name of this flag).
+    #[arg(long, alias = "gateway-port", default_value_t = 0)]
+    pub outputs_port: u16,
     /// Seconds a result can be challenged before it settles.
     #[arg(long, default_value_t = 30)]
     pub challenge_window: u32,
@@ -154,7 +155,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             collateral: COLLATERAL,
             mediators: u64::MAX,
             data_dir: state.join("provider"),
-            gateway: ([127, 0, 0, 1], args.gateway_port).into(),
+            outputs_listen: ([127, 0, 0, 1], args.outputs_port).into(),
             concurrency: 2,
             allow_network: false,
             poll: Duration::from_millis(20),
@@ -167,7 +168,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         },
     )
     .await?;
-    let gateway = format!("http://{}", provider.gateway());
+    let outputs = format!("http://{}", provider.outputs_server());
     let keeper_client = ChainClient::connect(&url, Some(accounts::KEEPER), d.clone()).await?;
     let keeper_options = lilypad_keeper::KeeperOptions { poll: Duration::from_millis(200), grace_secs: 2, ..Default::default() };
     let keeper = lilypad_keeper::Keeper::start(keeper_client, keeper_options).await?;
@@ -178,7 +179,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             ipfs_gateways: vec![ipfs.clone()],
             data_dir: state.join("mediator"),
             poll: Duration::from_millis(50),
-            gateway: Some(gateway.clone()),
+            gateway: Some(outputs.clone()),
         },
     )
     .await?;
@@ -186,7 +187,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     let info = DevnetInfo {
         rpc_url: url.clone(),
         deployment,
-        gateway: gateway.clone(),
+        gateway: outputs.clone(),
         modules: module_dirs.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect(),
         ipfs: ipfs.clone(),
         job_creator_key: accounts::JOB_CREATOR.into(),
@@ -198,7 +199,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     println!("Lilypad devnet ready");
     println!("  chain      {url} (chain id 31337)");
     println!("  market     {}", d.market);
-    println!("  outputs    {gateway}/ipfs/<cid>");
+    println!("  outputs    {outputs}/ipfs/<cid>");
     println!("  ipfs       {ipfs} (modules and image archives; `lilypad module publish` imports here)");
     println!("  modules    {}", modules.iter().map(|m| m.reference().to_string()).collect::<Vec<_>>().join(", "));
     // another data folder than the default: other terminals must be told it
@@ -212,50 +213,23 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         return Ok(());
     }
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.changed().await;
-    };
-    let mut solver_task = tokio::spawn({
-        let stop = wait(stop_rx.clone());
-        async move { solver.run(stop).await.map_err(eyre::Report::from) }
-    });
-    let mut provider_task = tokio::spawn({
-        let stop = wait(stop_rx.clone());
-        async move { provider.run(stop).await.map_err(eyre::Report::from) }
-    });
-    let mut mediator_task = tokio::spawn({
-        let stop = wait(stop_rx.clone());
-        async move { mediator_agent.run(stop).await.map_err(eyre::Report::from) }
-    });
-    let mut keeper_task = tokio::spawn({
-        let stop = wait(stop_rx.clone());
-        async move { keeper.run(stop).await.map_err(eyre::Report::from) }
-    });
+    // Every agent is a supervised task under one token: the first to end (or the shutdown
+    // signal) stops them all, and each is joined (the provider waits for its runs to end), so
+    // nothing of theirs is left running when Anvil goes.
+    let mut agents = Supervisor::new();
+    agents.spawn_graceful("solver", |t| async move { solver.run(t.cancelled_owned()).await });
+    agents.spawn_graceful("resource provider", |t| async move { provider.run(t.cancelled_owned()).await });
+    agents.spawn_graceful("mediator", |t| async move { mediator_agent.run(t.cancelled_owned()).await });
+    agents.spawn_graceful("keeper", |t| async move { keeper.run(t.cancelled_owned()).await });
     let stopped = tokio::select! {
         _ = crate::shutdown_signal() => {
             info!("stopping");
             None
         }
-        r = &mut solver_task => Some(eyre!("the solver stopped: {:?}", r)),
-        r = &mut provider_task => Some(eyre!("the resource provider stopped: {:?}", r)),
-        r = &mut mediator_task => Some(eyre!("the mediator stopped: {:?}", r)),
-        r = &mut keeper_task => Some(eyre!("the keeper stopped: {:?}", r)),
+        Some(exit) = agents.next_exit() => Some(eyre!("{exit}")),
     };
-    // Every agent is told to stop and joined (the provider waits for its runs to end), so
-    // that nothing of theirs is left running when Anvil goes.
-    let _ = stop_tx.send(true);
-    for (name, task) in [("solver", solver_task), ("resource provider", provider_task), ("mediator", mediator_task), ("keeper", keeper_task)] {
-        if task.is_finished() && stopped.is_some() {
-            continue; // already joined above
-        }
-        match tokio::time::timeout(AGENT_STOP, task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => warn!(agent = name, error = %format!("{e:#}"), "stopped with an error"),
-            Ok(Err(e)) => warn!(agent = name, error = %e, "its task failed"),
-            Err(_) => warn!(agent = name, secs = AGENT_STOP.as_secs(), "did not stop in time"),
-        }
-    }
+    // Supervisor::stop logs how each ended (failures and panics as errors)
+    agents.stop(AGENT_STOP).await;
     let _ = std::fs::remove_file(&info_path);
     anvil.stop().await;
     match stopped {
@@ -264,7 +238,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     }
 }
 
-/// How long each agent gets to stop (its runs cancelled and their containers removed).
+/// How long the agents get to stop (their runs cancelled and their containers removed).
 const AGENT_STOP: Duration = Duration::from_secs(30);
 
 fn write_info(data_dir: &Path, info: &DevnetInfo) -> eyre::Result<PathBuf> {

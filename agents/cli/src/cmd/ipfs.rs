@@ -5,12 +5,19 @@ use std::path::PathBuf;
 #[derive(clap::Subcommand, Debug)]
 pub enum IpfsCommand {
     /// Print the CID of a file or folder.
-    Add { path: PathBuf },
-    /// Fetch a CID from a gateway into a folder, verifying every block.
+    Add {
+        /// The file or folder.
+        path: PathBuf,
+    },
+    /// Fetch a CID from an IPFS gateway into a folder, verifying every block.
     Get {
+        /// The CID to fetch.
         cid: String,
+        /// The folder to fetch it into.
         dest: PathBuf,
-        #[arg(long, env = "LILYPAD_OUTPUTS_GATEWAY", default_value = "http://127.0.0.1:8090")]
+        /// The IPFS gateway to fetch from (`/ipfs/<cid>`; `--gateway` is the older name of this
+        /// flag).
+        #[arg(long = "ipfs-gateway", alias = "gateway", env = "LILYPAD_OUTPUTS_GATEWAY", default_value = "http://127.0.0.1:8090")]
         gateway: String,
     },
 }

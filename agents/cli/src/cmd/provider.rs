@@ -18,9 +18,10 @@ pub struct ProviderArgs {
     /// Collateral to keep deposited, in token units.
     #[arg(long, env = "LILYPAD_COLLATERAL", default_value = "100000000000000000000")]
     pub collateral: u128,
-    /// Where to serve job outputs.
-    #[arg(long, env = "LILYPAD_OUTPUTS_LISTEN", default_value = "127.0.0.1:8090")]
-    pub gateway: SocketAddr,
+    /// Where the outputs server listens: it serves this provider's results at
+    /// `http://<addr>/ipfs/<cid>` (`--gateway` is the older name of this flag).
+    #[arg(long, alias = "gateway", env = "LILYPAD_OUTPUTS_LISTEN", default_value = "127.0.0.1:8090")]
+    pub outputs_listen: SocketAddr,
     /// Jobs run at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
@@ -101,7 +102,7 @@ impl ProviderArgs {
             collateral: self.collateral,
             mediators: u64::MAX,
             data_dir: client.state_dir(data_dir)?.claim(format!("provider/{}", client.address()?))?,
-            gateway: self.gateway,
+            outputs_listen: self.outputs_listen,
             concurrency: self.concurrency,
             allow_network: false,
             poll: std::time::Duration::from_millis(self.poll_ms.max(1)),
