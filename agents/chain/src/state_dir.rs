@@ -37,9 +37,13 @@ const KEY_FILE: &str = "chain.json";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainKey {
+    /// The chain id the RPC node reports.
     pub chain_id: u64,
+    /// The market contract's address.
     pub market: Address,
+    /// The block the deployment file starts at.
     pub deploy_block: u64,
+    /// That block's hash on this chain (a restarted devnet has another).
     pub deploy_block_hash: B256,
 }
 
@@ -124,6 +128,7 @@ impl StateDir {
         self.root.join(rel)
     }
 
+    /// The chain this folder belongs to.
     pub fn key(&self) -> &ChainKey {
         &self.key
     }
