@@ -31,6 +31,10 @@ pub const CHAINS_DIR: &str = "chains";
 pub const STALE_DIR: &str = "stale";
 /// The file in a chain's state folder that records its full key.
 const KEY_FILE: &str = "chain.json";
+/// The lock file under `<data_dir>/chains/` that agents sharing a data folder hold while they
+/// make, check or move state folders (a solver, provider and mediator started together must
+/// not set aside the folder another is making).
+const LOCK_FILE: &str = ".lock";
 
 /// What tells one deployment of the market from any other: the chain, the market's address
 /// and the hash of the block the deployment file starts at.
@@ -84,6 +88,7 @@ impl StateDir {
         let chains = data_dir.join(CHAINS_DIR);
         let root = chains.join(key.folder_name());
         let dir = Self { data_dir: data_dir.to_path_buf(), root: root.clone(), key: *key };
+        let _lock = dir.lock()?;
         let key_file = root.join(KEY_FILE);
         match std::fs::read_to_string(&key_file) {
             Ok(text) => match serde_json::from_str::<ChainKey>(&text) {
@@ -105,7 +110,7 @@ impl StateDir {
         if !key_file.exists() {
             std::fs::create_dir_all(&root).map_err(|e| dir.error(&root, format!("cannot create it: {e}")))?;
             let text = serde_json::to_vec_pretty(key).map_err(|e| dir.error(&key_file, format!("cannot encode: {e}")))?;
-            let tmp = key_file.with_extension("tmp");
+            let tmp = key_file.with_extension(format!("tmp-{}", std::process::id()));
             std::fs::write(&tmp, text)
                 .and_then(|()| std::fs::rename(&tmp, &key_file))
                 .map_err(|e| dir.error(&key_file, format!("cannot write it: {e}")))?;
@@ -141,6 +146,10 @@ impl StateDir {
         if !from.exists() {
             return Ok(None);
         }
+        let _lock = self.lock()?;
+        if !from.exists() {
+            return Ok(None);
+        }
         self.move_to_stale(&from, "it is not keyed by chain (an older layout)").map(Some)
     }
 
@@ -154,6 +163,7 @@ impl StateDir {
     /// Moves every other chain's state folder under `<data_dir>/stale/` (for a devnet, whose
     /// earlier chains are gone for good), with one log line. Returns how many were moved.
     pub fn set_aside_other_chains(&self) -> Result<usize, ChainError> {
+        let _lock = self.lock()?;
         let others = self.other_chains();
         for dir in &others {
             self.move_to_stale(dir, "its chain is not this one")?;
@@ -184,6 +194,22 @@ impl StateDir {
         std::fs::rename(from, &to).map_err(|e| self.error(from, format!("cannot move it to {}: {e}", to.display())))?;
         warn!(from = %from.display(), to = %to.display(), "saved state set aside, not reused: {why}");
         Ok(to)
+    }
+
+    /// Takes the data folder's lock (released when the returned file is dropped), waiting for
+    /// another agent that holds it.
+    fn lock(&self) -> Result<std::fs::File, ChainError> {
+        let chains = self.data_dir.join(CHAINS_DIR);
+        std::fs::create_dir_all(&chains).map_err(|e| self.error(&chains, format!("cannot create it: {e}")))?;
+        let path = chains.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| self.error(&path, format!("cannot open the lock file: {e}")))?;
+        file.lock().map_err(|e| self.error(&path, format!("cannot take the lock: {e}")))?;
+        Ok(file)
     }
 
     fn error(&self, path: &Path, reason: String) -> ChainError {
@@ -262,5 +288,23 @@ mod tests {
         std::fs::write(data.path().join("solver.json"), "{}").unwrap();
         assert_eq!(dir.claim("solver.json").unwrap(), dir.join("solver.json"));
         assert!(data.path().join("stale/solver.json").exists());
+    }
+
+    #[test]
+    fn agents_opening_one_data_folder_at_once_all_get_it_and_nothing_is_set_aside() {
+        for _ in 0..20 {
+            let data = tempfile::tempdir().unwrap();
+            let threads: Vec<_> = (0..6)
+                .map(|_| {
+                    let path = data.path().to_path_buf();
+                    std::thread::spawn(move || StateDir::open(&path, &key(31337, 1)).map(|d| d.path().to_path_buf()))
+                })
+                .collect();
+            for t in threads {
+                let opened = t.join().unwrap().expect("every agent opens the shared folder");
+                assert!(opened.join(KEY_FILE).exists());
+            }
+            assert!(!data.path().join(STALE_DIR).exists(), "a folder being made is not taken for a stale one");
+        }
     }
 }
