@@ -36,7 +36,7 @@ const CHAIN_ID: u64 = 421614;
 const RPC_PORT: u16 = 8545;
 const OUTPUTS_PORT: u16 = 8090;
 /// Seconds a result can be challenged (the deployment's CHALLENGE_WINDOW).
-const CHALLENGE_WINDOW: u64 = 10;
+const CHALLENGE_WINDOW: u64 = 15;
 /// The module's run timeout: how long a matched job waits for its result before anyone may
 /// time it out (the repository's lilysay has 60 s; this copy 20 s, to keep the test short).
 const RUN_TIMEOUT: u64 = 20;
@@ -56,12 +56,13 @@ fn agents_on_separate_hosts_run_settle_and_survive_a_cut_link() {
     let started = Instant::now();
     // Dropped last: every process (in the test body) is stopped before the namespaces go.
     let lan = Lan::new(HOSTS);
+    let lan = &lan;
     std::thread::scope(|s| {
-        let observer = lan.host("observer").clone();
-        let body = s.spawn(|| {
-            observer.enter_on_this_thread();
+        // The test's own reads of the chain: from the observer's host (this thread only).
+        let body = s.spawn(move || {
+            lan.host("observer").enter_on_this_thread();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(scenario(&lan));
+            rt.block_on(scenario(lan));
         });
         if let Err(panic) = body.join() {
             std::panic::resume_unwind(panic);
@@ -73,7 +74,6 @@ fn agents_on_separate_hosts_run_settle_and_survive_a_cut_link() {
 /// One host's data folder: `networks/testnet.toml` and a key file, nothing else to start with.
 struct Home {
     dir: tempfile::TempDir,
-    key: String,
 }
 
 impl Home {
@@ -89,7 +89,7 @@ impl Home {
         std::fs::write(&key_file, format!("{key}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        Home { dir, key: key.to_string() }
+        Home { dir }
     }
 
     fn path(&self) -> &Path {
@@ -225,7 +225,8 @@ async fn scenario(lan: &Lan) {
 
     // --- the chain on its own host, and the contracts deployed to it from another (forge script)
     let mut anvil_cmd = chain.command("anvil");
-    anvil_cmd.args(["--host", &chain.ip, "--port", &RPC_PORT.to_string(), "--chain-id", &CHAIN_ID.to_string(), "--block-time", "1"]);
+    let (port, chain_id) = (RPC_PORT.to_string(), CHAIN_ID.to_string());
+    anvil_cmd.args(["--host", chain.ip.as_str(), "--port", port.as_str(), "--chain-id", chain_id.as_str(), "--block-time", "1"]);
     let mut anvil = Process::spawn("anvil", anvil_cmd, &work.path().join("anvil.log"));
     let up = Instant::now();
     while !anvil.log().contains("Listening on") {
@@ -284,7 +285,7 @@ async fn scenario(lan: &Lan) {
         let h = home(key, "");
         let listen = format!("{}:{OUTPUTS_PORT}", host.ip);
         let (price, collateral) = (price.to_string(), collateral.to_string());
-        let args =
+        let args: [&str; 11] =
             ["resource-provider", "--module", module_arg, "--outputs-listen", &listen, "--price", &price, "--collateral", &collateral, "--poll-ms", poll_ms];
         let p = h.agent(host, name, &args);
         (h, p, format!("http://{listen}"))
