@@ -14,7 +14,9 @@
 //! the mediator re-runs on its own host. Every token is accounted for at the end.
 //!
 //! Needs root and iproute2 (and Docker, like the other end-to-end tests); it skips with a
-//! message otherwise, and fails instead when `LILYPAD_REQUIRE_NETNS=1` (CI).
+//! message otherwise, and fails instead when `LILYPAD_REQUIRE_NETNS=1` (CI). About 70 s here;
+//! `forge script` compiles the contracts first if forge's cache is cold (`tools/test` runs
+//! `forge test` before, which fills it).
 
 mod common;
 #[path = "common/netns.rs"]
