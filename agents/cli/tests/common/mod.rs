@@ -329,3 +329,22 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// README's table under `### Environment variables`: `(variable, deprecated name it replaces)`.
+pub fn readme_env_table() -> Vec<(String, Option<String>)> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("### Environment variables").expect("README has a section `### Environment variables`");
+    let rows: Vec<(String, Option<String>)> = readme[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2) // header and separator
+        .map(|row| {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(|c| c.trim().trim_matches('`')).collect();
+            let replaces = cells.last().filter(|c| !c.is_empty()).map(|c| c.to_string());
+            (cells[0].to_string(), replaces)
+        })
+        .collect();
+    assert!(rows.len() > 5, "README's environment table has {} rows", rows.len());
+    rows
+}
