@@ -12,8 +12,8 @@
 //! Needs anvil (tools/bootstrap), Docker (tools/bootstrap --docker), PostgreSQL and Chromium
 //! (tools/bootstrap --gateway), node and npm.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use alloy::providers::Provider as _;
@@ -23,7 +23,6 @@ use lilypad_devnet::accounts;
 use lilypad_gateway::db::{Db, NewJob};
 use serde_json::{json, Value};
 
-const LILYPAD: &str = env!("CARGO_BIN_EXE_lilypad");
 const PROBLEMS: &str = "https://lilypad.dev/problems/";
 const PRICE: u128 = 1_050_000_000_000_000_000; // lilysay's default payment
 

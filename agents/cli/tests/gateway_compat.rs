@@ -8,12 +8,11 @@
 //! Needs anvil (tools/bootstrap), Docker and the ollama-pipeline build's tools
 //! (tools/bootstrap --docker), python3 with the clients (tools/bootstrap --gateway).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 mod common;
-use common::{text, Devnet, GatewayProc};
+use common::{text, Devnet, GatewayProc, LILYPAD};
 
 const MODEL: &str = "ollama-pipeline:smollm2-135m";
 
