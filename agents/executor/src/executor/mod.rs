@@ -16,6 +16,7 @@ use crate::spec::EngineInfo;
 mod cleanup;
 mod images;
 mod logs;
+pub(crate) mod network;
 mod run;
 
 /// Settings of an [`Executor`].
@@ -48,6 +49,8 @@ pub struct Executor {
     endpoint: String,
     config: ExecutorConfig,
     holder_image: tokio::sync::OnceCell<String>,
+    /// One job-network setup at a time (see `network.rs`).
+    network_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -111,6 +114,7 @@ impl Executor {
             endpoint: endpoint.into(),
             config,
             holder_image: tokio::sync::OnceCell::new(),
+            network_lock: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -227,6 +227,9 @@ impl Executor {
         uniq: &str,
         guard: &mut Cleanup,
     ) -> Result<String, ExecError> {
+        if spec.network {
+            self.ensure_job_network(job).await?;
+        }
         let name = sandbox::object_name("job", job, uniq);
         let body = sandbox::job_container(job, &self.config.instance, spec, volume);
         match self.create(&name, body, job, guard).await {
