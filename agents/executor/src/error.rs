@@ -99,6 +99,15 @@ pub enum ExecError {
     #[error("job {job}: network-enabled jobs run only behind firewall rules keeping them off this host and private networks, and those could not be set: {reason}. Run the agent as root on the engine's host with iptables (and Docker's iptables integration on), or do not offer network-enabled modules")]
     Firewall { job: String, reason: String },
 
+    /// The job's GPUs cannot be given now (held by other jobs: retryable) or at all (more
+    /// than the host has: fatal).
+    #[error("job {job}: {source}")]
+    Gpus {
+        job: String,
+        #[source]
+        source: crate::gpus::GpuError,
+    },
+
     /// Writing the result folder on this host failed (disk full, permissions). Retryable.
     #[error("{subject}: {what} {}: {source}", path.display())]
     Io {
@@ -117,6 +126,7 @@ impl ExecError {
             ExecError::EngineUnavailable { .. } | ExecError::Io { .. } | ExecError::OutputsLost { .. } => true,
             ExecError::Engine { source, .. } => engine_error_is_transient(source),
             ExecError::Outputs { source, .. } => source.is_transient(),
+            ExecError::Gpus { source, .. } => source.is_retryable(),
             ExecError::ImageNotFound { .. }
             | ExecError::BadSpec { .. }
             | ExecError::StartFailed { .. }
@@ -133,7 +143,8 @@ impl ExecError {
             | ExecError::StartFailed { job, .. }
             | ExecError::Outputs { job, .. }
             | ExecError::OutputsLost { job, .. }
-            | ExecError::Firewall { job, .. } => Some(job),
+            | ExecError::Firewall { job, .. }
+            | ExecError::Gpus { job, .. } => Some(job),
             ExecError::Engine {
                 subject: Subject::Job(job),
                 ..

@@ -26,6 +26,7 @@
 
 mod error;
 mod executor;
+pub mod gpus;
 mod holder;
 pub mod outputs;
 pub mod sandbox;
@@ -34,6 +35,7 @@ mod spec;
 pub use error::{ExecError, Subject};
 pub use executor::network::{bridge_interface, firewall_chains, job_network_name, BLOCKED_RANGES};
 pub use executor::{Executor, ExecutorConfig};
+pub use gpus::{GpuAllocator, GpuError, GpuLease};
 pub use spec::{
     EngineInfo, GpuRequest, Limits, RunOutcome, RunSpec, DEFAULT_USER, INPUTS_PATH, OUTPUTS_PATH,
 };

@@ -10,7 +10,10 @@ use bollard::errors::Error as BollardError;
 use bollard::Docker;
 use tracing::{debug, info, warn};
 
+use std::sync::Arc;
+
 use crate::error::{ExecError, Subject};
+use crate::gpus::GpuAllocator;
 use crate::spec::EngineInfo;
 
 mod cleanup;
@@ -30,6 +33,9 @@ pub struct ExecutorConfig {
     pub log_grace: Duration,
     /// How long to wait for the container to go away after a kill.
     pub kill_grace: Duration,
+    /// The GPUs jobs are given from: [`GpuAllocator::host`] (this host's, shared by every
+    /// executor of the process) unless set.
+    pub gpus: Arc<GpuAllocator>,
 }
 
 impl Default for ExecutorConfig {
@@ -38,6 +44,7 @@ impl Default for ExecutorConfig {
             instance: "default".into(),
             log_grace: Duration::from_secs(10),
             kill_grace: Duration::from_secs(30),
+            gpus: GpuAllocator::host(),
         }
     }
 }
