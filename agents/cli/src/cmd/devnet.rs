@@ -162,6 +162,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             ipfs_api: None,
             offer_any: Some(OFFER_ANY),
             allow_git_modules: false,
+            git_policy: Default::default(),
             fetch_modules: true,
             ipfs_gateways: vec![ipfs.clone()],
             testing: Default::default(),
