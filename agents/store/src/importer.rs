@@ -29,7 +29,7 @@
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Mutex, PoisonError};
 
@@ -146,7 +146,7 @@ pub fn cid_of_path(path: &Path) -> Result<Cid> {
     Ok(import_path(path, &NullSink)?.cid)
 }
 
-fn import_path<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
+fn import_path<S: BlockSink + Sync>(path: &Path, sink: &S) -> Result<Imported> {
     let meta = fs::symlink_metadata(path).map_err(|e| StoreError::io(path, e))?;
     let ft = meta.file_type();
     if ft.is_symlink() {
@@ -334,8 +334,83 @@ fn file_node<S: BlockSink>(children: &[Imported], sink: &S) -> Result<Imported> 
     })
 }
 
-fn import_dir<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
-    let mut entries: Vec<(String, Imported)> = Vec::new();
+/// Threads importing folder entries beside the walking threads, in the whole process: at most
+/// one fewer than [`hash_threads`], so nested folders do not multiply threads.
+static ENTRY_HELPERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Takes up to `want` of the spare entry-import threads; gives them back when dropped.
+struct HelperTickets(usize);
+
+impl HelperTickets {
+    fn take(want: usize) -> Self {
+        let limit = hash_threads().saturating_sub(1);
+        let mut got = 0;
+        let _ = ENTRY_HELPERS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |busy| {
+            got = want.min(limit.saturating_sub(busy));
+            Some(busy + got)
+        });
+        HelperTickets(got)
+    }
+}
+
+impl Drop for HelperTickets {
+    fn drop(&mut self) {
+        ENTRY_HELPERS.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
+
+/// Imports every path, in order; the entries of one folder on spare threads when there are
+/// any (small files are hashed whole, one per thread), else one after the other. The first
+/// failure (in `paths` order among those tried) is returned.
+fn import_all<S: BlockSink + Sync>(paths: &[std::path::PathBuf], sink: &S) -> Result<Vec<Imported>> {
+    let tickets = HelperTickets::take(paths.len().saturating_sub(1));
+    if tickets.0 == 0 {
+        return paths.iter().map(|p| import_path(p, sink)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Mutex<Option<Result<Imported>>>> = paths.iter().map(|_| Mutex::new(None)).collect();
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= paths.len() || failed.load(Ordering::Relaxed) {
+            break;
+        }
+        let result = import_path(&paths[i], sink);
+        if result.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..tickets.0 {
+            scope.spawn(&work);
+        }
+        work();
+    });
+    drop(tickets);
+    let mut out = Vec::with_capacity(paths.len());
+    let mut first_error = None;
+    for (slot, path) in results.into_iter().zip(paths) {
+        match slot.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            Some(Ok(imported)) => out.push(imported),
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None if first_error.is_none() && !failed.load(Ordering::Relaxed) => {
+                return Err(StoreError::Unsupported { subject: path.display().to_string(), what: "not imported".into() });
+            }
+            None => {}
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn import_dir<S: BlockSink + Sync>(path: &Path, sink: &S) -> Result<Imported> {
+    let mut names: Vec<String> = Vec::new();
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
     let read = fs::read_dir(path).map_err(|e| StoreError::io(path, e))?;
     for entry in read {
         let entry = entry.map_err(|e| StoreError::io(path, e))?;
@@ -346,9 +421,11 @@ fn import_dir<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
             .map_err(|_| StoreError::InvalidName {
                 path: child.clone(),
             })?;
-        let imported = import_path(&child, sink)?;
-        entries.push((name, imported));
+        names.push(name);
+        paths.push(child);
     }
+    let imported = import_all(&paths, sink)?;
+    let mut entries: Vec<(String, Imported)> = names.into_iter().zip(imported).collect();
     // dag-pb requires links sorted by name bytes; String's Ord is byte order.
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
@@ -395,16 +472,15 @@ fn import_dir<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
 mod tests {
     use super::*;
     use crate::pb::{decode_node, decode_unixfs, UNIXFS_DIRECTORY, UNIXFS_FILE};
-    use std::cell::RefCell;
     use std::collections::HashMap;
 
     /// Keeps blocks in memory so tests can inspect the DAG.
     #[derive(Default)]
-    struct MemSink(RefCell<HashMap<Cid, Vec<u8>>>);
+    struct MemSink(Mutex<HashMap<Cid, Vec<u8>>>);
 
     impl BlockSink for MemSink {
         fn put_block(&self, cid: &Cid, data: &[u8]) -> Result<()> {
-            self.0.borrow_mut().insert(*cid, data.to_vec());
+            self.0.lock().unwrap().insert(*cid, data.to_vec());
             Ok(())
         }
     }
@@ -412,7 +488,8 @@ mod tests {
     impl crate::blockstore::BlockSource for MemSink {
         fn get_block(&self, cid: &Cid) -> Result<Vec<u8>> {
             self.0
-                .borrow()
+                .lock()
+                .unwrap()
                 .get(cid)
                 .cloned()
                 .ok_or(StoreError::NotFound { cid: *cid })
@@ -421,7 +498,7 @@ mod tests {
 
     impl MemSink {
         fn get(&self, cid: &Cid) -> Vec<u8> {
-            self.0.borrow().get(cid).cloned().expect("block present")
+            self.0.lock().unwrap().get(cid).cloned().expect("block present")
         }
     }
 
@@ -570,7 +647,7 @@ mod tests {
             (2, MAX_LINKS + 1, (MAX_LINKS * CHUNK_SIZE + 1) as u64)
         );
         // Identical zero chunks dedupe: full chunk, 1-byte chunk, two file nodes, root.
-        assert_eq!(sink.0.borrow().len(), 5);
+        assert_eq!(sink.0.lock().unwrap().len(), 5);
         assert_eq!(cid_of_path(&path).unwrap(), root.cid);
     }
 
@@ -731,7 +808,7 @@ mod tests {
         assert_eq!(found, expected);
         // Tsize sums the whole DAG: every shard block plus 4097 empty files of 0 bytes.
         let mut blocks = 0u64;
-        for (cid, data) in sink.0.borrow().iter() {
+        for (cid, data) in sink.0.lock().unwrap().iter() {
             if cid.codec() == crate::hash::CODEC_DAG_PB {
                 blocks += data.len() as u64;
             }
