@@ -161,6 +161,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             poll: Duration::from_millis(20),
             ipfs_api: None,
             offer_any: Some(OFFER_ANY),
+            docker: true,
             allow_git_modules: false,
             fetch_modules: true,
             ipfs_gateways: vec![ipfs.clone()],
@@ -205,6 +206,9 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     // another data folder than the default: other terminals must be told it
     let env = if data_dir == Path::new(crate::DEFAULT_DATA_DIR) { String::new() } else { format!("LILYPAD_DATA_DIR={} ", data_dir.display()) };
     println!("  run a job  {env}lilypad run lilysay:0.1.0 -i Message=hello");
+    if let Some(w) = modules.iter().find(|m| m.engine() == lilypad_module::EngineKind::Wasm) {
+        println!("  WASM job   {env}lilypad run {} (WebAssembly; the provider runs Docker and WASM)", run_example(w));
+    }
     println!("  a job      {env}lilypad job 1");
     println!("(Ctrl-C to stop)");
     if args.check {
@@ -262,4 +266,13 @@ fn module_folders(dir: &Path) -> eyre::Result<Vec<PathBuf>> {
         return Err(eyre!("no module folders (with {}) in {}", lilypad_module::SPEC_FILE, dir.display()));
     }
     Ok(out)
+}
+
+/// `name:version` with the module's required inputs, e.g. `lilysay-wasm:0.1.0 -i Message=hello`.
+fn run_example(m: &Module) -> String {
+    let mut s = m.reference().to_string();
+    for d in m.inputs().iter().filter(|d| d.default.is_none()) {
+        s.push_str(&format!(" -i {}=hello", d.name));
+    }
+    s
 }
