@@ -195,3 +195,31 @@ async fn a_provider_without_docker_serves_wasm_jobs_only_and_two_providers_give_
     let solver_log = std::fs::read_to_string(devnet.data_dir.path().join("solver.log")).unwrap();
     assert!(solver_log.contains("runs its engine (docker)"), "the solver says why it waits:\n{solver_log}");
 }
+
+/// Authoring: `lilypad module init --wasm`, `module build` (the .wasm checked, no image),
+/// `module publish` (imageHash 0, the MODULE_WASM flag), then a job of it on the devnet,
+/// whose provider fetches the folder by CID and runs it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_wasm_module_is_built_published_and_run() {
+    let devnet = Devnet::start(3);
+    let dir = devnet.data_dir.path().join("hello-wasm");
+    let out = devnet.lilypad(&["module", "init", "--wasm", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(text(&out).0.contains("a WebAssembly module"), "{:?}", text(&out));
+    let out = devnet.lilypad(&["module", "build", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(text(&out).0.contains("compiles for the providers' engine (no image to build)"), "{:?}", text(&out));
+    let out = devnet.lilypad(&["module", "publish", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("published hello-wasm:0.1.0") && !stdout.contains("image archive"), "{stdout}");
+    let observer = devnet.client(accounts::AUDITOR).await;
+    let spec = observer.market().getModule(lilypad_module::module_id("hello-wasm", "0.1.0")).call().await.unwrap().spec;
+    assert!(spec.imageHash.is_zero(), "no image pinned");
+    assert_eq!(spec.flags & lilypad_module::MODULE_WASM, lilypad_module::MODULE_WASM, "flagged WASM");
+
+    let out = devnet.lilypad(&["run", "hello-wasm:0.1.0", "-i", "Input=you"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}\ndevnet:\n{}", devnet.log());
+    assert!(stdout.contains("Hello, you!"), "{stdout}");
+}
