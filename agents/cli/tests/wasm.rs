@@ -125,6 +125,16 @@ async fn a_provider_without_docker_serves_wasm_jobs_only_and_two_providers_give_
     // no Docker engine it could reach: --no-docker must not need one
     let no_docker = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
 
+    // refused at start, before any transaction, saying what to do: a Docker module on a
+    // provider without Docker, and no Docker engine without --no-docker
+    let out = devnet.lilypad(&["resource-provider", "--no-docker", "--module", docker_module, "--gateway", "127.0.0.1:0"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out).1.contains("module lilysay:0.1.0 runs on the docker engine and this provider runs only wasm: remove --module"), "{:?}", text(&out));
+    let out = devnet.lilypad_env(&["resource-provider", "--module", wasm_module, "--gateway", "127.0.0.1:0"], &no_docker);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out).1.contains("start the provider with --no-docker"), "{:?}", text(&out));
+    assert!(market.balanceOf(a).call().await.unwrap().is_zero(), "nothing was deposited");
+
     let _solver = spawn(&devnet, &["solver"], &[], "solver.log");
     let wait_started = |who: Address| {
         let market = market.clone();
