@@ -2,7 +2,9 @@
 //! Docker and WASM; a provider started with `--no-docker` (and no Docker engine it could reach)
 //! serves WASM jobs only, is never matched a Docker job, and gives back at once a Docker job
 //! matched to it while it still announced Docker; the same WASM job on two providers gives the
-//! same CID; a challenge of an honest WASM result is rejected by the mediator's re-run.
+//! same CID; a challenge of an honest WASM result is rejected by the mediator's re-run; a new
+//! module from `lilypad module init --wasm` is published and run; WASM jobs that trap or grow
+//! their memory past the limit settle and the provider keeps serving.
 //!
 //! Needs anvil (tools/bootstrap) and a Docker engine (for the Docker provider and jobs).
 
@@ -232,4 +234,41 @@ async fn a_new_wasm_module_is_built_published_and_run() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}\ndevnet:\n{}", devnet.log());
     assert!(stdout.contains("Hello, you!"), "{stdout}");
+}
+
+/// Bad WASM jobs through the whole network: a module that traps and one that grows its memory
+/// past `ramMb` each give the user a clear failure, their jobs settle, and the provider keeps
+/// serving (a good WASM job right after runs).
+#[tokio::test(flavor = "multi_thread")]
+async fn wasm_jobs_that_trap_or_grow_memory_past_the_limit_settle_and_the_provider_keeps_serving() {
+    let devnet = Devnet::start(3);
+    let observer = devnet.client(accounts::AUDITOR).await;
+    let market = observer.market();
+    let bad = [
+        ("wasm-trap", "(module (memory (export \"memory\") 1) (func (export \"_start\") unreachable))", 134, "trapped"),
+        (
+            "wasm-grow",
+            // grows by 64 MiB at a time until refused, then traps: the limit (ramMb 32) stops it first
+            "(module (memory (export \"memory\") 1) (func (export \"_start\") (loop (br_if 0 (i32.ne (memory.grow (i32.const 1024)) (i32.const -1)))) unreachable))",
+            137,
+            "memory",
+        ),
+    ];
+    for (i, (name, wat, code, says)) in bad.iter().enumerate() {
+        let dir = devnet.data_dir.path().join(name);
+        let out = devnet.lilypad(&["module", "init", "--wasm", dir.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+        std::fs::write(dir.join("app.wasm"), wat::parse_str(wat).unwrap()).unwrap();
+        let out = devnet.lilypad(&["module", "publish", dir.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+        let out = devnet.lilypad(&["run", &format!("{name}:0.1.0")]);
+        let (stdout, stderr) = text(&out);
+        assert_ne!(out.status.code(), Some(0), "a failed job is not a success: {stdout}");
+        assert!(stderr.contains(&format!("exited with code {code}")) && stderr.contains(says), "{name}: {stderr}\n{}", devnet.log());
+        let job = U256::from(i as u64 + 1);
+        wait_until("the bad job settled", 60, || async { market.jobHash(job).call().await.unwrap().is_zero() }).await;
+    }
+    let out = devnet.lilypad(&["run", "lilysay-wasm:0.1.0", "-i", "Message=still here"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}\n{}", text(&out), devnet.log());
+    assert!(text(&out).0.contains("still here"));
 }
