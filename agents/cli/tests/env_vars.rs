@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{repo, LILYPAD};
+use common::{readme_env_table, repo, LILYPAD};
 
 /// Variables read only to pass them on to processes the agents start (the module builder's
 /// `PATH` and `HOME`), not configuration of `lilypad` itself.
@@ -84,25 +84,6 @@ fn direct_variables() -> BTreeSet<String> {
     out
 }
 
-/// README's table under `### Environment variables`: `(variable, deprecated name it replaces)`.
-fn readme_table() -> Vec<(String, Option<String>)> {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let start = readme.find("### Environment variables").expect("README has a section `### Environment variables`");
-    let rows: Vec<(String, Option<String>)> = readme[start..]
-        .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .skip(2) // header and separator
-        .map(|row| {
-            let cells: Vec<&str> = row.trim_matches('|').split('|').map(|c| c.trim().trim_matches('`')).collect();
-            let replaces = cells.last().filter(|c| !c.is_empty()).map(|c| c.to_string());
-            (cells[0].to_string(), replaces)
-        })
-        .collect();
-    assert!(rows.len() > 5, "README's environment table has {} rows", rows.len());
-    rows
-}
-
 /// `("OLD", "NEW")` pairs of `agents/cli/src/env.rs`'s `DEPRECATED`.
 fn deprecated_in_code() -> BTreeSet<(String, String)> {
     let text = std::fs::read_to_string(repo().join("agents/cli/src/env.rs")).unwrap();
@@ -121,7 +102,7 @@ fn deprecated_in_code() -> BTreeSet<(String, String)> {
 #[test]
 fn readme_documents_exactly_the_variables_the_code_reads() {
     let read: BTreeSet<String> = flag_variables().into_iter().chain(direct_variables()).collect();
-    let table = readme_table();
+    let table = readme_env_table();
     let documented: BTreeSet<String> = table.iter().map(|(v, _)| v.clone()).collect();
     let undocumented: Vec<&String> = read.difference(&documented).collect();
     let unread: Vec<&String> = documented.difference(&read).collect();

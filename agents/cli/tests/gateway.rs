@@ -12,8 +12,8 @@
 //! Needs anvil (tools/bootstrap), Docker (tools/bootstrap --docker), PostgreSQL and Chromium
 //! (tools/bootstrap --gateway), node and npm.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use alloy::providers::Provider as _;
@@ -23,65 +23,11 @@ use lilypad_devnet::accounts;
 use lilypad_gateway::db::{Db, NewJob};
 use serde_json::{json, Value};
 
-const LILYPAD: &str = env!("CARGO_BIN_EXE_lilypad");
 const PROBLEMS: &str = "https://lilypad.dev/problems/";
 const PRICE: u128 = 1_050_000_000_000_000_000; // lilysay's default payment
 
 mod common;
-use common::Devnet;
-
-/// `lilypad gateway serve` as a child process.
-struct GatewayProc {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl GatewayProc {
-    fn start(devnet: &Devnet, db: &str, key: &str, log: PathBuf) -> GatewayProc {
-        let before = std::fs::read_to_string(&log).map(|s| s.len()).unwrap_or(0);
-        let out = std::fs::File::options().create(true).append(true).open(&log).unwrap();
-        let child = Command::new(LILYPAD)
-            .arg("--data-dir")
-            .arg(devnet.data_dir.path())
-            .args(["gateway", "--db", db, "serve", "--listen", "127.0.0.1:0", "--private-key", key, "--rate", "50", "--burst", "100"])
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start lilypad gateway serve");
-        let mut gw = GatewayProc { child, url: String::new(), log };
-        let started = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&gw.log).unwrap_or_default();
-            if let Some(rest) = text[before.min(text.len())..].split("listening on http://").nth(1) {
-                gw.url = format!("http://{}", rest.split_whitespace().next().unwrap());
-                return gw;
-            }
-            if let Ok(Some(status)) = gw.child.try_wait() {
-                panic!("lilypad gateway exited ({status}):\n{text}");
-            }
-            assert!(started.elapsed() < Duration::from_secs(120), "gateway not listening in 120 s:\n{text}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL: no cleanup at all.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for GatewayProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Devnet, GatewayProc};
 
 fn stdout_of(o: &Output) -> String {
     assert!(o.status.success(), "lilypad failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
@@ -184,7 +130,7 @@ async fn scenario(devnet: &Devnet, db: &str, chain_key: &str, label: &str) -> (G
     assert!(stdout_of(&devnet.lilypad(&["gateway", "--db", db, "keys", "revoke", revoked_id])).contains("revoked"));
     stdout_of(&devnet.lilypad(&["gateway", "--db", db, "credit", "add", "alice", "4LP"]));
 
-    let gw = GatewayProc::start(devnet, db, chain_key, log.clone());
+    let gw = GatewayProc::start(devnet, db, chain_key, log.clone(), &["--rate", "50", "--burst", "100"]);
     let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
     use reqwest::Method as M;
 
@@ -249,7 +195,7 @@ async fn scenario(devnet: &Devnet, db: &str, chain_key: &str, label: &str) -> (G
     assert_eq!(status, 201, "{job2}");
     let id2 = job2["id"].as_str().unwrap().to_string();
     gw.kill();
-    let gw = GatewayProc::start(devnet, db, chain_key, log.clone());
+    let gw = GatewayProc::start(devnet, db, chain_key, log.clone(), &["--rate", "50", "--burst", "100"]);
     let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
     let job = api.wait_for(&id2, &key, "outputs", |j| j["outputsReady"] == true).await;
     assert!(job["result"]["stdout"].as_str().unwrap().contains("survives a restart"), "{job}");
@@ -279,7 +225,7 @@ async fn scenario(devnet: &Devnet, db: &str, chain_key: &str, label: &str) -> (G
         let new = NewJob { account_id: &alice.id, key_id: &key[..16], idempotency_key: None, module: "lilysay:0.1.0", inputs: &inputs, payment: 1 };
         store.create_job(new).await.unwrap().0.id
     };
-    let gw = GatewayProc::start(devnet, db, chain_key, log.clone());
+    let gw = GatewayProc::start(devnet, db, chain_key, log.clone(), &["--rate", "50", "--burst", "100"]);
     let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
     let job = api.wait_for(&id3, &key, "outputs", |j| j["outputsReady"] == true).await;
     assert!(job["chainId"].is_string() && job["result"]["stdout"].as_str().unwrap().contains("sent before a crash"), "{job}");

@@ -8,56 +8,13 @@
 //! Needs anvil (tools/bootstrap), Docker and the ollama-pipeline build's tools
 //! (tools/bootstrap --docker), python3 with the clients (tools/bootstrap --gateway).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 mod common;
-use common::{text, Devnet, LILYPAD};
+use common::{text, Devnet, GatewayProc, LILYPAD};
 
 const MODEL: &str = "ollama-pipeline:smollm2-135m";
-
-/// `lilypad gateway serve` as a child process, stopped when dropped.
-struct GatewayProc {
-    child: Child,
-    url: String,
-}
-
-impl GatewayProc {
-    fn start(devnet: &Devnet, db: &str, log: PathBuf, limits: &[&str]) -> GatewayProc {
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(LILYPAD)
-            .arg("--data-dir")
-            .arg(devnet.dir())
-            .args(["gateway", "--db", db, "serve", "--listen", "127.0.0.1:0", "--private-key", lilypad_devnet::accounts::JOB_CREATOR])
-            .args(limits)
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start lilypad gateway serve");
-        let mut gw = GatewayProc { child, url: String::new() };
-        let started = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on http://").nth(1) {
-                gw.url = format!("http://{}", rest.split_whitespace().next().unwrap());
-                return gw;
-            }
-            if let Ok(Some(status)) = gw.child.try_wait() {
-                panic!("lilypad gateway exited ({status}):\n{text}");
-            }
-            assert!(started.elapsed() < Duration::from_secs(120), "gateway not listening in 120 s:\n{text}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for GatewayProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn admin(devnet: &Devnet, db: &str, args: &[&str]) -> String {
     let mut all = vec!["gateway", "--db", db];
@@ -96,7 +53,7 @@ async fn the_openai_and_ollama_clients_run_llm_jobs_through_the_gateway() {
     admin(&devnet, &db, &["credit", "add", "alice", "6LP"]);
     let poor = admin(&devnet, &db, &["keys", "create", "bob"]);
     admin(&devnet, &db, &["credit", "add", "bob", "1LP"]);
-    let gw = GatewayProc::start(&devnet, &db, devnet.dir().join("gateway-compat.log"), &["--rate", "50", "--burst", "100"]);
+    let gw = GatewayProc::start(&devnet, &db, lilypad_devnet::accounts::JOB_CREATOR, devnet.dir().join("gateway-compat.log"), &["--rate", "50", "--burst", "100"]);
 
     let script = repo.join("agents/cli/tests/compat/clients.py");
     let out = Command::new(&python)
@@ -128,7 +85,7 @@ async fn a_key_past_its_rate_limit_gets_429_with_retry_after() {
     let db = devnet.dir().join("gw/limits.db").display().to_string();
     let key = admin(&devnet, &db, &["keys", "create", "carol"]);
     // a bucket of 3 requests, refilled at one every 10 s
-    let gw = GatewayProc::start(&devnet, &db, devnet.dir().join("gateway-limits.log"), &["--rate", "0.1", "--burst", "3"]);
+    let gw = GatewayProc::start(&devnet, &db, lilypad_devnet::accounts::JOB_CREATOR, devnet.dir().join("gateway-limits.log"), &["--rate", "0.1", "--burst", "3"]);
     let http = reqwest::Client::new();
     for i in 0..3 {
         let r = http.get(format!("{}/api/v1/account", gw.url)).bearer_auth(&key).send().await.unwrap();
@@ -165,7 +122,7 @@ async fn the_gateway_answers_as_its_openapi_document_says() {
     let devnet = Devnet::start(3);
     let db = devnet.dir().join("gw/fuzz.db").display().to_string();
     let key = admin(&devnet, &db, &["keys", "create", "fuzzer"]);
-    let gw = GatewayProc::start(&devnet, &db, devnet.dir().join("gateway-fuzz.log"), &["--rate", "1000", "--burst", "1000"]);
+    let gw = GatewayProc::start(&devnet, &db, lilypad_devnet::accounts::JOB_CREATOR, devnet.dir().join("gateway-fuzz.log"), &["--rate", "1000", "--burst", "1000"]);
     let out = Command::new("schemathesis")
         .args(["run", &format!("{}/api/v1/openapi.json", gw.url), "--url", &gw.url])
         .args(["-H", &format!("Authorization: Bearer {key}")])

@@ -329,3 +329,78 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// README's table under `### Environment variables`: `(variable, deprecated name it replaces)`.
+pub fn readme_env_table() -> Vec<(String, Option<String>)> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("### Environment variables").expect("README has a section `### Environment variables`");
+    let rows: Vec<(String, Option<String>)> = readme[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2) // header and separator
+        .map(|row| {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(|c| c.trim().trim_matches('`')).collect();
+            let replaces = cells.last().filter(|c| !c.is_empty()).map(|c| c.to_string());
+            (cells[0].to_string(), replaces)
+        })
+        .collect();
+    assert!(rows.len() > 5, "README's environment table has {} rows", rows.len());
+    rows
+}
+
+/// `lilypad gateway serve` as a child process, stopped (SIGKILL) when dropped.
+pub struct GatewayProc {
+    pub child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl GatewayProc {
+    /// Starts it on a free loopback port, paying from `key`, its output appended to `log`;
+    /// `extra` are more `serve` flags (rate limits).
+    pub fn start(devnet: &Devnet, db: &str, key: &str, log: PathBuf, extra: &[&str]) -> GatewayProc {
+        let before = std::fs::read_to_string(&log).map(|s| s.len()).unwrap_or(0);
+        let out = std::fs::File::options().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(LILYPAD)
+            .arg("--data-dir")
+            .arg(devnet.data_dir.path())
+            .args(["gateway", "--db", db, "serve", "--listen", "127.0.0.1:0", "--private-key", key])
+            .args(extra)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start lilypad gateway serve");
+        let mut gw = GatewayProc { child, url: String::new(), log };
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&gw.log).unwrap_or_default();
+            if let Some(rest) = text[before.min(text.len())..].split("listening on http://").nth(1) {
+                gw.url = format!("http://{}", rest.split_whitespace().next().unwrap());
+                return gw;
+            }
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("lilypad gateway exited ({status}):\n{text}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "gateway not listening in 120 s:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no cleanup at all.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GatewayProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
