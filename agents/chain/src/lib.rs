@@ -25,6 +25,7 @@
 mod checkpoint;
 mod client;
 mod deployment;
+pub mod engines;
 mod error;
 pub mod events;
 pub mod follower;
@@ -39,6 +40,7 @@ pub mod tasks;
 pub use checkpoint::Checkpoint;
 pub use client::{ChainClient, RetryPolicy};
 pub use deployment::Deployment;
+pub use engines::EngineSet;
 pub use error::ChainError;
 pub use events::{Batch, EventStream, MarketEvent, MarketLog};
 pub use follower::{Applied, Follower, NoState};

@@ -9,6 +9,7 @@ use alloy::primitives::{Address, B256};
 use lilypad_bindings::Resources;
 use serde::{Deserialize, Serialize};
 
+use crate::engines::EngineSet;
 use crate::events::{MarketEvent, MarketLog};
 use crate::Roles;
 
@@ -31,6 +32,14 @@ pub struct ProviderInfo {
     /// of one of them to it needs no download or build first.
     #[serde(default)]
     pub ready: BTreeSet<B256>,
+}
+
+impl ProviderInfo {
+    /// The engines it runs, as it announced them (Docker alone if it never did; see
+    /// [`crate::engines`]).
+    pub fn engines(&self) -> EngineSet {
+        EngineSet::from_announced(&self.ready)
+    }
 }
 
 /// Resources as plain numbers.
@@ -85,6 +94,9 @@ pub struct MarketView {
     pub mediators: Vec<MediatorInfo>,
     /// Resources each published module needs.
     pub requirements: HashMap<B256, ResourcesView>,
+    /// The engine each published module needs (from its `ModuleSpec.flags`).
+    #[serde(default)]
+    pub engines: HashMap<B256, EngineSet>,
     next_seen: u64,
 }
 
@@ -152,6 +164,7 @@ impl MarketView {
             }
             E::ModulePublished(e) => {
                 self.requirements.insert(e.moduleId, (&e.spec.requirements).into());
+                self.engines.insert(e.moduleId, EngineSet::of_module(e.spec.flags));
             }
             _ => {}
         }
@@ -159,6 +172,11 @@ impl MarketView {
 }
 
 impl MarketView {
+    /// The engine module `module_id` needs: Docker unless it was published as WebAssembly.
+    pub fn engine_of(&self, module_id: &B256) -> EngineSet {
+        self.engines.get(module_id).copied().unwrap_or(EngineSet::DOCKER)
+    }
+
     /// The standing offers for `module_id` (not the "any module that fits" ones), as
     /// `(provider, price)`, by provider address.
     pub fn offers_for(&self, module_id: B256) -> Vec<(Address, u128)> {

@@ -37,7 +37,7 @@ use alloy::primitives::{B256, U256};
 use lilypad_bindings::JobState;
 use lilypad_chain::{ChainClient, ChainError, Checkpoint, FailureLog, Follower, JobRecord, ModuleEntry, NoState, Retryable};
 use lilypad_module::{Module, Verdict};
-use lilypad_runner::{DockerEngine, Engine, EngineError, JobTasks, ModuleResolver, RunError, Sources};
+use lilypad_runner::{Engine, EngineError, Engines, JobTasks, ModuleResolver, RunError, Sources};
 use lilypad_store::{Cid, DiskBlockstore};
 use tracing::{error, info, warn};
 
@@ -123,7 +123,8 @@ enum RerunFailure {
 }
 
 impl Mediator {
-    /// Registers the signer as a mediator if needed and checks Docker and the modules.
+    /// Registers the signer as a mediator if needed and checks its engines (Docker and
+    /// WebAssembly) and the modules.
     pub async fn start(client: ChainClient, options: MediatorOptions) -> Result<Self, MediatorError> {
         let me = client.address()?;
         let market = client.market();
@@ -135,7 +136,8 @@ impl Mediator {
         } else {
             account.mediatorSlot - 1
         };
-        let engine = DockerEngine::connect(lilypad_runner::executor_config("mediator", me, &options.data_dir)).await?;
+        // Docker and WebAssembly: it re-runs jobs of either engine
+        let engine = Engines::connect("mediator", me, &options.data_dir, true).await?;
         // What a killed run of this mediator left: its containers and volumes (the outputs
         // holder would otherwise run forever) and unfinished re-run folders.
         let removed = engine.remove_leftovers().await?;

@@ -1,5 +1,6 @@
-//! The resource provider: registers its offers, runs the jobs matched to it in a Docker
-//! sandbox, publishes each job's result folder by CID (`stdout`, `stderr`, `exitCode`,
+//! The resource provider: registers its engines and offers, runs the jobs matched to it in a
+//! Docker sandbox or, for WebAssembly modules, in wasmtime (a provider may run WebAssembly only,
+//! without Docker), publishes each job's result folder by CID (`stdout`, `stderr`, `exitCode`,
 //! `outputs/`), serves it over HTTP (`/ipfs/<cid>`), posts the CID on chain and settles its
 //! jobs once their challenge windows have passed.
 //!
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use lilypad_bindings::{JobState, Settlement};
-use lilypad_chain::{run_until, ChainClient, ChainError, Follower, JobRecord, NoState, Refusals, Retryable};
+use lilypad_chain::{run_until, ChainClient, ChainError, EngineSet, Follower, JobRecord, NoState, Refusals, Retryable};
 use lilypad_runner::{Engine, EngineError, JobTasks, ModuleResolver, RunError, TaskFailure};
 use lilypad_store::{Cid, DiskBlockstore};
 use tokio::sync::Semaphore;
@@ -57,6 +58,9 @@ pub struct ProviderOptions {
     pub ipfs_api: Option<String>,
     /// Also offer any published module that fits these resources (an offer for module id 0).
     pub offer_any: Option<lilypad_bindings::Resources>,
+    /// Run Docker modules (the default). Off: WebAssembly modules only, and no Docker engine
+    /// is needed (none is connected to).
+    pub docker: bool,
     /// Run modules published from git repositories (github.com/org/repo:tag): fetched at the
     /// tag's commit and checked against the hash pinned on chain. Their build commands run on
     /// this host: allow only if you trust who can publish.
@@ -130,9 +134,26 @@ pub enum ProviderError {
     /// A module does not match what the chain pins.
     #[error(transparent)]
     Run(#[from] RunError),
-    /// The engine (Docker) is unavailable or refused.
+    /// An engine is unavailable or refused.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Docker is unavailable or cannot sandbox jobs.
+    #[error("{source} (to serve WebAssembly modules only, without Docker, start the provider with --no-docker)")]
+    NoDocker {
+        /// Why Docker cannot be used.
+        #[source]
+        source: EngineError,
+    },
+    /// A module folder of the options runs on an engine this provider does not have.
+    #[error("module {reference} runs on the {engine} engine and this provider runs only {have}: remove --module for it, or run the provider with that engine (without --no-docker)")]
+    EngineMissing {
+        /// The module's `name:version`.
+        reference: String,
+        /// The engine it needs.
+        engine: EngineSet,
+        /// The engines this provider runs.
+        have: EngineSet,
+    },
     /// The content store (results, outputs server) failed.
     #[error("content store: {0}")]
     Store(#[from] lilypad_store::StoreError),
@@ -167,6 +188,8 @@ pub struct Provider {
     options: ProviderOptions,
     me: Address,
     engine: Arc<dyn Engine>,
+    /// The engines `engine` runs (jobs of another engine are given back at once).
+    engines: EngineSet,
     store: DiskBlockstore,
     resolver: Arc<ModuleResolver>,
     /// Modules announced on chain as ready here (`announceModules`).

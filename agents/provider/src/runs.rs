@@ -16,6 +16,7 @@ use crate::{Finished, Provider, TestHooks};
 struct RunContext {
     client: ChainClient,
     engine: Arc<dyn Engine>,
+    engines: lilypad_chain::EngineSet,
     store: DiskBlockstore,
     resolver: Arc<ModuleResolver>,
     slots: Arc<Semaphore>,
@@ -42,6 +43,7 @@ impl Provider {
             let context = RunContext {
                 client: self.client.clone(),
                 engine: self.engine.clone(),
+                engines: self.engines,
                 store: self.store.clone(),
                 resolver: self.resolver.clone(),
                 slots: self.slots.clone(),
@@ -57,8 +59,13 @@ impl Provider {
 
 impl RunContext {
     async fn run(self, record: JobRecord, entry: Option<ModuleEntry>) -> Finished {
-        let _slot = self.slots.clone().acquire_owned().await;
         let id = record.id;
+        // a job of an engine this provider lacks is given back at once: no slot taken, nothing
+        // fetched, its collateral unlocked by releaseJob
+        if let Some(e) = entry.as_ref().and_then(|m| lilypad_runner::lacks_engine(id, &m.reference(), m.spec.flags, self.engines)) {
+            return Finished { id, result: Err(e), ready: None };
+        }
+        let _slot = self.slots.clone().acquire_owned().await;
         #[cfg(feature = "testing")]
         if self.testing.panic_runs {
             panic!("TEST-ONLY PROVIDER: the run of job {id} panics");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use alloy::primitives::{B256, U256};
 use lilypad_chain::{ChainClient, Checkpoint, Follower, NoState, Refusals, Roles};
 use lilypad_module::Module;
-use lilypad_runner::{DockerEngine, Engine, JobTasks, ModuleResolver, Sources};
+use lilypad_runner::{Engine, Engines, JobTasks, ModuleResolver, Sources};
 use lilypad_store::DiskBlockstore;
 use tokio::sync::Semaphore;
 use tracing::info;
@@ -18,11 +18,17 @@ use tracing::info;
 use crate::{Provider, ProviderError, ProviderOptions};
 
 impl Provider {
-    /// Checks Docker and the modules, registers (provider role, offers, collateral) as needed
-    /// and starts the outputs server.
+    /// Checks its engines (Docker unless `docker` is off; WebAssembly always) and the modules,
+    /// registers (provider role, engines, offers, collateral) as needed and starts the outputs
+    /// server.
     pub async fn start(client: ChainClient, options: ProviderOptions) -> Result<Self, ProviderError> {
         let me = client.address()?;
-        let engine = DockerEngine::connect(lilypad_runner::executor_config("provider", me, &options.data_dir)).await?;
+        let engine = Engines::connect("provider", me, &options.data_dir, options.docker).await.map_err(|source| match options.docker {
+            true => ProviderError::NoDocker { source },
+            false => ProviderError::Engine(source),
+        })?;
+        let engines = engine.set();
+        info!(%engines, "engines ready");
         let removed = engine.remove_leftovers().await?;
         if removed > 0 {
             info!(removed, "removed containers left by a previous run");
@@ -37,6 +43,10 @@ impl Provider {
                 return Err(ProviderError::NotPublished { reference: module.reference().to_string() });
             };
             lilypad_runner::check_pinned(&module, &published.spec)?;
+            let needs = lilypad_runner::engine_set(module.engine());
+            if !engines.contains(needs) {
+                return Err(ProviderError::EngineMissing { reference: module.reference().to_string(), engine: needs, have: engines });
+            }
             modules.insert(module.id(), Arc::new(module));
         }
 
@@ -45,6 +55,11 @@ impl Provider {
             client.send("registerProvider", market.registerProvider(options.mediators)).await?;
             info!(provider = %me, "registered as a resource provider");
         }
+        // The engines it runs, stated before any offer so that no solver matches it a job of
+        // another engine (an event-only hint; see lilypad_chain::engines).
+        let (have, lack) = engines.announcements();
+        client.send("announceModules(engines)", market.announceModules(have, true)).await?;
+        client.send("announceModules(engines it lacks)", market.announceModules(lack, false)).await?;
         for (id, module) in &modules {
             let offer = client.offer(me, *id).await?;
             if !offer.active || offer.price != options.price {
@@ -108,6 +123,7 @@ impl Provider {
             client,
             me,
             engine: Arc::new(engine),
+            engines,
             store,
             resolver: Arc::new(ModuleResolver::new(modules, sources)),
             announced: HashSet::new(),

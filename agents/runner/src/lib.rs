@@ -41,4 +41,4 @@ pub use outputs::{fetch_fresh, fetch_fresh_with, remove_unfinished_results, resu
 pub use published::{check_pinned, published_module};
 pub use resolve::{ModuleResolver, Resolved, Sources};
 pub use tasks::{JobTasks, TaskFailure};
-pub use wasm::{Engines, WasmEngine};
+pub use wasm::{engine_set, lacks_engine, Engines, WasmEngine};

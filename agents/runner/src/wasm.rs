@@ -1,11 +1,14 @@
 //! The WebAssembly engine ([`lilypad_wasm::WasmEngine`]) behind the [`Engine`] seam, and
 //! [`Engines`], which sends each module to the engine it declares (`"engine"` in its spec).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use alloy::primitives::Address;
+use lilypad_chain::EngineSet;
 use lilypad_module::{EngineKind, Module};
 use lilypad_wasm::WasmError;
 
+use crate::docker::DockerEngine;
 use crate::engine::{BoxFuture, Engine, EngineOutcome, EngineRun};
 use crate::error::{EngineError, RunError};
 use crate::resolve::{Resolved, Sources};
@@ -88,6 +91,31 @@ impl Engine for WasmEngine {
     }
 }
 
+/// The market's name ([`EngineSet`]) of a module's engine.
+pub fn engine_set(kind: EngineKind) -> EngineSet {
+    match kind {
+        EngineKind::Docker => EngineSet::DOCKER,
+        EngineKind::Wasm => EngineSet::WASM,
+    }
+}
+
+/// A job whose module (as published: `flags`) needs an engine outside `have`: the error to give
+/// it back with at once, before anything of the module is fetched (not retryable).
+pub fn lacks_engine(job: alloy::primitives::U256, reference: &str, flags: u8, have: EngineSet) -> Option<RunError> {
+    let needs = EngineSet::of_module(flags);
+    if have.contains(needs) {
+        return None;
+    }
+    Some(RunError::ModuleEngine {
+        module: reference.to_string(),
+        source: EngineError {
+            engine: "none",
+            retryable: false,
+            source: format!("job {job}: the module runs on the {needs} engine, and this agent runs only {have}").into(),
+        },
+    })
+}
+
 /// The engines an agent has: each module goes to the one its spec names. A provider without a
 /// Docker engine (`docker: None`) still serves WebAssembly modules, and the reverse.
 pub struct Engines {
@@ -96,6 +124,23 @@ pub struct Engines {
 }
 
 impl Engines {
+    /// The engines of agent `role` (`provider`, `mediator`) with address `me` and data folder
+    /// `data_dir`: Docker when `docker` (connected and checked: an error if it cannot sandbox
+    /// jobs), and WebAssembly always (compiled modules cached in `<data_dir>/cache/wasm`).
+    pub async fn connect(role: &str, me: Address, data_dir: &Path, docker: bool) -> Result<Self, EngineError> {
+        let docker: Option<Box<dyn Engine>> = match docker {
+            true => Some(Box::new(DockerEngine::connect(crate::executor_config(role, me, data_dir)).await?)),
+            false => None,
+        };
+        let wasm = WasmEngine::new(data_dir.join("cache").join("wasm"))?;
+        Ok(Self { docker, wasm: Some(wasm) })
+    }
+
+    /// The engines this agent runs, as the market states them ([`EngineSet`]).
+    pub fn set(&self) -> EngineSet {
+        self.kinds().into_iter().fold(EngineSet::NONE, |set, k| set.union(engine_set(k)))
+    }
+
     fn for_module(&self, module: &Module) -> Result<&dyn Engine, EngineError> {
         let found: Option<&dyn Engine> = match module.engine() {
             EngineKind::Docker => self.docker.as_deref(),
@@ -171,7 +216,6 @@ impl Engine for Engines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn modules() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../modules")
@@ -182,6 +226,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let engines = Engines { docker: None, wasm: Some(WasmEngine::new(tmp.path().join("cache")).unwrap()) };
         assert_eq!(engines.kinds(), [EngineKind::Wasm]);
+        assert_eq!(engines.set(), EngineSet::WASM);
         let m = Module::load(modules().join("lilysay-wasm")).unwrap();
         let rendered = m.render(&m.parse_inputs(&["Message=hi"]).unwrap()).unwrap();
         assert!(engines.is_ready(&m).await.unwrap());
@@ -198,5 +243,37 @@ mod tests {
         let run = EngineRun { job: alloy::primitives::U256::from(8), module: &docker, rendered: &rendered, result_dir: &dir };
         let e = engines.run(run).await.unwrap_err();
         assert!(!e.retryable && e.to_string().contains("docker engine, which this agent does not have"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod flags {
+    use super::*;
+
+    #[test]
+    fn the_module_and_the_market_agree_on_the_wasm_flag() {
+        assert_eq!(lilypad_module::MODULE_WASM, lilypad_chain::engines::MODULE_WASM);
+        let m = Module::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../modules/lilysay-wasm")).unwrap();
+        assert_eq!(EngineSet::of_module(m.flags()), engine_set(m.engine()));
+    }
+
+    #[test]
+    fn a_job_for_an_engine_the_agent_lacks_is_refused_up_front() {
+        let job = alloy::primitives::U256::from(3);
+        assert!(lacks_engine(job, "x:1", lilypad_module::MODULE_WASM, EngineSet::WASM).is_none());
+        assert!(lacks_engine(job, "x:1", 0, EngineSet::DOCKER.union(EngineSet::WASM)).is_none());
+        let e = lacks_engine(job, "lilysay:0.1.0", 0, EngineSet::WASM).unwrap();
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains("module lilysay:0.1.0") && format!("{:#}", eyre_like(&e)).contains("runs on the docker engine, and this agent runs only wasm"), "{e}");
+    }
+
+    fn eyre_like(e: &RunError) -> String {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(x) = src {
+            s.push_str(&format!(": {x}"));
+            src = x.source();
+        }
+        s
     }
 }

@@ -6,7 +6,7 @@ use lilypad_bindings::Job;
 
 use std::collections::HashMap;
 
-use lilypad_chain::{MarketView, ResourcesView, Roles};
+use lilypad_chain::{EngineSet, MarketView, ResourcesView, Roles};
 
 /// The market's fixed parameters that a match depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +56,15 @@ pub enum NoMatch {
     NoOffer {
         /// The module.
         module_id: B256,
+    },
+    /// The providers offering the module do not run its engine (e.g. a WebAssembly module and
+    /// only Docker providers).
+    #[error("no provider offering module {module_id} runs its engine ({engine})")]
+    NoEngine {
+        /// The module.
+        module_id: B256,
+        /// The engine it needs.
+        engine: EngineSet,
     },
     /// Every offer costs more than the job pays.
     #[error("every offer is above the job's payment of {payment}: the cheapest costs {cheapest} with the solver fee")]
@@ -111,6 +120,8 @@ pub fn choose_excluding(
     let mut worst_reason: Option<NoMatch> = None;
     let mut cheapest: Option<u128> = None;
     let mut any_offer = false;
+    let needs = view.engine_of(&job.moduleId);
+    let mut lacks_engine = false;
     for (&address, p) in &view.providers {
         if !p.roles.contains(Roles::PROVIDER) || exclude.contains(&address) {
             continue;
@@ -122,6 +133,10 @@ pub fn choose_excluding(
                 _ => continue,
             },
         };
+        if !p.engines().contains(needs) {
+            lacks_engine = true;
+            continue;
+        }
         any_offer = true;
         let total = price.saturating_add(terms.fee(price));
         cheapest = Some(cheapest.map_or(total, |c| c.min(total)));
@@ -152,6 +167,9 @@ pub fn choose_excluding(
     }
     if let Some((_, choice)) = best {
         return Ok(choice);
+    }
+    if !any_offer && lacks_engine {
+        return Err(NoMatch::NoEngine { module_id: job.moduleId, engine: needs });
     }
     if !any_offer {
         return Err(NoMatch::NoOffer { module_id: job.moduleId });
@@ -247,6 +265,7 @@ pub fn choose_indexed_excluding(
     let any = requirements.map(|need| {
         index.any.iter().filter(move |a| need.fits_in(&a.resources) && !view.providers.get(&a.entry.provider).is_some_and(|p| p.offers.contains_key(&job.moduleId)))
     });
+    let needs = view.engine_of(&job.moduleId);
     let mut best: Option<((u128, bool, u32, u64), Choice)> = None;
     let mut consider = |e: &Entry| -> bool {
         // false: stop, nothing further can be better
@@ -262,7 +281,7 @@ pub fn choose_indexed_excluding(
             return false;
         }
         let Some(p) = view.providers.get(&e.provider) else { return true };
-        if !p.roles.contains(Roles::PROVIDER) {
+        if !p.roles.contains(Roles::PROVIDER) || !p.engines().contains(needs) {
             return true;
         }
         let common = usable & p.mediators;
@@ -446,6 +465,43 @@ mod tests {
     }
 
     #[test]
+    fn a_wasm_module_goes_only_to_providers_that_announced_the_wasm_engine() {
+        let announce = |p: &mut ProviderInfo, e: EngineSet| p.ready.extend(e.announcements().0);
+        // A: cheapest, never announced engines (Docker only); B: Docker and WASM; C: WASM only
+        const C: Address = address!("00000000000000000000000000000000000000cc");
+        let a = provider(LP, 1);
+        let mut b = provider(3 * LP, 2);
+        announce(&mut b, EngineSet::DOCKER.union(EngineSet::WASM));
+        let mut c = provider(2 * LP, 3);
+        announce(&mut c, EngineSet::WASM);
+        let mut v = view(vec![(A, a.clone()), (B, b), (C, c)]);
+        // a Docker module: the cheapest Docker provider, never the WASM-only one
+        assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, A);
+        let c_only = choose_excluding(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None, &[A, B]).unwrap_err();
+        assert_eq!(c_only, NoMatch::NoEngine { module_id: module(), engine: EngineSet::DOCKER });
+        // the same module published as WASM: never the Docker-only provider
+        v.engines.insert(module(), EngineSet::WASM);
+        assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, C);
+        let idx = OfferIndex::build(&v);
+        assert_eq!(choose_indexed(&job(10 * LP), &v, &idx, &TERMS, 1000, 4, |_| None).unwrap().provider, C);
+        assert_eq!(choose_indexed_excluding(&job(10 * LP), &v, &idx, &TERMS, 1000, 4, |_| None, &[C]).unwrap().provider, B);
+        let e = choose(&job(10 * LP), &view(vec![(A, a)]).with_engine(module(), EngineSet::WASM), &TERMS, 1000, 4, |_| None).unwrap_err();
+        assert_eq!(e, NoMatch::NoEngine { module_id: module(), engine: EngineSet::WASM });
+        assert!(e.to_string().contains("runs its engine (wasm)"), "{e}");
+    }
+
+    trait WithEngine {
+        fn with_engine(self, module: B256, engine: EngineSet) -> Self;
+    }
+
+    impl WithEngine for MarketView {
+        fn with_engine(mut self, module: B256, engine: EngineSet) -> Self {
+            self.engines.insert(module, engine);
+            self
+        }
+    }
+
+    #[test]
     fn suspended_mediators_are_not_chosen() {
         let mut v = view(vec![(A, provider(LP, 1))]);
         v.mediators[0].suspended = true;
@@ -477,6 +533,9 @@ mod tests {
         ];
         for m in 0..4u8 {
             v.requirements.insert(B256::repeat_byte(m), ResourcesView { cpu_milli: 1000 * u32::from(m), ram_mb: 512, ..Default::default() });
+            if m % 2 == 1 {
+                v.engines.insert(B256::repeat_byte(m), EngineSet::WASM);
+            }
         }
         for i in 0..providers {
             let mut p = ProviderInfo {
@@ -492,6 +551,11 @@ mod tests {
             if rng.below(4) == 0 {
                 p.offers.insert(B256::ZERO, (1 + rng.below(6) as u128) * LP);
                 p.resources = Some(ResourcesView { cpu_milli: 1000 * rng.below(4) as u32, ram_mb: 1024, ..Default::default() });
+            }
+            // a third never announced engines (Docker), the others Docker, WASM or both
+            let engines = [EngineSet::NONE, EngineSet::DOCKER, EngineSet::WASM, EngineSet::DOCKER.union(EngineSet::WASM)][rng.below(4) as usize];
+            if !engines.is_empty() {
+                p.ready.extend(engines.announcements().0);
             }
             let mut raw = [0u8; 20];
             raw[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());

@@ -161,6 +161,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             poll: Duration::from_millis(20),
             ipfs_api: None,
             offer_any: Some(OFFER_ANY),
+            docker: true,
             allow_git_modules: false,
             git_policy: Default::default(),
             fetch_modules: true,
@@ -207,6 +208,9 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     let default = crate::network::default_data_dir().ok();
     let env = if default.as_deref() == Some(data_dir) { String::new() } else { format!("LILYPAD_DATA_DIR={} ", data_dir.display()) };
     println!("  run a job  {env}lilypad run lilysay:0.1.0 -i Message=hello");
+    if let Some(w) = modules.iter().find(|m| m.engine() == lilypad_module::EngineKind::Wasm) {
+        println!("  WASM job   {env}lilypad run {} (WebAssembly; the provider runs Docker and WASM)", run_example(w));
+    }
     println!("  a job      {env}lilypad job 1");
     println!("(Ctrl-C to stop)");
     if args.check {
@@ -265,4 +269,13 @@ fn module_folders(dir: &Path) -> eyre::Result<Vec<PathBuf>> {
         return Err(eyre!("no module folders (with {}) in {}", lilypad_module::SPEC_FILE, dir.display()));
     }
     Ok(out)
+}
+
+/// `name:version` with the module's required inputs, e.g. `lilysay-wasm:0.1.0 -i Message=hello`.
+fn run_example(m: &Module) -> String {
+    let mut s = m.reference().to_string();
+    for d in m.inputs().iter().filter(|d| d.default.is_none()) {
+        s.push_str(&format!(" -i {}=hello", d.name));
+    }
+    s
 }

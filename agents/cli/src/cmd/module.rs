@@ -12,11 +12,17 @@ pub enum ModuleCommand {
         /// The module's name (default: the folder's name).
         #[arg(long)]
         name: Option<String>,
+        /// A WebAssembly module (`"engine": "wasm"`): C source, its build script and the
+        /// `.wasm` already built from it, instead of a Dockerfile.
+        #[arg(long)]
+        wasm: bool,
     },
-    /// Build a module's image and print its content hash.
+    /// Build a module's image (a WebAssembly module: check that its `.wasm` compiles on the
+    /// providers' engine) and print its content hash.
     Build { dir: PathBuf },
     /// Publish a module: build its image, put the folder and the image archive on IPFS, and
-    /// register name:version on chain pinned to both content hashes.
+    /// register name:version on chain pinned to both content hashes (a WebAssembly module:
+    /// the folder, holding its `.wasm`, and no image).
     Publish {
         dir: PathBuf,
         #[command(flatten)]
@@ -34,7 +40,7 @@ pub enum ModuleCommand {
 impl ModuleCommand {
     pub async fn run(self, data_dir: &Path) -> eyre::Result<()> {
         match self {
-            ModuleCommand::Init { dir, name } => {
+            ModuleCommand::Init { dir, name, wasm } => {
                 let name = match name {
                     Some(n) => n,
                     None => dir
@@ -43,12 +49,29 @@ impl ModuleCommand {
                         .map(str::to_string)
                         .ok_or_else(|| eyre::eyre!("give the module a --name"))?,
                 };
-                let module = lilypad_module::init_module(&dir, &name)?;
+                let module = match wasm {
+                    true => lilypad_module::init_wasm_module(&dir, &name)?,
+                    false => lilypad_module::init_module(&dir, &name)?,
+                };
                 println!("created {} in {} (content hash {})", module.reference(), dir.display(), module.cid());
+                if wasm {
+                    println!(
+                        "a WebAssembly module: {} is built from {} by {} (clang, lld, wasi-libc); run it again after changing the source",
+                        lilypad_module::SKELETON_WASM,
+                        lilypad_module::SKELETON_SOURCE,
+                        lilypad_module::SKELETON_BUILD_SCRIPT
+                    );
+                }
                 println!("build it with: lilypad module build {}", dir.display());
             }
             ModuleCommand::Build { dir } => {
                 let module = lilypad_module::Module::load(&dir)?;
+                if module.engine() == lilypad_module::EngineKind::Wasm {
+                    check_wasm(&module).await?;
+                    println!("content hash (CID): {}", module.cid());
+                    println!("spec hash (on chain): {}", module.spec_hash());
+                    return Ok(());
+                }
                 let executor = lilypad_executor::Executor::connect().await?;
                 executor.preflight().await?;
                 let image = lilypad_module::build_image(&module, &executor).await?;
@@ -70,7 +93,12 @@ impl ModuleCommand {
                         dir.join(lilypad_module::SPEC_FILE).display()
                     ));
                 }
-                let image_hash = crate::publish::publish_content(&module, api.as_deref(), !no_image).await?;
+                let wasm = module.engine() == lilypad_module::EngineKind::Wasm;
+                if wasm {
+                    check_wasm(&module).await?;
+                }
+                // a WebAssembly module has no image: its .wasm is in the folder, pinned by its hash
+                let image_hash = crate::publish::publish_content(&module, api.as_deref(), !no_image && !wasm).await?;
                 let market = client.market();
                 let call = market.publishModule(module.name().to_string(), module.version().to_string(), module.chain_spec_with_image(image_hash));
                 client.send(&format!("publishModule({})", module.reference()), call).await.map_err(|e| match e.market_error() {
@@ -87,6 +115,16 @@ impl ModuleCommand {
         }
         Ok(())
     }
+}
+
+/// Compiles a WebAssembly module's `.wasm` as providers will (wasmtime, their configuration):
+/// what `build` means for it, and what publishing checks first.
+async fn check_wasm(module: &lilypad_module::Module) -> eyre::Result<()> {
+    let file = module.wasm_file().ok_or_else(|| eyre::eyre!("module {} names no .wasm file", module.reference()))?;
+    let engine = lilypad_wasm::WasmEngine::new(None).map_err(|e| eyre::eyre!("starting wasmtime: {e:#}"))?;
+    engine.prepare(&module.reference().to_string(), &file).await.map_err(|e| eyre::eyre!("module {}: {e}", module.reference()))?;
+    println!("{} is a WebAssembly module: {} compiles for the providers' engine (no image to build)", module.reference(), file.display());
+    Ok(())
 }
 
 /// `lilypad run name:version` with a value for each input it requires.

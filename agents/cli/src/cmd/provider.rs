@@ -32,6 +32,10 @@ pub struct ProviderArgs {
     /// (e.g. 2000,4096,10000).
     #[arg(long, value_parser = parse_resources)]
     pub offer_any: Option<lilypad_bindings::Resources>,
+    /// Serve WebAssembly modules only, without Docker (none is needed or connected to); the
+    /// market is told this provider runs the wasm engine only, so it gets no Docker jobs.
+    #[arg(long, env = "LILYPAD_NO_DOCKER")]
+    pub no_docker: bool,
     /// Run modules published from git repositories (their build commands run on this host):
     /// only those --allow-git-repo or --allow-git-publisher allow (one of them is needed).
     #[arg(long)]
@@ -121,6 +125,7 @@ impl ProviderArgs {
             poll: std::time::Duration::from_millis(self.poll_ms.max(1)),
             ipfs_api: self.ipfs_api,
             offer_any: self.offer_any,
+            docker: !self.no_docker,
             allow_git_modules,
             git_policy,
             fetch_modules: !self.no_fetch_modules,
