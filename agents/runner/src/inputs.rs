@@ -178,11 +178,9 @@ fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
             let entry = entry?;
             link_tree(&entry.path(), &to.join(entry.file_name()))?;
         }
-    } else if meta.is_file() {
-        if fs::hard_link(from, to).is_err() {
-            fs::copy(from, to)?;
-            fs::set_permissions(to, fs::Permissions::from_mode(0o644))?;
-        }
+    } else if meta.is_file() && fs::hard_link(from, to).is_err() {
+        fs::copy(from, to)?;
+        fs::set_permissions(to, fs::Permissions::from_mode(0o644))?;
     }
     Ok(())
 }
