@@ -85,7 +85,7 @@ async fn put_path(key: &str, path: &Path, cap: Option<u64>, api: Option<&str>) -
     let work = tempfile::tempdir().wrap_err("temporary folder").map_err(infra)?;
     let store = lilypad_store::DiskBlockstore::open(work.path().join("blocks")).map_err(|e| infra(e.into()))?;
     let (p, s) = (path.to_path_buf(), store.clone());
-    let root = tokio::task::spawn_blocking(move || lilypad_store::add_path(&p, &s))
+    let root = tokio::task::spawn_blocking(move || lilypad_store::add_path(&p, &s).map_err(|e| e.to_string()))
         .await
         .map_err(|e| infra(eyre::eyre!("the import task failed: {e}")))?
         .map_err(|e| bad(format!("input {key}: importing {}: {e}", path.display())))?;
