@@ -5,6 +5,7 @@ mod cmd;
 mod env;
 mod network;
 mod publish;
+mod upload;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

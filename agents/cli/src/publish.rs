@@ -34,14 +34,28 @@ pub async fn publish_content(module: &Module, api: Option<&str>, with_image: boo
         image_hash = archive.image_hash;
     }
     for (what, root) in roots {
-        let car = work.path().join(format!("{root}.car"));
-        let (s, c) = (store.clone(), car.clone());
-        tokio::task::spawn_blocking(move || -> eyre::Result<u64> { Ok(lilypad_store::export_car(&s, &root, std::fs::File::create(&c)?)?) }).await??;
-        let imported = kubo.dag_import(&car).await.wrap_err_with(|| format!("importing the {what} into {api}"))?;
-        if !imported.contains(&root) {
-            return Err(eyre::eyre!("{api} imported {imported:?}, not the {what} {root}"));
-        }
+        import_root(&kubo, api, &store, work.path(), root, what).await?;
         println!("{what} {root} is on {api}");
     }
     Ok(image_hash)
+}
+
+/// Exports the DAG `root` from `store` as a CAR (in `work`) and imports it into the IPFS node
+/// `kubo` (at `api`), checking the node took `root`.
+pub async fn import_root(
+    kubo: &lilypad_store::KuboClient,
+    api: &str,
+    store: &lilypad_store::DiskBlockstore,
+    work: &std::path::Path,
+    root: lilypad_store::Cid,
+    what: &str,
+) -> eyre::Result<()> {
+    let car = work.join(format!("{root}.car"));
+    let (s, c) = (store.clone(), car.clone());
+    tokio::task::spawn_blocking(move || -> eyre::Result<u64> { Ok(lilypad_store::export_car(&s, &root, std::fs::File::create(&c)?)?) }).await??;
+    let imported = kubo.dag_import(&car).await.wrap_err_with(|| format!("importing the {what} into {api}"))?;
+    if !imported.contains(&root) {
+        return Err(eyre::eyre!("{api} imported {imported:?}, not the {what} {root}"));
+    }
+    Ok(())
 }

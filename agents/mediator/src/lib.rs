@@ -257,7 +257,8 @@ impl Ruler {
             let resolved = resolver.resolve(record.job.moduleId, entry.as_ref()).await.map_err(RerunFailure::Module)?;
             let module = resolved.module.clone();
             resolver.prepare(&resolved, engine.as_ref()).await.map_err(RerunFailure::Run)?;
-            let result = lilypad_runner::run_job(engine.as_ref(), &store, &module, &record, &dir, false).await.map_err(RerunFailure::Run)?;
+            let policy = lilypad_runner::RunPolicy { allow_network: false, deadline: None };
+            let result = lilypad_runner::run_job_fetching_inputs(engine.as_ref(), &store, resolver.sources(), &module, &record, &dir, policy).await.map_err(RerunFailure::Run)?;
             Ok((module, result))
         });
         match task.await {

@@ -4,12 +4,25 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use lilypad_store::{Cid, CODEC_DAG_PB, CODEC_RAW};
+
 use crate::error::{InputError, InputProblem, SpecError};
 use crate::names::is_valid_input_name;
 use crate::spec::{InputSpec, InputType};
 
 /// Most bytes of one input value, whatever the module declares.
 pub const MAX_INPUT_BYTES: usize = 64 << 10;
+
+/// Content bytes a `cid` input may bring when its declaration gives no `maxBytes`: 64 MiB.
+pub const DEFAULT_INPUT_DATA_BYTES: u64 = 64 << 20;
+
+/// Most content bytes a `cid` input may declare (`maxBytes`): 16 GiB.
+pub const MAX_INPUT_DATA_BYTES: u64 = 16 << 30;
+
+/// Where a `cid` input named `name` appears in the job's sandbox: `/inputs/<name>`.
+pub fn input_path(name: &str) -> String {
+    format!("/inputs/{name}")
+}
 
 /// Raw job inputs, `Key -> Value`, each key once. Keys are valid input names and values hold no
 /// NUL byte and at most [`MAX_INPUT_BYTES`]; whether they fit a module is checked when the
@@ -93,6 +106,8 @@ pub enum InputValue {
     Integer(i64),
     Number(f64),
     Boolean(bool),
+    /// A file or folder by CID (`cid` inputs).
+    Cid(Cid),
 }
 
 impl fmt::Display for InputValue {
@@ -105,6 +120,7 @@ impl fmt::Display for InputValue {
             InputValue::Integer(i) => write!(f, "{i}"),
             InputValue::Number(n) => write!(f, "{n}"),
             InputValue::Boolean(b) => write!(f, "{b}"),
+            InputValue::Cid(c) => write!(f, "{c}"),
         }
     }
 }
@@ -114,6 +130,7 @@ impl InputValue {
     fn json(&self) -> String {
         match self {
             InputValue::String(s) => serde_json::Value::from(s.as_str()).to_string(),
+            InputValue::Cid(c) => serde_json::Value::from(c.to_string()).to_string(),
             other => other.to_string(),
         }
     }
@@ -131,6 +148,9 @@ pub struct InputDecl {
     pub max_length: Option<u32>,
     pub min: Option<InputValue>,
     pub max: Option<InputValue>,
+    /// `cid` inputs: most content bytes fetched for it (`maxBytes`, or
+    /// [`DEFAULT_INPUT_DATA_BYTES`]); `None` for other types.
+    pub max_bytes: Option<u64>,
 }
 
 fn expected_text(ty: InputType) -> &'static str {
@@ -139,6 +159,9 @@ fn expected_text(ty: InputType) -> &'static str {
         InputType::Integer => "a whole number from -2^63 to 2^63-1, e.g. 42",
         InputType::Number => "a finite decimal number, e.g. 0.7",
         InputType::Boolean => "true or false",
+        InputType::Cid => {
+            "the CID of a file or folder (UnixFS, as `ipfs add --cid-version=1` or `lilypad ipfs add` prints it), e.g. bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku; `lilypad run` also takes @<local path>"
+        }
     }
 }
 
@@ -160,6 +183,26 @@ impl InputDecl {
                 "\"maxLength\" applies to string inputs, not {ty} ones: remove it"
             )));
         }
+        if ty == InputType::Cid && spec.choices.is_some() {
+            return Err(bad(
+                "\"enum\" does not apply to cid inputs: remove it".into(),
+            ));
+        }
+        let max_bytes = match (ty, spec.max_bytes) {
+            (InputType::Cid, None) => Some(DEFAULT_INPUT_DATA_BYTES),
+            (InputType::Cid, Some(n)) if n == 0 || n > MAX_INPUT_DATA_BYTES => {
+                return Err(bad(format!(
+                    "\"maxBytes\" {n} is out of range: give from 1 to {MAX_INPUT_DATA_BYTES} (16 GiB)"
+                )))
+            }
+            (InputType::Cid, Some(n)) => Some(n),
+            (_, Some(_)) => {
+                return Err(bad(format!(
+                    "\"maxBytes\" applies to cid inputs, not {ty} ones: remove it"
+                )))
+            }
+            (_, None) => None,
+        };
         if (spec.min.is_some() || spec.max.is_some()) && !numeric {
             return Err(bad(format!(
                 "\"min\" and \"max\" apply to integer and number inputs, not {ty} ones: remove them"
@@ -192,6 +235,7 @@ impl InputDecl {
             max_length: spec.max_length,
             min,
             max,
+            max_bytes,
         };
         if let Some(choices) = &spec.choices {
             if choices.is_empty() {
@@ -268,6 +312,7 @@ impl InputDecl {
             (InputType::Integer, _) => "42".into(),
             (InputType::Number, _) => "0.5".into(),
             (InputType::Boolean, _) => "true".into(),
+            (InputType::Cid, _) => "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
         }
     }
 
@@ -294,6 +339,7 @@ impl InputDecl {
                 "false" => InputValue::Boolean(false),
                 _ => return Err(wrong()),
             },
+            InputType::Cid => InputValue::Cid(parse_data_cid(raw).ok_or_else(wrong)?),
         };
         self.check(&v)?;
         Ok(v)
@@ -361,6 +407,9 @@ impl InputDecl {
         if let Some(r) = self.range_text() {
             parts.push(r);
         }
+        if let Some(b) = self.max_bytes {
+            parts.push(format!("at most {b} bytes, at {}", input_path(&self.name)));
+        }
         let mut line = format!("{} ({})", self.name, parts.join(", "));
         if !self.description.is_empty() {
             line.push_str(": ");
@@ -403,8 +452,19 @@ fn from_json(ty: InputType, v: &serde_json::Value) -> Option<InputValue> {
             n.as_f64().filter(|f| f.is_finite()).map(InputValue::Number)
         }
         (InputType::Boolean, serde_json::Value::Bool(b)) => Some(InputValue::Boolean(*b)),
+        (InputType::Cid, serde_json::Value::String(s)) => parse_data_cid(s).map(InputValue::Cid),
         _ => None,
     }
+}
+
+/// A CID a `cid` input may take: one that parses and names UnixFS content (a raw leaf or a
+/// dag-pb node), written without spaces.
+fn parse_data_cid(raw: &str) -> Option<Cid> {
+    if raw.is_empty() || raw.len() > 200 || raw.trim() != raw {
+        return None;
+    }
+    let cid = lilypad_store::parse_cid(raw).ok()?;
+    matches!(cid.codec(), CODEC_RAW | CODEC_DAG_PB).then_some(cid)
 }
 
 /// Checks `inputs` against `decls` and returns every declared input's value (defaults filled

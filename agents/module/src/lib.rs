@@ -77,9 +77,12 @@ pub use git::{
     check_host, fetch_git_module, is_git_name, is_public_ip, repo_url, resolve_commit, GitError, GitPolicy,
 };
 pub use init::{init_module, init_wasm_module, SKELETON_BUILD_SCRIPT, SKELETON_SOURCE, SKELETON_WASM};
-pub use inputs::{parse_inputs, InputDecl, InputValue, Inputs, MAX_INPUT_BYTES};
+pub use inputs::{
+    input_path, parse_inputs, InputDecl, InputValue, Inputs, DEFAULT_INPUT_DATA_BYTES, MAX_INPUT_BYTES,
+    MAX_INPUT_DATA_BYTES,
+};
 pub use module::{
-    Module, RenderedRun, MAX_BUILD_TIMEOUT_SECONDS, MAX_INPUTS, MAX_SPEC_BYTES,
+    DataInput, Module, RenderedRun, MAX_BUILD_TIMEOUT_SECONDS, MAX_INPUTS, MAX_SPEC_BYTES,
     MAX_TIMEOUT_SECONDS, MIN_RAM_MB, MODULE_NETWORK, MODULE_NONDETERMINISTIC,
 };
 pub use names::{

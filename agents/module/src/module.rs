@@ -72,8 +72,23 @@ pub struct RenderedRun {
     /// GPUs, and memory per GPU in MiB.
     pub gpus: u8,
     pub vram_mb: u32,
-    /// Every declared input's value as substituted (defaults included).
+    /// Every declared input's value as given (defaults included; a `cid` input's CID, while
+    /// its placeholders render as its path, `/inputs/<Name>`).
     pub inputs: BTreeMap<String, String>,
+    /// The `cid` inputs: what the runner fetches, verifies and mounts before the run.
+    pub data_inputs: Vec<DataInput>,
+}
+
+/// A `cid` input of one job: the file or folder to fetch (within `max_bytes`) and mount
+/// read-only at `/inputs/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataInput {
+    /// The input's name (and its name under `/inputs`).
+    pub name: String,
+    /// The content, by CID.
+    pub cid: Cid,
+    /// Most content bytes to fetch for it (`maxBytes` of its declaration).
+    pub max_bytes: u64,
 }
 
 impl RenderedRun {
@@ -548,19 +563,36 @@ impl Module {
     /// Renders the run for `inputs`: each `args` element and `env` value with its
     /// placeholders replaced by the inputs' values, each staying one argument or variable.
     pub fn render(&self, inputs: &Inputs) -> Result<RenderedRun, InputError> {
-        let values: BTreeMap<String, String> = self
-            .resolve(inputs)?
+        let resolved = self.resolve(inputs)?;
+        let mut data_inputs = Vec::new();
+        // What placeholders become: a `cid` input's path in the sandbox, any other its value.
+        let mut placeholders = BTreeMap::new();
+        for (name, value) in &resolved {
+            if let InputValue::Cid(cid) = value {
+                let max_bytes = self
+                    .inputs
+                    .iter()
+                    .find(|d| &d.name == name)
+                    .and_then(|d| d.max_bytes)
+                    .unwrap_or(crate::inputs::DEFAULT_INPUT_DATA_BYTES);
+                data_inputs.push(DataInput { name: name.clone(), cid: *cid, max_bytes });
+                placeholders.insert(name.clone(), crate::inputs::input_path(name));
+            } else {
+                placeholders.insert(name.clone(), value.to_string());
+            }
+        }
+        let values: BTreeMap<String, String> = resolved
             .into_iter()
             .map(|(k, v)| (k, v.to_string()))
             .collect();
         let r = &self.spec.resources;
         Ok(RenderedRun {
             entrypoint: self.spec.entrypoint.clone(),
-            args: self.args.iter().map(|t| t.render(&values)).collect(),
+            args: self.args.iter().map(|t| t.render(&placeholders)).collect(),
             env: self
                 .env
                 .iter()
-                .map(|(k, t)| (k.clone(), t.render(&values)))
+                .map(|(k, t)| (k.clone(), t.render(&placeholders)))
                 .collect(),
             workdir: self.spec.workdir.clone(),
             limits: self.limits(),
@@ -568,6 +600,7 @@ impl Module {
             gpus: r.gpus,
             vram_mb: r.vram_mb,
             inputs: values,
+            data_inputs,
         })
     }
 

@@ -196,6 +196,10 @@ pub enum InputType {
     Number,
     /// `true` or `false`.
     Boolean,
+    /// A file or folder by its UnixFS CID (e.g. `bafk...`): the provider fetches and verifies
+    /// it before the run and mounts it read-only at `/inputs/<Name>`; placeholders of the input
+    /// render as that path.
+    Cid,
 }
 
 impl fmt::Display for InputType {
@@ -205,6 +209,7 @@ impl fmt::Display for InputType {
             InputType::Integer => "integer",
             InputType::Number => "number",
             InputType::Boolean => "boolean",
+            InputType::Cid => "cid",
         })
     }
 }
@@ -237,6 +242,11 @@ pub struct InputSpec {
     /// `integer` / `number` only: largest value allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<serde_json::Number>,
+    /// `cid` only: most bytes of content (the sum of the file sizes) the provider fetches for
+    /// this input; default [`crate::DEFAULT_INPUT_DATA_BYTES`], at most
+    /// [`crate::MAX_INPUT_DATA_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
 }
 
 /// `compare`: how mediators compare two results of a non-deterministic module.

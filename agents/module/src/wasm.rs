@@ -149,11 +149,14 @@ impl Module {
     /// The WebAssembly engine's run spec for a rendered run of this module (the same argv and
     /// environment as a container would get), with `inputs_dir` given read-only at `/inputs`;
     /// `None` for a Docker module. The random seed is derived from the module's content hash,
-    /// the argv and the environment, so every host running the job uses the same one.
+    /// the argv, the environment and the CIDs of its file and folder inputs (whose placeholders
+    /// render as paths), so every host running the job uses the same one.
     pub fn wasm_spec(&self, run: &RenderedRun, inputs_dir: Option<&Path>) -> Option<WasmSpec> {
         let w = self.spec().wasm.as_ref()?;
         let argv = run.argv();
-        let seed = lilypad_wasm::job_seed(&self.spec_hash().0, &argv, &run.env);
+        let mut seeded = run.env.clone();
+        seeded.extend(run.data_inputs.iter().map(|d| (crate::input_path(&d.name), d.cid.to_string())));
+        let seed = lilypad_wasm::job_seed(&self.spec_hash().0, &argv, &seeded);
         Some(WasmSpec {
             wasm: self.dir().join(&w.file),
             argv,

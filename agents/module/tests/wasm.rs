@@ -188,6 +188,7 @@ fn the_example_sources_are_the_docker_modules_sources() {
     for (wasm, docker, file) in [
         ("lilysay-wasm", "lilysay", "lilysay.c"),
         ("hashchain-wasm", "hashchain", "hashchain.c"),
+        ("wordcount-file-wasm", "wordcount-file", "wordcount-file.c"),
     ] {
         let a = fs::read(modules_dir().join(wasm).join(file)).unwrap();
         let b = fs::read(modules_dir().join(docker).join(file)).unwrap();
@@ -262,4 +263,28 @@ async fn hashchain_wasm_computes_sha256_chains() {
         fs::read_to_string(dir.join("stdout")).unwrap(),
         "4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_module_reads_its_file_and_folder_inputs_through_a_read_only_preopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = Module::load(modules_dir().join("wordcount-file-wasm")).unwrap();
+    // the inputs folder as the runner lays it out: /inputs/<Name>
+    let inputs = tmp.path().join("inputs");
+    fs::create_dir_all(inputs.join("Text/sub")).unwrap();
+    fs::write(inputs.join("Text/a.txt"), "one two three\n").unwrap();
+    fs::write(inputs.join("Text/sub/c.txt"), "four\nfive six\n").unwrap();
+    let cid = lilypad_store::cid_of_path(&inputs.join("Text")).unwrap();
+    let run = m.render(&m.parse_inputs(&[format!("Text={cid}")]).unwrap()).unwrap();
+    assert_eq!(run.argv(), ["wordcount-file", "/inputs/Text"]);
+    let spec = m.wasm_spec(&run, Some(&inputs)).unwrap();
+    let dir = tmp.path().join("result");
+    let out = WasmEngine::new(None).unwrap().run("job-inputs", &spec, &dir).await.unwrap();
+    assert_eq!(out.ending, Ending::Exited(0), "{}", fs::read_to_string(dir.join("stderr")).unwrap_or_default());
+    let expected = "       1        3         14 a.txt\n       2        3         14 sub/c.txt\n       3        6         28 total (2 files)\n";
+    assert_eq!(fs::read_to_string(dir.join("stdout")).unwrap(), expected, "the same counts as the Docker module's");
+    assert_eq!(fs::read_to_string(dir.join("outputs/counts.txt")).unwrap(), expected);
+    // another CID, another seed (the argv alone is the same for every input)
+    let other = m.render(&m.parse_inputs(&["Text=bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"]).unwrap()).unwrap();
+    assert_ne!(m.wasm_spec(&other, None).unwrap().determinism.random_seed, spec.determinism.random_seed);
 }

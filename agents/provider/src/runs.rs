@@ -86,7 +86,8 @@ impl RunContext {
                 self.resolver.prepare(&resolved, self.engine.as_ref()).await?;
             }
             ready = Some(resolved.module.id());
-            lilypad_runner::run_job_within(self.engine.as_ref(), &self.store, &resolved.module, &record, &self.dir, self.allow_network, deadline).await
+            let policy = lilypad_runner::RunPolicy { allow_network: self.allow_network, deadline };
+            lilypad_runner::run_job_fetching_inputs(self.engine.as_ref(), &self.store, self.resolver.sources(), &resolved.module, &record, &self.dir, policy).await
         }
         .await;
         #[cfg(feature = "testing")]

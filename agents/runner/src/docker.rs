@@ -161,7 +161,7 @@ impl Engine for DockerEngine {
             // By id, checked just now: a tag re-pointed since the image was prepared (by a
             // crafted archive, another module, a local user) never runs.
             let image = self.image_for(run.module).await?;
-            let spec = run.rendered.to_run_spec(&image.id, None);
+            let spec = run.rendered.to_run_spec(&image.id, run.inputs_dir);
             let outcome = self.executor.run(&format!("job-{}", run.job), &spec, run.result_dir).await.map_err(engine_error)?;
             Ok(EngineOutcome { exit_code: outcome.exit_code, timed_out: outcome.timed_out, duration: outcome.duration })
         })

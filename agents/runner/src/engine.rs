@@ -39,6 +39,9 @@ pub struct EngineRun<'a> {
     /// Where the result folder goes (`stdout`, `stderr`, `exitCode`, `outputs/`); must not
     /// exist yet.
     pub result_dir: &'a Path,
+    /// The job's `cid` inputs laid out as `<Name>` entries (see [`crate::prepare_inputs`]),
+    /// to be seen read-only at `/inputs`; `None` when it has none.
+    pub inputs_dir: Option<&'a Path>,
 }
 
 /// What came of a run the engine carried out.

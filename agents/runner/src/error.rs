@@ -64,6 +64,13 @@ pub enum RunError {
     /// The module asks for a network and this agent does not allow one.
     #[error("job {job}: the module asks for a network and this provider does not allow it")]
     NetworkRefused { job: U256 },
+    /// A `cid` input could not be had: no gateway served it in time, it is over the input's
+    /// `maxBytes`, or a block did not verify. The job is given back before its run.
+    #[error("job {job}: input {input} ({cid}) could not be had: {source}")]
+    InputData { job: U256, input: String, cid: Cid, #[source] source: Box<lilypad_store::StoreError> },
+    /// The job has a `cid` input and this agent has no IPFS gateway to fetch it from.
+    #[error("job {job}: input {input} is {cid}, and this agent has no IPFS gateway to fetch it from (configure --ipfs-gateway)")]
+    NoInputSource { job: U256, input: String, cid: Cid },
     /// The job's run deadline is (nearly) past.
     #[error("job {job}: too little time is left before the job's run deadline to run it")]
     NoTimeLeft { job: U256 },
@@ -98,6 +105,7 @@ impl RunError {
             RunError::Build { source, .. } => source.is_retryable(),
             RunError::ModuleEngine { source, .. } | RunError::Run { source, .. } => source.retryable,
             RunError::Publish { source, .. } => source.is_retryable(),
+            RunError::InputData { source, .. } => source.is_retryable(),
             RunError::Io { .. } => true,
             RunError::NotInDirectory { .. }
             | RunError::NotRunHere { .. }
@@ -107,6 +115,7 @@ impl RunError {
             | RunError::NoImage { .. }
             | RunError::Inputs { .. }
             | RunError::NetworkRefused { .. }
+            | RunError::NoInputSource { .. }
             | RunError::NoTimeLeft { .. }
             | RunError::NotSha256 { .. }
             | RunError::PinMismatch { .. }
@@ -119,6 +128,8 @@ impl RunError {
         match self {
             RunError::Inputs { job, .. }
             | RunError::NetworkRefused { job }
+            | RunError::InputData { job, .. }
+            | RunError::NoInputSource { job, .. }
             | RunError::NoTimeLeft { job }
             | RunError::Run { job, .. }
             | RunError::Io { job, .. }

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::engine::{Engine, EngineRun};
 use crate::error::RunError;
+use crate::resolve::Sources;
 
 /// Time kept, before a job's run deadline, to hash the outputs and post the result.
 pub const SUBMIT_MARGIN: Duration = Duration::from_secs(3);
@@ -46,7 +47,9 @@ pub async fn run_job(
 }
 
 /// [`run_job`], with the run's wall time cut so that it ends by `deadline` (the module's own
-/// time limit still applies when it is shorter). With no time left the job is not run.
+/// time limit still applies when it is shorter). With no time left the job is not run. A job
+/// with file or folder inputs (`cid`) is refused here ([`RunError::NoInputSource`]): agents
+/// run jobs with [`run_job_fetching_inputs`].
 pub async fn run_job_within(
     engine: &dyn Engine,
     store: &DiskBlockstore,
@@ -56,14 +59,48 @@ pub async fn run_job_within(
     allow_network: bool,
     deadline: Option<Instant>,
 ) -> Result<(Cid, B256), RunError> {
+    let policy = RunPolicy { allow_network, deadline };
+    run_job_fetching_inputs(engine, store, &Sources::default(), module, record, dir, policy).await
+}
+
+/// How one run may go: whether the module may have a network, and when it must be over.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunPolicy {
+    /// Let a module that asks for a network have one.
+    pub allow_network: bool,
+    /// When the run must be over (the job's run deadline on chain, less the time to submit).
+    pub deadline: Option<Instant>,
+}
+
+/// Runs one job as [`run_job_within`] does, its file and folder inputs (`cid`) first fetched
+/// from `sources`' gateways (cached under `<cache>/inputs`), verified within each input's
+/// `maxBytes`, and mounted read-only at `/inputs/<Name>` ([`crate::prepare_inputs`]). The
+/// fetch may take half the time left before the deadline (the module's time limit without
+/// one); what it cannot have by then refuses the job ([`RunError::InputData`]) with the other
+/// half still left to give it back.
+pub async fn run_job_fetching_inputs(
+    engine: &dyn Engine,
+    store: &DiskBlockstore,
+    sources: &Sources,
+    module: &Module,
+    record: &JobRecord,
+    dir: &Path,
+    policy: RunPolicy,
+) -> Result<(Cid, B256), RunError> {
     let job = record.id;
     if !dir.exists() {
         let inputs = module.parse_inputs(&record.inputs).map_err(|source| RunError::Inputs { job, source })?;
         let mut rendered = module.render(&inputs).map_err(|source| RunError::Inputs { job, source })?;
-        if rendered.network && !allow_network {
+        if rendered.network && !policy.allow_network {
             return Err(RunError::NetworkRefused { job });
         }
-        if let Some(deadline) = deadline {
+        let fetch_time = match policy.deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()) / 2,
+            None => rendered.limits.wall_time,
+        };
+        let inputs_dir = crate::inputs::inputs_dir_for(dir);
+        let inputs_dir = crate::inputs::prepare_inputs(job, &rendered.data_inputs, sources, &inputs_dir, fetch_time).await?;
+        if let Some(deadline) = policy.deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left < Duration::from_secs(1) {
                 return Err(RunError::NoTimeLeft { job });
@@ -73,28 +110,38 @@ pub async fn run_job_within(
                 rendered.limits.wall_time = left;
             }
         }
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| RunError::Io { job, action: "creating", path: parent.to_path_buf(), source })?;
+        let ran = run_engine(engine, module, &rendered, dir, inputs_dir.as_deref(), job).await;
+        if let Some(d) = &inputs_dir {
+            crate::inputs::remove_inputs(d);
         }
-        let tmp = dir.with_extension("tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        let run = EngineRun { job, module, rendered: &rendered, result_dir: dir };
-        let mut tries = 0;
-        let outcome = loop {
-            tries += 1;
-            match engine.run(run).await {
-                Ok(outcome) => break outcome,
-                Err(e) if e.retryable && tries < ENGINE_TRIES => {
-                    warn!(job = %job, error = %e, try_ = tries, "the run failed on the engine's side; trying again");
-                    let _ = std::fs::remove_dir_all(&tmp);
-                    tokio::time::sleep(Duration::from_millis(500 * tries)).await;
-                }
-                Err(source) => return Err(RunError::Run { job, source }),
-            }
-        };
-        info!(job = %job, exit = outcome.exit_code, timed_out = outcome.timed_out, secs = outcome.duration.as_secs_f64(), "job ran");
+        ran?;
     }
     crate::outputs::publish(job, store, dir).await
+}
+
+/// The engine's run into `dir` (a passing engine failure tried again).
+async fn run_engine(engine: &dyn Engine, module: &Module, rendered: &lilypad_module::RenderedRun, dir: &Path, inputs_dir: Option<&Path>, job: alloy::primitives::U256) -> Result<(), RunError> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| RunError::Io { job, action: "creating", path: parent.to_path_buf(), source })?;
+    }
+    let tmp = dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let run = EngineRun { job, module, rendered, result_dir: dir, inputs_dir };
+    let mut tries = 0;
+    let outcome = loop {
+        tries += 1;
+        match engine.run(run).await {
+            Ok(outcome) => break outcome,
+            Err(e) if e.retryable && tries < ENGINE_TRIES => {
+                warn!(job = %job, error = %e, try_ = tries, "the run failed on the engine's side; trying again");
+                let _ = std::fs::remove_dir_all(&tmp);
+                tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+            }
+            Err(source) => return Err(RunError::Run { job, source }),
+        }
+    };
+    info!(job = %job, exit = outcome.exit_code, timed_out = outcome.timed_out, secs = outcome.duration.as_secs_f64(), "job ran");
+    Ok(())
 }
 
 #[cfg(test)]

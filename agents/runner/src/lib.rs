@@ -6,8 +6,10 @@
 //!    repository, or the folder fetched from IPFS by the CID the chain pins, in that order;
 //! 2. **prepare** it for an [`Engine`] (Docker: its image present, loaded from the pinned
 //!    archive, or built);
-//! 3. **run** it ([`run_job`], [`run_job_within`]): inputs rendered into the module's run,
-//!    the engine's sandbox, a passing engine failure tried again;
+//! 3. **run** it ([`run_job`], [`run_job_within`], [`run_job_fetching_inputs`]): inputs
+//!    rendered into the module's run, file and folder inputs (`cid`) fetched by CID, verified
+//!    and mounted read-only ([`prepare_inputs`]), the engine's sandbox, a passing engine
+//!    failure tried again;
 //! 4. **publish** its result folder by CID ([`outputs::publish`], [`outputs::pin`]).
 //!
 //! Failures are [`RunError`]s, which name the job or module and say whether they may pass
@@ -25,6 +27,7 @@
 mod docker;
 mod engine;
 mod error;
+mod inputs;
 mod job;
 pub mod outputs;
 mod published;
@@ -36,7 +39,8 @@ mod wasm;
 pub use docker::{executor_config, DockerEngine};
 pub use engine::{BoxFuture, Engine, EngineOutcome, EngineRun};
 pub use error::{EngineError, RunError};
-pub use job::{run_deadline, run_job, run_job_within, SUBMIT_MARGIN};
+pub use inputs::{input_fetch_limits, inputs_dir_for, prepare_inputs, MAX_INPUT_DEPTH, MAX_INPUT_FILES};
+pub use job::{run_deadline, run_job, run_job_fetching_inputs, run_job_within, RunPolicy, SUBMIT_MARGIN};
 pub use outputs::{fetch_fresh, fetch_fresh_with, remove_unfinished_results, result_fetch_limits, FetchFreshError};
 pub use published::{check_pinned, published_module};
 pub use resolve::{ModuleResolver, Resolved, Sources};

@@ -110,7 +110,7 @@ pub fn remove_unfinished_results(results: &Path) {
     let Ok(entries) = std::fs::read_dir(results) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "tmp") {
+        if path.extension().is_some_and(|e| e == "tmp" || e == "inputs") {
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => info!(path = %path.display(), "removed an unfinished result folder"),
                 Err(e) => warn!(path = %path.display(), error = %e, "cannot remove an unfinished result folder"),

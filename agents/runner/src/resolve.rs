@@ -116,6 +116,11 @@ impl ModuleResolver {
         Self { local, sources, locks: Default::default() }
     }
 
+    /// Where modules, and jobs' file and folder inputs, are fetched from.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
     /// The local modules, by id.
     pub fn local(&self) -> &HashMap<B256, Arc<Module>> {
         &self.local

@@ -71,7 +71,7 @@ impl Engine for WasmEngine {
 
     fn run<'a>(&'a self, run: EngineRun<'a>) -> BoxFuture<'a, Result<EngineOutcome, EngineError>> {
         Box::pin(async move {
-            let spec = run.module.wasm_spec(run.rendered, None).ok_or_else(|| not_wasm(run.module))?;
+            let spec = run.module.wasm_spec(run.rendered, run.inputs_dir).ok_or_else(|| not_wasm(run.module))?;
             let job = format!("job-{}", run.job);
             let outcome = self.engine.run(&job, &spec, run.result_dir).await.map_err(engine_error)?;
             if let Some(failure) = outcome.failure() {
@@ -231,7 +231,7 @@ mod tests {
         let rendered = m.render(&m.parse_inputs(&["Message=hi"]).unwrap()).unwrap();
         assert!(engines.is_ready(&m).await.unwrap());
         let dir = tmp.path().join("result");
-        let run = EngineRun { job: alloy::primitives::U256::from(7), module: &m, rendered: &rendered, result_dir: &dir };
+        let run = EngineRun { job: alloy::primitives::U256::from(7), module: &m, rendered: &rendered, result_dir: &dir, inputs_dir: None };
         let out = engines.run(run).await.unwrap();
         assert_eq!(out.exit_code, 0);
         assert!(std::fs::read_to_string(dir.join("stdout")).unwrap().starts_with(" ____\n< hi >\n"));
@@ -240,7 +240,7 @@ mod tests {
         assert!(!engines.is_ready(&docker).await.unwrap());
         let rendered = docker.render(&Default::default()).unwrap();
         let dir = tmp.path().join("r2");
-        let run = EngineRun { job: alloy::primitives::U256::from(8), module: &docker, rendered: &rendered, result_dir: &dir };
+        let run = EngineRun { job: alloy::primitives::U256::from(8), module: &docker, rendered: &rendered, result_dir: &dir, inputs_dir: None };
         let e = engines.run(run).await.unwrap_err();
         assert!(!e.retryable && e.to_string().contains("docker engine, which this agent does not have"), "{e}");
     }

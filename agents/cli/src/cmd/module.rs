@@ -131,7 +131,8 @@ async fn check_wasm(module: &lilypad_module::Module) -> eyre::Result<()> {
 fn run_hint(module: &lilypad_module::Module) -> String {
     let mut hint = format!("lilypad run {}", module.reference());
     for d in module.inputs().iter().filter(|d| d.default.is_none()) {
-        let value = d.sample();
+        // a file or folder input: a local path, which `lilypad run` puts on IPFS
+        let value = if d.ty == lilypad_module::InputType::Cid { "@<file or folder>".to_string() } else { d.sample() };
         let value = if value.is_empty() || value.contains(|c: char| !c.is_ascii_alphanumeric() && !"._-".contains(c)) { format!("'{value}'") } else { value };
         hint.push_str(&format!(" -i {}={value}", d.name));
     }

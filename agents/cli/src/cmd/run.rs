@@ -19,9 +19,14 @@ use crate::network::{Network, NetworkArgs};
 pub struct RunArgs {
     /// The module, as name:version (e.g. lilysay:0.1.0).
     pub module: String,
-    /// An input, Key=Value (repeatable).
+    /// An input, Key=Value (repeatable). For a file or folder input (type cid), Key=@path puts
+    /// the local file or folder on the IPFS node (--ipfs-api) and passes its CID.
     #[arg(short = 'i', long = "input")]
     pub inputs: Vec<String>,
+    /// IPFS node (Kubo RPC API) that Key=@path inputs are put on, for providers to fetch them
+    /// (default: the config file's ipfs_api, else the devnet's IPFS node).
+    #[arg(long)]
+    pub ipfs_api: Option<String>,
     /// The module's folder, to check inputs before paying (default: modules/<name> here or
     /// among the devnet's modules).
     #[arg(long)]
@@ -87,7 +92,15 @@ async fn run_job(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     let reference = lilypad_module::parse_reference(&args.module).map_err(|e| bad_input(format!("{e}")))?;
     let net = args.network.resolve_with(data_dir, |d| d.job_creator_key.clone()).map_err(|e| bad_input(format!("{e:#}")))?;
     let (client, spec, module) = resolve(&args, &reference, &net, data_dir).await?;
-    let inputs = check(&args.inputs, &reference, module.as_ref(), args.module_dir.as_deref())?;
+    // Refuse what the inputs' check refuses before uploading anything; then put @paths on IPFS.
+    let with_placeholders: Vec<String> = args.inputs.iter().map(|i| placeholder_cid(i, module.as_ref())).collect();
+    check(&with_placeholders, &reference, module.as_ref(), args.module_dir.as_deref())?;
+    let api = args.ipfs_api.clone().or_else(|| net.ipfs_api.clone());
+    let items = crate::upload::put_local_inputs(&args.inputs, module.as_ref(), api.as_deref()).await.map_err(|e| match e {
+        crate::upload::UploadFailure::BadInput(m) => bad_input(m),
+        crate::upload::UploadFailure::Infra(m) => infra(m),
+    })?;
+    let inputs = check(&items, &reference, module.as_ref(), args.module_dir.as_deref())?;
 
     println!("🌟 Lilypad submitting job {reference} {}", inputs.join(" "));
     let spinner = ProgressBar::new_spinner();
@@ -180,6 +193,18 @@ fn check(items: &[String], reference: &ModuleRef, module: Option<&Module>, modul
     let parsed = m.parse_inputs(items).map_err(|e| with_usage(e.to_string()))?;
     m.render(&parsed).map_err(|e| with_usage(e.to_string()))?;
     Ok(parsed.to_strings())
+}
+
+/// `Key=@path` for a `cid` input of `module` as `Key=<a valid CID>`, so that the other inputs
+/// are checked before anything is uploaded; any other item as it is.
+fn placeholder_cid(item: &str, module: Option<&Module>) -> String {
+    match (item.split_once('='), module) {
+        (Some((key, value)), Some(m)) if value.starts_with('@') => match m.inputs().iter().find(|d| d.name == key) {
+            Some(d) if d.ty == lilypad_module::InputType::Cid => format!("{key}={}", d.sample()),
+            _ => item.to_string(),
+        },
+        _ => item.to_string(),
+    }
 }
 
 /// Pay: approve exactly what the job escrows (unless already allowed), then create the job.
