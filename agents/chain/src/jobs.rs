@@ -187,6 +187,7 @@ impl JobBook {
                     challengeWindow: e.challengeWindow,
                     mediationTimeout: e.mediationTimeout,
                     callbackGas: e.callbackGas,
+                    onlySolver: e.onlySolver,
                     state: JobState::Open.into(),
                     ..empty_job()
                 };
@@ -354,6 +355,7 @@ fn empty_job() -> Job {
         challengeWindow: 0,
         mediationTimeout: 0,
         callbackGas: 0,
+        onlySolver: Address::ZERO,
         solver: Address::ZERO,
         provider: Address::ZERO,
         price: 0,

@@ -91,7 +91,10 @@ async fn a_client_contract_gets_submit_results_with_the_cid() {
     let deployed = ExampleClient::deploy(payee.provider(), d.market).await.expect("deploy ExampleClient");
     let client_addr = *deployed.address();
     let client = ExampleClient::new(client_addr, payee.provider().clone());
-    payee.send("authorizeClient", payee.market().authorizeClient(client_addr, true)).await.unwrap();
+    payee.send("authorizeClient", payee.market().authorizeClient(
+        client_addr,
+        lilypad_bindings::ClientAllowance { remaining: u128::MAX, maxPayment: alloy::primitives::Uint::MAX, minChallengeWindow: 0 },
+    )).await.unwrap();
     let (spec, _) = {
         let r = payee.market().getModule(lilypad_module::module_id("lilysay", "0.1.0")).call().await.unwrap();
         (r.spec, r.publishedAt)
@@ -492,9 +495,12 @@ async fn audit_catches_cheating_provider() {
     let collateral = t.collateral();
     assert_eq!(after.market[&provider] + collateral, before.market[&provider], "provider: collateral slashed");
     assert_eq!(after.tokens[&creator] + payment, before.tokens[&creator]);
-    assert_eq!(after.market[&creator], before.market[&creator] + payment, "creator: the whole payment back");
+    // of the slashed collateral less the mediator's fee, half to the challenger, half to the payee
+    let rest = collateral - fee;
+    let reward = rest / U256::from(2u64);
+    assert_eq!(after.market[&creator], before.market[&creator] + payment + (rest - reward), "creator: the whole payment back + half the rest");
     assert_eq!(after.tokens[&auditor] + fee + bond, before.tokens[&auditor], "auditor paid the deposit from its tokens");
-    assert_eq!(after.market[&auditor], before.market[&auditor] + collateral + bond, "auditor: deposit back less the fee, plus the collateral");
+    assert_eq!(after.market[&auditor], before.market[&auditor] + fee + bond + reward, "auditor: deposit back, plus half the rest");
     assert_eq!(after.market[&mediator], before.market[&mediator] + fee, "mediator: its fee");
     after.assert_conserved(before.supply);
 }
@@ -683,6 +689,10 @@ async fn a_module_from_a_git_repository_runs_pinned_to_its_commit() {
     let repo = git_root.path().join("example.com/org/hello");
     std::fs::create_dir_all(&repo).unwrap();
     lilypad_module::init_module(&repo, "example.com/org/hello").unwrap();
+    // a repository path is published only by the account the market's owner assigned it to
+    let admin = devnet.client(accounts::ADMIN).await;
+    let creator = lilypad_devnet::address_of(accounts::JOB_CREATOR).unwrap();
+    admin.send("assignModuleName", admin.market().assignModuleName("example.com/org/hello".into(), creator)).await.unwrap();
     // publish it, pinned to the folder's hash (before .git exists: the checkout has none)
     let spec_version = lilypad_module::Module::load(&repo).unwrap().version().to_string();
     let out = devnet.lilypad(&["module", "publish", repo.to_str().unwrap()]);
