@@ -139,7 +139,7 @@ async fn a_job_runs_its_lifecycle_with_jobs_rebuilt_from_events() {
     admin.send("settle", admin.market().settle(id, record.job.clone(), cid, result_hash)).await.unwrap();
     let changes = sync(&mut stream, &mut book).await;
     assert!(
-        matches!(&changes[..], [JobChange::Finished { outcome: Outcome::Settled { challenged: false, .. }, .. }]),
+        matches!(&changes[..], [JobChange::Finished { outcome: Outcome::Settled { challenge: lilypad_chain::Challenge::Unchallenged, .. }, .. }]),
         "{changes:?}"
     );
     assert!(book.is_empty());

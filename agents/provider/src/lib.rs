@@ -41,8 +41,12 @@ pub struct ProviderOptions {
     pub price: u128,
     /// Free balance to keep deposited in the market as collateral.
     pub collateral: u128,
-    /// Mediators accepted (bit i = mediator i).
+    /// Mediators accepted (bit i = mediator i), kept by the market to the slots taken when it
+    /// registers; 0 = the market's default set (what the CLI and the devnet use).
     pub mediators: u64,
+    /// The terms its offers state: the market matches a job to it, and locks its collateral,
+    /// only within them.
+    pub terms: OfferTerms,
     /// Results, blocks and the like.
     pub data_dir: PathBuf,
     /// Where the outputs server listens: it serves this provider's results (`/ipfs/<cid>`).
@@ -68,6 +72,72 @@ pub struct ProviderOptions {
     pub ipfs_gateways: Vec<String>,
     /// TEST ONLY misbehaviour; empty (the default) in production, and in release builds.
     pub testing: TestHooks,
+}
+
+/// The terms under which a provider puts up collateral, stated in each of its offers: a job is
+/// matched to it only when the job's run window is within `[min_run_timeout,
+/// max_run_timeout]` and its callback gas at most `max_callback_gas`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OfferTerms {
+    /// The shortest run window (seconds from the match) it accepts: time to fetch, run and post.
+    pub min_run_timeout: u32,
+    /// The longest run window it locks collateral for.
+    pub max_run_timeout: u32,
+    /// The most gas it forwards to a client's `submitResults` when it settles.
+    pub max_callback_gas: u32,
+}
+
+impl OfferTerms {
+    /// The shortest run window by default: room to fetch, run and post a small module.
+    pub const DEFAULT_MIN_RUN_TIMEOUT: u32 = 10;
+    /// The longest run window by default: the market's most (30 days).
+    pub const DEFAULT_MAX_RUN_TIMEOUT: u32 = 30 * 24 * 3600;
+    /// The most callback gas by default (a settlement of its jobs stays cheap).
+    pub const DEFAULT_MAX_CALLBACK_GAS: u32 = 500_000;
+
+    /// An active offer at `price` with these terms, as `setOffer` takes it.
+    pub fn offer(&self, price: u128) -> lilypad_bindings::Offer {
+        lilypad_bindings::Offer {
+            price,
+            active: true,
+            minRunTimeout: self.min_run_timeout,
+            maxRunTimeout: self.max_run_timeout,
+            maxCallbackGas: self.max_callback_gas,
+        }
+    }
+
+    /// Whether `offer`, as the market holds it, is an active offer at `price` with these terms.
+    pub fn stated_by(&self, offer: &lilypad_chain::Offer, price: u128) -> bool {
+        offer.active
+            && offer.price == price
+            && offer.min_run_timeout == self.min_run_timeout
+            && offer.max_run_timeout == self.max_run_timeout
+            && offer.max_callback_gas == self.max_callback_gas
+    }
+
+    /// Checks the terms as the market would (`InvalidOffer`), saying what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_run_timeout == 0 || self.max_run_timeout > Self::DEFAULT_MAX_RUN_TIMEOUT {
+            return Err(format!("the longest run window must be from 1 s to 30 days (2592000 s), not {} s", self.max_run_timeout));
+        }
+        if self.min_run_timeout > self.max_run_timeout {
+            return Err(format!("the shortest run window ({} s) is above the longest ({} s)", self.min_run_timeout, self.max_run_timeout));
+        }
+        if self.max_callback_gas > 2_000_000 {
+            return Err(format!("the most callback gas is 2,000,000 (the market's limit), not {}", self.max_callback_gas));
+        }
+        Ok(())
+    }
+}
+
+impl Default for OfferTerms {
+    fn default() -> Self {
+        Self {
+            min_run_timeout: Self::DEFAULT_MIN_RUN_TIMEOUT,
+            max_run_timeout: Self::DEFAULT_MAX_RUN_TIMEOUT,
+            max_callback_gas: Self::DEFAULT_MAX_CALLBACK_GAS,
+        }
+    }
 }
 
 /// TEST ONLY ways for a provider to misbehave: with the `testing` feature, a share of jobs
@@ -133,6 +203,9 @@ pub enum ProviderError {
     /// The content store (results, outputs server) failed.
     #[error("content store: {0}")]
     Store(#[from] lilypad_store::StoreError),
+    /// The offer terms of the options are not ones the market accepts.
+    #[error("offer terms: {0}")]
+    Terms(String),
     /// Too few tokens to deposit the collateral the options ask for.
     #[error("not enough tokens for collateral: balance {balance}, need {needed} more (fund this account)")]
     NoFunds {

@@ -156,7 +156,8 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             modules: module_dirs.clone(),
             price: PRICE,
             collateral: COLLATERAL,
-            mediators: u64::MAX,
+            mediators: 0, // the market's default set: the devnet's mediator
+            terms: lilypad_provider::OfferTerms::default(),
             data_dir: state.join("provider"),
             outputs_listen: ([127, 0, 0, 1], args.outputs_port).into(),
             concurrency: 2,

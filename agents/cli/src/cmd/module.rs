@@ -70,10 +70,12 @@ impl ModuleCommand {
                         dir.join(lilypad_module::SPEC_FILE).display()
                     ));
                 }
+                check_name_owner(&client, module.name()).await?;
                 let image_hash = crate::publish::publish_content(&module, api.as_deref(), !no_image).await?;
                 let market = client.market();
                 let call = market.publishModule(module.name().to_string(), module.version().to_string(), module.chain_spec_with_image(image_hash));
                 client.send(&format!("publishModule({})", module.reference()), call).await.map_err(|e| match e.market_error() {
+                    Some("ModuleNameReserved") => eyre::eyre!("{}", reserved_name(module.name(), client.address().ok())),
                     Some(_) => eyre::eyre!("the module directory refused {}: {e}", module.reference()),
                     None => eyre::eyre!(e),
                 })?;
@@ -87,6 +89,38 @@ impl ModuleCommand {
         }
         Ok(())
     }
+}
+
+/// Says, before anything is built or uploaded, when this account may not publish versions of
+/// `name`: a repository path (`github.com/org/repo`) that the market's owner has not assigned
+/// to it, or a name another account owns.
+async fn check_name_owner(client: &lilypad_chain::ChainClient, name: &str) -> eyre::Result<()> {
+    let me = client.address()?;
+    let market = client.market();
+    let hash = alloy::primitives::keccak256(name.as_bytes());
+    let owner = client.read(&format!("reading the owner of module name {name}"), || async { market.moduleNameOwner(hash).call().await }).await?;
+    if owner == me {
+        return Ok(());
+    }
+    if owner == alloy::primitives::Address::ZERO {
+        if name.contains('/') {
+            return Err(eyre::eyre!("{}", reserved_name(name, Some(me))));
+        }
+        return Ok(()); // a plain name: the first to publish it owns it
+    }
+    Err(eyre::eyre!(
+        "the module name {name} belongs to {owner}: only it publishes versions of it (it can hand the name over with transferModuleName); choose another name for your module"
+    ))
+}
+
+/// Why a repository-path name cannot be published by `me` yet, and what to do.
+fn reserved_name(name: &str, me: Option<alloy::primitives::Address>) -> String {
+    let me = me.map(|a| a.to_string()).unwrap_or_else(|| "<your address>".into());
+    format!(
+        "{name} is a repository path: only the account the market's owner assigned it to may publish it (so nobody can squat another author's repository). \
+         Show the market's owner that you control {name}, and ask it to run assignModuleName(\"{name}\", {me}); then publish again. \
+         Or publish under a plain name (no '/')."
+    )
 }
 
 /// `lilypad run name:version` with a value for each input it requires.
