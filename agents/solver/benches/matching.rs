@@ -39,7 +39,7 @@ impl Rng {
 fn market() -> (MarketView, Vec<Job>) {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut view = MarketView::default();
-    view.mediators = vec![MediatorInfo { account: Address::ZERO, active: true, suspended: false }];
+    view.mediators = vec![MediatorInfo { account: Address::repeat_byte(0xee), active: true, suspended: false }];
     for i in 0..PROVIDERS {
         let module = B256::repeat_byte(rng.below(u64::from(MODULES)) as u8 + 1);
         let p = ProviderInfo {

@@ -367,6 +367,7 @@ mod tests {
 
     const LP: u128 = 1_000_000_000_000_000_000;
     const SOLVER: Address = address!("00000000000000000000000000000000000000cc");
+    const MEDIATOR: Address = address!("00000000000000000000000000000000000000ee");
     const TERMS: Terms = Terms { solver: SOLVER, solver_fee_bps: 500, collateral_bps: 20_000, mediator_fee: LP };
 
     fn module() -> B256 {
@@ -396,7 +397,7 @@ mod tests {
     fn view(providers: Vec<(Address, ProviderInfo)>) -> MarketView {
         let mut v = MarketView::default();
         v.providers = providers.into_iter().collect();
-        v.mediators = vec![MediatorInfo { account: Address::ZERO, active: true, suspended: false }];
+        v.mediators = vec![MediatorInfo { account: MEDIATOR, active: true, suspended: false }];
         v
     }
 
@@ -581,9 +582,9 @@ mod tests {
     fn random_market(rng: &mut Rng, providers: usize) -> MarketView {
         let mut v = MarketView::default();
         v.mediators = vec![
-            MediatorInfo { account: Address::ZERO, active: true, suspended: false },
-            MediatorInfo { account: Address::ZERO, active: true, suspended: rng.below(2) == 0 },
-            MediatorInfo { account: Address::ZERO, active: rng.below(2) == 0, suspended: false },
+            MediatorInfo { account: MEDIATOR, active: true, suspended: false },
+            MediatorInfo { account: MEDIATOR, active: true, suspended: rng.below(2) == 0 },
+            MediatorInfo { account: MEDIATOR, active: rng.below(2) == 0, suspended: false },
         ];
         for m in 0..4u8 {
             v.requirements.insert(B256::repeat_byte(m), ResourcesView { cpu_milli: 1000 * u32::from(m), ram_mb: 512, ..Default::default() });
