@@ -52,8 +52,8 @@ use tracing::{error, info, warn};
 pub const MAX_RULINGS: usize = 8;
 
 /// How long one fetch of a provider's result may take, from the first request to the last file
-/// written; a stalled outputs server fails the comparison at this point (the job then times
-/// out and everyone is refunded) instead of holding the ruling.
+/// written; a stalled outputs server fails the comparison at this point (the mediation then
+/// times out and the result stands) instead of holding the ruling.
 pub const RESULT_FETCH_DEADLINE: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Debug)]
@@ -222,7 +222,7 @@ impl Mediator {
                     // Not marked ruled: the next step starts it again (the job is still Challenged).
                     Ok(Ruled::Retry(e)) => warn!(job = %job, error = %e, "the chain was unavailable while ruling; will rule again"),
                     Err(failure) => {
-                        error!(job = %job, error = %failure, "the ruling's task failed; leaving the job to time out (everyone refunded)");
+                        error!(job = %job, error = %failure, "the ruling's task failed; leaving the job to time out (its result stands)");
                         self.ruled.insert(job);
                     }
                 }
