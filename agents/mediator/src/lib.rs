@@ -270,7 +270,12 @@ impl Ruler {
             let resolved = resolver.resolve(record.job.moduleId, entry.as_ref()).await.map_err(RerunFailure::Module)?;
             let module = resolved.module.clone();
             resolver.prepare(&resolved, engine.as_ref()).await.map_err(RerunFailure::Run)?;
-            let result = lilypad_runner::run_job(engine.as_ref(), &store, &module, &record, &dir, false).await.map_err(RerunFailure::Run)?;
+            let result = match lilypad_runner::run_job(engine.as_ref(), &store, &module, &record, &dir, false).await {
+                // the job cannot run anywhere: its answer is the failure result a provider posts
+                Err(e) if e.is_job_fault() => lilypad_runner::outputs::publish_failure(job, &store, &dir, &e).await,
+                other => other,
+            }
+            .map_err(RerunFailure::Run)?;
             Ok((module, result))
         });
         match task.await {

@@ -382,7 +382,15 @@ impl Provider {
                         }
                     }
                     Err(reason) => {
-                        warn!(job = %done.id, %reason, retryable = reason.is_retryable(), "cannot run the job; giving it back");
+                        let penalty = match client.latest_timestamp().await {
+                            Ok(now) => release_penalty(&record.job, now),
+                            Err(_) => 0,
+                        };
+                        if penalty == 0 {
+                            warn!(job = %done.id, %reason, retryable = reason.is_retryable(), "cannot run the job; giving it back");
+                        } else {
+                            warn!(job = %done.id, %reason, retryable = reason.is_retryable(), penalty, "cannot run the job; giving it back late: about this much of its collateral goes to the payee");
+                        }
                         let call = market.releaseJob(done.id, record.job.clone());
                         if let Err(e) = client.send(&format!("releaseJob(job {})", done.id), call).await {
                             error!(job = %done.id, error = %e, "could not give the job back");
@@ -469,6 +477,21 @@ impl Provider {
     }
 }
 
+/// What `releaseJob` of `job` costs at chain time `now` (the market's `JobLib.releasePenalty`):
+/// nothing in the first half of its run window, then a share of its collateral growing to all
+/// of it at the run deadline.
+pub fn release_penalty(job: &lilypad_bindings::Job, now: u64) -> u128 {
+    let window = u64::from(job.runTimeout).max(1);
+    let grace = window / 2;
+    let matched_at = u64::try_from(job.matchedAt).unwrap_or(u64::MAX);
+    let elapsed = now.saturating_sub(matched_at).min(window);
+    if elapsed <= grace {
+        return 0;
+    }
+    let share = u128::from(elapsed - grace);
+    job.collateral.saturating_mul(share) / u128::from(window - grace)
+}
+
 /// A joined run as the main loop handles it: a run that panicked (or was cancelled) could not
 /// run its job, which is given back.
 fn finished((job, joined): (U256, Result<Finished, TaskFailure>)) -> Finished {
@@ -476,4 +499,19 @@ fn finished((job, joined): (U256, Result<Finished, TaskFailure>)) -> Finished {
         error!(job = %job, error = %failure, "a run ended without a result");
         Finished { id: job, result: Err(RunError::Panicked { job, task: "the run" }), ready: None }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::release_penalty;
+    use alloy::primitives::aliases::U40;
+
+    #[test]
+    fn a_release_is_free_in_the_first_half_of_the_run_window_then_costs_a_growing_share() {
+        let job = lilypad_bindings::Job { matchedAt: U40::from(1000u64), runTimeout: 100, collateral: 1000, ..Default::default() };
+        assert_eq!(release_penalty(&job, 1000), 0);
+        assert_eq!(release_penalty(&job, 1050), 0, "the first half is free");
+        assert_eq!(release_penalty(&job, 1075), 500, "half way through the second half: half");
+        assert_eq!(release_penalty(&job, 1100), 1000, "at the deadline: all of it");
+    }
 }
