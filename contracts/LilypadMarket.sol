@@ -30,7 +30,6 @@ contract LilypadMarket is MarketAccounts {
                                CONSTANTS
     //////////////////////////////////////////////////////////////*/
 
-    uint256 public constant MAX_CALLBACK_GAS = 2_000_000;
     uint256 public constant MAX_DATA_ID_LENGTH = 256;
     uint256 internal constant BPS = 10_000;
     /// @dev Gas kept back around the client callback (cold account access, memory, the
@@ -56,6 +55,8 @@ contract LilypadMarket is MarketAccounts {
 
     /// @inheritdoc ILilypadMarket
     mapping(uint256 id => bytes32) public override jobHash;
+    /// @inheritdoc ILilypadMarket
+    mapping(bytes32 moduleId => bool) public override ruledNondeterministic;
 
     constructor(address token_, Config memory config, address owner_) MarketAccounts(token_, owner_) {
         if (
@@ -92,7 +93,9 @@ contract LilypadMarket is MarketAccounts {
         job.matchTimeout = defaultMatchTimeout;
         job.runTimeout = info.runTimeout;
         job.challengeWindow = defaultChallengeWindow;
-        job.mediationTimeout = defaultMediationTimeout;
+        // the mediator must have at least the run window to re-run the job
+        uint32 mediation = defaultMediationTimeout;
+        job.mediationTimeout = mediation < info.runTimeout ? info.runTimeout : mediation;
         job.callbackGas = msg.sender.code.length == 0 ? 0 : defaultCallbackGas;
         return _create(job, inputs);
     }
@@ -112,11 +115,21 @@ contract LilypadMarket is MarketAccounts {
         job.moduleId = moduleId_;
         job.payee = request.payee;
         job.payment = request.maxPayment == 0 ? info.defaultPayment : request.maxPayment;
-        job.mediators = request.mediators;
-        job.matchTimeout = _timeout("matchTimeout", request.matchTimeout, defaultMatchTimeout);
-        job.runTimeout = _timeout("runTimeout", request.runTimeout, info.runTimeout);
-        job.challengeWindow = _timeout("challengeWindow", request.challengeWindow, defaultChallengeWindow);
-        job.mediationTimeout = _timeout("mediationTimeout", request.mediationTimeout, defaultMediationTimeout);
+        if (request.mediators != 0) {
+            // only the slots taken now: "all" never takes in a mediator registered later
+            job.mediators = request.mediators & _takenSlots(_counters.mediatorCount);
+            // slither-disable-next-line incorrect-equality (0 = none of the named slots is taken; a bitmask, not a balance)
+            if (job.mediators == 0) revert InvalidMediators(request.mediators);
+        }
+        job.matchTimeout = _timeout("matchTimeout", request.matchTimeout, defaultMatchTimeout, 1);
+        // floors: an honest run fits the module's run timeout; the mediator can re-run it
+        uint32 run = _timeout("runTimeout", request.runTimeout, info.runTimeout, info.runTimeout);
+        job.runTimeout = run;
+        job.challengeWindow = _timeout("challengeWindow", request.challengeWindow, defaultChallengeWindow, 1);
+        uint32 mediation = defaultMediationTimeout;
+        job.mediationTimeout =
+            _timeout("mediationTimeout", request.mediationTimeout, mediation < run ? run : mediation, run);
+        job.onlySolver = request.solver;
         if (msg.sender.code.length != 0) {
             uint256 cb = request.callbackGas == 0 ? defaultCallbackGas : request.callbackGas;
             if (cb > MAX_CALLBACK_GAS) revert CallbackGasTooHigh(cb, MAX_CALLBACK_GAS);
@@ -128,18 +141,16 @@ contract LilypadMarket is MarketAccounts {
     function _create(Job memory job, string[] calldata inputs) internal returns (uint256 id) {
         address payee = job.payee;
         if (payee == address(0)) revert ZeroAddress();
-        if (payee != msg.sender && !isClientAuthorized[payee][msg.sender]) {
-            revert ClientNotAuthorized(payee, msg.sender);
-        }
         Counters memory c = _counters;
-        unchecked {
-            id = uint256(c.jobCount) + 1; // cannot reach 2**192
-        }
-        _counters = Counters({defaultMediators: c.defaultMediators, jobCount: uint192(id)});
-
-        job.client = msg.sender;
         // slither-disable-next-line incorrect-equality (0 = use the default set; see contracts/SLITHER.md)
         if (job.mediators == 0) job.mediators = c.defaultMediators;
+        if (payee != msg.sender) _spendAllowance(payee, job, c.defaultMediators);
+        unchecked {
+            id = uint256(c.jobCount) + 1; // cannot reach 2**184
+        }
+        _counters = Counters({defaultMediators: c.defaultMediators, mediatorCount: c.mediatorCount, jobCount: uint184(id)});
+
+        job.client = msg.sender;
         job.createdAt = uint40(block.timestamp);
         job.state = JobState.Open;
         jobHash[id] = JobLib.hashMemory(job);
@@ -157,15 +168,21 @@ contract LilypadMarket is MarketAccounts {
             job.runTimeout,
             job.challengeWindow,
             job.mediationTimeout,
-            job.callbackGas
+            job.callbackGas,
+            job.onlySolver
         );
-        // slither-disable-next-line arbitrary-send-erc20 (payee is the caller or authorised it: see _create and contracts/SLITHER.md)
+        // slither-disable-next-line arbitrary-send-erc20 (payee is the caller or authorised it within a cap: see _create and contracts/SLITHER.md)
         if (job.payment != 0) token.safeTransferFrom(payee, address(this), job.payment);
     }
 
-    function _timeout(string memory which, uint32 value, uint32 fallback_) private pure returns (uint32) {
+    /// @dev `value`, or `fallback_` for 0; reverts when `value` is under `floor` or over MAX_TIMEOUT.
+    function _timeout(string memory which, uint32 value, uint32 fallback_, uint32 floor)
+        private
+        pure
+        returns (uint32)
+    {
         if (value == 0) return fallback_;
-        if (value > MAX_TIMEOUT) revert InvalidTimeout(which, value);
+        if (value > MAX_TIMEOUT || value < floor) revert InvalidTimeout(which, value);
         return value;
     }
 
@@ -178,18 +195,27 @@ contract LilypadMarket is MarketAccounts {
         _check(id, job, JobState.Open);
         JobLib.requireBefore(id, JobLib.matchDeadline(job));
         if (_accounts[msg.sender].roles & ROLE_SOLVER == 0) revert NotSolver(msg.sender);
+        address named = job.onlySolver;
+        if (named != address(0) && named != msg.sender) revert NotJobSolver(id, msg.sender);
 
         Account memory p = _accounts[provider];
         if (p.roles & ROLE_PROVIDER == 0) revert NotProvider(provider);
-        uint256 price = _priceOf(provider, job.moduleId);
+        // the provider's collateral is put at risk only on the terms its offer states
+        Offer memory offer = _offerFor(provider, job.moduleId);
+        if (job.runTimeout < offer.minRunTimeout || job.runTimeout > offer.maxRunTimeout) {
+            revert RunTimeoutNotOffered(id, provider, job.runTimeout);
+        }
+        if (job.callbackGas > offer.maxCallbackGas) revert CallbackGasNotOffered(id, provider, job.callbackGas);
+        uint256 price = offer.price;
         uint256 fee = price * solverFeeBps / BPS;
         if (price + fee > job.payment) revert PriceAboveCap(id, price + fee, job.payment);
 
         uint64 bit = mediator < MAX_MEDIATORS ? uint64(1) << mediator : 0;
         Mediator memory m = _mediators[mediator];
-        if (job.mediators & bit == 0 || p.mediators & bit == 0 || !m.active || m.suspended) {
-            revert MediatorNotAcceptable(id, mediator);
-        }
+        if (
+            job.mediators & bit == 0 || p.mediators & bit == 0 || !m.active || m.suspended || m.account == provider
+                || m.account == msg.sender || m.account == job.payee || m.account == job.client
+        ) revert MediatorNotAcceptable(id, mediator);
 
         uint256 collateral = price * collateralBps / BPS;
         if (collateral < mediatorFee) collateral = mediatorFee;
@@ -216,6 +242,7 @@ contract LilypadMarket is MarketAccounts {
         _check(id, job, JobState.Matched);
         if (msg.sender != job.provider) revert NotJobProvider(id, msg.sender);
         JobLib.requireBefore(id, JobLib.runDeadline(job));
+        uint128 penalty = JobLib.releasePenalty(job);
 
         Job memory next = job;
         next.solver = address(0);
@@ -227,8 +254,9 @@ contract LilypadMarket is MarketAccounts {
         next.matchedAt = 0;
         next.state = JobState.Open;
         jobHash[id] = JobLib.hashMemory(next);
-        _credit(job.provider, job.collateral);
-        emit JobReleased(id, job.provider);
+        _credit(job.provider, job.collateral - penalty); // penalty <= collateral (JobLib)
+        if (penalty != 0) _credit(job.payee, penalty);
+        emit JobReleased(id, job.provider, penalty);
     }
 
     /// @inheritdoc ILilypadMarket
@@ -249,11 +277,14 @@ contract LilypadMarket is MarketAccounts {
 
     /// @inheritdoc ILilypadMarket
     function settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external {
-        _settle(id, job, dataId, resultHash);
+        _settle(id, job, dataId, resultHash, jobHash[id]);
     }
 
-    function _settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) private {
-        _check(id, job, JobState.Submitted);
+    /// @dev Settles job `id`, whose stored hash is `stored`.
+    function _settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash, bytes32 stored)
+        private
+    {
+        _checkStored(id, job, JobState.Submitted, stored);
         JobLib.requireAfter(id, JobLib.challengeDeadline(job));
         if (JobLib.commitment(dataId, resultHash) != job.result) revert ResultMismatch(id);
 
@@ -267,7 +298,10 @@ contract LilypadMarket is MarketAccounts {
     function settleMany(Settlement[] calldata items) external {
         for (uint256 i; i < items.length; ++i) {
             Settlement calldata s = items[i];
-            _settle(s.id, s.job, s.dataId, s.resultHash);
+            bytes32 stored = jobHash[s.id];
+            // slither-disable-next-line incorrect-equality (0 = already final: skipped; a hash, not a balance)
+            if (stored == 0) continue;
+            _settle(s.id, s.job, s.dataId, s.resultHash, stored);
         }
     }
 
@@ -279,6 +313,11 @@ contract LilypadMarket is MarketAccounts {
     function challenge(uint256 id, Job calldata job) external {
         _check(id, job, JobState.Submitted);
         JobLib.requireBefore(id, JobLib.challengeDeadline(job));
+        // a job's own parties gain nothing by challenging it (a provider could otherwise slash
+        // itself to its own benefit, a mediator judge its own case)
+        if (msg.sender == job.provider || msg.sender == job.solver || msg.sender == _mediators[job.mediator].account) {
+            revert ChallengerIsParty(id, msg.sender);
+        }
 
         Job memory next = job;
         next.challenger = msg.sender;
@@ -306,20 +345,57 @@ contract LilypadMarket is MarketAccounts {
         _checkRuling(id, job);
         delete jobHash[id];
         uint128 fee = mediatorFee;
+        uint256 rest = job.collateral - fee; // collateral >= mediatorFee (matchJob)
+        uint256 reward = rest / 2;
         _credit(msg.sender, fee);
-        _credit(job.challenger, uint256(job.collateral) + challengeBond); // its deposit + collateral - fee
-        _credit(job.payee, job.payment);
+        _credit(job.challenger, uint256(fee) + challengeBond + reward); // its deposit back + the reward
+        _credit(job.payee, uint256(job.payment) + (rest - reward));
         emit ChallengeRuled(id, msg.sender, true, correctDataId);
     }
 
     /// @inheritdoc ILilypadMarket
     function rejectChallenge(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external {
         _checkRuling(id, job);
+        _resultStands(id, job, dataId, resultHash, Standing.Rejected);
+    }
+
+    /// @inheritdoc ILilypadMarket
+    function ruleNondeterministic(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external {
+        _checkRuling(id, job);
+        _resultStands(id, job, dataId, resultHash, Standing.Nondeterministic);
+    }
+
+    /// @dev Why a challenged result stands.
+    enum Standing {
+        Rejected, // the mediator found it right: the challenger pays the mediator, the bond goes to the provider
+        Nondeterministic, // the module is not reproducible: the challenger pays the mediator, keeps its bond
+        MediationTimedOut // nobody ruled: the challenger gets its deposit back
+    }
+
+    /// @dev Ends challenged job `id` with its posted result standing: the deal is paid as at
+    /// settlement (client callback included), the challenge deposit as `how` says.
+    function _resultStands(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash, Standing how)
+        private
+    {
         if (JobLib.commitment(dataId, resultHash) != job.result) revert ResultMismatch(id);
         delete jobHash[id];
-        _credit(msg.sender, mediatorFee);
-        uint128 refund = _payDeal(job, challengeBond);
-        emit ChallengeRuled(id, msg.sender, false, dataId);
+        // slither-disable-next-line uninitialized-local (0 unless the challenge was rejected)
+        uint128 bonus;
+        if (how == Standing.MediationTimedOut) {
+            _credit(job.challenger, uint256(mediatorFee) + challengeBond);
+            emit MediationTimedOut(id, job.mediator);
+        } else {
+            _credit(msg.sender, mediatorFee);
+            emit ChallengeRuled(id, msg.sender, false, dataId);
+            if (how == Standing.Rejected) {
+                bonus = challengeBond;
+            } else {
+                ruledNondeterministic[job.moduleId] = true;
+                _credit(job.challenger, challengeBond);
+                emit ModuleRuledNondeterministic(id, job.moduleId, msg.sender);
+            }
+        }
+        uint128 refund = _payDeal(job, bonus);
         emit JobSettled(id, job.provider, job.price, job.solverFee, refund);
         _callback(id, job, dataId);
     }
@@ -362,14 +438,10 @@ contract LilypadMarket is MarketAccounts {
     }
 
     /// @inheritdoc ILilypadMarket
-    function timeoutMediation(uint256 id, Job calldata job) external {
+    function timeoutMediation(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external {
         _check(id, job, JobState.Challenged);
         JobLib.requireAfter(id, JobLib.mediationDeadline(job));
-        delete jobHash[id];
-        _credit(job.payee, job.payment);
-        _credit(job.provider, job.collateral);
-        _credit(job.challenger, mediatorFee + challengeBond);
-        emit MediationTimedOut(id, job.mediator);
+        _resultStands(id, job, dataId, resultHash, Standing.MediationTimedOut);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -387,8 +459,8 @@ contract LilypadMarket is MarketAccounts {
     }
 
     /// @inheritdoc ILilypadMarket
-    function hashJob(Job calldata job) external pure returns (bytes32) {
-        return JobLib.hashCalldata(job);
+    function hashJob(Job calldata job) external pure returns (bytes32 h) {
+        h = JobLib.hashCalldata(job);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -397,7 +469,11 @@ contract LilypadMarket is MarketAccounts {
 
     /// @dev Checks that `job` is what is stored for `id` and is in `state`.
     function _check(uint256 id, Job calldata job, JobState state) private view {
-        bytes32 stored = jobHash[id];
+        _checkStored(id, job, state, jobHash[id]);
+    }
+
+    /// @dev `_check` with the stored hash already read.
+    function _checkStored(uint256 id, Job calldata job, JobState state, bytes32 stored) private pure {
         // slither-disable-next-line incorrect-equality (0 = no live job; a hash, not a balance)
         if (stored == 0) revert JobNotFound(id);
         if (JobLib.hashCalldata(job) != stored) revert StaleJob(id);

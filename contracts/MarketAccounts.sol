@@ -1,17 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
-import {Ownable} from "solady/auth/Ownable.sol";
 import {SafeTransferLib} from "solady/utils/SafeTransferLib.sol";
 import {ILilypadMarket} from "./interfaces/ILilypadMarket.sol";
 import {ModuleDirectory} from "./ModuleDirectory.sol";
 
 /// @title MarketAccounts: who is who in the market, what they offer, and what they hold.
 /// @notice Roles (solver, resource provider, mediator), providers' offers, resources and
-/// accepted mediators, the mediator slots, client authorisations, and every account's free
-/// balance (deposits in, credits from jobs, withdrawals out). The job steps that use these
-/// live in LilypadMarket.
-abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
+/// accepted mediators, the mediator slots (taken only by accounts the owner approved), client
+/// authorisations with their spending caps, and every account's free balance (deposits in,
+/// credits from jobs, withdrawals out). The job steps that use these live in LilypadMarket.
+abstract contract MarketAccounts is ModuleDirectory, ILilypadMarket {
     using SafeTransferLib for address;
 
     /*//////////////////////////////////////////////////////////////
@@ -22,6 +21,7 @@ abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
     uint8 public constant ROLE_PROVIDER = 2;
     uint8 public constant ROLE_MEDIATOR = 4;
     uint256 public constant MAX_MEDIATORS = 64;
+    uint256 public constant MAX_CALLBACK_GAS = 2_000_000;
 
     /*//////////////////////////////////////////////////////////////
                               IMMUTABLES
@@ -37,17 +37,15 @@ abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
     /// @dev Read and written by every job creation: one slot.
     struct Counters {
         uint64 defaultMediators;
-        uint192 jobCount;
+        uint8 mediatorCount; // slots taken (<= MAX_MEDIATORS)
+        uint184 jobCount;
     }
 
     mapping(address => Account) internal _accounts;
     mapping(address provider => mapping(bytes32 moduleId => Offer)) internal _offers;
     mapping(address provider => Resources) internal _resources;
     mapping(uint256 index => Mediator) internal _mediators;
-    /// @inheritdoc ILilypadMarket
-    uint256 public override mediatorCount;
-    /// @inheritdoc ILilypadMarket
-    mapping(address payee => mapping(address client => bool)) public override isClientAuthorized;
+    mapping(address payee => mapping(address client => ClientAllowance)) internal _clientAllowances;
     Counters internal _counters;
 
     constructor(address token_, address owner_) {
@@ -84,10 +82,10 @@ abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
     }
 
     /// @inheritdoc ILilypadMarket
-    function authorizeClient(address client, bool authorized) external {
+    function authorizeClient(address client, ClientAllowance calldata allowance) external {
         if (client == address(0)) revert ZeroAddress();
-        isClientAuthorized[msg.sender][client] = authorized;
-        emit ClientAuthorized(msg.sender, client, authorized);
+        _clientAllowances[msg.sender][client] = allowance;
+        emit ClientAuthorized(msg.sender, client, allowance);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -101,20 +99,20 @@ abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
 
     /// @inheritdoc ILilypadMarket
     function registerProvider(uint64 mediators) external {
-        _accounts[msg.sender].mediators = mediators;
-        emit ProviderMediatorsSet(msg.sender, mediators);
+        _setProviderMediators(mediators);
         _setRoles(msg.sender, _accounts[msg.sender].roles | ROLE_PROVIDER);
     }
 
     /// @inheritdoc ILilypadMarket
     function registerMediator() external returns (uint8 index) {
         Account storage a = _accounts[msg.sender];
+        if (!a.mediatorApproved) revert MediatorNotApproved(msg.sender);
         uint8 slot = a.mediatorSlot;
         if (slot == 0) {
-            uint256 n = mediatorCount;
+            uint8 n = _counters.mediatorCount;
             if (n == MAX_MEDIATORS) revert TooManyMediators();
-            index = uint8(n);
-            mediatorCount = n + 1;
+            index = n;
+            _counters.mediatorCount = n + 1;
             a.mediatorSlot = index + 1;
             _mediators[index] = Mediator({account: msg.sender, active: true, suspended: false});
             emit MediatorRegistered(msg.sender, index);
@@ -142,8 +140,7 @@ abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
 
     /// @inheritdoc ILilypadMarket
     function setProviderMediators(uint64 mediators) external {
-        _accounts[msg.sender].mediators = mediators;
-        emit ProviderMediatorsSet(msg.sender, mediators);
+        _setProviderMediators(mediators);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -151,9 +148,24 @@ abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
     //////////////////////////////////////////////////////////////*/
 
     /// @inheritdoc ILilypadMarket
-    function setOffer(bytes32 moduleId_, uint128 price, bool active) external {
-        _offers[msg.sender][moduleId_] = Offer({price: price, active: active});
-        emit OfferSet(msg.sender, moduleId_, price, active);
+    function setOffer(bytes32 moduleId_, Offer calldata offer) external {
+        if (
+            offer.active
+                && (
+                    offer.maxRunTimeout == 0 || offer.maxRunTimeout > MAX_TIMEOUT
+                        || offer.minRunTimeout > offer.maxRunTimeout || offer.maxCallbackGas > MAX_CALLBACK_GAS
+                )
+        ) revert InvalidOffer(moduleId_);
+        _offers[msg.sender][moduleId_] = offer;
+        emit OfferSet(
+            msg.sender,
+            moduleId_,
+            offer.price,
+            offer.active,
+            offer.minRunTimeout,
+            offer.maxRunTimeout,
+            offer.maxCallbackGas
+        );
     }
 
     /// @inheritdoc ILilypadMarket
@@ -179,8 +191,21 @@ abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
     }
 
     /// @inheritdoc ILilypadMarket
+    function approveMediator(address account, bool approved) external onlyOwner {
+        if (account == address(0)) revert ZeroAddress();
+        Account storage a = _accounts[account];
+        a.mediatorApproved = approved;
+        emit MediatorApproved(account, approved);
+        uint8 slot = a.mediatorSlot;
+        if (!approved && slot != 0 && _mediators[slot - 1].active) {
+            _mediators[slot - 1].active = false;
+            emit MediatorActiveSet(slot - 1, false);
+        }
+    }
+
+    /// @inheritdoc ILilypadMarket
     function setMediatorSuspended(uint8 index, bool suspended) external onlyOwner {
-        if (index >= mediatorCount) revert UnknownMediator(index);
+        if (index >= _counters.mediatorCount) revert UnknownMediator(index);
         _mediators[index].suspended = suspended;
         emit MediatorSuspended(index, suspended);
     }
@@ -215,13 +240,23 @@ abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
     }
 
     /// @inheritdoc ILilypadMarket
+    function mediatorCount() external view returns (uint256) {
+        return _counters.mediatorCount;
+    }
+
+    /// @inheritdoc ILilypadMarket
     function defaultMediators() external view returns (uint64) {
         return _counters.defaultMediators;
     }
 
     /// @inheritdoc ILilypadMarket
+    function clientAllowance(address payee, address client) external view returns (ClientAllowance memory) {
+        return _clientAllowances[payee][client];
+    }
+
+    /// @inheritdoc ILilypadMarket
     function priceOf(address provider, bytes32 moduleId_) external view returns (uint256) {
-        return _priceOf(provider, moduleId_);
+        return _offerFor(provider, moduleId_).price;
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -233,11 +268,49 @@ abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
         emit RolesChanged(account, roles);
     }
 
+    /// @dev The caller's accepted mediators: `mediators` kept to the slots taken now (so "all"
+    /// never takes in a mediator registered later), or the default set for 0.
+    function _setProviderMediators(uint64 mediators) private {
+        Counters memory c = _counters;
+        uint64 accepted = mediators == 0 ? c.defaultMediators : mediators & _takenSlots(c.mediatorCount);
+        if (accepted == 0) revert InvalidMediators(mediators);
+        _accounts[msg.sender].mediators = accepted;
+        emit ProviderMediatorsSet(msg.sender, accepted);
+    }
+
+    /// @dev The bitmask of the first `count` mediator slots.
+    function _takenSlots(uint8 count) internal pure returns (uint64) {
+        return count == MAX_MEDIATORS ? type(uint64).max : (uint64(1) << count) - 1;
+    }
+
+    /// @dev Checks that the caller, a client, may create `job` paid by `payee`: within what the
+    /// payee allowed it (total, per job, challenge window) and with the market's default
+    /// mediators only (so it cannot bring a mediator of its own to judge the payee's case);
+    /// takes the payment off what it may still spend.
+    function _spendAllowance(address payee, Job memory job, uint64 defaultMediators_) internal {
+        address client = msg.sender;
+        ClientAllowance memory a = _clientAllowances[payee][client];
+        // slither-disable-next-line incorrect-equality (all zero = never authorised or revoked; see contracts/SLITHER.md)
+        if (a.remaining == 0 && a.maxPayment == 0) revert ClientNotAuthorized(payee, client);
+        uint256 payment = job.payment;
+        if (payment > a.maxPayment) revert ClientAllowanceExceeded(payee, client, payment, a.maxPayment);
+        if (payment > a.remaining) revert ClientAllowanceExceeded(payee, client, payment, a.remaining);
+        if (job.challengeWindow < a.minChallengeWindow) {
+            revert ChallengeWindowTooShort(payee, client, job.challengeWindow, a.minChallengeWindow);
+        }
+        if (job.mediators & ~defaultMediators_ != 0) revert ClientMediatorsNotDefault(payee, client, job.mediators);
+        if (a.remaining != type(uint128).max && payment != 0) {
+            unchecked {
+                _clientAllowances[payee][client].remaining = a.remaining - uint128(payment);
+            }
+        }
+    }
+
     /// @dev The provider's offer for `moduleId_`, else its any-module offer if the module's
     /// requirements fit its declared resources; reverts saying why there is none.
-    function _priceOf(address provider, bytes32 moduleId_) internal view returns (uint256) {
-        Offer memory offer = _offers[provider][moduleId_];
-        if (offer.active) return offer.price;
+    function _offerFor(address provider, bytes32 moduleId_) internal view returns (Offer memory offer) {
+        offer = _offers[provider][moduleId_];
+        if (offer.active) return offer;
         offer = _offers[provider][bytes32(0)];
         if (!offer.active) revert NoOffer(provider, moduleId_);
         Resources memory have = _resources[provider];
@@ -246,7 +319,6 @@ abstract contract MarketAccounts is ModuleDirectory, Ownable, ILilypadMarket {
             need.cpuMilli > have.cpuMilli || need.ramMb > have.ramMb || need.diskMb > have.diskMb
                 || need.gpus > have.gpus || (need.gpus != 0 && need.vramMb > have.vramMb)
         ) revert ResourcesInsufficient(provider, moduleId_);
-        return offer.price;
     }
 
     /// @dev Adds `amount` to `account`'s free balance.

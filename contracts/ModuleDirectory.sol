@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
+import {Ownable} from "solady/auth/Ownable.sol";
 import {IModuleDirectory} from "./interfaces/ILilypadMarket.sol";
 
 /// @title The module directory: `name:version` -> a module pinned by content hash.
-/// @notice The first account to publish a name owns it and alone may publish more versions
-/// of it (ownership can be handed on). A published version never changes, so job creator,
-/// resource provider and mediator all run the same bytes. Module ids are
+/// @notice The first account to publish a plain name owns it and alone may publish more
+/// versions of it (ownership can be handed on). A name with a '/' is a path outside the chain
+/// (`github.com/org/repo`) whose owner the chain cannot tell, so nobody can claim it by
+/// publishing first: the market owner assigns it. A published version never changes, so job
+/// creator, resource provider and mediator all run the same bytes. Module ids are
 /// `keccak256(bytes("name:version"))`, which is what jobs carry.
-abstract contract ModuleDirectory is IModuleDirectory {
+abstract contract ModuleDirectory is IModuleDirectory, Ownable {
     /*//////////////////////////////////////////////////////////////
                                CONSTANTS
     //////////////////////////////////////////////////////////////*/
@@ -51,12 +54,13 @@ abstract contract ModuleDirectory is IModuleDirectory {
         external
         returns (bytes32 id)
     {
-        _checkName(name);
+        bool path = _checkName(name);
         _checkVersion(version);
         if (spec.specHash == 0 || spec.runTimeout == 0 || spec.runTimeout > MAX_TIMEOUT) revert InvalidModuleSpec();
         bytes32 nameHash = keccak256(bytes(name));
         address owner = moduleNameOwner[nameHash];
         if (owner == address(0)) {
+            if (path) revert ModuleNameReserved(name);
             moduleNameOwner[nameHash] = msg.sender;
         } else if (owner != msg.sender) {
             revert NotNameOwner(name, owner);
@@ -84,6 +88,17 @@ abstract contract ModuleDirectory is IModuleDirectory {
         if (owner != msg.sender) revert NotNameOwner(name, owner);
         moduleNameOwner[nameHash] = to;
         emit ModuleNameTransferred(nameHash, name, msg.sender, to);
+    }
+
+    /// @inheritdoc IModuleDirectory
+    function assignModuleName(string calldata name, address to) external onlyOwner {
+        if (to == address(0)) revert ZeroAddress();
+        if (!_checkName(name)) revert InvalidModuleName(name); // plain names are first come
+        bytes32 nameHash = keccak256(bytes(name));
+        address owner = moduleNameOwner[nameHash];
+        if (owner != address(0)) revert NotNameOwner(name, owner); // never taken from its owner
+        moduleNameOwner[nameHash] = to;
+        emit ModuleNameTransferred(nameHash, name, address(0), to);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -114,14 +129,19 @@ abstract contract ModuleDirectory is IModuleDirectory {
     //////////////////////////////////////////////////////////////*/
 
     /// @dev Names: 1-128 of [A-Za-z0-9._/-], not starting with '.', '/' or '-' (a plain
-    /// name like `lilysay`, or a repository path like `github.com/org/repo`).
-    function _checkName(string calldata name) private pure {
+    /// name like `lilysay`, or a repository path like `github.com/org/repo`). Returns whether
+    /// it is a path (has a '/').
+    function _checkName(string calldata name) private pure returns (bool path) {
         bytes calldata b = bytes(name);
         uint256 n = b.length;
         if (n == 0 || n > MAX_NAME_LENGTH) revert InvalidModuleName(name);
         for (uint256 i; i < n; ++i) {
             bytes1 c = b[i];
-            bool ok = _isAlnum(c) || (i != 0 && (c == "." || c == "_" || c == "-" || c == "/"));
+            if (c == "/" && i != 0) {
+                path = true;
+                continue;
+            }
+            bool ok = _isAlnum(c) || (i != 0 && (c == "." || c == "_" || c == "-"));
             if (!ok) revert InvalidModuleName(name);
         }
     }

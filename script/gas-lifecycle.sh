@@ -3,9 +3,9 @@
 #
 #   script/gas-lifecycle.sh
 #
-# Deploys the contracts to a new Anvil, sets up the parties (not counted: a solver, a mediator,
-# a resource provider with collateral and an offer, the lilysay module, and the payee's one-time
-# authorisation of the client contract), then runs one job's whole lifecycle with real
+# Deploys the contracts to a new Anvil, sets up the parties (not counted: a solver, a mediator
+# the owner approved, a resource provider with collateral and an offer, the lilysay module, and
+# the payee's one-time authorisation of the client contract), then runs one job's whole lifecycle with real
 # transactions and prints each one's gasUsed:
 #   approve (payee) -> ExampleClient.runLilysay -> runJob (client) -> matchJob (solver)
 #   -> submitResult (provider) -> [challenge window passes] -> settle (anyone, calls the client back)
@@ -62,6 +62,7 @@ echo "== setup (not part of a job's lifecycle)"
 send $ADMIN_KEY "$TOKEN" "faucet(address,uint256)" "$PROVIDER" 1000000000000000000000 >/dev/null
 send $ADMIN_KEY "$TOKEN" "faucet(address,uint256)" "$PAYEE" 1000000000000000000000 >/dev/null
 send $SOLVER_KEY "$MARKET" "registerSolver()" >/dev/null
+send $ADMIN_KEY "$MARKET" "approveMediator(address,bool)" "$MEDIATOR" true >/dev/null
 send $MEDIATOR_KEY "$MARKET" "registerMediator()" >/dev/null
 send $ADMIN_KEY "$MARKET" "setDefaultMediators(uint64)" 1 >/dev/null
 send $PROVIDER_KEY "$MARKET" "registerProvider(uint64)" 1 >/dev/null
@@ -69,13 +70,18 @@ send $PROVIDER_KEY "$TOKEN" "approve(address,uint256)" "$MARKET" 100000000000000
 send $PROVIDER_KEY "$MARKET" "deposit(address,uint256)" "$PROVIDER" 100000000000000000000 >/dev/null
 send $ADMIN_KEY "$MARKET" "publishModule(string,string,(bytes32,bytes32,uint128,uint32,uint8,(uint32,uint32,uint32,uint32,uint8)))" \
   lilysay 0.1.0 "($SPEC_HASH,0x0000000000000000000000000000000000000000000000000000000000000000,$PAYMENT,$RUN_T,0,(1000,256,100,0,0))" >/dev/null
-send $PROVIDER_KEY "$MARKET" "setOffer(bytes32,uint128,bool)" "$MODULE_ID" $PRICE true >/dev/null
+# the offer's terms: run windows of 10 s to 30 days, client callbacks up to 500,000 gas
+send $PROVIDER_KEY "$MARKET" "setOffer(bytes32,(uint128,bool,uint32,uint32,uint32))" "$MODULE_ID" "($PRICE,true,10,2592000,500000)" >/dev/null
 CLIENT=$(forge create contracts/examples/ExampleClient.sol:ExampleClient --rpc-url "$rpc" --private-key $ADMIN_KEY \
   --broadcast --json --constructor-args "$MARKET" | python3 -c "import json,sys; print(json.load(sys.stdin)['deployedTo'])")
-auth=$(send $PAYEE_KEY "$MARKET" "authorizeClient(address,bool)" "$CLIENT" true | cut -d' ' -f1)
-echo "payee authorises the client contract (once per payee and client): $auth gas"
+# The client may escrow at most the payment per job, with a 60 s challenge-window floor; no total
+# by default (as the authorisation before spending caps). GAS_CLIENT_CAP=<LP units> sets a total,
+# which each job counts down: one storage write (~2,900 gas) more per job.
+CAP="${GAS_CLIENT_CAP:-340282366920938463463374607431768211455}"
+auth=$(send $PAYEE_KEY "$MARKET" "authorizeClient(address,(uint128,uint96,uint32))" "$CLIENT" "($CAP,$PAYMENT,60)" | cut -d' ' -f1)
+echo "payee authorises the client contract (once per payee and client; total ${GAS_CLIENT_CAP:-none}): $auth gas"
 
-JOB_T="(address,address,bytes32,uint128,uint64,uint40,uint32,uint32,uint32,uint32,uint32,address,address,uint128,uint128,uint128,uint8,uint40,bytes32,uint40,address,uint40,uint8)"
+JOB_T="(address,address,bytes32,uint128,uint64,uint40,uint32,uint32,uint32,uint32,uint32,address,address,address,uint128,uint128,uint128,uint8,uint40,bytes32,uint40,address,uint40,uint8)"
 ZERO=0x0000000000000000000000000000000000000000
 Z32=0x0000000000000000000000000000000000000000000000000000000000000000
 CID=bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi
@@ -98,7 +104,7 @@ to_result() {
   read -r g bn < <(send $PAYEE_KEY "$CLIENT" "runLilysay(string)" hi)
   printf '  %-44s %8d\n' "runLilysay -> runJob (payee, via the client)" "$g"; total=$((total + g))
   local created; created=$(ts "$bn")
-  local terms="$CLIENT,$PAYEE,$MODULE_ID,$PAYMENT,1,$created,$MATCH_T,$RUN_T,$WINDOW,$MED_T,$CB_GAS"
+  local terms="$CLIENT,$PAYEE,$MODULE_ID,$PAYMENT,1,$created,$MATCH_T,$RUN_T,$WINDOW,$MED_T,$CB_GAS,$ZERO"
   JOB="($terms,$ZERO,$ZERO,0,0,0,0,0,$Z32,0,$ZERO,0,1)"
   check "$id" "$JOB"
   read -r g bn < <(send $SOLVER_KEY "$MARKET" "matchJob(uint256,$JOB_T,address,uint8)" "$id" "$JOB" "$PROVIDER" 0)

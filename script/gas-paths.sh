@@ -74,6 +74,7 @@ send $ADMIN_KEY "$TOKEN" "faucet(address,uint256)" "$PROVIDER" 10000000000000000
 send $ADMIN_KEY "$TOKEN" "faucet(address,uint256)" "$PAYEE" 1000000000000000000000 >/dev/null
 send $ADMIN_KEY "$TOKEN" "faucet(address,uint256)" "$ANYONE" 1000000000000000000000 >/dev/null
 send $SOLVER_KEY "$MARKET" "registerSolver()" >/dev/null
+send $ADMIN_KEY "$MARKET" "approveMediator(address,bool)" "$(cast wallet address $MEDIATOR_KEY)" true >/dev/null
 send $MEDIATOR_KEY "$MARKET" "registerMediator()" >/dev/null
 send $ADMIN_KEY "$MARKET" "setDefaultMediators(uint64)" 1 >/dev/null
 send $PROVIDER_KEY "$MARKET" "registerProvider(uint64)" 1 >/dev/null
@@ -81,10 +82,10 @@ send $PROVIDER_KEY "$TOKEN" "approve(address,uint256)" "$MARKET" 100000000000000
 send $PROVIDER_KEY "$MARKET" "deposit(address,uint256)" "$PROVIDER" 1000000000000000000000 >/dev/null
 send $ADMIN_KEY "$MARKET" "publishModule(string,string,(bytes32,bytes32,uint128,uint32,uint8,(uint32,uint32,uint32,uint32,uint8)))" \
   lilysay 0.1.0 "($SPEC_HASH,0x0000000000000000000000000000000000000000000000000000000000000000,$PAYMENT,$RUN_T,0,(1000,256,100,0,0))" >/dev/null
-send $PROVIDER_KEY "$MARKET" "setOffer(bytes32,uint128,bool)" "$MODULE_ID" $PRICE true >/dev/null
+send $PROVIDER_KEY "$MARKET" "setOffer(bytes32,(uint128,bool,uint32,uint32,uint32))" "$MODULE_ID" "($PRICE,true,10,2592000,500000)" >/dev/null
 
-JOB_T="(address,address,bytes32,uint128,uint64,uint40,uint32,uint32,uint32,uint32,uint32,address,address,uint128,uint128,uint128,uint8,uint40,bytes32,uint40,address,uint40,uint8)"
-REQ_T="(string,string[],address,bytes32,uint128,uint64,uint32,uint32,uint32,uint32,uint32)"
+JOB_T="(address,address,bytes32,uint128,uint64,uint40,uint32,uint32,uint32,uint32,uint32,address,address,address,uint128,uint128,uint128,uint8,uint40,bytes32,uint40,address,uint40,uint8)"
+REQ_T="(string,string[],address,bytes32,uint128,uint64,uint32,uint32,uint32,uint32,uint32,address)"
 ZERO=0x0000000000000000000000000000000000000000
 Z32=0x0000000000000000000000000000000000000000000000000000000000000000
 CID=bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi
@@ -114,10 +115,10 @@ finish() { ended "$ID"; printf 'TOTAL|%s|%s\n' "$PATH_NAME" "$PATH_TOTAL"; }
 create() { # approve + createJob by the job creator; sets TERMS and JOB (Open)
   local g bn created
   read -r g bn < <(send $PAYEE_KEY "$TOKEN" "approve(address,uint256)" "$MARKET" $PAYMENT); row "job creator" "approve" "$g"
-  read -r g bn < <(send $PAYEE_KEY "$MARKET" "createJob($REQ_T)" "(lilysay:0.1.0,[Message=hi],$PAYEE,$Z32,$PAYMENT,0,0,0,0,0,0)")
+  read -r g bn < <(send $PAYEE_KEY "$MARKET" "createJob($REQ_T)" "(lilysay:0.1.0,[Message=hi],$PAYEE,$Z32,$PAYMENT,0,0,0,0,0,0,$ZERO)")
   row "job creator" "createJob" "$g"
   created=$(ts "$bn")
-  TERMS="$PAYEE,$PAYEE,$MODULE_ID,$PAYMENT,1,$created,$MATCH_T,$RUN_T,$WINDOW,$MED_T,0"
+  TERMS="$PAYEE,$PAYEE,$MODULE_ID,$PAYMENT,1,$created,$MATCH_T,$RUN_T,$WINDOW,$MED_T,0,$ZERO"
   JOB="($TERMS,$ZERO,$ZERO,0,0,0,0,0,$Z32,0,$ZERO,0,1)"; check "$ID" "$JOB"
 }
 match() {
@@ -162,7 +163,7 @@ read -r g bn < <(send $ANYONE_KEY "$MARKET" "timeoutResult(uint256,$JOB_T)" "$ID
 finish
 
 begin timeout-mediation; create; match; result; dispute; warp $((MED_T + 1))
-read -r g bn < <(send $ANYONE_KEY "$MARKET" "timeoutMediation(uint256,$JOB_T)" "$ID" "$JOB"); row "anyone" "timeoutMediation" "$g"
+read -r g bn < <(send $ANYONE_KEY "$MARKET" "timeoutMediation(uint256,$JOB_T,string,bytes32)" "$ID" "$JOB" "$CID" "$RESULT_HASH"); row "anyone" "timeoutMediation" "$g"
 finish
 
 begin cancel; create

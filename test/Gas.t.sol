@@ -19,7 +19,12 @@ contract GasTest is MarketFixture {
     function test_lifecycle_contractPath() public {
         vm.startPrank(alice);
         token.approve(address(market), PAYMENT);
-        market.authorizeClient(address(client), true);
+        // no total (as the authorisation before spending caps): see test_runJob_cappedClient for the
+        // storage write a total adds
+        market.authorizeClient(
+            address(client),
+            ClientAllowance({remaining: type(uint128).max, maxPayment: uint96(PAYMENT), minChallengeWindow: 60})
+        );
         vm.stopPrank();
         JobRequest memory r = _request(alice);
         Job memory job = JobFlow.created(market, address(client), r);
@@ -54,5 +59,20 @@ contract GasTest is MarketFixture {
         assertEq(market.jobHash(id), bytes32(0), "settled");
 
         vm.snapshotValue("lifecycle", "total", total);
+    }
+
+    /// @dev runJob through a client whose authorisation has a total, counted down by each job.
+    function test_runJob_cappedClient() public {
+        vm.startPrank(alice);
+        token.approve(address(market), PAYMENT);
+        market.authorizeClient(
+            address(client), ClientAllowance({remaining: 100 * PAYMENT, maxPayment: uint96(PAYMENT), minChallengeWindow: 60})
+        );
+        vm.stopPrank();
+        _coolAll();
+        vm.prank(alice);
+        client.runLilysay("hi");
+        vm.snapshotGasLastCall("lifecycle", "runJob_cappedClient");
+        assertEq(market.clientAllowance(alice, address(client)).remaining, 99 * PAYMENT, "counted down");
     }
 }

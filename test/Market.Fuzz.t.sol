@@ -51,7 +51,7 @@ contract MarketFuzzTest is MarketFixture {
         vm.prank(provider);
         market.deposit(provider, 1_000_000 ether);
         vm.prank(provider);
-        market.setOffer(moduleId, uint128(price), true);
+        market.setOffer(moduleId, _offer(uint128(price), true));
 
         int256 a = _wealth(alice);
         int256 p = _wealth(provider);
@@ -104,7 +104,7 @@ contract MarketFuzzTest is MarketFixture {
         token.faucet(provider, 1_000_000 ether);
         vm.startPrank(provider);
         market.deposit(provider, 1_000_000 ether);
-        market.setOffer(moduleId, price, true);
+        market.setOffer(moduleId, _offer(price, true));
         vm.stopPrank();
 
         int256[6] memory before = _wealths();
@@ -144,9 +144,11 @@ contract MarketFuzzTest is MarketFixture {
                     if (outcome == 4) {
                         vm.prank(mediator);
                         market.upholdChallenge(id, job, "x");
+                        int256 rest = collateral - int256(uint256(c.mediatorFee));
+                        delta[0] = rest - rest / 2; // payee: half the rest of the slashed collateral
                         delta[1] = -collateral;
                         delta[3] = int256(uint256(c.mediatorFee));
-                        delta[4] = collateral - int256(uint256(c.mediatorFee));
+                        delta[4] = rest / 2; // challenger: deposit back + the other half
                     } else if (outcome == 5) {
                         vm.prank(mediator);
                         market.rejectChallenge(id, job, CID, RESULT_HASH);
@@ -156,9 +158,13 @@ contract MarketFuzzTest is MarketFixture {
                         delta[3] = int256(uint256(c.mediatorFee));
                         delta[4] = -dep;
                     } else {
+                        // nobody proved the result wrong: it stands, the challenger is refunded
                         vm.warp(JobFlow.deadline(job) + 1);
                         vm.prank(stranger);
-                        market.timeoutMediation(id, job);
+                        market.timeoutMediation(id, job, CID, RESULT_HASH);
+                        delta[0] = -int256(uint256(price) + fee);
+                        delta[1] = int256(uint256(price));
+                        delta[2] = int256(fee);
                     }
                 }
             }
@@ -189,7 +195,7 @@ contract MarketFuzzTest is MarketFixture {
         token.faucet(provider, 1_000_000 ether);
         vm.startPrank(provider);
         market.deposit(provider, 1_000_000 ether);
-        market.setOffer(moduleId, price, true);
+        market.setOffer(moduleId, _offer(price, true));
         vm.stopPrank();
         (uint256 id, Job memory job) = _run(alice);
         job = _match(id, job, provider);
@@ -222,7 +228,7 @@ contract MarketFuzzTest is MarketFixture {
 
     function testFuzz_runDeadline_submitOrReleaseXorTimeout(uint32 timeout, uint256 when, bool release) public {
         JobRequest memory r = _request(alice);
-        r.runTimeout = uint32(bound(timeout, 1, market.MAX_TIMEOUT()));
+        r.runTimeout = uint32(bound(timeout, RUN_TIMEOUT, market.MAX_TIMEOUT()));
         (uint256 id, Job memory job) = _create(alice, r);
         vm.warp(block.timestamp + 17);
         job = _match(id, job, provider);
@@ -266,7 +272,7 @@ contract MarketFuzzTest is MarketFixture {
 
     function testFuzz_mediationDeadline_ruleXorTimeout(uint32 timeout, uint256 when, bool uphold) public {
         JobRequest memory r = _request(alice);
-        r.mediationTimeout = uint32(bound(timeout, 1, market.MAX_TIMEOUT()));
+        r.mediationTimeout = uint32(bound(timeout, RUN_TIMEOUT, market.MAX_TIMEOUT()));
         (uint256 id, Job memory job) = _create(alice, r);
         job = _submit(id, _match(id, job, provider));
         vm.warp(block.timestamp + 9);
@@ -275,7 +281,7 @@ contract MarketFuzzTest is MarketFixture {
         vm.warp(_timeAround(job.challengedAt, deadline, when, 2 * uint256(r.mediationTimeout)));
         if (block.timestamp <= deadline) {
             vm.expectRevert(abi.encodeWithSelector(DeadlineNotReached.selector, id, deadline));
-            market.timeoutMediation(id, job);
+            market.timeoutMediation(id, job, CID, RESULT_HASH);
             vm.prank(mediator);
             if (uphold) market.upholdChallenge(id, job, "x");
             else market.rejectChallenge(id, job, CID, RESULT_HASH);
@@ -284,7 +290,7 @@ contract MarketFuzzTest is MarketFixture {
             vm.prank(mediator);
             if (uphold) market.upholdChallenge(id, job, "x");
             else market.rejectChallenge(id, job, CID, RESULT_HASH);
-            market.timeoutMediation(id, job);
+            market.timeoutMediation(id, job, CID, RESULT_HASH);
         }
         assertEq(market.jobHash(id), bytes32(0), "final");
     }
@@ -305,20 +311,23 @@ contract MarketFuzzTest is MarketFixture {
         r.runTimeout = run;
         r.challengeWindow = cw;
         r.mediationTimeout = med;
+        // floors: the run window covers the module's run timeout, mediation the run window
+        uint256 runT = run == 0 ? RUN_TIMEOUT : run;
         if (m > maxT) {
             vm.expectRevert(abi.encodeWithSelector(InvalidTimeout.selector, "matchTimeout", m));
-        } else if (run > maxT) {
+        } else if (run > maxT || (run != 0 && run < RUN_TIMEOUT)) {
             vm.expectRevert(abi.encodeWithSelector(InvalidTimeout.selector, "runTimeout", run));
         } else if (cw > maxT) {
             vm.expectRevert(abi.encodeWithSelector(InvalidTimeout.selector, "challengeWindow", cw));
-        } else if (med > maxT) {
+        } else if (med > maxT || (med != 0 && med < runT)) {
             vm.expectRevert(abi.encodeWithSelector(InvalidTimeout.selector, "mediationTimeout", med));
         } else {
             (, Job memory job) = _create(alice, r); // checks every stored field
             assertEq(job.matchTimeout, m == 0 ? 3600 : m, "match");
-            assertEq(job.runTimeout, run == 0 ? RUN_TIMEOUT : run, "run");
+            assertEq(job.runTimeout, runT, "run");
             assertEq(job.challengeWindow, cw == 0 ? 300 : cw, "challenge");
-            assertEq(job.mediationTimeout, med == 0 ? 3600 : med, "mediation");
+            assertEq(job.mediationTimeout, med == 0 ? (runT > 3600 ? runT : 3600) : med, "mediation");
+            assertGe(job.mediationTimeout, job.runTimeout, "a mediator can re-run the job");
             return;
         }
         vm.prank(alice);
@@ -329,7 +338,7 @@ contract MarketFuzzTest is MarketFixture {
         if (cb % 2 == 0) cb = uint32(bound(cb, 0, 2_100_000));
         GasProbeClient c = new GasProbeClient(market);
         vm.prank(alice);
-        market.authorizeClient(address(c), true);
+        market.authorizeClient(address(c), _unlimited());
         JobRequest memory r = _request(alice);
         r.callbackGas = cb;
         if (cb > 2_000_000) {
@@ -351,7 +360,7 @@ contract MarketFuzzTest is MarketFixture {
         gasGiven = bound(gasGiven, 40_000, uint256(callbackGas) + 400_000);
         GasProbeClient c = new GasProbeClient(market);
         vm.prank(alice);
-        market.authorizeClient(address(c), true);
+        market.authorizeClient(address(c), _unlimited());
         JobRequest memory r = _request(alice);
         r.callbackGas = callbackGas;
         Job memory job = JobFlow.created(market, address(c), r);
@@ -448,7 +457,7 @@ contract MarketFuzzTest is MarketFixture {
         assertEq(market.jobHash(id), market.hashJob(job), "unchanged");
     }
 
-    uint256 internal constant JOB_FIELDS = 23;
+    uint256 internal constant JOB_FIELDS = 24;
 
     /// @dev hashJob(job) == keccak256(abi.encode(job)) for arbitrary contents.
     function testFuzz_hashJob_equalsKeccakOfAbiEncode(uint256 seed) public view {
@@ -462,7 +471,7 @@ contract MarketFuzzTest is MarketFixture {
     /// @dev Word `field` of the Job's ABI encoding replaced by another value of the field's type.
     function _mutate(Job memory job, uint256 field, uint256 value) internal pure returns (Job memory) {
         uint8[JOB_FIELDS] memory bits = [
-            160, 160, 0, 128, 64, 40, 32, 32, 32, 32, 32, 160, 160, 128, 128, 128, 8, 40, 0, 40, 160, 40, 255
+            160, 160, 0, 128, 64, 40, 32, 32, 32, 32, 32, 160, 160, 160, 128, 128, 128, 8, 40, 0, 40, 160, 40, 255
         ]; // in Job's field order; 0 = 256 bits, 255 = the JobState enum
         bytes memory enc = abi.encode(job);
         uint256 offset = 32 * (field + 1);
@@ -515,7 +524,7 @@ contract MarketFuzzTest is MarketFixture {
             vm.prank(mediator);
             market.rejectChallenge(id, job, CID, RESULT_HASH);
         } else {
-            market.timeoutMediation(id, job);
+            market.timeoutMediation(id, job, CID, RESULT_HASH);
         }
     }
 }

@@ -17,7 +17,7 @@ contract MarketJobsTest is MarketFixture {
         super.setUp();
         probe = new ProbeClient(market);
         vm.prank(alice);
-        market.authorizeClient(address(probe), true);
+        market.authorizeClient(address(probe), _unlimited());
     }
 
     // ================================================================ constructor
@@ -89,7 +89,7 @@ contract MarketJobsTest is MarketFixture {
         string[] memory inputs = _inputs("hi");
         Job memory job = _expectedJob(alice, alice, inputs, 0);
         vm.expectEmit(true, true, true, true, address(market));
-        emit JobCreated(1, alice, alice, moduleId, inputs, PAYMENT, job.mediators, job.createdAt, 3600, RUN_TIMEOUT, 300, 3600, 0);
+        emit JobCreated(1, alice, alice, moduleId, inputs, PAYMENT, job.mediators, job.createdAt, 3600, RUN_TIMEOUT, 300, 3600, 0, address(0));
         vm.prank(alice);
         uint256 id = market.runJob(MODULE, inputs, alice);
         assertEq(id, 1, "first id");
@@ -137,7 +137,7 @@ contract MarketJobsTest is MarketFixture {
 
     function test_runJob_authorizedClientChargesPayee() public {
         vm.prank(alice);
-        market.authorizeClient(bob, true);
+        market.authorizeClient(bob, _unlimited());
         string[] memory inputs = _inputs("hi");
         Job memory job = _expectedJob(bob, alice, inputs, 0);
         uint256 aliceBefore = token.balanceOf(alice);
@@ -151,8 +151,8 @@ contract MarketJobsTest is MarketFixture {
 
     function test_runJob_revokedAuthorizationReverts() public {
         vm.startPrank(alice);
-        market.authorizeClient(bob, true);
-        market.authorizeClient(bob, false);
+        market.authorizeClient(bob, _unlimited());
+        market.authorizeClient(bob, _revoked());
         vm.stopPrank();
         vm.expectRevert(abi.encodeWithSelector(ClientNotAuthorized.selector, alice, bob));
         vm.prank(bob);
@@ -207,7 +207,7 @@ contract MarketJobsTest is MarketFixture {
         inputs[2] = "";
         Job memory job = _expectedJob(alice, alice, inputs, 0);
         vm.expectEmit(true, true, true, true, address(market));
-        emit JobCreated(1, alice, alice, moduleId, inputs, PAYMENT, job.mediators, job.createdAt, 3600, RUN_TIMEOUT, 300, 3600, 0);
+        emit JobCreated(1, alice, alice, moduleId, inputs, PAYMENT, job.mediators, job.createdAt, 3600, RUN_TIMEOUT, 300, 3600, 0, address(0));
         vm.prank(alice);
         uint256 id = market.runJob(MODULE, inputs, alice);
         assertEq(market.jobHash(id), market.hashJob(job), "stored job");
@@ -260,14 +260,38 @@ contract MarketJobsTest is MarketFixture {
     function test_createJob_storesTimeoutOverrides() public {
         JobRequest memory r = _request(alice);
         r.matchTimeout = 11;
-        r.runTimeout = 22;
+        r.runTimeout = 2200;
         r.challengeWindow = 33;
-        r.mediationTimeout = 44;
+        r.mediationTimeout = 4400;
         (, Job memory job) = _create(alice, r);
         assertEq(job.matchTimeout, 11, "match");
-        assertEq(job.runTimeout, 22, "run");
+        assertEq(job.runTimeout, 2200, "run");
         assertEq(job.challengeWindow, 33, "challenge");
-        assertEq(job.mediationTimeout, 44, "mediation");
+        assertEq(job.mediationTimeout, 4400, "mediation");
+    }
+
+    function test_createJob_revertsOnRunTimeoutUnderModuleRunTimeout() public {
+        JobRequest memory r = _request(alice);
+        r.runTimeout = RUN_TIMEOUT - 1; // an honest run of the module may take RUN_TIMEOUT
+        vm.expectRevert(abi.encodeWithSelector(InvalidTimeout.selector, "runTimeout", uint256(RUN_TIMEOUT - 1)));
+        vm.prank(alice);
+        market.createJob(r);
+    }
+
+    function test_createJob_revertsOnMediationTimeoutUnderRunTimeout() public {
+        JobRequest memory r = _request(alice);
+        r.runTimeout = 1000;
+        r.mediationTimeout = 999; // the mediator could not re-run the job
+        vm.expectRevert(abi.encodeWithSelector(InvalidTimeout.selector, "mediationTimeout", uint256(999)));
+        vm.prank(alice);
+        market.createJob(r);
+    }
+
+    function test_createJob_defaultMediationTimeoutCoversLongRuns() public {
+        JobRequest memory r = _request(alice);
+        r.runTimeout = 5000; // longer than the default mediation timeout (3600)
+        (, Job memory job) = _create(alice, r);
+        assertEq(job.mediationTimeout, 5000, "the mediator gets the run window");
     }
 
     function test_createJob_acceptsMaxTimeouts() public {
@@ -350,22 +374,41 @@ contract MarketJobsTest is MarketFixture {
 
     function test_createJob_explicitMediatorsOverrideDefault() public {
         JobRequest memory r = _request(alice);
+        _addMediator(bob); // index 1
+        _addMediator(stranger); // index 2
         r.mediators = 0x6;
         (, Job memory job) = _create(alice, r);
         assertEq(job.mediators, 0x6, "mediators");
+    }
+
+    function test_createJob_explicitMediatorsKeepOnlySlotsTakenNow() public {
+        JobRequest memory r = _request(alice);
+        r.mediators = type(uint64).max; // "all": only the one mediator registered so far
+        (, Job memory job) = _create(alice, r);
+        assertEq(job.mediators, 0x1, "later mediators are not accepted");
+    }
+
+    function test_createJob_revertsWhenNoNamedMediatorExists() public {
+        JobRequest memory r = _request(alice);
+        r.mediators = 0x6; // slots 1 and 2: nobody
+        vm.expectRevert(abi.encodeWithSelector(InvalidMediators.selector, uint64(0x6)));
+        vm.prank(alice);
+        market.createJob(r);
     }
 
     function test_createJob_emitsJobCreated() public {
         JobRequest memory r = _request(alice);
         r.maxPayment = 8 ether;
         r.matchTimeout = 100;
-        r.runTimeout = 200;
+        r.runTimeout = 700;
         r.challengeWindow = 300;
-        r.mediationTimeout = 400;
+        r.mediationTimeout = 800;
+        _addMediator(bob); // index 1
         r.mediators = 0x3;
+        r.solver = solver;
         vm.expectEmit(true, true, true, true, address(market));
         emit JobCreated(
-            1, alice, alice, moduleId, r.inputs, 8 ether, 0x3, uint40(block.timestamp), 100, 200, 300, 400, 0
+            1, alice, alice, moduleId, r.inputs, 8 ether, 0x3, uint40(block.timestamp), 100, 700, 300, 800, 0, solver
         );
         vm.prank(alice);
         market.createJob(r);
@@ -466,7 +509,7 @@ contract MarketJobsTest is MarketFixture {
     function test_matchJob_revertsWithoutOffer() public {
         (uint256 id, Job memory job) = _run(alice);
         vm.prank(provider);
-        market.setOffer(moduleId, PRICE, false);
+        market.setOffer(moduleId, _offer(PRICE, false));
         vm.expectRevert(abi.encodeWithSelector(NoOffer.selector, provider, moduleId));
         vm.prank(solver);
         market.matchJob(id, job, provider, mediatorIndex);
@@ -475,8 +518,8 @@ contract MarketJobsTest is MarketFixture {
     function test_matchJob_wildcardOfferWithFittingResources() public {
         (uint256 id, Job memory job) = _run(alice);
         vm.startPrank(provider);
-        market.setOffer(moduleId, PRICE, false);
-        market.setOffer(bytes32(0), 3 ether, true);
+        market.setOffer(moduleId, _offer(PRICE, false));
+        market.setOffer(bytes32(0), _offer(3 ether, true));
         market.setResources(Resources({cpuMilli: 1000, ramMb: 512, diskMb: 100, vramMb: 0, gpus: 0})); // exactly
         vm.stopPrank();
         Job memory next = _match(id, job, provider);
@@ -486,8 +529,8 @@ contract MarketJobsTest is MarketFixture {
     function test_matchJob_wildcardOfferRevertsWhenResourcesDoNotFit() public {
         (uint256 id, Job memory job) = _run(alice);
         vm.startPrank(provider);
-        market.setOffer(moduleId, PRICE, false);
-        market.setOffer(bytes32(0), 3 ether, true);
+        market.setOffer(moduleId, _offer(PRICE, false));
+        market.setOffer(bytes32(0), _offer(3 ether, true));
         market.setResources(Resources({cpuMilli: 999, ramMb: 512, diskMb: 100, vramMb: 0, gpus: 0}));
         vm.stopPrank();
         vm.expectRevert(abi.encodeWithSelector(ResourcesInsufficient.selector, provider, moduleId));
@@ -498,7 +541,7 @@ contract MarketJobsTest is MarketFixture {
     function test_matchJob_specificOfferTakesPrecedenceOverWildcard() public {
         (uint256 id, Job memory job) = _run(alice);
         vm.prank(provider);
-        market.setOffer(bytes32(0), 1 ether, true); // no resources declared: would not fit
+        market.setOffer(bytes32(0), _offer(1 ether, true)); // no resources declared: would not fit
         Job memory next = _match(id, job, provider);
         assertEq(next.price, PRICE, "module offer price");
     }
@@ -506,7 +549,7 @@ contract MarketJobsTest is MarketFixture {
     function test_matchJob_revertsWhenPriceAboveCap() public {
         (uint256 id, Job memory job) = _run(alice);
         vm.prank(provider);
-        market.setOffer(moduleId, 9.6 ether, true); // + 5 % = 10.08 > 10
+        market.setOffer(moduleId, _offer(9.6 ether, true)); // + 5 % = 10.08 > 10
         vm.expectRevert(abi.encodeWithSelector(PriceAboveCap.selector, id, 10.08 ether, PAYMENT));
         vm.prank(solver);
         market.matchJob(id, job, provider, mediatorIndex);
@@ -516,14 +559,15 @@ contract MarketJobsTest is MarketFixture {
         (uint256 id, Job memory job) = _run(alice);
         uint128 price = uint128(uint256(PAYMENT) * 10_000 / 10_500); // 9.5238... ether
         vm.prank(provider);
-        market.setOffer(moduleId, price, true);
+        market.setOffer(moduleId, _offer(price, true));
         Job memory next = _match(id, job, provider);
         assertLe(uint256(next.price) + next.solverFee, PAYMENT, "within cap");
     }
 
     function test_matchJob_revertsWhenMediatorNotAcceptedByJob() public {
-        vm.prank(auditor);
-        uint8 other = market.registerMediator();
+        uint8 other = _addMediator(auditor);
+        vm.prank(provider);
+        market.setProviderMediators(type(uint64).max); // now both
         JobRequest memory r = _request(alice);
         r.mediators = uint64(1) << other;
         (uint256 id, Job memory job) = _create(alice, r);
@@ -537,6 +581,7 @@ contract MarketJobsTest is MarketFixture {
 
     function test_matchJob_revertsWhenMediatorNotAcceptedByProvider() public {
         (uint256 id, Job memory job) = _run(alice);
+        _addMediator(auditor);
         vm.prank(provider);
         market.setProviderMediators(~(uint64(1) << mediatorIndex));
         vm.expectRevert(abi.encodeWithSelector(MediatorNotAcceptable.selector, id, mediatorIndex));
@@ -609,7 +654,7 @@ contract MarketJobsTest is MarketFixture {
     function test_matchJob_collateralIsAtLeastMediatorFee() public {
         (uint256 id, Job memory job) = _run(alice);
         vm.prank(provider);
-        market.setOffer(moduleId, 0.1 ether, true); // 2x = 0.2 < mediatorFee 1
+        market.setOffer(moduleId, _offer(0.1 ether, true)); // 2x = 0.2 < mediatorFee 1
         uint256 before = market.balanceOf(provider);
         Job memory next = _match(id, job, provider);
         assertEq(next.collateral, 1 ether, "collateral floor");
@@ -619,7 +664,7 @@ contract MarketJobsTest is MarketFixture {
     function test_matchJob_zeroPriceOffer() public {
         (uint256 id, Job memory job) = _run(alice);
         vm.prank(provider);
-        market.setOffer(moduleId, 0, true);
+        market.setOffer(moduleId, _offer(0, true));
         Job memory next = _match(id, job, provider);
         assertEq(next.price, 0, "price");
         assertEq(next.solverFee, 0, "fee");
@@ -632,7 +677,7 @@ contract MarketJobsTest is MarketFixture {
         (uint256 id, Job memory job) = _matchedJob();
         uint256 before = market.balanceOf(provider);
         vm.expectEmit(true, true, true, true, address(market));
-        emit JobReleased(id, provider);
+        emit JobReleased(id, provider, 0);
         Job memory open = _release(id, job);
         assertEq(market.balanceOf(provider), before + job.collateral, "collateral back");
         assertEq(uint256(open.state), uint256(JobState.Open), "open");
@@ -659,10 +704,44 @@ contract MarketJobsTest is MarketFixture {
         market.releaseJob(id, job);
     }
 
-    function test_releaseJob_succeedsAtRunDeadline() public {
+    function test_releaseJob_succeedsAtRunDeadlineForTheWholeCollateral() public {
         (uint256 id, Job memory job) = _matchedJob();
         vm.warp(uint256(job.matchedAt) + job.runTimeout);
+        uint256 providerBefore = market.balanceOf(provider);
+        uint256 payeeBefore = market.balanceOf(alice);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit JobReleased(id, provider, job.collateral);
         _release(id, job);
+        assertEq(market.balanceOf(provider), providerBefore, "provider: nothing back");
+        assertEq(market.balanceOf(alice), payeeBefore + job.collateral, "payee: the collateral");
+    }
+
+    function test_releaseJob_isFreeInTheFirstHalfOfTheRunWindow() public {
+        (uint256 id, Job memory job) = _matchedJob();
+        vm.warp(uint256(job.matchedAt) + job.runTimeout / 2);
+        uint256 before = market.balanceOf(provider);
+        _release(id, job);
+        assertEq(market.balanceOf(provider), before + job.collateral, "all of it back");
+    }
+
+    /// @dev Issue 12, sequence 7: a provider held a job to the last second of its run window
+    /// and released it for free. A late release now costs a share of the collateral that
+    /// grows to all of it at the deadline, paid to the payee; value is conserved.
+    function testFuzz_releaseJob_lateReleaseCostsAGrowingShareOfCollateral(uint256 late) public {
+        (uint256 id, Job memory job) = _matchedJob();
+        uint256 grace = job.runTimeout / 2;
+        late = bound(late, 1, job.runTimeout - grace);
+        vm.warp(uint256(job.matchedAt) + grace + late);
+        uint128 penalty = JobFlow.releasePenalty(job);
+        assertEq(penalty, uint256(job.collateral) * late / (job.runTimeout - grace), "linear from the half");
+        assertGt(penalty, 0, "not free");
+        uint256 providerBefore = market.balanceOf(provider);
+        uint256 payeeBefore = market.balanceOf(alice);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit JobReleased(id, provider, penalty);
+        _release(id, job);
+        assertEq(market.balanceOf(provider), providerBefore + job.collateral - penalty, "provider: the rest");
+        assertEq(market.balanceOf(alice), payeeBefore + penalty, "payee: the penalty");
     }
 
     function test_releaseJob_revertsWhenOpen() public {
@@ -806,7 +885,7 @@ contract MarketJobsTest is MarketFixture {
 
     function test_settle_noRefundWhenPriceUsesWholePayment() public {
         vm.prank(provider);
-        market.setOffer(moduleId, 8 ether, true); // fee 0.4
+        market.setOffer(moduleId, _offer(8 ether, true)); // fee 0.4
         JobRequest memory r = _request(alice);
         r.maxPayment = 8.4 ether;
         (uint256 id, Job memory job) = _create(alice, r);
@@ -876,14 +955,16 @@ contract MarketJobsTest is MarketFixture {
         assertEq(market.jobHash(a), market.hashJob(ja), "a untouched");
     }
 
-    function test_settleMany_rejectsTheSameJobTwice() public {
+    function test_settleMany_settlesTheSameJobListedTwiceOnce() public {
         (uint256 a, Job memory ja) = _submittedJob();
         _pastChallengeWindow(ja);
         Settlement[] memory items = new Settlement[](2);
         items[0] = _settlement(a, ja);
         items[1] = _settlement(a, ja);
-        vm.expectRevert(abi.encodeWithSelector(JobNotFound.selector, a));
+        uint256 before = market.balanceOf(provider);
         market.settleMany(items);
+        assertEq(market.jobHash(a), bytes32(0), "settled");
+        assertEq(market.balanceOf(provider), before + ja.price + ja.collateral, "paid once");
     }
 
     function test_settleMany_emptyListDoesNothing() public {
@@ -940,7 +1021,7 @@ contract MarketJobsTest is MarketFixture {
 
     function _settleWithClientExpectingFailure(address c, uint32 callbackGas) internal {
         vm.prank(alice);
-        market.authorizeClient(c, true);
+        market.authorizeClient(c, _unlimited());
         JobRequest memory r = _request(alice);
         r.callbackGas = callbackGas;
         (uint256 id, Job memory job) = _createVia(ClientBase(c), r);
@@ -959,7 +1040,7 @@ contract MarketJobsTest is MarketFixture {
     function test_settle_returnBombClientIsHarmless() public {
         ReturnBombClient c = new ReturnBombClient(market);
         vm.prank(alice);
-        market.authorizeClient(address(c), true);
+        market.authorizeClient(address(c), _unlimited());
         (uint256 id, Job memory job) = _createVia(c, _request(alice));
         job = _submit(id, _match(id, job, provider));
         _pastChallengeWindow(job);
@@ -972,7 +1053,7 @@ contract MarketJobsTest is MarketFixture {
     function test_settle_reentrantClientCannotSettleTwice() public {
         ReentrantClient c = new ReentrantClient(market);
         vm.prank(alice);
-        market.authorizeClient(address(c), true);
+        market.authorizeClient(address(c), _unlimited());
         JobRequest memory r = _request(alice);
         r.callbackGas = 500_000;
         (uint256 id, Job memory job) = _createVia(c, r);
@@ -1162,7 +1243,7 @@ contract MarketJobsTest is MarketFixture {
         (id, job) = _challengedJob();
         vm.warp(JobFlow.deadline(job) + 1);
         vm.prank(stranger);
-        market.timeoutMediation(id, job);
+        market.timeoutMediation(id, job, CID, RESULT_HASH);
         assertEq(market.jobHash(id), bytes32(0), "challenged job timed out");
 
         // everything that came in is credited to someone
@@ -1209,7 +1290,7 @@ contract MarketJobsTest is MarketFixture {
         bytes32 gpuModule = market.publishModule("sdxl", "1.0", spec);
         Resources memory fits = Resources({cpuMilli: 2000, ramMb: 4096, diskMb: 1000, vramMb: 8000, gpus: 1});
         vm.startPrank(provider);
-        market.setOffer(bytes32(0), 2 ether, true);
+        market.setOffer(bytes32(0), _offer(2 ether, true));
         market.setResources(fits);
         assertEq(market.priceOf(provider, gpuModule), 2 ether, "fits exactly");
         for (uint256 i; i < 5; ++i) {
@@ -1229,7 +1310,7 @@ contract MarketJobsTest is MarketFixture {
     function test_priceOf_vramIgnoredWithoutGpus() public {
         // lilysay needs no GPU: a provider with no VRAM but more of everything else fits
         vm.startPrank(stranger);
-        market.setOffer(bytes32(0), 1 ether, true);
+        market.setOffer(bytes32(0), _offer(1 ether, true));
         market.setResources(Resources({cpuMilli: 4000, ramMb: 8192, diskMb: 10_000, vramMb: 0, gpus: 0}));
         vm.stopPrank();
         assertEq(market.priceOf(stranger, moduleId), 1 ether, "fits");
@@ -1237,7 +1318,7 @@ contract MarketJobsTest is MarketFixture {
 
     function test_priceOf_inactiveWildcardIsNoOffer() public {
         vm.startPrank(stranger);
-        market.setOffer(bytes32(0), 1 ether, false);
+        market.setOffer(bytes32(0), _offer(1 ether, false));
         market.setResources(Resources({cpuMilli: 4000, ramMb: 8192, diskMb: 10_000, vramMb: 0, gpus: 0}));
         vm.stopPrank();
         vm.expectRevert(abi.encodeWithSelector(NoOffer.selector, stranger, moduleId));
@@ -1255,7 +1336,7 @@ contract MarketJobsTest is MarketFixture {
             "same selector"
         );
         vm.prank(alice);
-        market.authorizeClient(address(client), true);
+        market.authorizeClient(address(client), _unlimited());
         uint256 before = token.balanceOf(alice);
         vm.expectEmit(true, true, true, true, address(client));
         emit ExampleClient.JobRequested(1, alice, "hello");

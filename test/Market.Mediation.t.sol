@@ -13,6 +13,8 @@ contract MarketMediationTest is MarketFixture {
     uint256 internal constant DEPOSIT = 3 ether; // mediatorFee 1 + challengeBond 2
     uint256 internal constant COLLATERAL = 10 ether; // 2 x PRICE
     uint256 internal constant FEE = 0.25 ether; // 5 % of PRICE
+    /// @dev Of a slashed collateral, after the mediator's fee: half to the challenger, half to the payee.
+    uint256 internal constant REWARD = (COLLATERAL - 1 ether) / 2;
 
     /// @dev Internal balances of every party, before and after.
     struct Books {
@@ -134,19 +136,19 @@ contract MarketMediationTest is MarketFixture {
         market.upholdChallenge(id, job, "bafycorrect");
         assertEq(market.jobHash(id), bytes32(0), "final");
         assertEq(market.balanceOf(mediator), b.mediator + 1 ether, "mediator: its fee");
-        assertEq(market.balanceOf(auditor), b.auditor + COLLATERAL + 2 ether, "challenger: collateral + bond");
-        assertEq(market.balanceOf(alice), b.alice + PAYMENT, "payee: whole payment");
+        assertEq(market.balanceOf(auditor), b.auditor + DEPOSIT + REWARD, "challenger: deposit + reward");
+        uint256 payeeShare = COLLATERAL - 1 ether - REWARD;
+        assertEq(market.balanceOf(alice), b.alice + PAYMENT + payeeShare, "payee: whole payment + the rest");
         assertEq(market.balanceOf(provider), b.provider, "provider: nothing");
         assertEq(market.balanceOf(solver), b.solver, "solver: nothing");
-        uint256 paid = 1 ether + COLLATERAL + 2 ether + PAYMENT;
+        uint256 paid = 1 ether + DEPOSIT + REWARD + PAYMENT + payeeShare;
         assertEq(paid, PAYMENT + COLLATERAL + DEPOSIT, "out == in");
         assertEq(token.balanceOf(address(market)), b.marketTokens, "no tokens move");
     }
 
     function test_upholdChallenge_revertsForNonMediator() public {
         (uint256 id, Job memory job) = _challengedJob();
-        vm.prank(bob);
-        market.registerMediator(); // a mediator, but not this job's
+        _addMediator(bob); // a mediator, but not this job's
         address[4] memory who = [stranger, alice, provider, bob];
         for (uint256 i; i < who.length; ++i) {
             vm.expectRevert(abi.encodeWithSelector(NotMediatorOfJob.selector, id, who[i]));
@@ -200,7 +202,7 @@ contract MarketMediationTest is MarketFixture {
     function test_upholdChallenge_doesNotCallBackClient() public {
         ProbeClient probe = new ProbeClient(market);
         vm.prank(alice);
-        market.authorizeClient(address(probe), true);
+        market.authorizeClient(address(probe), _unlimited());
         JobRequest memory r = _request(alice);
         Job memory job = JobFlow.created(market, address(probe), r);
         uint256 id = probe.create(r);
@@ -216,7 +218,7 @@ contract MarketMediationTest is MarketFixture {
         Books memory b = _books();
         vm.prank(mediator);
         market.upholdChallenge(id, job, "x");
-        assertEq(market.balanceOf(alice), b.alice + PAYMENT + COLLATERAL + 2 ether, "payee = challenger");
+        assertEq(market.balanceOf(alice), b.alice + PAYMENT + COLLATERAL + 2 ether, "payee = challenger: all of it");
     }
 
     // ================================================================ rejectChallenge
@@ -292,40 +294,122 @@ contract MarketMediationTest is MarketFixture {
         job = _challenge(id, _submit(id, _match(id, job, provider)), auditor);
     }
 
+    // ================================================================ ruleNondeterministic
+
+    function test_ruleNondeterministic_slashesNobodyAndSettles() public {
+        (uint256 id, Job memory job) = _challengedJob();
+        Books memory b = _books();
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ChallengeRuled(id, mediator, false, CID);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ModuleRuledNondeterministic(id, moduleId, mediator);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit JobSettled(id, provider, PRICE, uint128(FEE), uint128(PAYMENT - PRICE - FEE));
+        vm.prank(mediator);
+        market.ruleNondeterministic(id, job, CID, RESULT_HASH);
+        assertEq(market.jobHash(id), bytes32(0), "final");
+        assertTrue(market.ruledNondeterministic(moduleId), "recorded");
+        assertEq(market.balanceOf(mediator), b.mediator + 1 ether, "mediator: its fee, from the challenger");
+        assertEq(market.balanceOf(provider), b.provider + PRICE + COLLATERAL, "provider: price + collateral, not slashed");
+        assertEq(market.balanceOf(solver), b.solver + FEE, "solver: fee");
+        assertEq(market.balanceOf(alice), b.alice + PAYMENT - PRICE - FEE, "payee: refund");
+        assertEq(market.balanceOf(auditor), b.auditor + 2 ether, "challenger: bond back, fee spent");
+        assertEq(token.balanceOf(address(market)), b.marketTokens, "no tokens move");
+    }
+
+    /// @dev Issue 12, sequence 8: a creator that published a random module calling itself
+    /// deterministic, ran it and challenged the honest result got the provider slashed when the
+    /// mediator's re-run differed. Ruled non-deterministic, the provider keeps its collateral
+    /// and is paid, and the creator (also the publisher) only loses: it paid for the job and
+    /// the mediator's fee.
+    function test_nondeterministicModule_creatorChallengingItsOwnRandomModuleOnlyLoses() public {
+        uint256 aliceBefore = _wealth(alice);
+        uint256 providerBefore = _wealth(provider);
+        (uint256 id, Job memory job) = _submittedJob(); // alice created it and pays PAYMENT
+        job = _challenge(id, job, alice);
+        vm.prank(mediator);
+        market.ruleNondeterministic(id, job, CID, RESULT_HASH);
+        assertEq(_wealth(provider), providerBefore + PRICE, "provider: paid, not slashed");
+        assertEq(_wealth(alice), aliceBefore - PRICE - FEE - 1 ether, "creator: pays for the job and the mediator");
+    }
+
+    function _wealth(address who) internal view returns (uint256) {
+        return market.balanceOf(who) + token.balanceOf(who);
+    }
+
+    function test_ruleNondeterministic_revertsForNonMediatorAndOnResultMismatch() public {
+        (uint256 id, Job memory job) = _challengedJob();
+        vm.expectRevert(abi.encodeWithSelector(NotMediatorOfJob.selector, id, alice));
+        vm.prank(alice);
+        market.ruleNondeterministic(id, job, CID, RESULT_HASH);
+        vm.expectRevert(abi.encodeWithSelector(ResultMismatch.selector, id));
+        vm.prank(mediator);
+        market.ruleNondeterministic(id, job, "bafyother", RESULT_HASH);
+    }
+
+    function test_ruleNondeterministic_callsBackClient() public {
+        (uint256 id, Job memory job) = _clientJobChallenged();
+        vm.expectEmit(true, true, true, true, address(client));
+        emit ExampleClient.JobCompleted(id, "1", CID);
+        vm.prank(mediator);
+        market.ruleNondeterministic(id, job, CID, RESULT_HASH);
+    }
+
     // ================================================================ timeoutMediation
 
-    function test_timeoutMediation_refundsEveryoneExactly() public {
+    /// @dev Issue 12, sequence 2: a creator that challenged an honest result under a mediator
+    /// that never ruled got its payment and deposit back, and the work for free. Now nobody
+    /// proved the result wrong, so it stands: provider and solver are paid, the challenger
+    /// gets only its deposit back.
+    function test_timeoutMediation_resultStandsAndChallengerIsRefunded() public {
         (uint256 id, Job memory job) = _challengedJob();
         Books memory b = _books();
         vm.warp(uint256(job.challengedAt) + job.mediationTimeout + 1);
         vm.expectEmit(true, true, true, true, address(market));
         emit MediationTimedOut(id, mediatorIndex);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit JobSettled(id, provider, PRICE, uint128(FEE), uint128(PAYMENT - PRICE - FEE));
         vm.prank(stranger);
-        market.timeoutMediation(id, job);
+        market.timeoutMediation(id, job, CID, RESULT_HASH);
         assertEq(market.jobHash(id), bytes32(0), "final");
-        assertEq(market.balanceOf(alice), b.alice + PAYMENT, "payee: payment");
-        assertEq(market.balanceOf(provider), b.provider + COLLATERAL, "provider: collateral");
+        assertEq(market.balanceOf(alice), b.alice + PAYMENT - PRICE - FEE, "payee: pays for the work");
+        assertEq(market.balanceOf(provider), b.provider + PRICE + COLLATERAL, "provider: price + collateral");
         assertEq(market.balanceOf(auditor), b.auditor + DEPOSIT, "challenger: deposit");
         assertEq(market.balanceOf(mediator), b.mediator, "mediator: nothing");
-        assertEq(market.balanceOf(solver), b.solver, "solver: nothing");
+        assertEq(market.balanceOf(solver), b.solver + FEE, "solver: fee");
         assertEq(market.balanceOf(stranger), 0, "caller: nothing");
+    }
+
+    function test_timeoutMediation_callsBackClient() public {
+        (uint256 id, Job memory job) = _clientJobChallenged();
+        vm.warp(uint256(job.challengedAt) + job.mediationTimeout + 1);
+        vm.expectEmit(true, true, true, true, address(client));
+        emit ExampleClient.JobCompleted(id, "1", CID);
+        market.timeoutMediation(id, job, CID, RESULT_HASH);
+    }
+
+    function test_timeoutMediation_revertsOnResultMismatch() public {
+        (uint256 id, Job memory job) = _challengedJob();
+        vm.warp(uint256(job.challengedAt) + job.mediationTimeout + 1);
+        vm.expectRevert(abi.encodeWithSelector(ResultMismatch.selector, id));
+        market.timeoutMediation(id, job, "bafyother", RESULT_HASH);
     }
 
     function test_timeoutMediation_revertsUntilDeadlinePassed() public {
         (uint256 id, Job memory job) = _challengedJob();
         uint256 deadline = uint256(job.challengedAt) + job.mediationTimeout;
         vm.expectRevert(abi.encodeWithSelector(DeadlineNotReached.selector, id, deadline));
-        market.timeoutMediation(id, job);
+        market.timeoutMediation(id, job, CID, RESULT_HASH);
         vm.warp(deadline);
         vm.expectRevert(abi.encodeWithSelector(DeadlineNotReached.selector, id, deadline));
-        market.timeoutMediation(id, job);
+        market.timeoutMediation(id, job, CID, RESULT_HASH);
     }
 
     function test_timeoutMediation_revertsWhenNotChallenged() public {
         (uint256 id, Job memory job) = _submittedJob();
         vm.warp(block.timestamp + 10 days);
         vm.expectRevert(abi.encodeWithSelector(WrongState.selector, id, JobState.Submitted));
-        market.timeoutMediation(id, job);
+        market.timeoutMediation(id, job, CID, RESULT_HASH);
     }
 
     function test_timeoutMediation_revertsAfterRuling() public {
@@ -334,6 +418,6 @@ contract MarketMediationTest is MarketFixture {
         market.upholdChallenge(id, job, "x");
         vm.warp(block.timestamp + 10 days);
         vm.expectRevert(abi.encodeWithSelector(JobNotFound.selector, id));
-        market.timeoutMediation(id, job);
+        market.timeoutMediation(id, job, CID, RESULT_HASH);
     }
 }

@@ -121,23 +121,26 @@ contract MarketRolesTest is MarketFixture {
     // ================================================================ authorizeClient
 
     function test_authorizeClient_setsAndRevokes() public {
+        ClientAllowance memory a = ClientAllowance({remaining: 50 ether, maxPayment: 10 ether, minChallengeWindow: 120});
         vm.expectEmit(true, true, true, true, address(market));
-        emit ClientAuthorized(alice, bob, true);
+        emit ClientAuthorized(alice, bob, a);
         vm.prank(alice);
-        market.authorizeClient(bob, true);
-        assertTrue(market.isClientAuthorized(alice, bob), "authorised");
-        assertFalse(market.isClientAuthorized(bob, alice), "one way");
+        market.authorizeClient(bob, a);
+        assertEq(market.clientAllowance(alice, bob).remaining, 50 ether, "remaining");
+        assertEq(market.clientAllowance(alice, bob).maxPayment, 10 ether, "per job");
+        assertEq(market.clientAllowance(alice, bob).minChallengeWindow, 120, "window floor");
+        assertEq(market.clientAllowance(bob, alice).maxPayment, 0, "one way");
         vm.expectEmit(true, true, true, true, address(market));
-        emit ClientAuthorized(alice, bob, false);
+        emit ClientAuthorized(alice, bob, _revoked());
         vm.prank(alice);
-        market.authorizeClient(bob, false);
-        assertFalse(market.isClientAuthorized(alice, bob), "revoked");
+        market.authorizeClient(bob, _revoked());
+        assertEq(market.clientAllowance(alice, bob).remaining, 0, "revoked");
     }
 
     function test_authorizeClient_revertsOnZeroAddress() public {
         vm.expectRevert(abi.encodeWithSelector(ZeroAddress.selector));
         vm.prank(alice);
-        market.authorizeClient(address(0), true);
+        market.authorizeClient(address(0), _unlimited());
     }
 
     // ================================================================ registerSolver
@@ -162,6 +165,8 @@ contract MarketRolesTest is MarketFixture {
     // ================================================================ registerProvider
 
     function test_registerProvider_setsRoleAndMediators() public {
+        _addMediator(bob); // 1
+        _addMediator(auditor); // 2
         vm.expectEmit(true, true, true, true, address(market));
         emit ProviderMediatorsSet(stranger, 0x5);
         vm.expectEmit(true, true, true, true, address(market));
@@ -175,16 +180,42 @@ contract MarketRolesTest is MarketFixture {
     }
 
     function test_registerProvider_againReplacesMediators() public {
+        _addMediator(bob); // 1
         vm.prank(provider);
         market.registerProvider(0x2);
         assertEq(market.accountOf(provider).mediators, 0x2, "replaced");
         assertEq(market.accountOf(provider).roles, ROLE_PROVIDER, "role kept");
     }
 
+    /// @dev Issue 12, sequence 3: providers registered with the mask u64::MAX accepted every
+    /// mediator, including one an attacker registered later. "All" now means the slots taken
+    /// when the provider set it.
+    function test_registerProvider_allMediatorsNeverIncludesOnesRegisteredLater() public {
+        vm.prank(stranger);
+        market.registerProvider(type(uint64).max);
+        assertEq(market.accountOf(stranger).mediators, 0x1, "the one mediator there is");
+        _addMediator(bob); // index 1, later
+        assertEq(market.accountOf(stranger).mediators & 0x2, 0, "not accepted without a new call");
+    }
+
+    function test_registerProvider_zeroTakesTheDefaultSet() public {
+        vm.prank(stranger);
+        market.registerProvider(0);
+        assertEq(market.accountOf(stranger).mediators, market.defaultMediators(), "default set");
+    }
+
+    function test_registerProvider_revertsWhenNoNamedMediatorExists() public {
+        vm.expectRevert(abi.encodeWithSelector(InvalidMediators.selector, uint64(0x6)));
+        vm.prank(stranger);
+        market.registerProvider(0x6);
+    }
+
     // ================================================================ registerMediator
 
     function test_registerMediator_assignsConsecutiveIndexes() public {
         assertEq(mediatorIndex, 0, "fixture mediator");
+        vm.prank(owner);
+        market.approveMediator(auditor, true);
         vm.expectEmit(true, true, true, true, address(market));
         emit MediatorRegistered(auditor, 1);
         vm.expectEmit(true, true, true, true, address(market));
@@ -199,6 +230,31 @@ contract MarketRolesTest is MarketFixture {
         assertEq(market.accountOf(auditor).mediatorSlot, 2, "slot = index + 1");
     }
 
+    /// @dev Issue 12, sequences 3 and 5: anyone could register as a mediator (then judge its own
+    /// case), and 64 registrations filled every slot for good.
+    function test_registerMediator_revertsUnlessTheOwnerApproved() public {
+        vm.expectRevert(abi.encodeWithSelector(MediatorNotApproved.selector, stranger));
+        vm.prank(stranger);
+        market.registerMediator();
+        assertEq(market.mediatorCount(), 1, "no slot taken");
+        vm.expectRevert(UNAUTHORIZED);
+        vm.prank(stranger);
+        market.approveMediator(stranger, true);
+    }
+
+    function test_approveMediator_withdrawnApprovalTakesTheMediatorOutOfNewMatches() public {
+        vm.expectEmit(true, true, true, true, address(market));
+        emit MediatorApproved(mediator, false);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit MediatorActiveSet(mediatorIndex, false);
+        vm.prank(owner);
+        market.approveMediator(mediator, false);
+        assertFalse(market.mediatorAt(mediatorIndex).active, "inactive");
+        vm.expectRevert(abi.encodeWithSelector(MediatorNotApproved.selector, mediator));
+        vm.prank(mediator);
+        market.registerMediator();
+    }
+
     function test_registerMediator_revertsWhenAlreadyActive() public {
         vm.expectRevert(abi.encodeWithSelector(AlreadyMediator.selector, mediator));
         vm.prank(mediator);
@@ -206,8 +262,7 @@ contract MarketRolesTest is MarketFixture {
     }
 
     function test_registerMediator_reRegisterAfterLeavingKeepsIndex() public {
-        vm.prank(auditor);
-        market.registerMediator(); // index 1
+        _addMediator(auditor); // index 1
         vm.prank(mediator);
         market.leaveRoles(ROLE_MEDIATOR);
         assertFalse(market.mediatorAt(mediatorIndex).active, "inactive");
@@ -223,11 +278,12 @@ contract MarketRolesTest is MarketFixture {
 
     function test_registerMediator_revertsWithTooManyMediators() public {
         for (uint256 i = 1; i < 64; ++i) {
-            vm.prank(address(uint160(0x10000 + i)));
-            uint8 index = market.registerMediator();
+            uint8 index = _addMediator(address(uint160(0x10000 + i)));
             assertEq(index, i, "index");
         }
         assertEq(market.mediatorCount(), 64, "full");
+        vm.prank(owner);
+        market.approveMediator(stranger, true);
         vm.expectRevert(abi.encodeWithSelector(TooManyMediators.selector));
         vm.prank(stranger);
         market.registerMediator();
@@ -306,30 +362,60 @@ contract MarketRolesTest is MarketFixture {
     // ================================================================ provider settings
 
     function test_setProviderMediators_setsAndEmits() public {
+        for (uint256 i = 1; i < 8; ++i) _addMediator(address(uint160(0x10000 + i)));
         vm.expectEmit(true, true, true, true, address(market));
         emit ProviderMediatorsSet(provider, 0xF0);
         vm.prank(provider);
-        market.setProviderMediators(0xF0);
+        market.setProviderMediators(0xFF0); // slots 8-11 are not taken: kept out
         assertEq(market.accountOf(provider).mediators, 0xF0, "mediators");
         assertEq(market.accountOf(provider).roles, ROLE_PROVIDER, "roles untouched");
     }
 
     function test_setOffer_setsAndEmits() public {
+        Offer memory offer = Offer({price: 4 ether, active: true, minRunTimeout: 30, maxRunTimeout: 900, maxCallbackGas: 50_000});
         vm.expectEmit(true, true, true, true, address(market));
-        emit OfferSet(provider, moduleId, 4 ether, true);
+        emit OfferSet(provider, moduleId, 4 ether, true, 30, 900, 50_000);
         vm.prank(provider);
-        market.setOffer(moduleId, 4 ether, true);
+        market.setOffer(moduleId, offer);
         LilypadMarket.Offer memory o = market.offerOf(provider, moduleId);
         assertEq(o.price, 4 ether, "price");
         assertTrue(o.active, "active");
+        assertEq(o.minRunTimeout, 30, "min run");
+        assertEq(o.maxRunTimeout, 900, "max run");
+        assertEq(o.maxCallbackGas, 50_000, "callback gas");
         vm.prank(provider);
-        market.setOffer(moduleId, 4 ether, false);
+        market.setOffer(moduleId, _offer(4 ether, false));
         assertFalse(market.offerOf(provider, moduleId).active, "withdrawn");
+    }
+
+    function test_setOffer_revertsOnInvalidTerms() public {
+        Offer memory o = _offer(1 ether, true);
+        o.maxRunTimeout = 0;
+        _expectInvalidOffer(o);
+        o = _offer(1 ether, true);
+        o.maxRunTimeout = uint32(market.MAX_TIMEOUT()) + 1;
+        _expectInvalidOffer(o);
+        o = _offer(1 ether, true);
+        o.minRunTimeout = 100;
+        o.maxRunTimeout = 99;
+        _expectInvalidOffer(o);
+        o = _offer(1 ether, true);
+        o.maxCallbackGas = uint32(market.MAX_CALLBACK_GAS()) + 1;
+        _expectInvalidOffer(o);
+        o.active = false; // a withdrawn offer's terms are not checked
+        vm.prank(provider);
+        market.setOffer(moduleId, o);
+    }
+
+    function _expectInvalidOffer(Offer memory o) internal {
+        vm.expectRevert(abi.encodeWithSelector(InvalidOffer.selector, moduleId));
+        vm.prank(provider);
+        market.setOffer(moduleId, o);
     }
 
     function test_setOffer_wildcard() public {
         vm.prank(stranger);
-        market.setOffer(bytes32(0), 1 ether, true);
+        market.setOffer(bytes32(0), _offer(1 ether, true));
         assertEq(market.offerOf(stranger, bytes32(0)).price, 1 ether, "wildcard");
     }
 
@@ -454,9 +540,10 @@ contract MarketRolesTest is MarketFixture {
     function test_accountOf_reportsAllFields() public view {
         LilypadMarket.Account memory a = market.accountOf(provider);
         assertEq(a.balance, PROVIDER_DEPOSIT, "balance");
-        assertEq(a.mediators, type(uint64).max, "mediators");
+        assertEq(a.mediators, 0x1, "mediators: all there were when it registered");
         assertEq(a.roles, ROLE_PROVIDER, "roles");
         assertEq(a.mediatorSlot, 0, "not a mediator");
+        assertFalse(a.mediatorApproved, "not approved as one");
         assertEq(market.balanceOf(provider), PROVIDER_DEPOSIT, "balanceOf");
     }
 

@@ -82,12 +82,50 @@ contract ModuleDirectoryTest is MarketFixture {
         market.publishModule("cowsay", "1", _spec());
     }
 
+    function _assign(string memory name, address to) internal {
+        vm.prank(owner);
+        market.assignModuleName(name, to);
+    }
+
     function test_publishModule_acceptsValidNames() public {
         _pub(alice, "a", "1");
+        _assign("github.com/lilypad-tech/lilypad-module-lilysay", alice);
         _pub(alice, "github.com/lilypad-tech/lilypad-module-lilysay", "v0.1.0");
+        _assign("A_b-c.d/E9", alice);
         _pub(alice, "A_b-c.d/E9", "1");
         _pub(alice, "0start-with-digit", "1");
         _pub(alice, _repeat("n", 128), "1");
+    }
+
+    /// @dev Issue 12, sequence 5: the first account to publish claimed any name, another
+    /// author's repository path included. A path is now published only by the account the
+    /// market owner assigned it to; plain names stay first come, first served.
+    function test_publishModule_repositoryPathIsNotClaimedByPublishingFirst() public {
+        string memory path = "github.com/org/repo";
+        vm.expectRevert(abi.encodeWithSelector(ModuleNameReserved.selector, path));
+        vm.prank(bob);
+        market.publishModule(path, "v1", _spec());
+        vm.expectEmit(true, true, true, true, address(market));
+        emit ModuleNameTransferred(keccak256(bytes(path)), path, address(0), alice);
+        _assign(path, alice);
+        vm.expectRevert(abi.encodeWithSelector(NotNameOwner.selector, path, alice));
+        vm.prank(bob);
+        market.publishModule(path, "v1", _spec());
+        _pub(alice, path, "v1");
+        assertEq(market.moduleNameOwner(keccak256(bytes(path))), alice, "owned by its assignee");
+    }
+
+    function test_assignModuleName_onlyOwnerOnlyUnclaimedPaths() public {
+        vm.expectRevert(UNAUTHORIZED);
+        vm.prank(alice);
+        market.assignModuleName("github.com/org/repo", alice);
+        // a plain name is first come: the owner cannot hand it out
+        vm.expectRevert(abi.encodeWithSelector(InvalidModuleName.selector, "plain"));
+        _assign("plain", alice);
+        // an assigned path is never taken from its owner
+        _assign("github.com/org/repo", alice);
+        vm.expectRevert(abi.encodeWithSelector(NotNameOwner.selector, "github.com/org/repo", alice));
+        _assign("github.com/org/repo", bob);
     }
 
     function test_publishModule_revertsOnEmptyName() public {
@@ -251,6 +289,7 @@ contract ModuleDirectoryTest is MarketFixture {
         bool sep = b == "." || b == "_" || b == "-" || b == "/";
         string memory name = first ? string(abi.encodePacked(b, "x")) : string(abi.encodePacked("x", b));
         bool ok = alnum || (!first && sep);
+        if (ok && b == "/") _assign(name, alice); // a path: assigned by the owner
         if (!ok) vm.expectRevert(abi.encodeWithSelector(InvalidModuleName.selector, name));
         vm.prank(alice);
         market.publishModule(name, "1", _spec());

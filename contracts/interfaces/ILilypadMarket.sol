@@ -30,6 +30,7 @@ interface ILilypadMarketTypes {
         uint32 challengeWindow; // seconds after submittedAt a challenge may be raised
         uint32 mediationTimeout; // seconds after challengedAt the mediator has to rule
         uint32 callbackGas; // gas given to client.submitResults; 0 = no callback
+        address onlySolver; // the only solver that may match the job; 0 = any registered solver
         // ---- the deal, set by the solver's match ----
         address solver;
         address provider;
@@ -60,6 +61,7 @@ interface ILilypadMarketTypes {
         uint32 challengeWindow; // 0 = default
         uint32 mediationTimeout;
         uint32 callbackGas; // only for contract callers; 0 = default
+        address solver; // the only solver that may match the job (Job.onlySolver); 0 = any
     }
 
     /// @notice Resources a provider offers for `moduleId == 0` ("any module that fits").
@@ -92,15 +94,30 @@ interface ILilypadMarketTypes {
     /// @notice What the market holds for an account (`accountOf`).
     struct Account {
         uint128 balance; // free balance, withdrawable; collateral is taken from it
-        uint64 mediators; // providers: the mediators they accept
+        uint64 mediators; // providers: the mediators they accept (only slots taken when they set it)
         uint8 roles; // ROLE_* bits
         uint8 mediatorSlot; // mediators: index + 1 (0 = never registered)
+        bool mediatorApproved; // the owner approved this account as a mediator
     }
 
-    /// @notice A provider's offer for one module (`moduleId == 0`: any module that fits).
+    /// @notice A provider's offer for one module (`moduleId == 0`: any module that fits), with
+    /// the terms under which it puts up collateral: a job is matched to it only when the job's
+    /// run timeout is within [minRunTimeout, maxRunTimeout] and its callback gas at most
+    /// maxCallbackGas.
     struct Offer {
         uint128 price;
         bool active;
+        uint32 minRunTimeout; // the shortest run window (seconds from the match) it can work in
+        uint32 maxRunTimeout; // the longest it locks collateral for a run
+        uint32 maxCallbackGas; // the most gas it forwards to a client's callback when settling
+    }
+
+    /// @notice What a payee lets a client contract spend on jobs it pays for (`authorizeClient`).
+    /// All zero: not authorised.
+    struct ClientAllowance {
+        uint128 remaining; // total payments the client may still escrow; type(uint128).max = no limit
+        uint96 maxPayment; // the most one job's payment may be
+        uint32 minChallengeWindow; // the client's jobs must leave at least this long to challenge
     }
 
     /// @notice A mediator slot (`mediatorAt`).
@@ -140,7 +157,8 @@ interface ILilypadMarketTypes {
         uint32 runTimeout,
         uint32 challengeWindow,
         uint32 mediationTimeout,
-        uint32 callbackGas
+        uint32 callbackGas,
+        address onlySolver
     );
     /// @notice `solver` matched job `id` to `provider` at `price` (plus `solverFee`) with
     /// mediator index `mediator`; `collateral` was locked from the provider's balance and the
@@ -155,9 +173,10 @@ interface ILilypadMarketTypes {
         uint128 collateral,
         uint40 matchedAt
     );
-    /// @notice The matched `provider` gave job `id` back; its collateral was unlocked and the
-    /// job is open again.
-    event JobReleased(uint256 indexed id, address indexed provider);
+    /// @notice The matched `provider` gave job `id` back; its collateral was unlocked, less
+    /// `penalty` (a late release, in the second half of the run window) paid to the payee, and
+    /// the job is open again.
+    event JobReleased(uint256 indexed id, address indexed provider, uint128 penalty);
     /// @notice `provider` posted its result for job `id`: `dataId` (the outputs' CID) and
     /// `resultHash`; the challenge window started at `submittedAt`.
     event ResultSubmitted(uint256 indexed id, address indexed provider, string dataId, bytes32 resultHash, uint40 submittedAt);
@@ -178,9 +197,12 @@ interface ILilypadMarketTypes {
     /// @notice `provider` posted no result for job `id` before its run deadline; its
     /// collateral (`slashed`) and the payment went to the payee.
     event ResultTimedOut(uint256 indexed id, address indexed provider, uint128 slashed);
-    /// @notice Mediator index `mediator` did not rule on job `id` in time; everyone got back
-    /// what they had put in.
+    /// @notice Mediator index `mediator` did not rule on job `id` in time: the challenger got its
+    /// deposit back and the result stands (a JobSettled follows).
     event MediationTimedOut(uint256 indexed id, uint8 mediator);
+    /// @notice `mediator`'s re-runs of module `moduleId` (job `id`) disagreed with each other:
+    /// it was ruled non-deterministic. Nobody was slashed; the challenger paid the mediator.
+    event ModuleRuledNondeterministic(uint256 indexed id, bytes32 indexed moduleId, address indexed mediator);
     /// @notice The `submitResults` callback to `client` for job `id` failed (reverted or ran
     /// out of its gas); the settlement stands.
     event CallbackFailed(uint256 indexed id, address indexed client);
@@ -189,16 +211,25 @@ interface ILilypadMarketTypes {
     event Deposited(address indexed account, address indexed from, uint256 amount);
     /// @notice `account` withdrew `amount` of its free balance to `to`.
     event Withdrew(address indexed account, address indexed to, uint256 amount);
-    /// @notice `payee` allowed (or no longer allows) `client` to create jobs it pays for.
-    event ClientAuthorized(address indexed payee, address indexed client, bool authorized);
+    /// @notice `payee` set what `client` may spend on jobs it pays for (all zero: revoked).
+    event ClientAuthorized(address indexed payee, address indexed client, ClientAllowance allowance);
     /// @notice `account`'s role bits (ROLE_*) are now `roles`.
     event RolesChanged(address indexed account, uint8 roles);
     /// @notice `provider` now accepts the mediators of bitmask `mediators` (bit i: index i).
     event ProviderMediatorsSet(address indexed provider, uint64 mediators);
     /// @notice `provider` declared the resources its any-module offer is matched against.
     event ResourcesSet(address indexed provider, Resources resources);
-    /// @notice `provider` set its offer for `moduleId` (0: any module that fits).
-    event OfferSet(address indexed provider, bytes32 indexed moduleId, uint128 price, bool active);
+    /// @notice `provider` set its offer for `moduleId` (0: any module that fits), with the run
+    /// window and callback gas it accepts.
+    event OfferSet(
+        address indexed provider,
+        bytes32 indexed moduleId,
+        uint128 price,
+        bool active,
+        uint32 minRunTimeout,
+        uint32 maxRunTimeout,
+        uint32 maxCallbackGas
+    );
     /// @notice A provider says it has (ready) or no longer has these modules' images at hand,
     /// so solvers can prefer it for them. A hint for solvers only: nothing is stored.
     event ModulesAnnounced(address indexed provider, bytes32[] moduleIds, bool ready);
@@ -206,13 +237,17 @@ interface ILilypadMarketTypes {
     event MediatorRegistered(address indexed mediator, uint8 index);
     /// @notice The mediator of slot `index` left (`active` false) or came back (true).
     event MediatorActiveSet(uint8 indexed index, bool active);
+    /// @notice The owner approved `account` to register as a mediator (or withdrew that, which
+    /// also takes an active mediator out of new matches).
+    event MediatorApproved(address indexed account, bool approved);
     /// @notice The owner suspended (or reinstated) the mediator of slot `index` for new matches.
     event MediatorSuspended(uint8 indexed index, bool suspended);
     /// @notice The owner set the mediators that jobs created without their own set accept.
     event DefaultMediatorsSet(uint64 mediators);
     /// @notice `publisher` published `name:version` (id `moduleId`) with `spec`; versions never change.
     event ModulePublished(bytes32 indexed moduleId, string name, string version, address indexed publisher, ModuleSpec spec);
-    /// @notice The module name `name` (and the right to publish its versions) passed from `from` to `to`.
+    /// @notice The module name `name` (and the right to publish its versions) passed from `from`
+    /// to `to` (`from` is 0 when the owner assigned a reserved name).
     event ModuleNameTransferred(bytes32 indexed nameHash, string name, address indexed from, address indexed to);
 
     // ------------------------------------------------------------------ errors
@@ -237,6 +272,17 @@ interface ILilypadMarketTypes {
     error NotJobCreator(uint256 id, address account);
     /// @notice `account` is not the provider job `id` was matched to.
     error NotJobProvider(uint256 id, address account);
+    /// @notice Job `id` names another solver (`onlySolver`) than `account`.
+    error NotJobSolver(uint256 id, address account);
+    /// @notice `account` is job `id`'s provider, solver or mediator: it cannot challenge the job.
+    error ChallengerIsParty(uint256 id, address account);
+    /// @notice Job `id`'s run timeout `runTimeout` is outside what `provider`'s offer accepts.
+    error RunTimeoutNotOffered(uint256 id, address provider, uint256 runTimeout);
+    /// @notice Job `id`'s callback gas `callbackGas` is above what `provider`'s offer accepts.
+    error CallbackGasNotOffered(uint256 id, address provider, uint256 callbackGas);
+    /// @notice An active offer needs 0 < maxRunTimeout <= MAX_TIMEOUT, minRunTimeout <=
+    /// maxRunTimeout and maxCallbackGas <= MAX_CALLBACK_GAS.
+    error InvalidOffer(bytes32 moduleId);
     /// @notice `provider` has no active offer for `moduleId`, nor an any-module offer.
     error NoOffer(address provider, bytes32 moduleId);
     /// @notice `moduleId` needs more than the resources `provider` declared for its any-module offer.
@@ -250,6 +296,14 @@ interface ILilypadMarketTypes {
     error InsufficientBalance(address account, uint256 available, uint256 needed);
     /// @notice `payee` has not authorised `client` (with `authorizeClient`) to create jobs it pays for.
     error ClientNotAuthorized(address payee, address client);
+    /// @notice A job of `payment` is more than `payee` lets `client` spend (`allowed`: what is
+    /// left, or the per-job maximum).
+    error ClientAllowanceExceeded(address payee, address client, uint256 payment, uint256 allowed);
+    /// @notice A client's job paid by `payee` may accept only the market's default mediators,
+    /// not `mediators`.
+    error ClientMediatorsNotDefault(address payee, address client, uint64 mediators);
+    /// @notice `payee` requires `client`'s jobs to leave at least `minimum` seconds to challenge.
+    error ChallengeWindowTooShort(address payee, address client, uint256 challengeWindow, uint256 minimum);
     /// @notice No module `module` ("name:version") is published.
     error UnknownModule(string module);
     /// @notice `module` is pinned to `pinned`, not the `requested` spec hash.
@@ -262,9 +316,14 @@ interface ILilypadMarketTypes {
     error ModuleExists(string name, string version);
     /// @notice The module name `name` belongs to `owner`, not the caller.
     error NotNameOwner(string name, address owner);
+    /// @notice `name` is a path (it has a '/', like `github.com/org/repo`): the chain cannot
+    /// tell who owns it, so the market owner assigns it (`assignModuleName`) before it is published.
+    error ModuleNameReserved(string name);
     /// @notice A spec needs a non-zero spec hash and a run timeout of 1 s to MAX_TIMEOUT.
     error InvalidModuleSpec();
-    /// @notice The timeout `which` of `value` seconds is out of range (over MAX_TIMEOUT).
+    /// @notice The timeout `which` of `value` seconds is out of range: over MAX_TIMEOUT, or under
+    /// its floor (a run window under the module's run timeout; a mediation window under the run
+    /// window: the mediator must be able to re-run the job).
     error InvalidTimeout(string which, uint256 value);
     /// @notice `callbackGas` is above the market's `max`.
     error CallbackGasTooHigh(uint256 callbackGas, uint256 max);
@@ -280,6 +339,10 @@ interface ILilypadMarketTypes {
     error UnknownMediator(uint8 index);
     /// @notice `account` is already an active mediator.
     error AlreadyMediator(address account);
+    /// @notice The owner has not approved `account` as a mediator (`approveMediator`).
+    error MediatorNotApproved(address account);
+    /// @notice The mediator bitmask `mediators` names no mediator slot that is taken.
+    error InvalidMediators(uint64 mediators);
     /// @notice An address that must be set is zero.
     error ZeroAddress();
     /// @notice Tokens cannot be withdrawn to `to` (zero, or the market itself).
@@ -293,13 +356,19 @@ interface ILilypadMarketTypes {
 /// @title The module directory: `name:version` -> a module pinned by content hash.
 interface IModuleDirectory is ILilypadMarketTypes {
     /// @notice Publishes `name:version` with `spec` and returns its id. The first account to
-    /// publish a name owns it; only its owner publishes more versions of it.
+    /// publish a plain name owns it; only its owner publishes more versions of it. A name with
+    /// a '/' (a repository path such as `github.com/org/repo`) must first be assigned to its
+    /// publisher by the market owner (`assignModuleName`).
     function publishModule(string calldata name, string calldata version, ModuleSpec calldata spec)
         external
         returns (bytes32 id);
 
     /// @notice Hands the name `name` (and the right to publish new versions of it) to `to`.
     function transferModuleName(string calldata name, address to) external;
+
+    /// @notice Owner: assigns the unclaimed path name `name` (it has a '/') to `to`, who shows
+    /// off chain that it owns that repository path; `to` then publishes its versions.
+    function assignModuleName(string calldata name, address to) external;
 
     /// @notice The owner of the module name whose keccak256 is `nameHash` (0 = unclaimed).
     function moduleNameOwner(bytes32 nameHash) external view returns (address);
@@ -327,19 +396,25 @@ interface ILilypadMarket is IModuleDirectory {
     function runJob(string calldata module, string[] calldata inputs, address payee) external returns (uint256 id);
 
     /// @notice Creates a job with explicit terms; zero fields of `request` take the defaults.
+    /// Floors: the run timeout is at least the module's, the mediation timeout at least the run
+    /// timeout (so a mediator can always re-run the job). `request.solver`, when set, is the only
+    /// solver that may match the job. Explicit mediators are kept to the slots taken now.
     /// @return id The job id (1, 2, ...).
     function createJob(JobRequest calldata request) external returns (uint256 id);
 
-    /// @notice A registered solver matches open job `id` to `provider`, with mediator index
-    /// `mediator`. Valid when: the provider is registered and offers the module (or offers
-    /// resources that fit it), its price plus the solver fee is within the job's payment, both
-    /// sides accept the mediator, and the provider's balance covers the collateral, which is
-    /// locked here.
+    /// @notice A registered solver (the job's `onlySolver`, when it names one) matches open job
+    /// `id` to `provider`, with mediator index `mediator`. Valid when: the provider is
+    /// registered and offers the module (or offers resources that fit it), the job's run
+    /// timeout and callback gas are within the offer's terms, its price plus the solver fee is
+    /// within the job's payment, both sides accept the mediator, the mediator is none of the
+    /// job's parties (payee, client, solver, provider), and the provider's balance covers the
+    /// collateral, which is locked here.
     function matchJob(uint256 id, Job calldata job, address provider, uint8 mediator) external;
 
     /// @notice The matched provider gives the job back before its run deadline (it cannot run
     /// it after all); its collateral is unlocked and the job is open to be matched again until
-    /// its match deadline.
+    /// its match deadline. Free in the first half of the run window; later, a share of the
+    /// collateral growing from 0 to all of it at the deadline goes to the payee.
     function releaseJob(uint256 id, Job calldata job) external;
 
     /// @notice The matched provider posts its result: `dataId`, the IPFS CID of the outputs
@@ -354,24 +429,36 @@ interface ILilypadMarket is IModuleDirectory {
     function settle(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external;
 
     /// @notice Settles several jobs in one transaction (e.g. a provider's jobs whose windows
-    /// have passed). All or nothing: one item that cannot settle reverts the call.
+    /// have passed). Items whose job is already final (settled by someone else, or by a client
+    /// callback in this very batch) are skipped; any other item that cannot settle reverts the
+    /// call.
     function settleMany(Settlement[] calldata items) external;
 
-    /// @notice Within the challenge window anyone (the job creator, or an auditor) challenges
-    /// the result by paying `mediatorFee + challengeBond`, from their balance here if it covers
-    /// it, else from their token allowance. The job's mediator then re-runs the job and rules.
+    /// @notice Within the challenge window anyone but the job's provider, solver and mediator
+    /// (the job creator, or an auditor) challenges the result by paying `mediatorFee +
+    /// challengeBond`, from their balance here if it covers it, else from their token
+    /// allowance. The job's mediator then re-runs the job and rules.
     function challenge(uint256 id, Job calldata job) external;
 
     /// @notice The mediator found the result wrong. The provider's collateral is slashed: the
-    /// mediator's fee comes out of it and the rest goes to the challenger, who also gets its
-    /// deposit back; the payee gets the whole payment back. `correctDataId` is the mediator's
-    /// own result, for the job creator.
+    /// mediator's fee comes out of it, and of the rest half goes to the challenger (who also
+    /// gets its deposit back: whoever catches a cheat is paid) and half to the payee, who also
+    /// gets the whole payment back. A provider that challenges its own wrong result through
+    /// another account still loses the fee and half the rest. `correctDataId` is the
+    /// mediator's own result, for the job creator.
     function upholdChallenge(uint256 id, Job calldata job, string calldata correctDataId) external;
 
     /// @notice The mediator found the result right. The mediator is paid its fee from the
     /// challenger's deposit, the provider gets the challenger's bond on top of its price, and
     /// the job settles as if unchallenged (client callback included).
     function rejectChallenge(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external;
+
+    /// @notice The mediator's own re-runs of the module disagreed with each other: the module is
+    /// not deterministic, so the provider's result cannot be judged wrong. Nobody is slashed:
+    /// the job settles as if unchallenged (client callback included), the challenger pays the
+    /// mediator's fee and gets its bond back, and the module is recorded as ruled
+    /// non-deterministic. Its publisher gains nothing (publishers are never paid by jobs).
+    function ruleNondeterministic(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external;
 
     /// @notice The payee or the client takes an unmatched job back; the payment is refunded.
     function cancelJob(uint256 id, Job calldata job) external;
@@ -383,9 +470,11 @@ interface ILilypadMarket is IModuleDirectory {
     /// deadline: the payee gets the payment back and the provider's collateral.
     function timeoutResult(uint256 id, Job calldata job) external;
 
-    /// @notice Anyone ends a challenge the mediator did not rule on in time: everyone gets back
-    /// what they put in (payee its payment, provider its collateral, challenger its deposit).
-    function timeoutMediation(uint256 id, Job calldata job) external;
+    /// @notice Anyone ends a challenge the mediator did not rule on in time. Nobody proved the
+    /// result wrong, so it stands: the job settles as if unchallenged (client callback
+    /// included) and the challenger gets its deposit back. A challenger cannot get the work
+    /// for free by choosing a mediator that does not rule.
+    function timeoutMediation(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external;
 
     // ------------------------------------------------------------------ balances
 
@@ -397,30 +486,37 @@ interface ILilypadMarket is IModuleDirectory {
     /// where tokens would be owed to no one).
     function withdraw(uint256 amount, address to) external;
 
-    /// @notice Lets `client` (a contract such as a dapp) create jobs paid by the caller.
-    function authorizeClient(address client, bool authorized) external;
+    /// @notice Lets `client` (a contract such as a dapp) create jobs paid by the caller, within
+    /// `allowance`: a total it may escrow (type(uint128).max: no total), a most per job, and
+    /// the shortest challenge window its jobs may have. Its jobs accept only the market's
+    /// default mediators. All zero revokes.
+    function authorizeClient(address client, ClientAllowance calldata allowance) external;
 
     // ------------------------------------------------------------------ roles and offers
 
     /// @notice Registers the caller as a solver.
     function registerSolver() external;
 
-    /// @notice Registers the caller as a resource provider accepting the `mediators` bitmask.
+    /// @notice Registers the caller as a resource provider accepting the `mediators` bitmask
+    /// (bit i: mediator index i), kept to the slots taken now, so mediators registered later
+    /// are never accepted without a new call; 0 = the market's default set now.
     function registerProvider(uint64 mediators) external;
 
-    /// @notice Registers the caller as a mediator (again, if it left) and returns its index.
+    /// @notice Registers the caller, which the owner approved (`approveMediator`), as a mediator
+    /// (again, if it left) and returns its index.
     function registerMediator() external returns (uint8 index);
 
     /// @notice Gives up the `roles` bits. Jobs already matched carry on; new matches need the
     /// role. A mediator that leaves still rules on challenges it already has.
     function leaveRoles(uint8 roles) external;
 
-    /// @notice A provider sets the mediators it accepts (bit i: mediator index i).
+    /// @notice A provider sets the mediators it accepts, as `registerProvider` does.
     function setProviderMediators(uint64 mediators) external;
 
-    /// @notice Offers to run `moduleId_` for `price`; `moduleId_ == 0` offers any module whose
-    /// requirements fit the caller's declared resources.
-    function setOffer(bytes32 moduleId_, uint128 price, bool active) external;
+    /// @notice Offers to run `moduleId_` for `offer.price` under `offer`'s terms (run window,
+    /// callback gas); `moduleId_ == 0` offers any module whose requirements fit the caller's
+    /// declared resources.
+    function setOffer(bytes32 moduleId_, Offer calldata offer) external;
 
     /// @notice A registered provider announces that it has these modules' images ready (or
     /// no longer has them), so solvers can prefer it for jobs that then need no download.
@@ -432,6 +528,10 @@ interface ILilypadMarket is IModuleDirectory {
 
     /// @notice Owner: the mediators that jobs created without an explicit set accept.
     function setDefaultMediators(uint64 mediators) external;
+
+    /// @notice Owner: approves `account` to register as a mediator, or withdraws the approval
+    /// (an active mediator then leaves new matches; it still rules on the challenges it has).
+    function approveMediator(address account, bool approved) external;
 
     /// @notice Owner: suspends (or reinstates) a mediator for new matches. A suspended
     /// mediator still rules on the challenges it already has; it cannot lift the suspension
@@ -458,8 +558,11 @@ interface ILilypadMarket is IModuleDirectory {
     /// @notice How many mediator slots are taken.
     function mediatorCount() external view returns (uint256);
 
-    /// @notice Whether `payee` lets `client` create jobs it pays for.
-    function isClientAuthorized(address payee, address client) external view returns (bool);
+    /// @notice What `payee` lets `client` spend on jobs it pays for.
+    function clientAllowance(address payee, address client) external view returns (ClientAllowance memory);
+
+    /// @notice Whether a mediator ruled module `moduleId_` non-deterministic.
+    function ruledNondeterministic(bytes32 moduleId_) external view returns (bool);
 
     /// @notice The hash stored for live job `id` (0: no live job).
     function jobHash(uint256 id) external view returns (bytes32);

@@ -11,8 +11,8 @@ import {ILilypadMarketTypes} from "../interfaces/ILilypadMarket.sol";
 /// ABI encoding.
 library JobLib {
     /// @dev A `Job` has only value-type fields, so its ABI encoding (in calldata) and its
-    /// memory layout are both these 23 words.
-    uint256 internal constant JOB_WORDS_SIZE = 23 * 32;
+    /// memory layout are both these 24 words.
+    uint256 internal constant JOB_WORDS_SIZE = 24 * 32;
 
     // ------------------------------------------------------------------ deadlines
 
@@ -44,6 +44,18 @@ library JobLib {
     /// @dev Reverts with DeadlineNotReached unless job `id`'s window closing at `deadline` is over.
     function requireAfter(uint256 id, uint256 deadline) internal view {
         if (block.timestamp <= deadline) revert ILilypadMarketTypes.DeadlineNotReached(id, deadline);
+    }
+
+    /// @dev What a provider that gives matched job `job` back now pays the payee: nothing in
+    /// the first half of the run window, then a share of its collateral growing linearly to
+    /// all of it at the run deadline (where a timeout would take all of it too), so holding a
+    /// job to the last second and releasing it costs about what failing it does.
+    function releasePenalty(ILilypadMarketTypes.Job calldata job) internal view returns (uint128) {
+        uint256 window = job.runTimeout; // >= 1
+        uint256 grace = window / 2; // < window
+        uint256 elapsed = block.timestamp - job.matchedAt; // <= window (before the run deadline)
+        if (elapsed <= grace) return 0;
+        return uint128(uint256(job.collateral) * (elapsed - grace) / (window - grace));
     }
 
     // ------------------------------------------------------------------ hashes

@@ -209,9 +209,11 @@ contract MarketHandler is ILilypadMarketTypes {
         r.maxPayment = uint128(_bound(payment, 0, 20 ether));
         r.mediators = creatorSeed % 3 == 0 ? 0 : uint64(1 + (creatorSeed >> 16) % 3); // 0 = default
         r.matchTimeout = uint32(_bound(matchTimeout, 0, 4 hours));
-        r.runTimeout = uint32(_bound(runTimeout, 0, 2 hours));
+        // 0 (the defaults) or at least the floors: the module's run timeout (600 s), the run window
+        r.runTimeout = runTimeout % 3 == 0 ? 0 : uint32(_bound(runTimeout, 600, 2 hours));
         r.challengeWindow = uint32(_bound(challengeWindow, 0, 1 hours));
-        r.mediationTimeout = uint32(_bound(mediationTimeout, 0, 4 hours));
+        uint32 run = r.runTimeout == 0 ? 600 : r.runTimeout;
+        r.mediationTimeout = mediationTimeout % 3 == 0 ? 0 : uint32(_bound(mediationTimeout, run, 4 hours));
         Job memory job = JobFlow.created(market, payee, r);
         vm.prank(payee);
         try market.createJob(r) returns (uint256 id) {
@@ -313,7 +315,7 @@ contract MarketHandler is ILilypadMarketTypes {
     }
 
     /// @dev A live submitted job and, when there is one, another (or, one time in eight, the
-    /// same one twice, which must revert as a whole).
+    /// same one twice, which settles it once: an item already final is skipped).
     function settleMany(uint256 seedA, uint256 seedB, uint256 callerSeed) external {
         _begin();
         (uint256 a, Job memory ja) = _pickId(seedA, JobState.Submitted);
@@ -332,9 +334,12 @@ contract MarketHandler is ILilypadMarketTypes {
         items[0] = Settlement({id: a, job: ja, dataId: _dataIds[a], resultHash: _resultHashes[a]});
         if (n == 2) items[1] = Settlement({id: b, job: _jobs[b], dataId: _dataIds[b], resultHash: _resultHashes[b]});
         vm.prank(_pick(_actors, callerSeed));
+        bool liveA = live[a];
+        bool liveB = live[b];
         try market.settleMany(items) {
-            _finalize(a);
-            if (n == 2) _finalize(b);
+            // items already final (or never created) are skipped; the same job twice settles once
+            if (liveA) _finalize(a);
+            if (b != a && liveB) _finalize(b);
             _count("settleMany");
         } catch {}
     }
@@ -374,7 +379,7 @@ contract MarketHandler is ILilypadMarketTypes {
         _begin();
         (uint256 id, Job memory job) = _pickId(jobSeed, JobState.Challenged);
         vm.prank(_stranger);
-        try market.timeoutMediation(id, job) {
+        try market.timeoutMediation(id, job, _dataIds[id], _resultHashes[id]) {
             _finalize(id);
             _count("timeoutMediation");
         } catch {}
@@ -408,8 +413,15 @@ contract MarketHandler is ILilypadMarketTypes {
     function setOffer(uint256 providerSeed, uint128 price, bool active) external {
         _begin();
         address p = _pick(_providers, providerSeed);
+        Offer memory offer = Offer({
+            price: uint128(_bound(price, 0, 12 ether)),
+            active: active || price % 4 != 0,
+            minRunTimeout: 60,
+            maxRunTimeout: 30 days,
+            maxCallbackGas: 2_000_000
+        });
         vm.prank(p);
-        market.setOffer(moduleId, uint128(_bound(price, 0, 12 ether)), active || price % 4 != 0);
+        market.setOffer(moduleId, offer);
         _count("setOffer");
     }
 

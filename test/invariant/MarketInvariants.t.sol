@@ -14,14 +14,17 @@ contract MarketInvariantsTest is MarketFixture {
 
     function setUp() public override {
         super.setUp();
-        vm.prank(mediator2);
-        market.registerMediator(); // index 1
+        _addMediator(mediator2); // index 1
         vm.prank(owner);
         market.setDefaultMediators(0x3);
+        vm.prank(provider);
+        market.setProviderMediators(0x3);
+        vm.prank(provider2);
+        market.setProviderMediators(0x3);
         vm.prank(alice);
-        market.authorizeClient(address(client), true);
+        market.authorizeClient(address(client), _unlimited());
         vm.prank(bob);
-        market.authorizeClient(address(client), true);
+        market.authorizeClient(address(client), _unlimited());
         vm.prank(stranger);
         token.approve(address(market), type(uint256).max);
 
@@ -159,7 +162,7 @@ contract MarketInvariantsTest is MarketFixture {
             } else if (job.state == JobState.Submitted) {
                 market.settle(id, job, dataId, resultHash);
             } else {
-                market.timeoutMediation(id, job);
+                market.timeoutMediation(id, job, dataId, resultHash);
             }
             assertEq(market.jobHash(id), bytes32(0), "exited");
         }

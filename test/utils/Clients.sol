@@ -124,3 +124,29 @@ contract ReentrantClient is ClientBase {
         }
     }
 }
+
+/// @notice From its callback, settles another job (armed beforehand): the griefing of issue 12,
+/// sequence 7, against a settleMany batch that lists that job too.
+contract SettlingClient is ClientBase {
+    uint256 internal _otherId;
+    ILilypadMarketTypes.Job internal _other;
+    string internal _dataId;
+    bytes32 internal _resultHash;
+    bool public settledOther;
+
+    constructor(LilypadMarket market_) ClientBase(market_) {}
+
+    function arm(uint256 otherId, ILilypadMarketTypes.Job calldata other, string calldata dataId, bytes32 resultHash)
+        external
+    {
+        _otherId = otherId;
+        _other = other;
+        _dataId = dataId;
+        _resultHash = resultHash;
+    }
+
+    function submitResults(uint256, string memory, string memory) external {
+        market.settle(_otherId, _other, _dataId, _resultHash);
+        settledOther = true;
+    }
+}

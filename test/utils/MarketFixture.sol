@@ -33,13 +33,18 @@ library JobFlow {
         job.payee = r.payee;
         job.moduleId = id;
         job.payment = r.maxPayment == 0 ? spec.defaultPayment : r.maxPayment;
-        job.mediators = r.mediators == 0 ? m.defaultMediators() : r.mediators;
+        // explicit mediators are kept to the slots taken now
+        job.mediators = r.mediators == 0 ? m.defaultMediators() : r.mediators & takenSlots(m.mediatorCount());
         job.createdAt = uint40(block.timestamp);
         job.matchTimeout = r.matchTimeout == 0 ? m.defaultMatchTimeout() : r.matchTimeout;
         job.runTimeout = r.runTimeout == 0 ? spec.runTimeout : r.runTimeout;
         job.challengeWindow = r.challengeWindow == 0 ? m.defaultChallengeWindow() : r.challengeWindow;
-        job.mediationTimeout = r.mediationTimeout == 0 ? m.defaultMediationTimeout() : r.mediationTimeout;
+        // by default the mediator gets at least the run window
+        uint32 mediation = m.defaultMediationTimeout();
+        if (mediation < job.runTimeout) mediation = job.runTimeout;
+        job.mediationTimeout = r.mediationTimeout == 0 ? mediation : r.mediationTimeout;
         if (creator.code.length != 0) job.callbackGas = r.callbackGas == 0 ? m.defaultCallbackGas() : r.callbackGas;
+        job.onlySolver = r.solver;
         job.state = ILilypadMarketTypes.JobState.Open;
     }
 
@@ -63,6 +68,20 @@ library JobFlow {
         next.mediator = mediator_;
         next.matchedAt = uint40(block.timestamp);
         next.state = ILilypadMarketTypes.JobState.Matched;
+    }
+
+    /// @dev The bitmask of the first `count` mediator slots.
+    function takenSlots(uint256 count) internal pure returns (uint64) {
+        return count >= 64 ? type(uint64).max : uint64((uint256(1) << count) - 1);
+    }
+
+    /// @dev What a provider releasing `job` now pays the payee: nothing in the first half of
+    /// the run window, then linearly up to the whole collateral at the run deadline.
+    function releasePenalty(ILilypadMarketTypes.Job memory job) internal view returns (uint128) {
+        uint256 grace = job.runTimeout / 2;
+        uint256 elapsed = block.timestamp - job.matchedAt;
+        if (elapsed <= grace) return 0;
+        return uint128(uint256(job.collateral) * (elapsed - grace) / (job.runTimeout - grace));
     }
 
     /// @dev The Job after its provider released it: the deal is wiped, the terms kept.
@@ -161,6 +180,8 @@ abstract contract MarketFixture is Test, ILilypadMarketTypes {
     bytes32 internal constant RESULT_HASH = keccak256("outputs");
     uint256 internal constant FUNDS = 1000 ether; // faucet per person
     uint256 internal constant PROVIDER_DEPOSIT = 100 ether;
+    /// @dev The shortest run window the fixture's providers offer to work in.
+    uint32 internal constant PROVIDER_MIN_RUN = 60;
     /// @dev Solady SafeTransferLib's `TransferFromFailed()`.
     bytes4 internal constant TRANSFER_FROM_FAILED = 0x7939f424;
     /// @dev Solady Ownable's `Unauthorized()`.
@@ -215,8 +236,7 @@ abstract contract MarketFixture is Test, ILilypadMarketTypes {
 
         vm.prank(solver);
         market.registerSolver();
-        vm.prank(mediator);
-        mediatorIndex = market.registerMediator();
+        mediatorIndex = _addMediator(mediator);
         vm.prank(owner);
         market.setDefaultMediators(uint64(1) << mediatorIndex);
 
@@ -243,10 +263,39 @@ abstract contract MarketFixture is Test, ILilypadMarketTypes {
         });
     }
 
+    /// @dev The owner approves `who` as a mediator, which then registers: returns its index.
+    function _addMediator(address who) internal returns (uint8 index) {
+        vm.prank(owner);
+        market.approveMediator(who, true);
+        vm.prank(who);
+        index = market.registerMediator();
+    }
+
+    /// @dev An offer at `price` with the fixture providers' terms: any run window from
+    /// PROVIDER_MIN_RUN to MAX_TIMEOUT, any callback gas the market allows.
+    /// Pure (no call to the market), so it can sit in the arguments of a pranked call.
+    function _offer(uint128 price, bool active) internal pure returns (Offer memory) {
+        return Offer({
+            price: price,
+            active: active,
+            minRunTimeout: PROVIDER_MIN_RUN,
+            maxRunTimeout: 30 days, // MAX_TIMEOUT
+            maxCallbackGas: 2_000_000 // MAX_CALLBACK_GAS
+        });
+    }
+
+    /// @dev A client authorisation with no total, no per-job limit and no window floor.
+    function _unlimited() internal pure returns (ClientAllowance memory) {
+        return ClientAllowance({remaining: type(uint128).max, maxPayment: type(uint96).max, minChallengeWindow: 0});
+    }
+
+    /// @dev No authorisation (revokes one).
+    function _revoked() internal pure returns (ClientAllowance memory a) {}
+
     function _setUpProvider(address p) internal {
         vm.startPrank(p);
         market.registerProvider(type(uint64).max);
-        market.setOffer(moduleId, PRICE, true);
+        market.setOffer(moduleId, _offer(PRICE, true));
         market.deposit(p, PROVIDER_DEPOSIT);
         vm.stopPrank();
     }
@@ -298,7 +347,7 @@ abstract contract MarketFixture is Test, ILilypadMarketTypes {
     /// @dev `payee` authorises the ExampleClient and runs lilysay through it.
     function _runViaClient(address payee) internal returns (uint256 id, Job memory job) {
         vm.prank(payee);
-        market.authorizeClient(address(client), true);
+        market.authorizeClient(address(client), _unlimited());
         JobRequest memory r = _request(payee);
         job = JobFlow.created(market, address(client), r);
         vm.prank(payee);

@@ -114,6 +114,14 @@ abstract contract Test {
         if (a > b) fail(string.concat(m, ": ", _u(a), " > ", _u(b)));
     }
 
+    function assertGt(uint256 a, uint256 b, string memory m) internal pure {
+        if (a <= b) fail(string.concat(m, ": ", _u(a), " <= ", _u(b)));
+    }
+
+    function assertLt(uint256 a, uint256 b, string memory m) internal pure {
+        if (a >= b) fail(string.concat(m, ": ", _u(a), " >= ", _u(b)));
+    }
+
     function assertGe(uint256 a, uint256 b, string memory m) internal pure {
         if (a < b) fail(string.concat(m, ": ", _u(a), " < ", _u(b)));
     }

@@ -45,7 +45,7 @@ sol!(
     "abi/ExampleClient.json"
 );
 
-pub use ILilypadMarketTypes::{Config, Job, JobRequest, ModuleSpec, Resources, Settlement};
+pub use ILilypadMarketTypes::{ClientAllowance, Config, Job, JobRequest, ModuleSpec, Offer, Resources, Settlement};
 
 /// The non-final states of a job, as `Job.state` holds them (`ILilypadMarketTypes.JobState`).
 /// A job in a final state has no stored hash; the event that ended it tells the outcome.
@@ -111,25 +111,27 @@ mod tests {
             challengeWindow: 9,
             mediationTimeout: 10,
             callbackGas: 11,
-            solver: a(12),
-            provider: a(13),
-            price: 14,
-            solverFee: 15,
-            collateral: 16,
-            mediator: 17,
-            matchedAt: alloy::primitives::aliases::U40::from(18),
-            result: B256::repeat_byte(19),
-            submittedAt: alloy::primitives::aliases::U40::from(20),
-            challenger: a(21),
-            challengedAt: alloy::primitives::aliases::U40::from(22),
+            onlySolver: a(12),
+            solver: a(13),
+            provider: a(14),
+            price: 15,
+            solverFee: 16,
+            collateral: 17,
+            mediator: 18,
+            matchedAt: alloy::primitives::aliases::U40::from(19),
+            result: B256::repeat_byte(20),
+            submittedAt: alloy::primitives::aliases::U40::from(21),
+            challenger: a(22),
+            challengedAt: alloy::primitives::aliases::U40::from(23),
             state: JobState::Submitted.into(),
         }
     }
 
     #[test]
     fn job_hash_matches_the_contracts_hash_job() {
-        // LilypadMarket.hashJob(numbered_job()) on Anvil, via `cast call`.
-        let expected = b256!("056e80c6fc0a39f32ace69b7cb63d9fcdbe912897cbaf9a8796c86f74c075353");
+        // keccak256(abi.encode(numbered_job())) by `cast abi-encode` and `cast keccak`: what
+        // LilypadMarket.hashJob returns (testFuzz_hashJob_equalsKeccakOfAbiEncode in test/).
+        let expected = b256!("acd3043a04bc331b422ad19c7fb217d91427751ad45130e583c2560f90c3889e");
         assert_eq!(job_hash(&numbered_job()), expected);
     }
 
@@ -154,15 +156,20 @@ mod tests {
     #[test]
     fn job_encoding_is_one_word_per_field_in_declaration_order() {
         let encoded = numbered_job().abi_encode();
-        assert_eq!(encoded.len(), 23 * 32, "a Job is 23 static words");
+        assert_eq!(encoded.len(), 24 * 32, "a Job is 24 static words");
         let word = |i: usize| U256::from_be_slice(&encoded[i * 32..(i + 1) * 32]);
         assert_eq!(word(0), U256::from(1), "client");
         assert_eq!(word(3), U256::from(4), "payment");
-        assert_eq!(word(16), U256::from(17), "mediator");
-        assert_eq!(word(22), U256::from(3), "state = Submitted");
+        assert_eq!(word(17), U256::from(18), "mediator");
+        assert_eq!(word(23), U256::from(3), "state = Submitted");
         assert_eq!(
             Address::from_word(encoded[11 * 32..12 * 32].try_into().unwrap()),
             address!("000000000000000000000000000000000000000c"),
+            "onlySolver"
+        );
+        assert_eq!(
+            Address::from_word(encoded[12 * 32..13 * 32].try_into().unwrap()),
+            address!("000000000000000000000000000000000000000d"),
             "solver"
         );
     }

@@ -60,8 +60,8 @@ pub enum Outcome {
     Settled {
         /// What went back to the payee (the payment less the price and fees).
         refund: u128,
-        /// Whether it was challenged (and the challenge rejected).
-        challenged: bool,
+        /// Whether it was challenged, and why the result stood.
+        challenge: Challenge,
     },
     /// Taken back by its payee or client before a match.
     Cancelled,
@@ -74,7 +74,21 @@ pub enum Outcome {
         /// The mediator's result.
         correct_data_id: String,
     },
-    /// The mediator did not rule in time; everyone refunded.
+}
+
+/// How a settled job's challenge ended (the result stood in every case).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Challenge {
+    /// Nobody challenged it.
+    #[default]
+    Unchallenged,
+    /// The mediator ruled the result right (the provider got the challenger's bond).
+    Rejected,
+    /// The mediator's own re-runs differed: the module was ruled non-deterministic; nobody
+    /// was slashed, the challenger paid the mediator's fee and got its bond back.
+    Nondeterministic,
+    /// The mediator did not rule in time: the result stands and the challenger got its
+    /// deposit back.
     MediationTimedOut,
 }
 
@@ -129,8 +143,8 @@ impl ModuleEntry {
 pub struct JobBook {
     jobs: BTreeMap<U256, JobRecord>,
     modules: HashMap<B256, ModuleEntry>,
-    /// Jobs ruled for the provider wait for their JobSettled (emitted right after).
-    ruled_for_provider: HashMap<U256, ()>,
+    /// Challenged jobs whose result stands wait for their JobSettled (emitted right after).
+    stands: HashMap<U256, Challenge>,
 }
 
 impl JobBook {
@@ -187,6 +201,7 @@ impl JobBook {
                     challengeWindow: e.challengeWindow,
                     mediationTimeout: e.mediationTimeout,
                     callbackGas: e.callbackGas,
+                    onlySolver: e.onlySolver,
                     state: JobState::Open.into(),
                     ..empty_job()
                 };
@@ -241,18 +256,25 @@ impl JobBook {
                 Some(JobChange::Challenged(e.id))
             }
             E::ChallengeRuled(e) if !e.upheld => {
-                self.ruled_for_provider.insert(e.id, ());
+                self.stands.insert(e.id, Challenge::Rejected);
+                None
+            }
+            E::ModuleRuledNondeterministic(e) => {
+                self.stands.insert(e.id, Challenge::Nondeterministic);
+                None
+            }
+            E::MediationTimedOut(e) => {
+                self.stands.insert(e.id, Challenge::MediationTimedOut);
                 None
             }
             E::ChallengeRuled(e) => self.finish(e.id, Outcome::Upheld { correct_data_id: e.correctDataId.clone() }),
             E::JobSettled(e) => {
-                let challenged = self.ruled_for_provider.remove(&e.id).is_some();
-                self.finish(e.id, Outcome::Settled { refund: e.refund, challenged })
+                let challenge = self.stands.remove(&e.id).unwrap_or_default();
+                self.finish(e.id, Outcome::Settled { refund: e.refund, challenge })
             }
             E::JobCancelled(e) => self.finish(e.id, Outcome::Cancelled),
             E::JobExpired(e) => self.finish(e.id, Outcome::Expired),
             E::ResultTimedOut(e) => self.finish(e.id, Outcome::ResultTimedOut),
-            E::MediationTimedOut(e) => self.finish(e.id, Outcome::MediationTimedOut),
             E::ModulePublished(e) => {
                 let entry = ModuleEntry {
                     name: e.name.clone(),
@@ -285,7 +307,7 @@ impl JobBook {
                     data_id: r.data_id.clone(),
                     result_hash: r.result_hash,
                     updated_block: r.updated_block,
-                    ruled_for_provider: self.ruled_for_provider.contains_key(&r.id),
+                    challenge: self.stands.get(&r.id).copied().unwrap_or_default(),
                 })
                 .collect(),
             modules: self
@@ -309,8 +331,8 @@ impl JobBook {
             let id: U256 = j.id.parse().ok()?;
             let bytes = hex::decode(j.job.trim_start_matches("0x")).ok()?;
             let job = Job::abi_decode(&bytes).ok()?;
-            if j.ruled_for_provider {
-                book.ruled_for_provider.insert(id, ());
+            if j.challenge != Challenge::Unchallenged {
+                book.stands.insert(id, j.challenge);
             }
             book.jobs.insert(
                 id,
@@ -354,6 +376,7 @@ fn empty_job() -> Job {
         challengeWindow: 0,
         mediationTimeout: 0,
         callbackGas: 0,
+        onlySolver: Address::ZERO,
         solver: Address::ZERO,
         provider: Address::ZERO,
         price: 0,
@@ -394,8 +417,8 @@ pub struct SavedJob {
     /// Block of the last event that changed it.
     pub updated_block: u64,
     #[serde(default)]
-    /// Whether a mediator ruled for the provider (the result stands).
-    pub ruled_for_provider: bool,
+    /// How its challenge ended when the result stood and its JobSettled is still to come.
+    pub challenge: Challenge,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,4 +434,72 @@ pub struct SavedModule {
     pub publisher: Address,
     /// The ABI encoding of the `ModuleSpec`, hex.
     pub spec: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::Address;
+    use lilypad_bindings::LilypadMarket as M;
+
+    fn log(event: MarketEvent) -> MarketLog {
+        MarketLog { block: 1, tx: B256::ZERO, log_index: 0, event }
+    }
+
+    fn created(book: &mut JobBook, id: u64) {
+        book.apply(&log(MarketEvent::JobCreated(M::JobCreated {
+            id: U256::from(id),
+            client: Address::repeat_byte(1),
+            payee: Address::repeat_byte(1),
+            moduleId: B256::repeat_byte(7),
+            inputs: vec![],
+            payment: 10,
+            mediators: 1,
+            createdAt: U40::from(100u64),
+            matchTimeout: 60,
+            runTimeout: 60,
+            challengeWindow: 60,
+            mediationTimeout: 60,
+            callbackGas: 0,
+            onlySolver: Address::ZERO,
+        })));
+    }
+
+    fn settled(id: u64) -> MarketLog {
+        log(MarketEvent::JobSettled(M::JobSettled { id: U256::from(id), provider: Address::repeat_byte(2), price: 1, solverFee: 0, refund: 9 }))
+    }
+
+    fn challenge_of(change: Option<JobChange>) -> Challenge {
+        match change {
+            Some(JobChange::Finished { outcome: Outcome::Settled { challenge, .. }, .. }) => challenge,
+            other => panic!("not a settlement: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_settlement_says_how_its_challenge_ended_and_a_timed_out_mediation_means_the_result_stands() {
+        let mut book = JobBook::default();
+        for id in 1..=4 {
+            created(&mut book, id);
+        }
+        assert_eq!(challenge_of(book.apply(&settled(1))), Challenge::Unchallenged);
+
+        let ruled = |id: u64| log(MarketEvent::ChallengeRuled(M::ChallengeRuled { id: U256::from(id), mediator: Address::ZERO, upheld: false, correctDataId: "cid".into() }));
+        assert_eq!(book.apply(&ruled(2)), None);
+        assert_eq!(challenge_of(book.apply(&settled(2))), Challenge::Rejected);
+
+        assert_eq!(book.apply(&ruled(3)), None);
+        let nondeterministic = M::ModuleRuledNondeterministic { id: U256::from(3), moduleId: B256::repeat_byte(7), mediator: Address::ZERO };
+        assert_eq!(book.apply(&log(MarketEvent::ModuleRuledNondeterministic(nondeterministic))), None);
+        // a checkpoint taken between the ruling and the settlement keeps how it ended
+        let mut restored = JobBook::from_snapshot(&book.snapshot()).unwrap();
+        assert_eq!(challenge_of(restored.apply(&settled(3))), Challenge::Nondeterministic);
+        assert_eq!(challenge_of(book.apply(&settled(3))), Challenge::Nondeterministic);
+
+        let timed_out = M::MediationTimedOut { id: U256::from(4), mediator: 0 };
+        assert_eq!(book.apply(&log(MarketEvent::MediationTimedOut(timed_out))), None, "the job is not over: a JobSettled follows");
+        assert!(book.get(U256::from(4)).is_some());
+        assert_eq!(challenge_of(book.apply(&settled(4))), Challenge::MediationTimedOut);
+        assert!(book.get(U256::from(4)).is_none());
+    }
 }

@@ -20,8 +20,8 @@ pub struct ProviderInfo {
     pub roles: Roles,
     /// Mediators it accepts (bit i = mediator i).
     pub mediators: u64,
-    /// Price per module id; `B256::ZERO` is the "any module that fits" offer.
-    pub offers: BTreeMap<B256, u128>,
+    /// Offer per module id (price and terms); `B256::ZERO` is the "any module that fits" offer.
+    pub offers: BTreeMap<B256, OfferView>,
     /// The resources it declared (`setResources`), if any.
     pub resources: Option<ResourcesView>,
     /// Jobs matched to it and not finished yet (the solver derives this from its job book).
@@ -39,6 +39,34 @@ impl ProviderInfo {
     /// [`crate::engines`]).
     pub fn engines(&self) -> EngineSet {
         EngineSet::from_announced(&self.ready)
+    }
+}
+
+/// A provider's standing offer: its price and the terms under which it puts up collateral. The
+/// market matches a job to it only when the job's run window and callback gas are within them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferView {
+    /// Price per job, in token base units.
+    pub price: u128,
+    /// The shortest run window (seconds from the match) it accepts.
+    pub min_run_timeout: u32,
+    /// The longest run window it accepts.
+    pub max_run_timeout: u32,
+    /// The most gas it forwards to a client's callback when settling.
+    pub max_callback_gas: u32,
+}
+
+impl OfferView {
+    /// An offer at `price` that accepts every run window and callback (for tests and views
+    /// built by hand).
+    pub fn any_terms(price: u128) -> Self {
+        Self { price, min_run_timeout: 0, max_run_timeout: u32::MAX, max_callback_gas: u32::MAX }
+    }
+
+    /// Whether a job with this run timeout and callback gas is within the offer's terms (the
+    /// same rule as the market's `matchJob`).
+    pub fn accepts(&self, run_timeout: u32, callback_gas: u32) -> bool {
+        (self.min_run_timeout..=self.max_run_timeout).contains(&run_timeout) && callback_gas <= self.max_callback_gas
     }
 }
 
@@ -110,6 +138,16 @@ impl MarketView {
             .fold(0u64, |mask, (i, _)| mask | (1u64 << i))
     }
 
+    /// Bitmask of the mediator slots held by any of `accounts`: the market refuses a mediator
+    /// that is a party of the job (payee, client, solver, provider).
+    pub fn mediators_held_by(&self, accounts: &[Address]) -> u64 {
+        self.mediators
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| accounts.contains(&m.account))
+            .fold(0u64, |mask, (i, _)| mask | (1u64 << i))
+    }
+
     fn provider(&mut self, a: Address) -> &mut ProviderInfo {
         let seen = &mut self.next_seen;
         self.providers.entry(a).or_insert_with(|| {
@@ -129,7 +167,13 @@ impl MarketView {
             E::OfferSet(e) => {
                 let p = self.provider(e.provider);
                 if e.active {
-                    p.offers.insert(e.moduleId, e.price);
+                    let offer = OfferView {
+                        price: e.price,
+                        min_run_timeout: e.minRunTimeout,
+                        max_run_timeout: e.maxRunTimeout,
+                        max_callback_gas: e.maxCallbackGas,
+                    };
+                    p.offers.insert(e.moduleId, offer);
                 } else {
                     p.offers.remove(&e.moduleId);
                 }
@@ -181,7 +225,7 @@ impl MarketView {
     /// `(provider, price)`, by provider address.
     pub fn offers_for(&self, module_id: B256) -> Vec<(Address, u128)> {
         let mut out: Vec<(Address, u128)> =
-            self.providers.iter().filter_map(|(a, p)| p.offers.get(&module_id).map(|price| (*a, *price))).collect();
+            self.providers.iter().filter_map(|(a, p)| p.offers.get(&module_id).map(|o| (*a, o.price))).collect();
         out.sort();
         out
     }
@@ -201,7 +245,15 @@ mod tests {
         let (a, b, module) = (Address::repeat_byte(0xa), Address::repeat_byte(0xb), B256::repeat_byte(7));
         let mut view = MarketView::default();
         let offer = |provider, price, active| {
-            log(MarketEvent::OfferSet(LilypadMarket::OfferSet { provider, moduleId: module, price, active }))
+            log(MarketEvent::OfferSet(LilypadMarket::OfferSet {
+                provider,
+                moduleId: module,
+                price,
+                active,
+                minRunTimeout: 10,
+                maxRunTimeout: 600,
+                maxCallbackGas: 100_000,
+            }))
         };
         view.apply(&offer(b, 5, true));
         view.apply(&offer(a, 3, true));
@@ -209,8 +261,25 @@ mod tests {
         view.apply(&offer(b, 5, false));
         assert_eq!(view.offers_for(module), vec![(a, 3)]);
         assert!(view.offers_for(B256::ZERO).is_empty());
+        let terms = view.providers[&a].offers[&module];
+        assert!(terms.accepts(10, 100_000) && terms.accepts(600, 0));
+        assert!(!terms.accepts(9, 0), "a run window under the offer's minimum");
+        assert!(!terms.accepts(601, 0), "a run window over the offer's maximum");
+        assert!(!terms.accepts(60, 100_001), "more callback gas than offered");
         view.apply(&log(MarketEvent::RolesChanged(LilypadMarket::RolesChanged { account: a, roles: 2 })));
         assert!(view.providers[&a].roles.contains(Roles::PROVIDER));
         assert_eq!(view.providers[&b].seen, 1, "first seen first");
+    }
+
+    #[test]
+    fn mediator_slots_held_by_parties_are_known() {
+        let (m0, m1) = (Address::repeat_byte(0x10), Address::repeat_byte(0x11));
+        let mut view = MarketView::default();
+        for (i, m) in [m0, m1].into_iter().enumerate() {
+            view.apply(&log(MarketEvent::MediatorRegistered(LilypadMarket::MediatorRegistered { mediator: m, index: i as u8 })));
+        }
+        assert_eq!(view.mediators_held_by(&[m1]), 0b10);
+        assert_eq!(view.mediators_held_by(&[Address::repeat_byte(0x12), m0]), 0b01);
+        assert_eq!(view.mediators_held_by(&[]), 0);
     }
 }

@@ -45,6 +45,12 @@ pub struct Offer {
     pub price: u128,
     /// Whether the offer stands.
     pub active: bool,
+    /// The shortest run window (seconds) it accepts.
+    pub min_run_timeout: u32,
+    /// The longest run window it accepts.
+    pub max_run_timeout: u32,
+    /// The most gas it forwards to a client's callback.
+    pub max_callback_gas: u32,
 }
 
 impl ChainClient {
@@ -72,7 +78,26 @@ impl ChainClient {
         let market = self.market();
         let action = format!("reading the offer of {provider} for module {module_id}");
         let o = self.read(&action, || async { market.offerOf(provider, module_id).call().await }).await?;
-        Ok(Offer { price: o.price, active: o.active })
+        Ok(Offer {
+            price: o.price,
+            active: o.active,
+            min_run_timeout: o.minRunTimeout,
+            max_run_timeout: o.maxRunTimeout,
+            max_callback_gas: o.maxCallbackGas,
+        })
+    }
+
+    /// The mediators jobs and providers accept when they name none (the owner's default set).
+    pub async fn default_mediators(&self) -> Result<u64, ChainError> {
+        let market = self.market();
+        self.read("reading the market's default mediators", || async { market.defaultMediators().call().await }).await
+    }
+
+    /// How many mediator slots are taken (slot i is bit i of every mediator bitmask).
+    pub async fn mediator_count(&self) -> Result<u64, ChainError> {
+        let market = self.market();
+        let n = self.read("reading the number of mediators", || async { market.mediatorCount().call().await }).await?;
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
     }
 
     /// The free balance of `who` held in the market (not locked as collateral), in token base

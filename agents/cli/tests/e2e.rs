@@ -91,7 +91,10 @@ async fn a_client_contract_gets_submit_results_with_the_cid() {
     let deployed = ExampleClient::deploy(payee.provider(), d.market).await.expect("deploy ExampleClient");
     let client_addr = *deployed.address();
     let client = ExampleClient::new(client_addr, payee.provider().clone());
-    payee.send("authorizeClient", payee.market().authorizeClient(client_addr, true)).await.unwrap();
+    payee.send("authorizeClient", payee.market().authorizeClient(
+        client_addr,
+        lilypad_bindings::ClientAllowance { remaining: u128::MAX, maxPayment: alloy::primitives::Uint::MAX, minChallengeWindow: 0 },
+    )).await.unwrap();
     let (spec, _) = {
         let r = payee.market().getModule(lilypad_module::module_id("lilysay", "0.1.0")).call().await.unwrap();
         (r.spec, r.publishedAt)
@@ -492,9 +495,12 @@ async fn audit_catches_cheating_provider() {
     let collateral = t.collateral();
     assert_eq!(after.market[&provider] + collateral, before.market[&provider], "provider: collateral slashed");
     assert_eq!(after.tokens[&creator] + payment, before.tokens[&creator]);
-    assert_eq!(after.market[&creator], before.market[&creator] + payment, "creator: the whole payment back");
+    // of the slashed collateral less the mediator's fee, half to the challenger, half to the payee
+    let rest = collateral - fee;
+    let reward = rest / U256::from(2u64);
+    assert_eq!(after.market[&creator], before.market[&creator] + payment + (rest - reward), "creator: the whole payment back + half the rest");
     assert_eq!(after.tokens[&auditor] + fee + bond, before.tokens[&auditor], "auditor paid the deposit from its tokens");
-    assert_eq!(after.market[&auditor], before.market[&auditor] + collateral + bond, "auditor: deposit back less the fee, plus the collateral");
+    assert_eq!(after.market[&auditor], before.market[&auditor] + fee + bond + reward, "auditor: deposit back, plus half the rest");
     assert_eq!(after.market[&mediator], before.market[&mediator] + fee, "mediator: its fee");
     after.assert_conserved(before.supply);
 }
@@ -605,15 +611,19 @@ async fn nondeterministic_module_with_declared_comparison_is_not_misjudged() {
         "the CIDs differed and the mediator compared under the rules:\n{mediator_log}"
     );
     // the same program without the rules: the bytes differ, but so do the mediator's own two
-    // re-runs: the module is not deterministic here, and the honest provider is not slashed
+    // re-runs: the module is not deterministic here, it is ruled so, and the honest provider is
+    // not slashed
     assert!(!ruling(2).upheld, "a module whose re-runs differ from each other is not held against the provider\n{mediator_log}");
     assert_eq!(ruling(2).correctDataId, posted(2));
     assert!(mediator_log.contains("NON-DETERMINISTIC MODULE"), "said loudly:\n{mediator_log}");
+    let nondeterministic: Vec<U256> = t.logs::<LilypadMarket::ModuleRuledNondeterministic>().await.iter().map(|e| e.id).collect();
+    assert_eq!(nondeterministic, vec![U256::from(2)], "only the module without rules was ruled non-deterministic");
 
-    // provider: both jobs paid (price + the challenger's bond each)
+    // provider: both jobs paid; the challenger's bond only for the result ruled right (job 1),
+    // job 2's challenger got its bond back
     let after = Ledger::read(&t.observer).await;
     let (price, bond) = (U256::from(LP), U256::from(d.challenge_bond));
-    assert_eq!(after.market[&provider], before.market[&provider] + (price + bond) * U256::from(2));
+    assert_eq!(after.market[&provider], before.market[&provider] + price * U256::from(2) + bond);
     after.assert_conserved(before.supply);
 }
 
@@ -683,6 +693,10 @@ async fn a_module_from_a_git_repository_runs_pinned_to_its_commit() {
     let repo = git_root.path().join("example.com/org/hello");
     std::fs::create_dir_all(&repo).unwrap();
     lilypad_module::init_module(&repo, "example.com/org/hello").unwrap();
+    // a repository path is published only by the account the market's owner assigned it to
+    let admin = devnet.client(accounts::ADMIN).await;
+    let creator = lilypad_devnet::address_of(accounts::JOB_CREATOR).unwrap();
+    admin.send("assignModuleName", admin.market().assignModuleName("example.com/org/hello".into(), creator)).await.unwrap();
     // publish it, pinned to the folder's hash (before .git exists: the checkout has none)
     let spec_version = lilypad_module::Module::load(&repo).unwrap().version().to_string();
     let out = devnet.lilypad(&["module", "publish", repo.to_str().unwrap()]);
@@ -1049,4 +1063,122 @@ async fn more_jobs_than_a_providers_running_limit_all_get_results_within_one_cha
             .unwrap_or_else(|| panic!("no {phase}=<n>ms in {line}"));
         assert!(value >= 0.0, "{line}");
     }
+}
+
+// ---------------------------------------------------------------- open-market safety (issue 12)
+
+/// Attack 8: a creator publishes a module whose output is random but declares it deterministic,
+/// runs it on an honest provider and challenges the result. The mediator's own two re-runs
+/// differ from each other, so it rules the module non-deterministic (`ruleNondeterministic`):
+/// the provider is paid and keeps its collateral, and the creator (publisher and challenger)
+/// gains nothing: it pays for the run and the mediator's fee, and gets only its bond back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_random_module_declared_deterministic_cannot_get_an_honest_provider_slashed() {
+    let modules = tempfile::tempdir().unwrap();
+    let coinflip = modules.path().join("coinflip");
+    nondeterministic_module(&coinflip, "1.0.0", None);
+    // the attacker's claim: deterministic, compared byte for byte
+    let spec_path = coinflip.join(lilypad_module::SPEC_FILE);
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&spec_path).unwrap()).unwrap();
+    spec["name"] = "coinflip".into();
+    spec["deterministic"] = true.into();
+    std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    lilypad_module::Module::load(&coinflip).unwrap();
+    // published by the job creator's account (`lilypad module publish` signs with it)
+    let t = Dispute::start(60, &[], &[&coinflip], true).await;
+    let d = t.observer.deployment().clone();
+    let provider = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
+    let mediator = lilypad_devnet::address_of(accounts::MEDIATOR).unwrap();
+    let solver = lilypad_devnet::address_of(accounts::SOLVER).unwrap();
+    let module_id = lilypad_module::module_id("coinflip", "1.0.0");
+    let before = Ledger::read(&t.observer).await;
+
+    let c = t.devnet.client(accounts::JOB_CREATOR).await;
+    let creator = c.address().unwrap();
+    let payment = U256::from(c.market().getModule(module_id).call().await.unwrap().spec.defaultPayment);
+    c.send("approve", c.token().approve(d.market, payment)).await.unwrap();
+    c.send("runJob", c.market().runJob("coinflip:1.0.0".into(), vec!["Input=heads or tails".into()], creator)).await.unwrap();
+    let start = Instant::now();
+    while t.logs::<LilypadMarket::ResultSubmitted>().await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(180), "no result:\n{}", t.devnet.agent_logs());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let out = t.devnet.lilypad(&["challenge", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}\n{}", text(&out), t.devnet.agent_logs());
+    t.wait_final(1, 180).await;
+
+    let mediator_log = std::fs::read_to_string(t.devnet.data_dir.path().join("mediator.log")).unwrap();
+    let ruled = t.logs::<LilypadMarket::ModuleRuledNondeterministic>().await;
+    assert_eq!(ruled.len(), 1, "the mediator ruled the module non-deterministic:\n{mediator_log}");
+    assert_eq!((ruled[0].id, ruled[0].moduleId, ruled[0].mediator), (U256::from(1), module_id, mediator));
+    assert!(t.logs::<LilypadMarket::ChallengeRuled>().await.iter().all(|r| !r.upheld), "nothing upheld");
+    assert!(t.observer.market().ruledNondeterministic(module_id).call().await.unwrap(), "recorded on chain");
+    assert!(mediator_log.contains("NON-DETERMINISTIC MODULE"), "said loudly:\n{mediator_log}");
+    let (shown, _) = text(&t.devnet.lilypad(&["job", "1"]));
+    assert!(shown.contains("ruled the module non-deterministic"), "`lilypad job 1` says how it ended:\n{shown}");
+
+    let after = Ledger::read(&t.observer).await;
+    let price = U256::from(LP);
+    let solver_fee = price * U256::from(d.solver_fee_bps) / U256::from(10_000u64);
+    let fee = U256::from(d.mediator_fee);
+    assert_eq!(after.total(provider), before.total(provider) + price, "provider: paid its price, no collateral lost");
+    assert_eq!(after.total(mediator), before.total(mediator) + fee, "mediator: its fee");
+    assert_eq!(after.total(solver), before.total(solver) + solver_fee, "solver: its fee");
+    assert_eq!(
+        after.total(creator) + price + solver_fee + fee,
+        before.total(creator),
+        "creator (publisher and challenger): paid for the run and the ruling, got its bond back, gained nothing"
+    );
+    after.assert_conserved(before.supply);
+}
+
+/// A provider started by the CLI with offer terms (run windows of at least 120 s) is never
+/// matched to a job with a shorter run window: the solver leaves the job and says why, a
+/// solver that tries anyway is refused by the market, and the provider's collateral is never
+/// locked for it. A job within its terms runs and settles as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_is_never_matched_to_a_job_outside_its_offer_terms() {
+    let t = Dispute::start(5, &["--min-run-timeout", "120", "--max-callback-gas", "50000"], &[], false).await;
+    let d = t.observer.deployment().clone();
+    let market = t.observer.market();
+    let provider = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
+    let module_id = lilypad_module::module_id("lilysay", "0.1.0");
+    let offer = market.offerOf(provider, module_id).call().await.unwrap();
+    assert_eq!((offer.minRunTimeout, offer.maxCallbackGas), (120, 50_000), "the offer states the flags' terms");
+    let provider_before = market.balanceOf(provider).call().await.unwrap();
+
+    let c = t.devnet.client(accounts::JOB_CREATOR).await;
+    let creator = c.address().unwrap();
+    let payment = lilysay_payment(&c).await;
+    c.send("approve", c.token().approve(d.market, payment * U256::from(2))).await.unwrap();
+    // job 1: lilysay's own run timeout (60 s), under the provider's minimum
+    c.send("runJob", c.market().runJob("lilysay:0.1.0".into(), vec!["Message=too short".into()], creator)).await.unwrap();
+    // job 2: a run window of 120 s, within its terms
+    let request = lilypad_bindings::JobRequest {
+        module: "lilysay:0.1.0".into(),
+        inputs: vec!["Message=long enough".into()],
+        payee: creator,
+        runTimeout: 120,
+        ..Default::default()
+    };
+    c.send("createJob", c.market().createJob(request)).await.unwrap();
+    t.wait_final(2, 180).await;
+    wait_until("the solver says why job 1 waits", 60, || async {
+        std::fs::read_to_string(t.devnet.data_dir.path().join("solver.log")).unwrap_or_default().contains("no offer accepts the job's terms")
+    })
+    .await;
+    let matched: Vec<U256> = t.logs::<LilypadMarket::JobMatched>().await.iter().map(|e| e.id).collect();
+    assert_eq!(matched, vec![U256::from(2)], "only the job within the offer's terms was matched:\n{}", t.devnet.agent_logs());
+    assert!(!market.jobHash(U256::from(1)).call().await.unwrap().is_zero(), "job 1 is still open");
+
+    // a solver matching job 1 to it anyway is refused by the market
+    let s = t.devnet.client(accounts::SOLVER).await;
+    let mut follower = lilypad_chain::Follower::new(s.clone(), 0);
+    follower.catch_up().await.unwrap();
+    let job = follower.book().get(U256::from(1)).expect("job 1 is live").job.clone();
+    let refused = s.send("matchJob", s.market().matchJob(U256::from(1), job, provider, 0)).await.unwrap_err();
+    assert_eq!(refused.market_error(), Some("RunTimeoutNotOffered"), "{refused}");
+
+    // the provider was paid for job 2 and never locked collateral for job 1
+    assert_eq!(market.balanceOf(provider).call().await.unwrap(), provider_before + U256::from(LP), "{}", t.devnet.agent_logs());
 }

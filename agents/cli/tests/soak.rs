@@ -225,7 +225,7 @@ async fn soak_agents_killed_at_random_every_job_final_and_funds_conserved() {
                     "settle",
                     auditor.send("settle", m.settle(r.id, r.job.clone(), r.data_id.clone().unwrap_or_default(), r.result_hash.unwrap_or_default())).await,
                 ),
-                JobState::Challenged => ("timeoutMediation", auditor.send("timeoutMediation", m.timeoutMediation(r.id, r.job.clone())).await),
+                JobState::Challenged => ("timeoutMediation", auditor.send("timeoutMediation", m.timeoutMediation(r.id, r.job.clone(), r.data_id.clone().unwrap_or_default(), r.result_hash.unwrap_or_default())).await),
                 _ => continue,
             };
             if let Err(e) = sent {

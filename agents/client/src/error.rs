@@ -50,12 +50,13 @@ impl ClientError {
         }
     }
 
-    /// Whether the job timed out (no match or no result in time): its payment is refundable.
+    /// Whether the job timed out (no match or no result in time): its payment is refundable. (A
+    /// mediation that timed out is not one: the result stands and the job settles.)
     pub fn is_timeout(&self) -> bool {
         matches!(
             self,
             ClientError::NoResult { .. }
-                | ClientError::Ended { outcome: Outcome::Expired | Outcome::ResultTimedOut | Outcome::MediationTimedOut, .. }
+                | ClientError::Ended { outcome: Outcome::Expired | Outcome::ResultTimedOut, .. }
         )
     }
 }

@@ -11,6 +11,11 @@ use lilypad_devnet::{accounts, deploy, devnet_config, Anvil};
 
 const LP: u128 = 1_000_000_000_000_000_000;
 
+/// An active offer at `price`: any run window from 10 s to 30 days, callbacks up to 500,000 gas.
+fn offer(price: u128) -> lilypad_bindings::Offer {
+    lilypad_bindings::Offer { price, active: true, minRunTimeout: 10, maxRunTimeout: 30 * 24 * 3600, maxCallbackGas: 500_000 }
+}
+
 async fn client(url: &str, key: &str, d: &lilypad_chain::Deployment) -> ChainClient {
     ChainClient::connect(url, Some(key), d.clone()).await.expect("connect")
 }
@@ -45,6 +50,8 @@ async fn a_job_runs_its_lifecycle_with_jobs_rebuilt_from_events() {
         admin.send("faucet", dev.faucet(who, U256::from(1000 * LP))).await.unwrap();
     }
     solver.send("registerSolver", solver.market().registerSolver()).await.unwrap();
+    let mediator_addr = mediator.address().unwrap();
+    admin.send("approveMediator", admin.market().approveMediator(mediator_addr, true)).await.unwrap();
     mediator.send("registerMediator", mediator.market().registerMediator()).await.unwrap();
     admin.send("setDefaultMediators", admin.market().setDefaultMediators(1)).await.unwrap();
     let spec = ModuleSpec {
@@ -59,7 +66,7 @@ async fn a_job_runs_its_lifecycle_with_jobs_rebuilt_from_events() {
     let module_id = keccak256("lilysay:0.1.0");
     let p = provider.market();
     provider.send("registerProvider", p.registerProvider(1)).await.unwrap();
-    provider.send("setOffer", p.setOffer(module_id, 5 * LP, true)).await.unwrap();
+    provider.send("setOffer", p.setOffer(module_id, offer(5 * LP))).await.unwrap();
     let pt = provider.token();
     provider.send("approve", pt.approve(d.market, U256::from(100 * LP))).await.unwrap();
     provider.send("deposit", p.deposit(provider_addr, U256::from(100 * LP))).await.unwrap();
@@ -132,7 +139,7 @@ async fn a_job_runs_its_lifecycle_with_jobs_rebuilt_from_events() {
     admin.send("settle", admin.market().settle(id, record.job.clone(), cid, result_hash)).await.unwrap();
     let changes = sync(&mut stream, &mut book).await;
     assert!(
-        matches!(&changes[..], [JobChange::Finished { outcome: Outcome::Settled { challenged: false, .. }, .. }]),
+        matches!(&changes[..], [JobChange::Finished { outcome: Outcome::Settled { challenge: lilypad_chain::Challenge::Unchallenged, .. }, .. }]),
         "{changes:?}"
     );
     assert!(book.is_empty());

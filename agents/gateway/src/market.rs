@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider as _;
-use lilypad_chain::{CancellationToken, ChainClient, ChainError, FailureLog, Follower, JobBook, JobChange, MarketEvent, MarketLog, Outcome};
+use lilypad_chain::{CancellationToken, ChainClient, ChainError, Challenge, FailureLog, Follower, JobBook, JobChange, MarketEvent, MarketLog, Outcome};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Mutex};
 use tracing::{info, warn};
@@ -354,11 +354,16 @@ impl Market {
             }
             JobChange::Finished { outcome, record, .. } => {
                 let (state, detail, refund) = match outcome {
-                    Outcome::Settled { refund, challenged } => (
+                    Outcome::Settled { refund, challenge } => (
                         "settled",
                         format!(
                             "settled{}{}",
-                            if *challenged { " after a rejected challenge" } else { "" },
+                            match challenge {
+                                Challenge::Unchallenged => "",
+                                Challenge::Rejected => " after a rejected challenge",
+                                Challenge::Nondeterministic => " after a challenge the mediator could not judge (the module was ruled non-deterministic)",
+                                Challenge::MediationTimedOut => " after a challenge the mediator did not rule on in time (the result stands)",
+                            },
                             if *refund > 0 { format!("; unused payment {refund} credited back") } else { String::new() }
                         ),
                         *refund,
@@ -369,7 +374,6 @@ impl Market {
                     Outcome::Upheld { correct_data_id } => {
                         ("upheld", format!("the mediator found the result wrong (correct: {correct_data_id}); payment refunded"), record.job.payment)
                     }
-                    Outcome::MediationTimedOut => ("mediation_timed_out", "the mediator did not rule in time; payment refunded".to_string(), record.job.payment),
                 };
                 self.db.set_state(&job.id, state, None, None).await?;
                 self.db.add_job_event(&key(&job), &job.id, state, &detail, Some(log.block)).await?;
@@ -487,7 +491,7 @@ pub fn event_json(log: &MarketLog) -> Value {
             "moduleId": e.moduleId, "inputs": e.inputs, "payment": e.payment.to_string()}),
         E::JobMatched(e) => json!({"type": "JobMatched", "id": e.id.to_string(), "provider": e.provider, "solver": e.solver,
             "mediator": e.mediator, "price": e.price.to_string(), "solverFee": e.solverFee.to_string(), "collateral": e.collateral.to_string()}),
-        E::JobReleased(e) => json!({"type": "JobReleased", "id": e.id.to_string(), "provider": e.provider}),
+        E::JobReleased(e) => json!({"type": "JobReleased", "id": e.id.to_string(), "provider": e.provider, "penalty": e.penalty.to_string()}),
         E::ResultSubmitted(e) => json!({"type": "ResultSubmitted", "id": e.id.to_string(), "provider": e.provider, "dataId": e.dataId}),
         E::ResultChallenged(e) => json!({"type": "ResultChallenged", "id": e.id.to_string(), "challenger": e.challenger, "mediator": e.mediator}),
         E::JobSettled(e) => json!({"type": "JobSettled", "id": e.id.to_string(), "provider": e.provider, "price": e.price.to_string(),
@@ -498,7 +502,11 @@ pub fn event_json(log: &MarketLog) -> Value {
         E::JobExpired(e) => json!({"type": "JobExpired", "id": e.id.to_string()}),
         E::ResultTimedOut(e) => json!({"type": "ResultTimedOut", "id": e.id.to_string(), "provider": e.provider, "slashed": e.slashed.to_string()}),
         E::MediationTimedOut(e) => json!({"type": "MediationTimedOut", "id": e.id.to_string(), "mediator": e.mediator}),
-        E::OfferSet(e) => json!({"type": "OfferSet", "provider": e.provider, "moduleId": e.moduleId, "price": e.price.to_string(), "active": e.active}),
+        E::ModuleRuledNondeterministic(e) => {
+            json!({"type": "ModuleRuledNondeterministic", "id": e.id.to_string(), "moduleId": e.moduleId, "mediator": e.mediator})
+        }
+        E::OfferSet(e) => json!({"type": "OfferSet", "provider": e.provider, "moduleId": e.moduleId, "price": e.price.to_string(), "active": e.active,
+            "minRunTimeout": e.minRunTimeout, "maxRunTimeout": e.maxRunTimeout, "maxCallbackGas": e.maxCallbackGas}),
         E::ResourcesSet(e) => json!({"type": "ResourcesSet", "provider": e.provider, "resources": resources_json(&e.resources)}),
         E::ModulePublished(e) => json!({"type": "ModulePublished", "moduleId": e.moduleId, "name": e.name, "version": e.version,
             "publisher": e.publisher, "defaultPayment": e.spec.defaultPayment.to_string(), "runTimeout": e.spec.runTimeout}),

@@ -61,7 +61,7 @@ pub enum Exit {
     TimeoutResult,
     /// `settle`: a result whose challenge window has passed.
     Settle,
-    /// `timeoutMediation`: challenged, no ruling before the mediation deadline.
+    /// `timeoutMediation`: challenged, no ruling before the mediation deadline (the result stands).
     TimeoutMediation,
 }
 
@@ -213,7 +213,10 @@ impl Keeper {
                 match exit {
                     Exit::Expire => client.send(&action, market.expireJob(r.id, r.job.clone())).await,
                     Exit::TimeoutResult => client.send(&action, market.timeoutResult(r.id, r.job.clone())).await,
-                    Exit::TimeoutMediation => client.send(&action, market.timeoutMediation(r.id, r.job.clone())).await,
+                    Exit::TimeoutMediation => {
+                        let (data_id, result_hash) = (r.data_id.clone().unwrap_or_default(), r.result_hash.unwrap_or_default());
+                        client.send(&action, market.timeoutMediation(r.id, r.job.clone(), data_id, result_hash)).await
+                    }
                     Exit::Settle => {
                         let data_id = r.data_id.clone().unwrap_or_default();
                         client.send(&action, market.settle(r.id, r.job.clone(), data_id, r.result_hash.unwrap_or_default())).await

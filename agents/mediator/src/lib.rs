@@ -16,8 +16,15 @@
 //!
 //! Before upholding a challenge because its re-run differs, the mediator re-runs the job once
 //! more: when its own two re-runs differ from each other, the module is not deterministic on
-//! this hardware, and the challenge is rejected (the contract's only other ruling; it does not
-//! slash the provider), loudly logged.
+//! this hardware, and it rules so (`ruleNondeterministic`): the provider is not slashed, the
+//! job settles as if unchallenged, the challenger pays the mediator's fee and gets its bond
+//! back, and the module is recorded as ruled non-deterministic (its publisher gains nothing).
+//!
+//! A mediator it does not rule on in time (it cannot get the module, re-run the job or fetch
+//! the provider's result) lets the result stand: anyone may then call `timeoutMediation`, the
+//! provider is paid and the challenger gets its deposit back.
+//!
+//! Only an account the market's owner approved (`approveMediator`) can register as a mediator.
 //!
 //! [`auditor`]: an agent that challenges a random share of results.
 
@@ -45,8 +52,8 @@ use tracing::{error, info, warn};
 pub const MAX_RULINGS: usize = 8;
 
 /// How long one fetch of a provider's result may take, from the first request to the last file
-/// written; a stalled outputs server fails the comparison at this point (the job then times
-/// out and everyone is refunded) instead of holding the ruling.
+/// written; a stalled outputs server fails the comparison at this point (the mediation then
+/// times out and the result stands) instead of holding the ruling.
 pub const RESULT_FETCH_DEADLINE: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Debug)]
@@ -75,6 +82,12 @@ pub enum MediatorError {
     Engine(#[from] EngineError),
     #[error("content store: {0}")]
     Store(#[from] lilypad_store::StoreError),
+    /// The market's owner has not approved this account as a mediator.
+    #[error("{account} is not approved as a mediator: the market's owner must call approveMediator({account}, true) first")]
+    NotApproved {
+        /// The mediator's account.
+        account: alloy::primitives::Address,
+    },
 }
 
 impl Retryable for MediatorError {
@@ -130,6 +143,9 @@ impl Mediator {
         let market = client.market();
         let account = client.read("reading the mediator's account", || async { market.accountOf(me).call().await }).await?;
         let index = if account.mediatorSlot == 0 || account.roles & 4 == 0 {
+            if !account.mediatorApproved {
+                return Err(MediatorError::NotApproved { account: me });
+            }
             client.send("registerMediator", market.registerMediator()).await?;
             let account = client.read("reading the mediator's account", || async { market.accountOf(me).call().await }).await?;
             account.mediatorSlot.saturating_sub(1)
@@ -209,7 +225,7 @@ impl Mediator {
                     // Not marked ruled: the next step starts it again (the job is still Challenged).
                     Ok(Ruled::Retry(e)) => warn!(job = %job, error = %e, "the chain was unavailable while ruling; will rule again"),
                     Err(failure) => {
-                        error!(job = %job, error = %failure, "the ruling's task failed; leaving the job to time out (everyone refunded)");
+                        error!(job = %job, error = %failure, "the ruling's task failed; leaving the job to time out (its result stands)");
                         self.ruled.insert(job);
                     }
                 }
@@ -248,8 +264,8 @@ impl Mediator {
 
 impl Ruler {
     /// Re-runs the challenged job into `dir`, in a task of its own, joined: a re-run that
-    /// panics is reported as one that could not be made (the job times out and everyone is
-    /// refunded).
+    /// panics is reported as one that could not be made (the mediation times out and the
+    /// result stands).
     async fn rerun(&self, record: &JobRecord, entry: Option<&ModuleEntry>, dir: PathBuf) -> Result<(Arc<Module>, (Cid, B256)), RerunFailure> {
         let (resolver, engine, store, record, entry) = (self.resolver.clone(), self.engine.clone(), self.store.clone(), record.clone(), entry.cloned());
         let job = record.id;
@@ -258,7 +274,12 @@ impl Ruler {
             let module = resolved.module.clone();
             resolver.prepare(&resolved, engine.as_ref()).await.map_err(RerunFailure::Run)?;
             let policy = lilypad_runner::RunPolicy { allow_network: false, deadline: None };
-            let result = lilypad_runner::run_job_fetching_inputs(engine.as_ref(), &store, resolver.sources(), &module, &record, &dir, policy).await.map_err(RerunFailure::Run)?;
+            let result = match lilypad_runner::run_job_fetching_inputs(engine.as_ref(), &store, resolver.sources(), &module, &record, &dir, policy).await {
+                // the job cannot run anywhere: its answer is the failure result a provider posts
+                Err(e) if e.is_job_fault() => lilypad_runner::outputs::publish_failure(job, &store, &dir, &e).await,
+                other => other,
+            }
+            .map_err(RerunFailure::Run)?;
             Ok((module, result))
         });
         match task.await {
@@ -307,29 +328,28 @@ impl Ruler {
 
     /// Rules on one challenged job. Never returns a chain error that ends the mediator: one
     /// the chain may recover from is [`Ruled::Retry`], anything else is logged and the job
-    /// left to time out (everyone refunded).
+    /// left to time out (its result stands; the challenger gets its deposit back).
     async fn rule(&self, record: JobRecord, entry: Option<ModuleEntry>) -> Ruled {
         let id = record.id;
         let dir = self.options.data_dir.join("reruns").join(id.to_string());
         let (module, mine) = match self.rerun(&record, entry.as_ref(), dir.clone()).await {
             Ok((module, (cid, _))) => (module, cid),
             Err(RerunFailure::Module(reason)) => {
-                warn!(job = %id, %reason, "challenged job of a module this mediator cannot get; it will time out and refund everyone");
+                warn!(job = %id, %reason, "challenged job of a module this mediator cannot get; it will time out and its result stand");
                 return Ruled::Done;
             }
             Err(RerunFailure::Run(reason)) => {
-                // A job that cannot run here at all (bad inputs) is the provider's fault only if it
-                // claimed a result for it; the mediator's own failure must not slash anyone.
-                error!(job = %id, %reason, retryable = reason.is_retryable(), "cannot re-run the job; leaving it to time out (everyone refunded)");
+                // The mediator's own failure must not slash anyone: without a ruling the result stands.
+                error!(job = %id, %reason, retryable = reason.is_retryable(), "cannot re-run the job; leaving it to time out (its result stands)");
                 return Ruled::Done;
             }
         };
         let theirs = record.data_id.clone().unwrap_or_default();
         let cid = mine;
-        let mut verdict = match self.verdict(id, &module, &dir, &cid, &theirs).await {
+        let verdict = match self.verdict(id, &module, &dir, &cid, &theirs).await {
             Ok(v) => v,
             Err(reason) => {
-                error!(job = %id, %reason, "cannot compare with the provider's result; leaving it to time out (everyone refunded)");
+                error!(job = %id, %reason, "cannot compare with the provider's result; leaving it to time out (its result stands)");
                 return Ruled::Done;
             }
         };
@@ -340,18 +360,20 @@ impl Ruler {
                 Ok(Some(why)) => {
                     error!(
                         job = %id, module = %module.reference(), provider = %theirs, %path, %reason, nondeterminism = %why,
-                        "NON-DETERMINISTIC MODULE: this mediator's own two re-runs differ, so the provider's differing result proves nothing; rejecting the challenge (the provider is not slashed). Fix the module or declare its comparison."
+                        "NON-DETERMINISTIC MODULE: this mediator's own two re-runs differ, so the provider's differing result proves nothing; ruling the module non-deterministic (the provider is not slashed, the challenger pays the fee). Fix the module or declare its comparison."
                     );
-                    verdict = Verdict::Same;
+                    let market = self.client.market();
+                    let call = market.ruleNondeterministic(id, record.job.clone(), theirs.clone(), record.result_hash.unwrap_or_default());
+                    return sent(id, self.client.send(&format!("ruleNondeterministic(job {id})"), call).await);
                 }
                 Err(reason) => {
-                    error!(job = %id, %reason, "cannot re-run the job a second time to confirm the difference; leaving it to time out (everyone refunded)");
+                    error!(job = %id, %reason, "cannot re-run the job a second time to confirm the difference; leaving it to time out (its result stands)");
                     return Ruled::Done;
                 }
             }
         }
         let market = self.client.market();
-        let sent = match verdict {
+        let sent_ruling = match verdict {
             Verdict::Same => {
                 info!(job = %id, provider = %theirs, mediator = %cid, module = %module.reference(), "the provider's result stands: rejecting the challenge");
                 let call = market.rejectChallenge(id, record.job.clone(), theirs.clone(), record.result_hash.unwrap_or_default());
@@ -363,13 +385,18 @@ impl Ruler {
                 self.client.send(&format!("upholdChallenge(job {id})"), call).await
             }
         };
-        match sent {
-            Ok(_) => Ruled::Done,
-            Err(e) if e.is_retryable() => Ruled::Retry(e),
-            Err(e) => {
-                error!(job = %id, error = %e, "the market refused the ruling");
-                Ruled::Done
-            }
+        sent(id, sent_ruling)
+    }
+}
+
+/// What sending a ruling came to: done, or to be tried again when the chain was unreachable.
+fn sent(id: U256, result: Result<alloy::rpc::types::TransactionReceipt, ChainError>) -> Ruled {
+    match result {
+        Ok(_) => Ruled::Done,
+        Err(e) if e.is_retryable() => Ruled::Retry(e),
+        Err(e) => {
+            error!(job = %id, error = %e, "the market refused the ruling");
+            Ruled::Done
         }
     }
 }

@@ -42,8 +42,12 @@ pub struct ProviderOptions {
     pub price: u128,
     /// Free balance to keep deposited in the market as collateral.
     pub collateral: u128,
-    /// Mediators accepted (bit i = mediator i).
+    /// Mediators accepted (bit i = mediator i), kept by the market to the slots taken when it
+    /// registers; 0 = the market's default set (what the CLI and the devnet use).
     pub mediators: u64,
+    /// The terms its offers state: the market matches a job to it, and locks its collateral,
+    /// only within them.
+    pub terms: OfferTerms,
     /// Results, blocks and the like.
     pub data_dir: PathBuf,
     /// Where the outputs server listens: it serves this provider's results (`/ipfs/<cid>`).
@@ -75,6 +79,72 @@ pub struct ProviderOptions {
     pub ipfs_gateways: Vec<String>,
     /// TEST ONLY misbehaviour; empty (the default) in production, and in release builds.
     pub testing: TestHooks,
+}
+
+/// The terms under which a provider puts up collateral, stated in each of its offers: a job is
+/// matched to it only when the job's run window is within `[min_run_timeout,
+/// max_run_timeout]` and its callback gas at most `max_callback_gas`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OfferTerms {
+    /// The shortest run window (seconds from the match) it accepts: time to fetch, run and post.
+    pub min_run_timeout: u32,
+    /// The longest run window it locks collateral for.
+    pub max_run_timeout: u32,
+    /// The most gas it forwards to a client's `submitResults` when it settles.
+    pub max_callback_gas: u32,
+}
+
+impl OfferTerms {
+    /// The shortest run window by default: room to fetch, run and post a small module.
+    pub const DEFAULT_MIN_RUN_TIMEOUT: u32 = 10;
+    /// The longest run window by default: the market's most (30 days).
+    pub const DEFAULT_MAX_RUN_TIMEOUT: u32 = 30 * 24 * 3600;
+    /// The most callback gas by default (a settlement of its jobs stays cheap).
+    pub const DEFAULT_MAX_CALLBACK_GAS: u32 = 500_000;
+
+    /// An active offer at `price` with these terms, as `setOffer` takes it.
+    pub fn offer(&self, price: u128) -> lilypad_bindings::Offer {
+        lilypad_bindings::Offer {
+            price,
+            active: true,
+            minRunTimeout: self.min_run_timeout,
+            maxRunTimeout: self.max_run_timeout,
+            maxCallbackGas: self.max_callback_gas,
+        }
+    }
+
+    /// Whether `offer`, as the market holds it, is an active offer at `price` with these terms.
+    pub fn stated_by(&self, offer: &lilypad_chain::Offer, price: u128) -> bool {
+        offer.active
+            && offer.price == price
+            && offer.min_run_timeout == self.min_run_timeout
+            && offer.max_run_timeout == self.max_run_timeout
+            && offer.max_callback_gas == self.max_callback_gas
+    }
+
+    /// Checks the terms as the market would (`InvalidOffer`), saying what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_run_timeout == 0 || self.max_run_timeout > Self::DEFAULT_MAX_RUN_TIMEOUT {
+            return Err(format!("the longest run window must be from 1 s to 30 days (2592000 s), not {} s", self.max_run_timeout));
+        }
+        if self.min_run_timeout > self.max_run_timeout {
+            return Err(format!("the shortest run window ({} s) is above the longest ({} s)", self.min_run_timeout, self.max_run_timeout));
+        }
+        if self.max_callback_gas > 2_000_000 {
+            return Err(format!("the most callback gas is 2,000,000 (the market's limit), not {}", self.max_callback_gas));
+        }
+        Ok(())
+    }
+}
+
+impl Default for OfferTerms {
+    fn default() -> Self {
+        Self {
+            min_run_timeout: Self::DEFAULT_MIN_RUN_TIMEOUT,
+            max_run_timeout: Self::DEFAULT_MAX_RUN_TIMEOUT,
+            max_callback_gas: Self::DEFAULT_MAX_CALLBACK_GAS,
+        }
+    }
 }
 
 /// TEST ONLY ways for a provider to misbehave: with the `testing` feature, a share of jobs
@@ -157,6 +227,9 @@ pub enum ProviderError {
     /// The content store (results, outputs server) failed.
     #[error("content store: {0}")]
     Store(#[from] lilypad_store::StoreError),
+    /// The offer terms of the options are not ones the market accepts.
+    #[error("offer terms: {0}")]
+    Terms(String),
     /// Too few tokens to deposit the collateral the options ask for.
     #[error("not enough tokens for collateral: balance {balance}, need {needed} more (fund this account)")]
     NoFunds {
@@ -335,7 +408,15 @@ impl Provider {
                         }
                     }
                     Err(reason) => {
-                        warn!(job = %done.id, %reason, retryable = reason.is_retryable(), "cannot run the job; giving it back");
+                        let penalty = match client.latest_timestamp().await {
+                            Ok(now) => release_penalty(&record.job, now),
+                            Err(_) => 0,
+                        };
+                        if penalty == 0 {
+                            warn!(job = %done.id, %reason, retryable = reason.is_retryable(), "cannot run the job; giving it back");
+                        } else {
+                            warn!(job = %done.id, %reason, retryable = reason.is_retryable(), penalty, "cannot run the job; giving it back late: about this much of its collateral goes to the payee");
+                        }
                         let call = market.releaseJob(done.id, record.job.clone());
                         if let Err(e) = client.send(&format!("releaseJob(job {})", done.id), call).await {
                             error!(job = %done.id, error = %e, "could not give the job back");
@@ -422,6 +503,21 @@ impl Provider {
     }
 }
 
+/// What `releaseJob` of `job` costs at chain time `now` (the market's `JobLib.releasePenalty`):
+/// nothing in the first half of its run window, then a share of its collateral growing to all
+/// of it at the run deadline.
+pub fn release_penalty(job: &lilypad_bindings::Job, now: u64) -> u128 {
+    let window = u64::from(job.runTimeout).max(1);
+    let grace = window / 2;
+    let matched_at = u64::try_from(job.matchedAt).unwrap_or(u64::MAX);
+    let elapsed = now.saturating_sub(matched_at).min(window);
+    if elapsed <= grace {
+        return 0;
+    }
+    let share = u128::from(elapsed - grace);
+    job.collateral.saturating_mul(share) / u128::from(window - grace)
+}
+
 /// A joined run as the main loop handles it: a run that panicked (or was cancelled) could not
 /// run its job, which is given back.
 fn finished((job, joined): (U256, Result<Finished, TaskFailure>)) -> Finished {
@@ -429,4 +525,19 @@ fn finished((job, joined): (U256, Result<Finished, TaskFailure>)) -> Finished {
         error!(job = %job, error = %failure, "a run ended without a result");
         Finished { id: job, result: Err(RunError::Panicked { job, task: "the run" }), ready: None }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::release_penalty;
+    use alloy::primitives::aliases::U40;
+
+    #[test]
+    fn a_release_is_free_in_the_first_half_of_the_run_window_then_costs_a_growing_share() {
+        let job = lilypad_bindings::Job { matchedAt: U40::from(1000u64), runTimeout: 100, collateral: 1000, ..Default::default() };
+        assert_eq!(release_penalty(&job, 1000), 0);
+        assert_eq!(release_penalty(&job, 1050), 0, "the first half is free");
+        assert_eq!(release_penalty(&job, 1075), 500, "half way through the second half: half");
+        assert_eq!(release_penalty(&job, 1100), 1000, "at the deadline: all of it");
+    }
 }

@@ -90,6 +90,14 @@ impl RunContext {
             lilypad_runner::run_job_fetching_inputs(self.engine.as_ref(), &self.store, self.resolver.sources(), &resolved.module, &record, &self.dir, policy).await
         }
         .await;
+        // A job that cannot run anywhere (its inputs do not fit its module) is answered with a
+        // failure result, which a mediator's re-run reproduces, instead of being given back.
+        if let Err(e) = &result {
+            if e.is_job_fault() {
+                warn!(job = %id, reason = %e, "the job cannot run; posting a failure result");
+                result = lilypad_runner::outputs::publish_failure(id, &self.store, &self.dir, e).await;
+            }
+        }
         #[cfg(feature = "testing")]
         if let (Ok((honest, _)), Some(cheat)) = (&result, self.testing.cheat) {
             if cheat.applies(id) {

@@ -50,30 +50,37 @@ impl Provider {
             modules.insert(module.id(), Arc::new(module));
         }
 
+        options.terms.validate().map_err(ProviderError::Terms)?;
         let account = client.account(me).await?;
-        if !account.roles.contains(Roles::PROVIDER) || account.mediators != options.mediators {
+        // the market keeps a mediator set to the slots taken now (0: its default set now)
+        let wanted = match options.mediators {
+            0 => client.default_mediators().await?,
+            mask => mask & taken_slots(client.mediator_count().await?),
+        };
+        if !account.roles.contains(Roles::PROVIDER) || account.mediators != wanted {
             client.send("registerProvider", market.registerProvider(options.mediators)).await?;
-            info!(provider = %me, "registered as a resource provider");
+            info!(provider = %me, mediators = format_args!("{wanted:#x}"), "registered as a resource provider");
         }
         // The engines it runs, stated before any offer so that no solver matches it a job of
         // another engine (an event-only hint; see lilypad_chain::engines).
         let (have, lack) = engines.announcements();
         client.send("announceModules(engines)", market.announceModules(have, true)).await?;
         client.send("announceModules(engines it lacks)", market.announceModules(lack, false)).await?;
+        let terms = options.terms;
         for (id, module) in &modules {
             let offer = client.offer(me, *id).await?;
-            if !offer.active || offer.price != options.price {
-                client.send("setOffer", market.setOffer(*id, options.price, true)).await?;
-                info!(module = %module.reference(), price = options.price, "offered");
+            if !terms.stated_by(&offer, options.price) {
+                client.send("setOffer", market.setOffer(*id, terms.offer(options.price))).await?;
+                info!(module = %module.reference(), price = options.price, ?terms, "offered");
             }
         }
         if let Some(resources) = &options.offer_any {
             client.send("setResources", market.setResources(resources.clone())).await?;
             let any = client.offer(me, B256::ZERO).await?;
-            if !any.active || any.price != options.price {
-                client.send("setOffer(any module that fits)", market.setOffer(B256::ZERO, options.price, true)).await?;
+            if !terms.stated_by(&any, options.price) {
+                client.send("setOffer(any module that fits)", market.setOffer(B256::ZERO, terms.offer(options.price))).await?;
             }
-            info!(price = options.price, git = options.allow_git_modules, "offered any module that fits its resources");
+            info!(price = options.price, ?terms, git = options.allow_git_modules, "offered any module that fits its resources");
         }
         let free = u128::try_from(client.market_balance(me).await?).unwrap_or(u128::MAX);
         if free < options.collateral {
@@ -138,5 +145,24 @@ impl Provider {
             kubo,
             options,
         })
+    }
+}
+
+/// The bitmask of the first `count` mediator slots (the market's `_takenSlots`).
+fn taken_slots(count: u64) -> u64 {
+    if count >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << count) - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn taken_slots_are_the_low_bits() {
+        assert_eq!(super::taken_slots(0), 0);
+        assert_eq!(super::taken_slots(3), 0b111);
+        assert_eq!(super::taken_slots(64), u64::MAX);
     }
 }

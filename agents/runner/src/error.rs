@@ -123,6 +123,13 @@ impl RunError {
         }
     }
 
+    /// Whether the job itself cannot run, wherever it is run (its inputs do not fit its pinned
+    /// module): its answer is a failure result ([`crate::outputs::publish_failure`]), the same
+    /// for every provider and mediator.
+    pub fn is_job_fault(&self) -> bool {
+        matches!(self, RunError::Inputs { .. })
+    }
+
     /// The job this error is about, where it is about one job.
     pub fn job(&self) -> Option<U256> {
         match self {

@@ -27,6 +27,39 @@ pub async fn publish(job: U256, store: &DiskBlockstore, dir: &Path) -> Result<(C
     Ok((cid, hash))
 }
 
+/// The exit code a failure result records: the job could not be run at all (as a shell's 126
+/// for a command that cannot be executed).
+pub const CANNOT_RUN_EXIT_CODE: i64 = 126;
+
+/// Writes into `dir` the result of job `job` when the job itself cannot be run ([`RunError::is_job_fault`]:
+/// its inputs do not fit its module): an empty `stdout`, `stderr` saying why, `exitCode`
+/// [`CANNOT_RUN_EXIT_CODE`], no `outputs/`, and publishes it like a run's result. It depends
+/// only on the job and the pinned module, so a mediator's re-run of the job writes the same
+/// folder (the same CID): the provider is paid for saying the job cannot run, rather than
+/// giving it back to be matched again, and late.
+pub async fn publish_failure(job: U256, store: &DiskBlockstore, dir: &Path, reason: &RunError) -> Result<(Cid, B256), RunError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RunError::Io { job, action, path, source }
+    };
+    if !dir.exists() {
+        let tmp = dir.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io("creating", &tmp))?;
+        let files = [
+            ("stdout", String::new()),
+            ("stderr", format!("lilypad: this job cannot run: {reason}\n")),
+            ("exitCode", format!("{CANNOT_RUN_EXIT_CODE}\n")),
+        ];
+        for (name, text) in files {
+            let path = tmp.join(name);
+            std::fs::write(&path, text).map_err(io("writing", &path))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(io("moving", dir))?;
+    }
+    publish(job, store, dir).await
+}
+
 /// Also adds the result folder to an IPFS node (same importer settings: it must compute the
 /// same `cid`). A node that cannot be reached is logged and passed over (the outputs are still
 /// served by the agent); one that computes another CID is an error.
@@ -122,6 +155,27 @@ pub fn remove_unfinished_results(results: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failure_result_is_the_same_wherever_it_is_made() {
+        let job = U256::from(7);
+        let source = lilypad_module::parse_inputs(&["no equals sign"]).unwrap_err();
+        let reason = RunError::Inputs { job, source };
+        assert!(reason.is_job_fault());
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut cids = Vec::new();
+        for root in [&a, &b] {
+            let store = DiskBlockstore::open(root.path().join("blocks")).unwrap();
+            let dir = root.path().join("results").join("7");
+            let (cid, hash) = publish_failure(job, &store, &dir, &reason).await.unwrap();
+            assert_eq!(std::fs::read_to_string(dir.join("exitCode")).unwrap(), "126\n");
+            assert!(std::fs::read_to_string(dir.join("stderr")).unwrap().contains("cannot run"));
+            assert_eq!(publish_failure(job, &store, &dir, &reason).await.unwrap(), (cid, hash), "made once, then reused");
+            cids.push(cid);
+        }
+        assert_eq!(cids[0], cids[1], "a provider and a mediator post the same CID");
+        assert!(!RunError::NoTimeLeft { job }.is_job_fault(), "a provider's own failure is not the job's");
+    }
 
     #[test]
     fn result_fetch_limits_follow_the_module_caps() {

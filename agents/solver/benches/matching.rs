@@ -22,7 +22,7 @@ const LP: u128 = 1_000_000_000_000_000_000;
 const JOBS: usize = 10_000;
 const PROVIDERS: usize = 1_000;
 const MODULES: u8 = 10;
-const TERMS: Terms = Terms { solver_fee_bps: 500, collateral_bps: 20_000, mediator_fee: LP };
+const TERMS: Terms = Terms { solver: alloy::primitives::Address::ZERO, solver_fee_bps: 500, collateral_bps: 20_000, mediator_fee: LP };
 
 struct Rng(u64);
 impl Rng {
@@ -39,13 +39,13 @@ impl Rng {
 fn market() -> (MarketView, Vec<Job>) {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut view = MarketView::default();
-    view.mediators = vec![MediatorInfo { account: Address::ZERO, active: true, suspended: false }];
+    view.mediators = vec![MediatorInfo { account: Address::repeat_byte(0xee), active: true, suspended: false }];
     for i in 0..PROVIDERS {
         let module = B256::repeat_byte(rng.below(u64::from(MODULES)) as u8 + 1);
         let p = ProviderInfo {
             roles: Roles::PROVIDER,
             mediators: 1,
-            offers: [(module, (1 + rng.below(10) as u128) * LP)].into_iter().collect(),
+            offers: [(module, lilypad_chain::OfferView::any_terms((1 + rng.below(10) as u128) * LP))].into_iter().collect(),
             active_jobs: if rng.below(4) == 0 { 4 } else { rng.below(4) as u32 },
             seen: i as u64 + 1,
             ..Default::default()

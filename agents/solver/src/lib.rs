@@ -2,7 +2,8 @@
 //!
 //! Its whole state comes from the market's events ([`MarketView`] and a [`JobBook`], kept by a
 //! [`Follower`]); a checkpoint file lets it resume where it stopped. A match it records is checked again by
-//! the market (offer, price cap, collateral, mediators), so the solver can choose among valid
+//! the market (offer and its terms, price cap, collateral, mediators that are none of the job's parties,
+//! the job's named solver), so the solver can choose among valid
 //! providers but cannot make an invalid match; two solvers racing for a job cost the loser a
 //! reverted estimate, nothing more.
 
@@ -96,7 +97,7 @@ impl Solver {
             client.send("registerSolver", client.market().registerSolver()).await?;
             info!(solver = %me, "registered as a solver");
         }
-        let terms = Terms { solver_fee_bps: d.solver_fee_bps, collateral_bps: d.collateral_bps, mediator_fee: d.mediator_fee };
+        let terms = Terms { solver: me, solver_fee_bps: d.solver_fee_bps, collateral_bps: d.collateral_bps, mediator_fee: d.mediator_fee };
         let refused = Refusals::with_max_pause("matchJob", MAX_REFUSED_PAUSE);
         Ok(Self { client, options, follower, saved, terms, waiting: HashMap::new(), refused })
     }
@@ -184,6 +185,8 @@ impl Solver {
                     }
                     chosen.push((record, c));
                 }
+                // another solver's job: nothing to say about it
+                Err(NoMatch::OtherSolver { .. }) => {}
                 Err(reason) => {
                     if self.waiting.get(&record.id) != Some(&reason) {
                         info!(job = %record.id, reason = %reason, "cannot match yet");

@@ -6,11 +6,15 @@ use lilypad_bindings::Job;
 
 use std::collections::HashMap;
 
-use lilypad_chain::{EngineSet, MarketView, ResourcesView, Roles};
+use lilypad_chain::{EngineSet, MarketView, OfferView, ResourcesView, Roles};
 
-/// The market's fixed parameters that a match depends on.
+/// What a match depends on besides the job and the market: the market's fixed parameters and
+/// the solver making the match (the market refuses a mediator that is the solver itself, and a
+/// job that names another solver).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Terms {
+    /// The solver making the match.
+    pub solver: Address,
     /// The solver's fee, in basis points of the price.
     pub solver_fee_bps: u64,
     /// The provider's collateral, in basis points of the price.
@@ -45,6 +49,12 @@ pub struct Choice {
 /// Why a job cannot be matched now (the solver logs it and tries again on the next change).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NoMatch {
+    /// The job names another solver (`Job.onlySolver`): only that one may match it.
+    #[error("the job names solver {solver} as the only one that may match it")]
+    OtherSolver {
+        /// The solver the job names.
+        solver: Address,
+    },
     /// The job's match deadline passed.
     #[error("its match deadline passed at {deadline}; anyone may now expire it for a refund")]
     DeadlinePassed {
@@ -74,8 +84,18 @@ pub enum NoMatch {
         /// What the job pays.
         payment: u128,
     },
-    /// No affordable provider accepts one of the job's mediators.
-    #[error("no mediator is accepted by both the job and an affordable provider")]
+    /// The job's run window or callback gas is outside the terms of every offer for it: no
+    /// provider has agreed to put up collateral on such terms.
+    #[error("no offer accepts the job's terms (run timeout {run_timeout} s, callback gas {callback_gas}): providers state the run windows and callback gas they accept")]
+    TermsNotOffered {
+        /// The job's run timeout, in seconds.
+        run_timeout: u32,
+        /// The job's callback gas.
+        callback_gas: u32,
+    },
+    /// No affordable provider accepts one of the job's mediators (a mediator that is a party
+    /// of the job, its payee, client, solver or provider, never counts).
+    #[error("no mediator is accepted by both the job and an affordable provider (and is none of the job's parties)")]
     NoCommonMediator,
     /// The affordable providers lack free collateral.
     #[error("the affordable providers lack free collateral (at least {needed} needed)")]
@@ -115,7 +135,7 @@ pub fn choose_excluding(
     balance: impl Fn(Address) -> Option<u128>,
     exclude: &[Address],
 ) -> Result<Choice, NoMatch> {
-    let (usable, requirements) = still_open(job, view, now)?;
+    let Open { usable, requirements } = still_open(job, view, terms, now)?;
     let mut best: Option<((u128, bool, u32, u64), Choice)> = None;
     let mut worst_reason: Option<NoMatch> = None;
     let mut cheapest: Option<u128> = None;
@@ -126,10 +146,11 @@ pub fn choose_excluding(
         if !p.roles.contains(Roles::PROVIDER) || exclude.contains(&address) {
             continue;
         }
-        let price = match p.offers.get(&job.moduleId) {
-            Some(&price) => price,
+        // a named offer governs the module; the "any module that fits" one only without it
+        let offer = match p.offers.get(&job.moduleId) {
+            Some(offer) => offer,
             None => match (p.offers.get(&B256::ZERO), requirements, p.resources) {
-                (Some(&price), Some(need), Some(have)) if need.fits_in(&have) => price,
+                (Some(offer), Some(need), Some(have)) if need.fits_in(&have) => offer,
                 _ => continue,
             },
         };
@@ -138,12 +159,17 @@ pub fn choose_excluding(
             continue;
         }
         any_offer = true;
+        if !offer.accepts(job.runTimeout, job.callbackGas) {
+            worst_reason.get_or_insert(NoMatch::TermsNotOffered { run_timeout: job.runTimeout, callback_gas: job.callbackGas });
+            continue;
+        }
+        let price = offer.price;
         let total = price.saturating_add(terms.fee(price));
         cheapest = Some(cheapest.map_or(total, |c| c.min(total)));
         if total > job.payment {
             continue;
         }
-        let common = usable & p.mediators;
+        let common = usable & p.mediators & !view.mediators_held_by(&[address]);
         if common == 0 {
             worst_reason.get_or_insert(NoMatch::NoCommonMediator);
             continue;
@@ -195,6 +221,7 @@ struct Entry {
     price: u128,
     seen: u64,
     provider: Address,
+    offer: OfferView,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -212,8 +239,8 @@ impl OfferIndex {
             if !p.roles.contains(Roles::PROVIDER) {
                 continue;
             }
-            for (&module_id, &price) in &p.offers {
-                let entry = Entry { price, seen: p.seen, provider };
+            for (&module_id, &offer) in &p.offers {
+                let entry = Entry { price: offer.price, seen: p.seen, provider, offer };
                 if module_id == B256::ZERO {
                     if let Some(resources) = p.resources {
                         any.push(AnyEntry { entry, resources });
@@ -259,7 +286,7 @@ pub fn choose_indexed_excluding(
     balance: impl Fn(Address) -> Option<u128>,
     exclude: &[Address],
 ) -> Result<Choice, NoMatch> {
-    let (usable, requirements) = still_open(job, view, now)?;
+    let Open { usable, requirements } = still_open(job, view, terms, now)?;
     let named = index.by_module.get(&job.moduleId).map(Vec::as_slice).unwrap_or(&[]);
     // a provider offering the module by name is priced by that offer, never by its "any" offer
     let any = requirements.map(|need| {
@@ -274,7 +301,7 @@ pub fn choose_indexed_excluding(
                 return false;
             }
         }
-        if exclude.contains(&e.provider) {
+        if exclude.contains(&e.provider) || !e.offer.accepts(job.runTimeout, job.callbackGas) {
             return true;
         }
         if e.price.saturating_add(terms.fee(e.price)) > job.payment {
@@ -284,7 +311,7 @@ pub fn choose_indexed_excluding(
         if !p.roles.contains(Roles::PROVIDER) || !p.engines().contains(needs) {
             return true;
         }
-        let common = usable & p.mediators;
+        let common = usable & p.mediators & !view.mediators_held_by(&[e.provider]);
         if common == 0 || p.active_jobs >= max_active {
             return true;
         }
@@ -324,14 +351,27 @@ pub fn choose_indexed_excluding(
     }
 }
 
-/// What both matchers check first: the job's match deadline has not passed. Returns the
-/// mediators both the job and the market accept, and the module's requirements (if declared).
-fn still_open<'v>(job: &Job, view: &'v MarketView, now: u64) -> Result<(u64, Option<&'v ResourcesView>), NoMatch> {
+/// What both matchers start from for a job this solver may still match.
+struct Open<'v> {
+    /// The mediators the job and the market accept, less those held by the job's payee,
+    /// client or this solver (the provider's own slot is taken out per provider).
+    usable: u64,
+    /// The module's requirements, if declared.
+    requirements: Option<&'v ResourcesView>,
+}
+
+/// What both matchers check first: the job names no other solver and its match deadline has
+/// not passed.
+fn still_open<'v>(job: &Job, view: &'v MarketView, terms: &Terms, now: u64) -> Result<Open<'v>, NoMatch> {
+    if job.onlySolver != Address::ZERO && job.onlySolver != terms.solver {
+        return Err(NoMatch::OtherSolver { solver: job.onlySolver });
+    }
     let deadline = u40(job.createdAt).saturating_add(u64::from(job.matchTimeout));
     if now > deadline {
         return Err(NoMatch::DeadlinePassed { deadline });
     }
-    Ok((view.usable_mediators() & job.mediators, view.requirements.get(&job.moduleId)))
+    let parties = view.mediators_held_by(&[job.payee, job.client, terms.solver]);
+    Ok(Open { usable: view.usable_mediators() & job.mediators & !parties, requirements: view.requirements.get(&job.moduleId) })
 }
 
 fn u40(v: U40) -> u64 {
@@ -345,7 +385,9 @@ mod tests {
     use alloy::primitives::address;
 
     const LP: u128 = 1_000_000_000_000_000_000;
-    const TERMS: Terms = Terms { solver_fee_bps: 500, collateral_bps: 20_000, mediator_fee: LP };
+    const SOLVER: Address = address!("00000000000000000000000000000000000000cc");
+    const MEDIATOR: Address = address!("00000000000000000000000000000000000000ee");
+    const TERMS: Terms = Terms { solver: SOLVER, solver_fee_bps: 500, collateral_bps: 20_000, mediator_fee: LP };
 
     fn module() -> B256 {
         B256::repeat_byte(7)
@@ -365,7 +407,7 @@ mod tests {
         ProviderInfo {
             roles: Roles::PROVIDER,
             mediators: 1,
-            offers: [(module(), price)].into_iter().collect(),
+            offers: [(module(), OfferView::any_terms(price))].into_iter().collect(),
             seen,
             ..Default::default()
         }
@@ -374,7 +416,7 @@ mod tests {
     fn view(providers: Vec<(Address, ProviderInfo)>) -> MarketView {
         let mut v = MarketView::default();
         v.providers = providers.into_iter().collect();
-        v.mediators = vec![MediatorInfo { account: Address::ZERO, active: true, suspended: false }];
+        v.mediators = vec![MediatorInfo { account: MEDIATOR, active: true, suspended: false }];
         v
     }
 
@@ -455,7 +497,7 @@ mod tests {
     #[test]
     fn a_resources_offer_matches_modules_that_fit() {
         let mut p = provider(LP, 1);
-        p.offers = [(B256::ZERO, 2 * LP)].into_iter().collect();
+        p.offers = [(B256::ZERO, OfferView::any_terms(2 * LP))].into_iter().collect();
         p.resources = Some(ResourcesView { cpu_milli: 2000, ram_mb: 1024, disk_mb: 100, vram_mb: 0, gpus: 0 });
         let mut v = view(vec![(A, p)]);
         v.requirements.insert(module(), ResourcesView { cpu_milli: 1000, ram_mb: 512, ..Default::default() });
@@ -508,6 +550,64 @@ mod tests {
         assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None), Err(NoMatch::NoCommonMediator));
     }
 
+    #[test]
+    fn only_offers_whose_terms_accept_the_job_are_matched() {
+        let mut strict = provider(LP, 1);
+        strict.offers.insert(module(), OfferView { price: LP, min_run_timeout: 60, max_run_timeout: 600, max_callback_gas: 100_000 });
+        let v = view(vec![(A, strict), (B, provider(3 * LP, 2))]);
+        let idx = OfferIndex::build(&v);
+        let mut j = job(10 * LP);
+        j.runTimeout = 120;
+        assert_eq!(choose(&j, &v, &TERMS, 1000, 4, |_| None).unwrap().provider, A, "within the terms: the cheaper");
+        for (run_timeout, callback_gas) in [(30, 0), (601, 0), (120, 100_001)] {
+            j.runTimeout = run_timeout;
+            j.callbackGas = callback_gas;
+            assert_eq!(choose(&j, &v, &TERMS, 1000, 4, |_| None).unwrap().provider, B, "{run_timeout} s, {callback_gas} gas: not A's terms");
+            assert_eq!(choose_indexed(&j, &v, &idx, &TERMS, 1000, 4, |_| None).unwrap().provider, B);
+        }
+        let only_strict = view(vec![(A, v.providers[&A].clone())]);
+        assert_eq!(
+            choose(&j, &only_strict, &TERMS, 1000, 4, |_| None),
+            Err(NoMatch::TermsNotOffered { run_timeout: 120, callback_gas: 100_001 })
+        );
+    }
+
+    #[test]
+    fn a_job_naming_another_solver_is_left_to_it() {
+        let v = view(vec![(A, provider(LP, 1))]);
+        let mut j = job(10 * LP);
+        j.onlySolver = B;
+        assert_eq!(choose(&j, &v, &TERMS, 1000, 4, |_| None), Err(NoMatch::OtherSolver { solver: B }));
+        j.onlySolver = SOLVER;
+        assert_eq!(choose(&j, &v, &TERMS, 1000, 4, |_| None).unwrap().provider, A);
+    }
+
+    #[test]
+    fn a_mediator_that_is_a_party_of_the_job_is_never_chosen() {
+        const OTHER: Address = address!("00000000000000000000000000000000000000dd");
+        const PAYEE: Address = address!("00000000000000000000000000000000000000e1");
+        const CLIENT: Address = address!("00000000000000000000000000000000000000e2");
+        let mut both = provider(LP, 1);
+        both.mediators = 0b11;
+        let mut v = view(vec![(A, both)]);
+        v.mediators = vec![MediatorInfo { account: OTHER, active: true, suspended: false }; 2];
+        let mut j = job(10 * LP);
+        j.payee = PAYEE;
+        j.client = CLIENT;
+        assert_eq!(choose(&j, &v, &TERMS, 1000, 4, |_| None).unwrap().mediator, 0);
+        // slot 0 held by the payee, the client, the solver or the provider: slot 1 is chosen
+        for party in [PAYEE, CLIENT, SOLVER, A] {
+            let mut v = v.clone();
+            v.mediators[0].account = party;
+            let idx = OfferIndex::build(&v);
+            assert_eq!(choose(&j, &v, &TERMS, 1000, 4, |_| None).unwrap().mediator, 1, "slot 0 held by {party}");
+            assert_eq!(choose_indexed(&j, &v, &idx, &TERMS, 1000, 4, |_| None).unwrap().mediator, 1);
+            // and with slot 1 held by the provider too, no mediator is left
+            v.mediators[1].account = A;
+            assert_eq!(choose(&j, &v, &TERMS, 1000, 4, |_| None), Err(NoMatch::NoCommonMediator), "slot 0 held by {party}");
+        }
+    }
+
     /// A small deterministic generator (xorshift), so the comparison is reproducible.
     struct Rng(u64);
     impl Rng {
@@ -522,14 +622,25 @@ mod tests {
         }
     }
 
+    /// An offer at one of six prices; a third of them only for run windows from 60 s and
+    /// callbacks up to 100,000 gas.
+    fn random_offer(rng: &mut Rng) -> OfferView {
+        let price = (1 + rng.below(6) as u128) * LP;
+        if rng.below(3) == 0 {
+            OfferView { price, min_run_timeout: 60, max_run_timeout: 3600, max_callback_gas: 100_000 }
+        } else {
+            OfferView::any_terms(price)
+        }
+    }
+
     /// A random market: providers with named and "any" offers at few distinct prices (so ties
     /// happen), some without the provider role, some busy, picky mediators, resources that fit or not.
     fn random_market(rng: &mut Rng, providers: usize) -> MarketView {
         let mut v = MarketView::default();
         v.mediators = vec![
-            MediatorInfo { account: Address::ZERO, active: true, suspended: false },
-            MediatorInfo { account: Address::ZERO, active: true, suspended: rng.below(2) == 0 },
-            MediatorInfo { account: Address::ZERO, active: rng.below(2) == 0, suspended: false },
+            MediatorInfo { account: MEDIATOR, active: true, suspended: false },
+            MediatorInfo { account: MEDIATOR, active: true, suspended: rng.below(2) == 0 },
+            MediatorInfo { account: MEDIATOR, active: rng.below(2) == 0, suspended: false },
         ];
         for m in 0..4u8 {
             v.requirements.insert(B256::repeat_byte(m), ResourcesView { cpu_milli: 1000 * u32::from(m), ram_mb: 512, ..Default::default() });
@@ -546,10 +657,10 @@ mod tests {
                 ..Default::default()
             };
             for _ in 0..rng.below(3) {
-                p.offers.insert(B256::repeat_byte(rng.below(5) as u8), (1 + rng.below(6) as u128) * LP);
+                p.offers.insert(B256::repeat_byte(rng.below(5) as u8), random_offer(rng));
             }
             if rng.below(4) == 0 {
-                p.offers.insert(B256::ZERO, (1 + rng.below(6) as u128) * LP);
+                p.offers.insert(B256::ZERO, random_offer(rng));
                 p.resources = Some(ResourcesView { cpu_milli: 1000 * rng.below(4) as u32, ram_mb: 1024, ..Default::default() });
             }
             // a third never announced engines (Docker), the others Docker, WASM or both
@@ -575,6 +686,8 @@ mod tests {
                 let mut j = job((1 + rng.below(8) as u128) * LP);
                 j.moduleId = B256::repeat_byte(rng.below(5) as u8);
                 j.mediators = rng.below(8);
+                j.runTimeout = [30, 60, 600][rng.below(3) as usize];
+                j.callbackGas = [0, 200_000][rng.below(2) as usize];
                 let low: Vec<Address> = v.providers.keys().filter(|_| rng.below(6) == 0).copied().collect();
                 let balance = |a: Address| if low.contains(&a) { Some(LP) } else { None };
                 let now = 1000 + rng.below(120);

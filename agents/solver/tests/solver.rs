@@ -11,6 +11,11 @@ use lilypad_solver::{Solver, SolverOptions};
 
 const LP: u128 = 1_000_000_000_000_000_000;
 
+/// An active offer at `price`: any run window from 10 s to 30 days, callbacks up to 500,000 gas.
+fn offer(price: u128) -> lilypad_bindings::Offer {
+    lilypad_bindings::Offer { price, active: true, minRunTimeout: 10, maxRunTimeout: 30 * 24 * 3600, maxCallbackGas: 500_000 }
+}
+
 #[tokio::test]
 async fn matches_an_open_job_and_resumes_from_its_checkpoint() {
     let anvil = Anvil::start(None).await.expect("anvil (run tools/bootstrap; source tools/env.sh)");
@@ -29,6 +34,8 @@ async fn matches_an_open_job_and_resumes_from_its_checkpoint() {
     for who in [provider.address().unwrap(), creator.address().unwrap()] {
         admin.send("faucet", dev.faucet(who, U256::from(1000 * LP))).await.unwrap();
     }
+    let mediator_addr = mediator.address().unwrap();
+    admin.send("approveMediator", admin.market().approveMediator(mediator_addr, true)).await.unwrap();
     mediator.send("registerMediator", mediator.market().registerMediator()).await.unwrap();
     admin.send("setDefaultMediators", admin.market().setDefaultMediators(1)).await.unwrap();
     let spec = |hash: &str| ModuleSpec {
@@ -44,7 +51,7 @@ async fn matches_an_open_job_and_resumes_from_its_checkpoint() {
     let p = provider.market();
     let me = provider.address().unwrap();
     provider.send("registerProvider", p.registerProvider(1)).await.unwrap();
-    provider.send("setOffer", p.setOffer(keccak256("lilysay:0.1.0"), 5 * LP, true)).await.unwrap();
+    provider.send("setOffer", p.setOffer(keccak256("lilysay:0.1.0"), offer(5 * LP))).await.unwrap();
     provider.send("approve", provider.token().approve(d.market, U256::from(100 * LP))).await.unwrap();
     provider.send("deposit", p.deposit(me, U256::from(100 * LP))).await.unwrap();
     let payee = creator.address().unwrap();

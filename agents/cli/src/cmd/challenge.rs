@@ -56,12 +56,15 @@ impl ChallengeArgs {
 fn ended(o: &lilypad_chain::Outcome) -> String {
     use lilypad_chain::Outcome as O;
     match o {
-        O::Settled { challenged: false, .. } => "was settled (its challenge window had passed)".into(),
-        O::Settled { challenged: true, .. } => "was challenged and ruled right by the mediator, then settled".into(),
+        O::Settled { challenge: lilypad_chain::Challenge::Unchallenged, .. } => "was settled (its challenge window had passed)".into(),
+        O::Settled { challenge: lilypad_chain::Challenge::Rejected, .. } => "was challenged and ruled right by the mediator, then settled".into(),
+        O::Settled { challenge: lilypad_chain::Challenge::Nondeterministic, .. } => {
+            "was challenged and its module ruled non-deterministic by the mediator, then settled".into()
+        }
+        O::Settled { challenge: lilypad_chain::Challenge::MediationTimedOut, .. } => "was challenged, not ruled on in time (the result stands), then settled".into(),
         O::Cancelled => "was cancelled by its creator".into(),
         O::Expired => "expired (nobody matched it in time)".into(),
         O::ResultTimedOut => "timed out (no result in time)".into(),
         O::Upheld { .. } => "was ruled wrong by the mediator (challenge upheld)".into(),
-        O::MediationTimedOut => "was challenged and the mediation timed out".into(),
     }
 }

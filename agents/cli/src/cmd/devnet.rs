@@ -112,6 +112,9 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     let _: serde_json::Value =
         alloy::providers::Provider::raw_request(admin.provider(), "anvil_setBalance".into(), (keeper, U256::from(1_000u64) * U256::from(LP))).await?;
     let mediator = ChainClient::connect(&url, Some(accounts::MEDIATOR), d.clone()).await?;
+    // mediators are approved by the market's owner before they can take a slot
+    let mediator_address = address_of(accounts::MEDIATOR).ok_or_else(|| eyre!("bad devnet key"))?;
+    admin.send("approveMediator", admin.market().approveMediator(mediator_address, true)).await?;
     mediator.send("registerMediator", mediator.market().registerMediator()).await?;
     admin.send("setDefaultMediators", admin.market().setDefaultMediators(1)).await?;
     for m in &modules {
@@ -153,7 +156,8 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             modules: module_dirs.clone(),
             price: PRICE,
             collateral: COLLATERAL,
-            mediators: u64::MAX,
+            mediators: 0, // the market's default set: the devnet's mediator
+            terms: lilypad_provider::OfferTerms::default(),
             data_dir: state.join("provider"),
             outputs_listen: ([127, 0, 0, 1], args.outputs_port).into(),
             concurrency: 2,

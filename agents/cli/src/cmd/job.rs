@@ -6,7 +6,7 @@ use std::path::Path;
 use alloy::primitives::{aliases::U40, U256};
 use eyre::eyre;
 use lilypad_bindings::JobState;
-use lilypad_chain::{ChainClient, EventStream, JobBook, JobChange, JobRecord, MarketEvent, Outcome};
+use lilypad_chain::{Challenge, ChainClient, EventStream, JobBook, JobChange, JobRecord, MarketEvent, Outcome};
 
 use crate::network::NetworkArgs;
 
@@ -131,13 +131,16 @@ impl JobHistory {
 /// How an outcome reads in a sentence.
 fn ending(o: &Outcome) -> String {
     match o {
-        Outcome::Settled { challenged: false, .. } => "settled".into(),
-        Outcome::Settled { challenged: true, .. } => "settled (challenged; the mediator ruled the result right)".into(),
+        Outcome::Settled { challenge: Challenge::Unchallenged, .. } => "settled".into(),
+        Outcome::Settled { challenge: Challenge::Rejected, .. } => "settled (challenged; the mediator ruled the result right)".into(),
+        Outcome::Settled { challenge: Challenge::Nondeterministic, .. } => {
+            "settled (challenged; the mediator's own re-runs differed, so it ruled the module non-deterministic: the result stands)".into()
+        }
+        Outcome::Settled { challenge: Challenge::MediationTimedOut, .. } => "settled (challenged; the mediator did not rule in time, so the result stands)".into(),
         Outcome::Cancelled => "cancelled by its creator".into(),
         Outcome::Expired => "expired (nobody matched it before its match deadline)".into(),
         Outcome::ResultTimedOut => "timed out (no result before its run deadline)".into(),
         Outcome::Upheld { .. } => "ruled wrong (challenge upheld: the mediator found the result wrong)".into(),
-        Outcome::MediationTimedOut => "mediation timed out (no ruling in time)".into(),
     }
 }
 
@@ -145,20 +148,24 @@ fn ending(o: &Outcome) -> String {
 fn payments(o: &Outcome, r: &JobRecord) -> String {
     let j = &r.job;
     match o {
-        Outcome::Settled { refund, challenged } => format!(
+        Outcome::Settled { refund, challenge } => format!(
             "provider {} + collateral back{}, solver {}, payee refunded {}",
             lp(j.price),
-            if *challenged { " + the challenger's bond" } else { "" },
+            match challenge {
+                Challenge::Unchallenged => "",
+                Challenge::Rejected => " + the challenger's bond",
+                Challenge::Nondeterministic => "; the challenger paid the mediator's fee and got its bond back",
+                Challenge::MediationTimedOut => "; the challenger got its deposit back",
+            },
             lp(j.solverFee),
             lp(*refund)
         ),
         Outcome::Cancelled | Outcome::Expired => format!("payee refunded {}", lp(j.payment)),
         Outcome::ResultTimedOut => format!("payee refunded {} + the provider's collateral {}", lp(j.payment), lp(j.collateral)),
         Outcome::Upheld { correct_data_id } => format!(
-            "payee refunded {}; challenger got its deposit back + the collateral less the mediator's fee; correct result {correct_data_id}",
+            "payee refunded {} + half the collateral less the mediator's fee; challenger got its deposit back + the other half; correct result {correct_data_id}",
             lp(j.payment)
         ),
-        Outcome::MediationTimedOut => format!("everyone refunded: payee {}, provider its collateral, challenger its deposit", lp(j.payment)),
     }
 }
 
@@ -169,7 +176,8 @@ fn describe(event: &MarketEvent, id: U256) -> Option<String> {
     Some(match event {
         E::JobCreated(e) if e.id == id => format!("created by {} paying {} (unix time {})", e.payee, lp(e.payment), t(e.createdAt)),
         E::JobMatched(e) if e.id == id => format!("matched to {} at {} by solver {}", e.provider, lp(e.price), e.solver),
-        E::JobReleased(e) if e.id == id => format!("given back by {}", e.provider),
+        E::JobReleased(e) if e.id == id && e.penalty == 0 => format!("given back by {}", e.provider),
+        E::JobReleased(e) if e.id == id => format!("given back late by {}: {} of its collateral to the payee", e.provider, lp(e.penalty)),
         E::ResultSubmitted(e) if e.id == id => format!("result {} posted", e.dataId),
         E::ResultChallenged(e) if e.id == id => format!("challenged by {} (mediator {})", e.challenger, e.mediator),
         E::ChallengeRuled(e) if e.id == id => {
@@ -179,7 +187,8 @@ fn describe(event: &MarketEvent, id: U256) -> Option<String> {
         E::JobCancelled(e) if e.id == id => format!("cancelled by {}", e.by),
         E::JobExpired(e) if e.id == id => "expired: payee refunded".into(),
         E::ResultTimedOut(e) if e.id == id => format!("result timed out: provider {} slashed {}", e.provider, lp(e.slashed)),
-        E::MediationTimedOut(e) if e.id == id => format!("mediation timed out (mediator {}): everyone refunded", e.mediator),
+        E::MediationTimedOut(e) if e.id == id => format!("mediation timed out (mediator {}): the result stands, the challenger got its deposit back", e.mediator),
+        E::ModuleRuledNondeterministic(e) if e.id == id => format!("mediator {} ruled module {} non-deterministic: nobody slashed", e.mediator, e.moduleId),
         E::CallbackFailed(e) if e.id == id => format!("callback to {} failed", e.client),
         _ => return None,
     })

@@ -93,6 +93,7 @@ impl ModuleCommand {
                         dir.join(lilypad_module::SPEC_FILE).display()
                     ));
                 }
+                check_name_owner(&client, module.name()).await?;
                 let wasm = module.engine() == lilypad_module::EngineKind::Wasm;
                 if wasm {
                     check_wasm(&module).await?;
@@ -102,6 +103,7 @@ impl ModuleCommand {
                 let market = client.market();
                 let call = market.publishModule(module.name().to_string(), module.version().to_string(), module.chain_spec_with_image(image_hash));
                 client.send(&format!("publishModule({})", module.reference()), call).await.map_err(|e| match e.market_error() {
+                    Some("ModuleNameReserved") => eyre::eyre!("{}", reserved_name(module.name(), client.address().ok())),
                     Some(_) => eyre::eyre!("the module directory refused {}: {e}", module.reference()),
                     None => eyre::eyre!(e),
                 })?;
@@ -125,6 +127,38 @@ async fn check_wasm(module: &lilypad_module::Module) -> eyre::Result<()> {
     engine.prepare(&module.reference().to_string(), &file).await.map_err(|e| eyre::eyre!("module {}: {e}", module.reference()))?;
     println!("{} is a WebAssembly module: {} compiles for the providers' engine (no image to build)", module.reference(), file.display());
     Ok(())
+}
+
+/// Says, before anything is built or uploaded, when this account may not publish versions of
+/// `name`: a repository path (`github.com/org/repo`) that the market's owner has not assigned
+/// to it, or a name another account owns.
+async fn check_name_owner(client: &lilypad_chain::ChainClient, name: &str) -> eyre::Result<()> {
+    let me = client.address()?;
+    let market = client.market();
+    let hash = alloy::primitives::keccak256(name.as_bytes());
+    let owner = client.read(&format!("reading the owner of module name {name}"), || async { market.moduleNameOwner(hash).call().await }).await?;
+    if owner == me {
+        return Ok(());
+    }
+    if owner == alloy::primitives::Address::ZERO {
+        if name.contains('/') {
+            return Err(eyre::eyre!("{}", reserved_name(name, Some(me))));
+        }
+        return Ok(()); // a plain name: the first to publish it owns it
+    }
+    Err(eyre::eyre!(
+        "the module name {name} belongs to {owner}: only it publishes versions of it (it can hand the name over with transferModuleName); choose another name for your module"
+    ))
+}
+
+/// Why a repository-path name cannot be published by `me` yet, and what to do.
+fn reserved_name(name: &str, me: Option<alloy::primitives::Address>) -> String {
+    let me = me.map(|a| a.to_string()).unwrap_or_else(|| "<your address>".into());
+    format!(
+        "{name} is a repository path: only the account the market's owner assigned it to may publish it (so nobody can squat another author's repository). \
+         Show the market's owner that you control {name}, and ask it to run assignModuleName(\"{name}\", {me}); then publish again. \
+         Or publish under a plain name (no '/')."
+    )
 }
 
 /// `lilypad run name:version` with a value for each input it requires.

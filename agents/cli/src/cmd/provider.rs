@@ -18,6 +18,23 @@ pub struct ProviderArgs {
     /// Collateral to keep deposited, in token units.
     #[arg(long, env = "LILYPAD_COLLATERAL", default_value = "100000000000000000000")]
     pub collateral: u128,
+    /// Mediators accepted, as a bitmask of slots (bit i = mediator i, e.g. 0x3 for mediators 0
+    /// and 1); kept by the market to the slots taken now. 0 (the default): the market's
+    /// default set, chosen by its owner. A job whose mediators are none of these is never
+    /// matched to this provider.
+    #[arg(long, default_value = "0", value_parser = parse_mediators)]
+    pub mediators: u64,
+    /// The shortest run window (seconds from the match to its result's deadline) a job matched
+    /// to this provider may have: its offers state it, and the market matches nothing shorter.
+    #[arg(long, default_value_t = lilypad_provider::OfferTerms::DEFAULT_MIN_RUN_TIMEOUT)]
+    pub min_run_timeout: u32,
+    /// The longest run window it locks collateral for (at most 2592000, 30 days).
+    #[arg(long, default_value_t = lilypad_provider::OfferTerms::DEFAULT_MAX_RUN_TIMEOUT)]
+    pub max_run_timeout: u32,
+    /// The most gas it forwards to a client contract's callback when it settles (at most
+    /// 2000000); the market matches no job asking for more.
+    #[arg(long, default_value_t = lilypad_provider::OfferTerms::DEFAULT_MAX_CALLBACK_GAS)]
+    pub max_callback_gas: u32,
     /// Where the outputs server listens: it serves this provider's results at
     /// `http://<addr>/ipfs/<cid>` (`--gateway` is the older name of this flag).
     #[arg(long, alias = "gateway", env = "LILYPAD_OUTPUTS_LISTEN", default_value = "127.0.0.1:8090")]
@@ -97,6 +114,15 @@ impl TestingArgs {
     }
 }
 
+/// A mediator bitmask, decimal or 0x-hex.
+fn parse_mediators(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse::<u64>(),
+    };
+    parsed.map_err(|e| format!("{s:?}: {e} (a bitmask of mediator slots, e.g. 1 or 0x3; 0 = the market's default set)"))
+}
+
 fn parse_resources(s: &str) -> Result<lilypad_bindings::Resources, String> {
     let parts: Vec<u32> = s.split(',').map(|p| p.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|e| format!("{s:?}: {e}"))?;
     match parts[..] {
@@ -117,7 +143,12 @@ impl ProviderArgs {
             modules: self.modules,
             price: self.price,
             collateral: self.collateral,
-            mediators: u64::MAX,
+            mediators: self.mediators,
+            terms: lilypad_provider::OfferTerms {
+                min_run_timeout: self.min_run_timeout,
+                max_run_timeout: self.max_run_timeout,
+                max_callback_gas: self.max_callback_gas,
+            },
             data_dir: client.state_dir(data_dir)?.claim(format!("provider/{}", client.address()?))?,
             outputs_listen: self.outputs_listen,
             concurrency: self.concurrency,

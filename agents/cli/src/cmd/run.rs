@@ -256,7 +256,7 @@ async fn follow(client: &ChainClient, spinner: &ProgressBar, job: lilypad_client
     .await;
     followed.map_err(|e| match e {
         ClientError::NoResult { .. } => Failure(exit::TIMEOUT, e.to_string()),
-        ClientError::Ended { outcome: outcome @ (Outcome::Expired | Outcome::ResultTimedOut | Outcome::MediationTimedOut), .. } => {
+        ClientError::Ended { outcome: outcome @ (Outcome::Expired | Outcome::ResultTimedOut), .. } => {
             Failure(exit::TIMEOUT, format!("job {id} timed out ({outcome:?}); its payment was returned to your balance in the market"))
         }
         ClientError::Ended { outcome, .. } => Failure(exit::JOB_FAILED, format!("job {id} ended: {outcome:?}")),
