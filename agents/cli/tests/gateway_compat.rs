@@ -8,9 +8,7 @@
 //! Needs anvil (tools/bootstrap), Docker and the ollama-pipeline build's tools
 //! (tools/bootstrap --docker), python3 with the clients (tools/bootstrap --gateway).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 mod common;
 use common::{text, Devnet, GatewayProc};
@@ -26,27 +24,13 @@ fn admin(devnet: &Devnet, db: &str, args: &[&str]) -> String {
     stdout.trim().to_string()
 }
 
-fn build_llm_module(repo: &Path) {
-    let build_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(LILYPAD)
-        .arg("--data-dir")
-        .arg(build_dir.path())
-        .args(["module", "build"])
-        .arg(repo.join("modules/ollama-pipeline"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lilypad module build");
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "building modules/ollama-pipeline failed:\n{stdout}\n{stderr}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openai_and_ollama_clients_run_llm_jobs_through_the_gateway() {
     let repo = common::repo();
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python).args(["-c", "import openai, ollama"]).output().expect("python3 is needed for this test");
     assert!(probe.status.success(), "the openai and ollama packages are needed (tools/bootstrap --gateway): {}", String::from_utf8_lossy(&probe.stderr));
-    build_llm_module(&repo);
+    common::build_llm_module(&repo);
 
     let devnet = Devnet::start(3);
     let db = devnet.dir().join("gw/compat.db").display().to_string();
@@ -109,6 +93,40 @@ async fn a_key_past_its_rate_limit_gets_429_with_retry_after() {
     let other = admin(&devnet, &db, &["keys", "create", "dave"]);
     let r = http.get(format!("{}/api/v1/account", gw.url)).bearer_auth(&other).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
+}
+
+/// What the gateway streams, read from a devnet gateway, against the item schemas of its own
+/// OpenAPI document (tests/compat/streams.py): the market's event stream and a job's event
+/// stream over a lilysay job's life, then OpenAI's SSE and Ollama's NDJSON streams (and the
+/// non-streamed answers) of short LLM jobs.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_streams_send_what_the_openapi_document_says() {
+    let repo = common::repo();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python).args(["-c", "import jsonschema"]).output().expect("python3 is needed for this test");
+    assert!(probe.status.success(), "the jsonschema package is needed (tools/bootstrap --gateway): {}", String::from_utf8_lossy(&probe.stderr));
+    common::build_llm_module(&repo);
+
+    let devnet = Devnet::start(3);
+    let db = devnet.dir().join("gw/streams.db").display().to_string();
+    let key = admin(&devnet, &db, &["keys", "create", "streams"]);
+    // a lilysay job and six LLM jobs at 1.05 LP
+    admin(&devnet, &db, &["credit", "add", "streams", "8LP"]);
+    let log = devnet.dir().join("gateway-streams.log");
+    let gw = GatewayProc::start(&devnet, &db, lilypad_devnet::accounts::JOB_CREATOR, log.clone(), &["--rate", "50", "--burst", "100"]);
+    let out = Command::new(&python)
+        .arg(repo.join("agents/cli/tests/compat/streams.py"))
+        .env("GATEWAY", &gw.url)
+        .env("KEY", &key)
+        .env("MODEL", MODEL)
+        .env("STREAMS_TIMEOUT", "420")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the stream checks");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stream checks failed:\n{stdout}\n{stderr}\ngateway:\n{}\ndevnet:\n{}", gw.log(), devnet.log());
+    eprintln!("{stdout}");
+    assert!(stdout.contains("all stream checks passed"), "{stdout}");
 }
 
 /// The OpenAPI-driven fuzzer `schemathesis` (PyPI, tools/bootstrap --gateway) against a devnet

@@ -340,6 +340,7 @@ pub(crate) async fn run_job(
     };
 
     let new = NewJob {
+        deployment: &state.market.deployment,
         account_id: &account.id,
         key_id,
         idempotency_key: idempotency,
@@ -364,7 +365,7 @@ pub(crate) async fn run_job(
 async fn list_jobs(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, Problem> {
     let (_, account) = authenticate(&state, &headers).await?;
     let limit = limit_param(&q, 50, 500)?;
-    let jobs = state.db.jobs_of(&account.id, limit).await.map_err(Problem::internal)?;
+    let jobs = state.db.jobs_of(&account.id, &state.market.deployment, limit).await.map_err(Problem::internal)?;
     let mut out = Vec::with_capacity(jobs.len());
     for j in &jobs {
         out.push(job_summary(j));
@@ -392,6 +393,7 @@ fn job_summary(j: &JobRow) -> Value {
         // the job's number on chain (`lilypad job <n>`); "chainId" is its older, misleading name
         "onchainJobId": j.chain_id,
         "chainId": j.chain_id,
+        "deployment": j.deployment,
         "module": j.module,
         "inputs": j.inputs,
         "payment": j.payment.to_string(),
@@ -422,18 +424,21 @@ async fn job_json(state: &AppState, j: &JobRow) -> Result<Value, Problem> {
             let meta = std::fs::metadata(&p).ok()?;
             (meta.len() <= STDOUT_INLINE).then(|| std::fs::read_to_string(&p).ok()).flatten()
         };
+        let exit_code = read_small("exitCode").and_then(|s| s.trim().parse::<i64>().ok());
         v["result"] = json!({
             "stdout": read_small("stdout"),
             "stderr": read_small("stderr"),
-            "exitCode": read_small("exitCode").and_then(|s| s.trim().parse::<i64>().ok()),
+            "exitCode": exit_code,
             "outputs": format!("/api/v1/jobs/{}/outputs", j.id),
+            "text": if exit_code == Some(0) { crate::compat::answer_text(&dir) } else { None },
         });
     }
     Ok(v)
 }
 
 /// Server-Sent Events: the job (as `GET /jobs/{id}` gives it) each time it changes, until it
-/// is final. Event name `job`; the last one is followed by an `end` event.
+/// is final. Event name `job`; the last one is followed by an `end` event (`{"id", "state"}`).
+/// Each event's schema is `JobStreamEvent` in the OpenAPI document.
 async fn job_events(State(state): Shared, headers: HeaderMap, Path(id): Path<String>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let job = own_job(&state, &headers, &id).await?;
     let mut updates = state.market.job_updates.subscribe();
@@ -453,7 +458,8 @@ async fn job_events(State(state): Shared, headers: HeaderMap, Path(id): Path<Str
                 last = body;
             }
             if is_final(&current.state) {
-                let _ = tx.send(Event::default().event("end").data(current.state.clone())).await;
+                let end = json!({"id": current.id, "state": current.state});
+                let _ = tx.send(Event::default().event("end").data(end.to_string())).await;
                 return;
             }
             // wait for a change of this job (or re-read every few seconds)
@@ -599,7 +605,8 @@ async fn ledger(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMa
 }
 
 /// Server-Sent Events: the market's events (event name `market`, JSON data), the recent ones
-/// first, then live.
+/// first, then `caught-up` (`{}`), then live. Each event's schema is `MarketStreamEvent` in the
+/// OpenAPI document.
 async fn market_events(State(state): Shared) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     // held by the stream's task: released when the client goes away
     let slot = event_stream_slot(&state.event_streams)?;

@@ -94,6 +94,7 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
         modules.push(m);
     }
     let market = Market::new(client.clone(), db.clone(), options.data_dir.join("outputs"), options.ipfs_gateway.clone())?;
+    market.adopt_unkeyed_jobs().await?;
     market.ensure_allowance().await?;
     let balance = market.token_balance().await?;
     info!(gateway = %market.me, balance = %balance, "gateway account");
