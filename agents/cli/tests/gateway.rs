@@ -316,3 +316,47 @@ async fn the_gateway_runs_and_charges_jobs_on_sqlite_and_postgres() {
     let (gw, _) = scenario(&devnet, &url, accounts::JOB_CREATOR_2, "postgres").await;
     drop(gw);
 }
+
+/// A gateway restarted against a new devnet with the same database: the old deployment's job
+/// (left open there) is neither listed nor moved by the new deployment's events, though the
+/// new deployment numbers its first job the same; the new job runs and settles; both are charged
+/// once and neither is refunded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_on_a_new_devnet_neither_lists_nor_settles_the_old_ones_jobs() {
+    let keep = tempfile::tempdir().unwrap();
+    let db = keep.path().join("gateway.db").display().to_string();
+    let (old_id, old_deployment, old_state, key) = {
+        let devnet = Devnet::start(3);
+        let key = stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "keys", "create", "alice"]));
+        stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "credit", "add", "alice", "3LP"]));
+        let gw = GatewayProc::start(&devnet, &db, accounts::JOB_CREATOR, keep.path().join("gateway-a.log"), &[]);
+        let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
+        let (status, _, job) = api.call(reqwest::Method::POST, "/api/v1/jobs", Some(&key), Some(lilysay("on the first devnet"))).await;
+        assert_eq!(status, 201, "{job}");
+        // the devnet and the gateway stop before the job is settled there
+        gw.kill();
+        let id = job["id"].as_str().unwrap().to_string();
+        let state = Db::connect(&db).await.unwrap().job(&id).await.unwrap().unwrap().state;
+        assert!(["open", "matched"].contains(&state.as_str()), "stopped before its result: {state}");
+        (id, job["deployment"].as_str().unwrap().to_string(), state, key)
+    };
+    let devnet = Devnet::start(3);
+    let gw = GatewayProc::start(&devnet, &db, accounts::JOB_CREATOR, keep.path().join("gateway-b.log"), &[]);
+    let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
+    assert_eq!(api.get("/api/v1/jobs", &key).await["jobs"], json!([]), "the old deployment's job is not listed");
+    let (status, _, job) = api.call(reqwest::Method::POST, "/api/v1/jobs", Some(&key), Some(lilysay("on the second devnet"))).await;
+    assert_eq!(status, 201, "{job}\n{}", gw.log());
+    let new_id = job["id"].as_str().unwrap().to_string();
+    assert_ne!(job["deployment"], old_deployment.as_str(), "another deployment: {job}");
+    let old = api.get(&format!("/api/v1/jobs/{old_id}"), &key).await;
+    assert_eq!(old["onchainJobId"], job["onchainJobId"], "both deployments number their first job the same: {old}\n{job}");
+    api.wait_for(&new_id, &key, "settlement", |j| j["state"] == "settled").await;
+    let old = api.get(&format!("/api/v1/jobs/{old_id}"), &key).await;
+    assert_eq!((old["state"].as_str(), old["deployment"].as_str()), (Some(old_state.as_str()), Some(old_deployment.as_str())), "untouched by the new deployment's events: {old}");
+    let listed: Vec<Value> = api.get("/api/v1/jobs", &key).await["jobs"].as_array().unwrap().iter().map(|j| j["id"].clone()).collect();
+    assert_eq!(listed, vec![json!(new_id)]);
+    let ledger = api.get("/api/v1/account/ledger", &key).await;
+    let keys: Vec<&str> = ledger["entries"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
+    assert!(!keys.iter().any(|k| k.ends_with(":refund")), "nothing refunded: {ledger}");
+    assert_eq!(ledger["balance"], (3 * 1_000_000_000_000_000_000u128 - 2 * PRICE).to_string(), "{ledger}");
+}

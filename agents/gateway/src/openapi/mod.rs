@@ -170,22 +170,6 @@ pub fn document() -> Value {
                         {"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
                          "additionalProperties": {"type": ["string", "number", "boolean"]}}]},
                     "idempotencyKey": {"type": "string", "maxLength": 200}}},
-                "Job": job_schema(&["id", "onchainJobId", "chainId", "deployment", "module", "inputs", "payment", "state", "final", "dataId", "error", "createdAt", "updatedAt"]),
-                "JobDetail": job_schema(&["id", "onchainJobId", "chainId", "deployment", "module", "inputs", "payment", "state", "final", "dataId", "error", "createdAt", "updatedAt", "events", "outputsReady"]),
-                "JobState": {"enum": crate::db::STATES},
-                "ChatCompletion": {"type": "object", "additionalProperties": false, "required": ["id", "object", "created", "model", "choices", "usage"], "properties": {
-                    "id": {"type": "string", "pattern": "^chatcmpl-"}, "object": {"const": "chat.completion"}, "created": {"type": "integer"}, "model": {"type": "string"}, "system_fingerprint": {"type": "null"},
-                    "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "object", "additionalProperties": false, "required": ["index", "message", "finish_reason"], "properties": {
-                        "index": {"const": 0}, "message": {"type": "object", "additionalProperties": false, "required": ["role", "content"], "properties": {"role": {"const": "assistant"}, "content": {"type": "string"}, "refusal": {"type": "null"}}},
-                        "logprobs": {"type": "null"}, "finish_reason": {"enum": ["stop", "length"]}}}},
-                    "usage": {"$ref": "#/components/schemas/Usage"}}},
-                "Completion": {"type": "object", "additionalProperties": false, "required": ["id", "object", "created", "model", "choices", "usage"], "properties": {
-                    "id": {"type": "string", "pattern": "^cmpl-"}, "object": {"const": "text_completion"}, "created": {"type": "integer"}, "model": {"type": "string"}, "system_fingerprint": {"type": "null"},
-                    "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "object", "additionalProperties": false, "required": ["index", "text", "finish_reason"], "properties": {
-                        "index": {"const": 0}, "text": {"type": "string"}, "logprobs": {"type": "null"}, "finish_reason": {"enum": ["stop", "length"]}}}},
-                    "usage": {"$ref": "#/components/schemas/Usage"}}},
-                "Usage": {"type": "object", "additionalProperties": false, "required": ["prompt_tokens", "completion_tokens", "total_tokens"], "properties": {
-                    "prompt_tokens": {"type": "integer", "minimum": 0}, "completion_tokens": {"type": "integer", "minimum": 0}, "total_tokens": {"type": "integer", "minimum": 0}}},
                 "OpenAiChatRequest": {"type": "object", "required": ["model", "messages"], "properties": {
                     "model": {"type": "string", "examples": ["ollama-pipeline:smollm2-135m"]},
                     "messages": {"type": "array", "minItems": 1, "items": message},
@@ -213,6 +197,12 @@ pub fn document() -> Value {
         }
     });
     if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.insert("Job".into(), job_schema(&["id", "onchainJobId", "chainId", "deployment", "module", "inputs", "payment", "state", "final", "dataId", "error", "createdAt", "updatedAt"]));
+        schemas.insert(
+            "JobDetail".into(),
+            job_schema(&["id", "onchainJobId", "chainId", "deployment", "module", "inputs", "payment", "state", "final", "dataId", "error", "createdAt", "updatedAt", "events", "outputsReady"]),
+        );
+        schemas.insert("JobState".into(), json!({"enum": crate::db::STATES}));
         schemas.extend(streams::components());
     }
     doc
@@ -260,6 +250,39 @@ mod tests {
         let missing: Vec<_> = code.difference(&doc).collect();
         let stale: Vec<_> = doc.difference(&code).collect();
         assert!(missing.is_empty() && stale.is_empty(), "served but not documented: {missing:?}; documented but not served: {stale:?}");
+    }
+
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r.to_string());
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves_and_every_stream_documents_its_items() {
+        let doc = super::document();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        for r in &all {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r} is not a component schema"));
+            assert!(doc["components"]["schemas"].get(name).is_some(), "{r} does not resolve");
+        }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for media in ["text/event-stream", "application/x-ndjson"] {
+                    if let Some(content) = op["responses"]["200"]["content"].get(media) {
+                        assert!(content["x-itemSchema"]["$ref"].is_string(), "{method} {path}: {media} without x-itemSchema");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The schemas of what the gateway streams: the two Server-Sent Events streams of the REST API
+//! The schemas of the LLM endpoints' answers and of what the gateway streams: the two Server-Sent Events streams of the REST API
 //! (`/api/v1/events`, `/api/v1/jobs/{id}/events`), OpenAI's `chat.completion.chunk` and
 //! `text_completion` events, and Ollama's NDJSON parts.
 //!
@@ -19,6 +19,9 @@ pub fn components() -> Map<String, Value> {
     m.insert("MarketEvent".into(), market_event());
     m.insert("MarketStreamEvent".into(), market_stream_event());
     m.insert("JobStreamEvent".into(), job_stream_event());
+    m.insert("ChatCompletion".into(), chat_completion());
+    m.insert("Completion".into(), completion());
+    m.insert("Usage".into(), usage());
     m.insert("ChatCompletionChunk".into(), chat_completion_chunk());
     m.insert("ChatCompletionStreamEvent".into(), openai_stream_event("ChatCompletionChunk"));
     m.insert("CompletionChunk".into(), completion_chunk());
@@ -145,6 +148,25 @@ fn job_stream_event() -> Value {
     ]})
 }
 
+/// OpenAI's chat.completion (not streamed).
+fn chat_completion() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["id", "object", "created", "model", "choices", "usage"], "properties": {
+        "id": {"type": "string", "pattern": "^chatcmpl-"}, "object": {"const": "chat.completion"}, "created": {"type": "integer"}, "model": {"type": "string"}, "system_fingerprint": {"type": "null"},
+        "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "object", "additionalProperties": false, "required": ["index", "message", "finish_reason"], "properties": {
+            "index": {"const": 0}, "message": {"type": "object", "additionalProperties": false, "required": ["role", "content"], "properties": {"role": {"const": "assistant"}, "content": {"type": "string"}, "refusal": {"type": "null"}}},
+            "logprobs": {"type": "null"}, "finish_reason": {"enum": ["stop", "length"]}}}},
+        "usage": {"$ref": "#/components/schemas/Usage"}}})
+}
+
+/// OpenAI's text_completion (not streamed).
+fn completion() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["id", "object", "created", "model", "choices", "usage"], "properties": {
+        "id": {"type": "string", "pattern": "^cmpl-"}, "object": {"const": "text_completion"}, "created": {"type": "integer"}, "model": {"type": "string"}, "system_fingerprint": {"type": "null"},
+        "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "object", "additionalProperties": false, "required": ["index", "text", "finish_reason"], "properties": {
+            "index": {"const": 0}, "text": {"type": "string"}, "logprobs": {"type": "null"}, "finish_reason": {"enum": ["stop", "length"]}}}},
+        "usage": {"$ref": "#/components/schemas/Usage"}}})
+}
+
 fn usage() -> Value {
     json!({"type": "object", "additionalProperties": false, "required": ["prompt_tokens", "completion_tokens", "total_tokens"], "properties": {
         "prompt_tokens": {"type": "integer", "minimum": 0}, "completion_tokens": {"type": "integer", "minimum": 0}, "total_tokens": {"type": "integer", "minimum": 0}}})
@@ -163,7 +185,7 @@ fn chat_completion_chunk() -> Value {
             "index": {"const": 0},
             "delta": {"type": "object", "additionalProperties": false, "properties": {"role": {"const": "assistant"}, "content": {"type": "string"}}},
             "logprobs": {"type": "null"}, "finish_reason": finish_reason()}}},
-        "usage": usage()}})
+        "usage": r("Usage")}})
 }
 
 fn completion_chunk() -> Value {
@@ -172,7 +194,7 @@ fn completion_chunk() -> Value {
         "id": {"type": "string", "pattern": "^cmpl-"}, "object": {"const": "text_completion"}, "created": {"type": "integer"}, "model": {"type": "string"},
         "choices": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "object", "additionalProperties": false, "required": ["index", "text", "finish_reason"], "properties": {
             "index": {"const": 0}, "text": {"type": "string"}, "logprobs": {"type": "null"}, "finish_reason": finish_reason()}}},
-        "usage": usage()}})
+        "usage": r("Usage")}})
 }
 
 /// OpenAI's stream: unnamed events of `chunk` JSON, an error if the job ended without an
@@ -210,7 +232,7 @@ fn ollama_part(text: Value, text_field: &str) -> Value {
         last.insert(k.into(), json!({"type": "integer", "minimum": 0}));
     }
     let piece_required = json!(["model", "created_at", text_field, "done"]);
-    let last_required: Vec<&String> = last.keys().collect();
+    let last_required: Vec<String> = last.keys().cloned().collect();
     json!({"description": "One NDJSON line (the whole answer when not streamed: the done one)", "oneOf": [
         {"title": "piece", "type": "object", "additionalProperties": false, "required": piece_required, "properties": piece},
         {"title": "done", "type": "object", "additionalProperties": false, "required": last_required, "properties": last},
