@@ -546,3 +546,43 @@ pub fn event_json(log: &MarketLog) -> Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, B256, U256};
+    use lilypad_bindings::LilypadMarket as M;
+    use lilypad_chain::{MarketEvent, MarketLog};
+
+    /// Events a devnet rarely logs (the devnet test checks the others against the schemas):
+    /// their JSON has exactly the fields the OpenAPI document names, with uints past 2^53 as
+    /// decimal strings.
+    #[test]
+    fn market_events_have_the_documented_fields() {
+        let a = Address::repeat_byte(0x11);
+        let events = vec![
+            MarketEvent::OwnershipTransferred(M::OwnershipTransferred { oldOwner: a, newOwner: a }),
+            MarketEvent::OwnershipHandoverRequested(M::OwnershipHandoverRequested { pendingOwner: a }),
+            MarketEvent::ModulesAnnounced(M::ModulesAnnounced { provider: a, moduleIds: vec![B256::repeat_byte(2)], ready: true }),
+            MarketEvent::DefaultMediatorsSet(M::DefaultMediatorsSet { mediators: u64::MAX }),
+            MarketEvent::ProviderMediatorsSet(M::ProviderMediatorsSet { provider: a, mediators: 3 }),
+            MarketEvent::Withdrew(M::Withdrew { account: a, to: a, amount: U256::MAX }),
+            MarketEvent::MediatorRegistered(M::MediatorRegistered { mediator: a, index: 2 }),
+            MarketEvent::JobCancelled(M::JobCancelled { id: U256::from(7), by: a }),
+        ];
+        for event in events {
+            let log = MarketLog { block: 9, tx: B256::repeat_byte(0xab), log_index: 1, event };
+            let v = super::event_json(&log);
+            let name = v["type"].as_str().unwrap().to_string();
+            let mut want = crate::openapi::streams::market_event_fields(&name).unwrap_or_else(|| panic!("{name} is not documented"));
+            want.extend(["type", "block", "logIndex", "tx"]);
+            let mut have: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            want.sort();
+            have.sort();
+            assert_eq!(have, want, "{v}");
+            assert_eq!((v["block"].as_u64(), v["logIndex"].as_u64()), (Some(9), Some(1)));
+            assert_eq!(v["tx"], format!("0x{}", "ab".repeat(32)));
+        }
+        let big = super::event_json(&MarketLog { block: 1, tx: B256::ZERO, log_index: 0, event: MarketEvent::DefaultMediatorsSet(M::DefaultMediatorsSet { mediators: u64::MAX }) });
+        assert_eq!(big["mediators"], u64::MAX.to_string());
+    }
+}

@@ -180,7 +180,7 @@ ok(f"/api/v1/jobs/{{id}}/events: {len(events)} events ({names.count('job')} job,
 check(market["settled"].wait(max(1.0, DEADLINE - time.monotonic())), "the market stream showed the job settle")
 check(market["error"] is None, f"the market stream: {market['error']}")
 check(market["caught_up"] == 1, f"one caught-up event: {market['caught_up']}")
-wanted = {"ModulePublished", "OfferSet", "ResourcesSet", "RolesChanged", "JobCreated", "JobMatched", "ResultSubmitted", "JobSettled"}
+wanted = {"ModulePublished", "OfferSet", "JobCreated", "JobMatched", "ResultSubmitted", "JobSettled"}
 check(wanted <= market["types"], f"the market stream showed {sorted(market['types'])}, not all of {sorted(wanted)}")
 ok(f"/api/v1/events: {market['items']} events of {len(market['types'])} types match MarketStreamEvent: {sorted(market['types'])}")
 

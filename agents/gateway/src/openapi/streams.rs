@@ -95,6 +95,12 @@ fn market_events() -> Vec<(&'static str, Vec<(&'static str, Value)>)> {
     ]
 }
 
+/// The fields the document gives market event `name` besides `type`, `block`, `logIndex` and
+/// `tx`, in order; `None` for an event it does not describe.
+pub fn market_event_fields(name: &str) -> Option<Vec<&'static str>> {
+    market_events().into_iter().find(|(n, _)| *n == name).map(|(_, f)| f.into_iter().map(|(k, _)| k).collect())
+}
+
 /// The names of the market events the document describes.
 pub fn market_event_names() -> Vec<&'static str> {
     market_events().into_iter().map(|(n, _)| n).collect()
