@@ -3,10 +3,12 @@
 //! a `lilypad devnet` running the LLM module modules/ollama-pipeline: a chat, a completion, a
 //! streamed chat, the model lists, a bad key, an unknown model, too little credit
 //! (tests/compat/clients.py). Then the per-key rate limit: 429 with `Retry-After`, as a problem
-//! on the REST API and in OpenAI's shape on /v1.
+//! on the REST API and in OpenAI's shape on /v1; every item of the gateway's streams against
+//! the item schemas of its OpenAPI document (tests/compat/streams.py); and the OpenAPI fuzzer.
 //!
 //! Needs anvil (tools/bootstrap), Docker and the ollama-pipeline build's tools
-//! (tools/bootstrap --docker), python3 with the clients (tools/bootstrap --gateway).
+//! (tools/bootstrap --docker), python3 with the clients, schemathesis and jsonschema
+//! (tools/bootstrap --gateway).
 
 use std::process::{Command, Stdio};
 
@@ -132,8 +134,8 @@ async fn the_streams_send_what_the_openapi_document_says() {
 /// The OpenAPI-driven fuzzer `schemathesis` (PyPI, tools/bootstrap --gateway) against a devnet
 /// gateway, bounded in time: every answer has a documented status, content type and schema, no
 /// 5xx, and requests the document refuses are refused. The key has no credit, so no request
-/// starts a job (the client test above covers the answers of jobs that run); the market's
-/// event stream, which never ends by itself, is left out.
+/// starts a job (the client and stream tests above cover the answers of jobs that run); the
+/// market's event stream, which never ends by itself, is left to the stream test.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_answers_as_its_openapi_document_says() {
     let probe = Command::new("schemathesis").arg("--version").output();
