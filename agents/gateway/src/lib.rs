@@ -8,6 +8,7 @@
 //!   fetched (verified against their CID) and served. Errors are RFC 9457 problems
 //!   ([`problem`]); keys are rate limited; the OpenAPI 3.1 document is at
 //!   `/api/v1/openapi.json` ([`openapi`]).
+//! - Server-Sent Events ([`streams`]): a job's changes and the market's events.
 //! - A dashboard at `/`: one static page, live from `/api/v1/events`.
 //! - One data layer over SQLite and PostgreSQL.
 
@@ -21,6 +22,7 @@ pub mod market;
 pub mod openapi;
 pub mod problem;
 pub mod published;
+pub mod streams;
 /// Test support (a throwaway PostgreSQL server): only with the `testing` feature, which release
 /// builds do not enable.
 #[cfg(feature = "testing")]
