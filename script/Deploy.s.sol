@@ -21,6 +21,8 @@ import {ILilypadMarketTypes} from "../contracts/interfaces/ILilypadMarket.sol";
 ///   MEDIATOR_FEE          default 1 LP;   CHALLENGE_BOND default 2 LP (in wei units)
 ///   MATCH_TIMEOUT         default 3600 s; CHALLENGE_WINDOW default 60 s on devnets, 3600 s elsewhere
 ///   MEDIATION_TIMEOUT     default 3600 s; CALLBACK_GAS default 100000
+///   DEPLOYMENT_FILE       where to write the deployment (default deployments/<chainId>.json;
+///                         relative to the project root, inside deployments/: forge's fs_permissions)
 contract Deploy {
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
@@ -63,7 +65,9 @@ contract Deploy {
         vm.serializeUint(o, "mediationTimeout", config.mediationTimeout);
         vm.serializeUint(o, "callbackGas", config.callbackGas);
         string memory json = vm.serializeAddress(o, "market", address(market));
-        string memory path = string.concat(vm.projectRoot(), "/deployments/", vm.toString(block.chainid), ".json");
+        string memory path = string.concat(
+            vm.projectRoot(), "/", vm.envOr("DEPLOYMENT_FILE", string.concat("deployments/", vm.toString(block.chainid), ".json"))
+        );
         vm.writeJson(json, path);
     }
 }

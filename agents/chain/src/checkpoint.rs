@@ -55,7 +55,10 @@ impl Checkpoint {
         let tmp = self.path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            // Agent state: this user's only (0600), also when a crash left the tmp file.
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             f.write_all(&text)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)
@@ -81,6 +84,18 @@ mod tests {
         cp.save(&43u64).unwrap();
         assert_eq!(cp.load::<u64>().unwrap(), Some(43));
         assert!(!dir.path().join("sub/agent.tmp").exists());
+    }
+
+    #[test]
+    fn a_checkpoint_is_readable_by_its_user_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpoint::new(dir.path().join("agent.json"));
+        // a tmp file left by a crash, world-readable
+        std::fs::write(dir.path().join("agent.tmp"), "x").unwrap();
+        std::fs::set_permissions(dir.path().join("agent.tmp"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        cp.save(&1u64).unwrap();
+        assert_eq!(std::fs::metadata(cp.path()).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

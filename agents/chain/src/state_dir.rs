@@ -111,7 +111,7 @@ impl StateDir {
             std::fs::create_dir_all(&root).map_err(|e| dir.error(&root, format!("cannot create it: {e}")))?;
             let text = serde_json::to_vec_pretty(key).map_err(|e| dir.error(&key_file, format!("cannot encode: {e}")))?;
             let tmp = key_file.with_extension(format!("tmp-{}", std::process::id()));
-            std::fs::write(&tmp, text)
+            write_private(&tmp, &text)
                 .and_then(|()| std::fs::rename(&tmp, &key_file))
                 .map_err(|e| dir.error(&key_file, format!("cannot write it: {e}")))?;
         }
@@ -215,6 +215,15 @@ impl StateDir {
     fn error(&self, path: &Path, reason: String) -> ChainError {
         ChainError::State { path: path.to_path_buf(), reason }
     }
+}
+
+/// Writes a new file readable and writable by this user only (0600).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
 }
 
 #[cfg(test)]

@@ -26,15 +26,14 @@ pub mod exit {
     pub const INFRA: u8 = 4;
 }
 
-/// Where `lilypad` keeps its files unless told otherwise (`--data-dir`, `DATA_DIR`).
-pub const DEFAULT_DATA_DIR: &str = "/tmp/lilypad/data";
-
 #[derive(Parser)]
 #[command(name = "lilypad", version, about = "Run compute jobs on the Lilypad network", propagate_version = true)]
 struct Cli {
-    /// Folder for downloaded results, agent state and the devnet's files.
-    #[arg(long, global = true, env = "LILYPAD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
+    /// Folder for downloaded results, agent state and the devnet's files [default:
+    /// $XDG_DATA_HOME/lilypad, else ~/.local/share/lilypad; made 0700; refused when another
+    /// user owns it or may write to it]
+    #[arg(long, global = true, env = "LILYPAD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -144,12 +143,19 @@ fn raise_open_files_limit() {
 }
 
 async fn dispatch(cli: Cli) -> u8 {
-    let data_dir = &cli.data_dir;
     raise_open_files_limit();
-    if let Err(e) = network::check_data_dir(data_dir) {
+    let data_dir = match cli.data_dir.clone().map_or_else(network::default_data_dir, Ok) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return exit::BAD_INPUT;
+        }
+    };
+    if let Err(e) = network::prepare_data_dir(&data_dir) {
         eprintln!("Error: {e:#}");
         return exit::BAD_INPUT;
     }
+    let data_dir = &data_dir;
     let result = match cli.command {
         Command::Run(args) => return args.run(data_dir).await,
         Command::Devnet(args) => args.run(data_dir).await,

@@ -238,6 +238,60 @@ fn warn_if_key_in_argv(key: &str) {
     eprintln!("warning: --private-key shows in `ps` to every user of this machine: use --private-key-file or WEB3_PRIVATE_KEY instead");
 }
 
+/// The data folder when none is given (`--data-dir`, `LILYPAD_DATA_DIR`): `$XDG_DATA_HOME/lilypad`
+/// when that is set to an absolute path, else `$HOME/.local/share/lilypad`. Never a folder in
+/// the shared `/tmp`, where another local user could make it first.
+pub fn default_data_dir() -> eyre::Result<PathBuf> {
+    data_dir_from(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+}
+
+fn data_dir_from(xdg_data_home: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> eyre::Result<PathBuf> {
+    let absolute = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(xdg) = absolute(xdg_data_home) {
+        return Ok(xdg.join("lilypad"));
+    }
+    if let Some(home) = absolute(home) {
+        return Ok(home.join(".local").join("share").join("lilypad"));
+    }
+    Err(eyre!("no data folder: neither XDG_DATA_HOME nor HOME is set to an absolute path; pass --data-dir or set LILYPAD_DATA_DIR"))
+}
+
+/// Checks the data folder ([`check_data_dir`]) and makes whatever of it is missing, each new
+/// folder 0700 (readable by this user only, whatever the umask allows).
+pub fn prepare_data_dir(path: &Path) -> eyre::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    check_data_dir(path)?;
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(dir) = at.filter(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err()) {
+        missing.push(dir.to_path_buf());
+        at = dir.parent();
+    }
+    for dir in missing.iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .wrap_err_with(|| format!("making the data folder {} private", dir.display()))?,
+            // made meanwhile (another agent starting): checked below like any other
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(eyre!("cannot make the data folder {}: {e} (pass --data-dir or set LILYPAD_DATA_DIR)", dir.display())),
+        }
+    }
+    // A folder someone else made between the check and now is caught here.
+    check_data_dir(path)
+}
+
+/// Writes `bytes` to `path` (created or truncated) readable and writable by this user only
+/// (0600): agent state that could redirect an agent or holds keys.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // an existing file keeps its mode through open: set it
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// Refuses a data folder another local user could have made or could change: one (or a parent
 /// up to a sticky, root-owned folder such as `/tmp`) owned by someone else, or writable by
 /// group or others. Such a folder's `devnet.json` or `config.toml` could point this agent at
@@ -366,6 +420,70 @@ mod tests {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = args.resolve(dir.path()).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn the_default_data_folder_is_private_to_the_user_not_in_tmp() {
+        let dir = data_dir_from(Some("/x/data".into()), Some("/home/u".into())).unwrap();
+        assert_eq!(dir, Path::new("/x/data/lilypad"));
+        let dir = data_dir_from(None, Some("/home/u".into())).unwrap();
+        assert_eq!(dir, Path::new("/home/u/.local/share/lilypad"));
+        // a relative XDG_DATA_HOME is ignored, as the XDG spec says
+        let dir = data_dir_from(Some("rel".into()), Some("/home/u".into())).unwrap();
+        assert_eq!(dir, Path::new("/home/u/.local/share/lilypad"));
+        let err = data_dir_from(None, None).unwrap_err().to_string();
+        assert!(err.contains("--data-dir"), "{err}");
+    }
+
+    #[test]
+    fn a_new_data_folder_is_made_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("share/lilypad");
+        prepare_data_dir(&data).unwrap();
+        for made in [dir.path().join("share"), data.clone()] {
+            let mode = std::fs::metadata(&made).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", made.display());
+        }
+        // again: an existing private folder passes
+        prepare_data_dir(&data).unwrap();
+    }
+
+    #[test]
+    fn a_data_folder_of_another_user_is_refused() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let me = std::fs::metadata("/proc/self").unwrap().uid();
+        // Giving a folder to another user needs root (CI runs as root); as anyone else there is
+        // no folder of another user to make.
+        if me != 0 {
+            eprintln!("skipped: giving a folder to another user needs root");
+            return;
+        }
+        std::os::unix::fs::chown(&data, Some(4242), None).unwrap();
+        let err = prepare_data_dir(&data).unwrap_err().to_string();
+        assert!(err.contains("belongs to another user"), "{err}");
+        let err = prepare_data_dir(&data.join("inner")).unwrap_err().to_string();
+        assert!(err.contains("belongs to another user"), "a parent counts too: {err}");
+        assert!(!data.join("inner").exists(), "nothing is made in a refused folder");
+    }
+
+    #[test]
+    fn private_files_are_0600_even_when_they_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("devnet.json");
+        std::fs::write(&file, "old").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&file, b"new").unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+        let fresh = dir.path().join("fresh.json");
+        write_private(&fresh, b"x").unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -703,14 +703,14 @@ async fn a_module_from_a_git_repository_runs_pinned_to_its_commit() {
     let base = format!("file://{}/", git_root.path().display());
 
 
-    // a second provider: any module that fits, git modules allowed
+    // a second provider: any module that fits, git modules from example.com/org allowed
     let provider_dir = devnet.data_dir.path().join("p2");
     let gw = lilypad_devnet::free_port().unwrap();
     let info = devnet.info();
     let mut provider = Command::new(LILYPAD)
         .arg("--data-dir")
         .arg(&provider_dir)
-        .args(["resource-provider", "--offer-any", "4000,4096,1000", "--allow-git-modules", "--price", "500000000000000000"])
+        .args(["resource-provider", "--offer-any", "4000,4096,1000", "--allow-git-modules", "--allow-git-repo", "example.com/org", "--price", "500000000000000000"])
         .args(["--rpc-url", info["rpcUrl"].as_str().unwrap(), "--deployment", info["deployment"].as_str().unwrap()])
         .args(["--private-key", accounts::RESOURCE_PROVIDER_2, "--gateway", &format!("127.0.0.1:{gw}")])
         .env("LILYPAD_GIT_BASE", &base)

@@ -93,6 +93,21 @@ pub enum ExecError {
     #[error("job {job}: the outputs holder {holder} stopped ({state}) before the outputs were copied out: they may be lost; run the job again")]
     OutputsLost { job: String, holder: String, state: String },
 
+    /// The firewall rules that keep a network-enabled job off the host and private ranges
+    /// could not be set (no root, no `iptables`, Docker run without its iptables chains).
+    /// Fatal: the job is not run on an open network, and it would fail the same way again.
+    #[error("job {job}: network-enabled jobs run only behind firewall rules keeping them off this host and private networks, and those could not be set: {reason}. Run the agent as root on the engine's host with iptables (and Docker's iptables integration on), or do not offer network-enabled modules")]
+    Firewall { job: String, reason: String },
+
+    /// The job's GPUs cannot be given now (held by other jobs: retryable) or at all (more
+    /// than the host has: fatal).
+    #[error("job {job}: {source}")]
+    Gpus {
+        job: String,
+        #[source]
+        source: crate::gpus::GpuError,
+    },
+
     /// Writing the result folder on this host failed (disk full, permissions). Retryable.
     #[error("{subject}: {what} {}: {source}", path.display())]
     Io {
@@ -111,10 +126,12 @@ impl ExecError {
             ExecError::EngineUnavailable { .. } | ExecError::Io { .. } | ExecError::OutputsLost { .. } => true,
             ExecError::Engine { source, .. } => engine_error_is_transient(source),
             ExecError::Outputs { source, .. } => source.is_transient(),
+            ExecError::Gpus { source, .. } => source.is_retryable(),
             ExecError::ImageNotFound { .. }
             | ExecError::BadSpec { .. }
             | ExecError::StartFailed { .. }
-            | ExecError::BadImage { .. } => false,
+            | ExecError::BadImage { .. }
+            | ExecError::Firewall { .. } => false,
         }
     }
 
@@ -125,7 +142,9 @@ impl ExecError {
             | ExecError::BadSpec { job, .. }
             | ExecError::StartFailed { job, .. }
             | ExecError::Outputs { job, .. }
-            | ExecError::OutputsLost { job, .. } => Some(job),
+            | ExecError::OutputsLost { job, .. }
+            | ExecError::Firewall { job, .. }
+            | ExecError::Gpus { job, .. } => Some(job),
             ExecError::Engine {
                 subject: Subject::Job(job),
                 ..

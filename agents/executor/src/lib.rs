@@ -13,7 +13,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The sandbox (see [`sandbox`]): no network unless [`RunSpec::network`], a non-root user,
+//! The sandbox (see [`sandbox`]): no network unless [`RunSpec::network`] (then a bridge of the
+//! executor's own, firewalled off the host and private ranges: [`job_network_name`]), a non-root user,
 //! read-only root filesystem, no capabilities, `no-new-privileges`, memory (no swap), CPU,
 //! pids and open-file limits, a wall-time limit, outputs on a size-capped tmpfs at
 //! `/outputs`, inputs read-only at `/inputs` and nothing else of the host, stdout/stderr
@@ -25,13 +26,16 @@
 
 mod error;
 mod executor;
+pub mod gpus;
 mod holder;
 pub mod outputs;
 pub mod sandbox;
 mod spec;
 
 pub use error::{ExecError, Subject};
+pub use executor::network::{bridge_interface, firewall_chains, job_network_name, BLOCKED_RANGES};
 pub use executor::{Executor, ExecutorConfig};
+pub use gpus::{GpuAllocator, GpuError, GpuLease};
 pub use spec::{
     EngineInfo, GpuRequest, Limits, RunOutcome, RunSpec, DEFAULT_USER, INPUTS_PATH, OUTPUTS_PATH,
 };

@@ -5,7 +5,8 @@
 //! `lilypad.executor=<instance>`:
 //! - an outputs volume: a tmpfs of `outputs_bytes` (and `outputs_files` inodes), mode 1777;
 //! - the holder (see `holder.rs`), which keeps that volume mounted until it is copied out;
-//! - the job's container: no network (unless allowed), a non-root user, read-only root
+//! - the job's container: no network (unless allowed: then the executor's own bridge, with no
+//!   route to the host or private ranges), a non-root user, read-only root
 //!   filesystem, all capabilities dropped, `no-new-privileges`, memory without swap, CPU,
 //!   pids and open-file limits, the outputs volume at `/outputs`, a small tmpfs at `/tmp`,
 //!   the inputs read-only at `/inputs`, and no log driver (the executor reads stdout/stderr
@@ -253,7 +254,8 @@ pub fn job_container(
     });
     let memory = i64::try_from(l.memory_bytes).unwrap_or(i64::MAX);
     let host = locked_down(HostConfig {
-        network_mode: Some(if spec.network { "bridge" } else { "none" }.into()),
+        // never Docker's default bridge: the executor's own, firewalled (executor/network.rs)
+        network_mode: Some(if spec.network { crate::job_network_name(instance) } else { "none".into() }),
         memory: Some(memory),
         memory_swap: Some(memory),
         nano_cpus: Some(i64::try_from(l.nano_cpus).unwrap_or(i64::MAX)),
@@ -489,7 +491,8 @@ mod tests {
         assert_eq!(c.entrypoint, None, "the image's ENTRYPOINT");
         assert_eq!(c.network_disabled, Some(false));
         let h = c.host_config.unwrap();
-        assert_eq!(h.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(h.network_mode, Some(crate::job_network_name("i")));
+        assert_ne!(h.network_mode.as_deref(), Some("bridge"), "never Docker's default bridge");
         assert_eq!(h.mounts.unwrap().len(), 1, "outputs only");
     }
 

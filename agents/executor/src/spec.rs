@@ -27,7 +27,8 @@ pub struct RunSpec {
     pub inputs_dir: Option<PathBuf>,
     /// Resource limits.
     pub limits: Limits,
-    /// Give the job a network (Docker's default bridge). `false`: `network_mode = "none"`.
+    /// Give the job a network: the executor's own bridge ([`crate::job_network_name`]), with
+    /// firewall rules that drop traffic to the host and private ranges. `false`: `network_mode = "none"`.
     /// Whether a job may have one is the resource provider's policy, decided by the caller.
     pub network: bool,
     /// GPUs, through the NVIDIA container toolkit (Docker device requests).

@@ -683,3 +683,38 @@ async fn missing_engine_explains_what_to_do() {
         "{msg}"
     );
 }
+
+/// GPU jobs take their devices from the executor's allocator before anything is created: none
+/// on the host is a fatal "has no GPU", devices held by another job a retryable "busy"; the
+/// held device is never handed out twice.
+#[tokio::test]
+async fn gpu_jobs_wait_for_free_devices_and_fail_clearly_without_any() {
+    let Some(exec) = engine("gpu-alloc").await else {
+        return;
+    };
+    let mut s = spec("true");
+    s.gpus = Some(lilypad_executor::GpuRequest { count: Some(1), device_ids: Vec::new() });
+    let none = Executor::with_docker(
+        exec.docker().clone(),
+        "test",
+        ExecutorConfig { instance: exec.config().instance.clone(), gpus: lilypad_executor::GpuAllocator::new(Vec::new()), ..Default::default() },
+    );
+    let (_t, dir) = result_dir();
+    let err = none.run("gpu-none", &s, &dir).await.unwrap_err();
+    assert!(matches!(err, ExecError::Gpus { .. }) && !err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("no GPU"), "{err}");
+
+    let one = lilypad_executor::GpuAllocator::new(vec!["0".into()]);
+    let held = one.acquire(Some(1), &[]).unwrap();
+    let busy = Executor::with_docker(
+        exec.docker().clone(),
+        "test",
+        ExecutorConfig { instance: exec.config().instance.clone(), gpus: one.clone(), ..Default::default() },
+    );
+    let err = busy.run("gpu-busy", &s, &dir).await.unwrap_err();
+    assert!(matches!(err, ExecError::Gpus { .. }) && err.is_retryable(), "{err}");
+    assert!(!dir.exists(), "nothing published");
+    assert_nothing_left(&exec).await;
+    drop(held);
+    assert_eq!(one.free(), 1);
+}

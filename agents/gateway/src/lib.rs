@@ -125,6 +125,7 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
         gateways: options.ipfs_gateway.clone().into_iter().collect(),
         cache: options.data_dir.join("cache"),
         allow_git: false,
+        git_policy: None,
         fetch: true,
     };
     let state = api::AppState::new(db, market.clone(), modules, options.limits.clone(), published::PublishedModules::new(sources));

@@ -169,6 +169,7 @@ impl Mediator {
             gateways: options.ipfs_gateways.clone(),
             cache: options.data_dir.join("cache"),
             allow_git: false,
+            git_policy: None,
             fetch: !options.ipfs_gateways.is_empty(),
         };
         let resolver = Arc::new(ModuleResolver::new(modules, sources));

@@ -68,7 +68,11 @@ pub use image::{
     inspect_archive, inspect_archive_with, load_image_archive, load_image_archive_with, module_image,
     save_image_archive, ArchiveInfo, ArchiveLimits, ImageArchive, ImageError, ModuleImage,
 };
-pub use fetch::{fetch_image_archive, fetch_module, FetchError};
+pub use fetch::{
+    fetch_image_archive, fetch_image_archive_with, fetch_module, fetch_module_with, image_fetch_limits, module_fetch_limits,
+    FetchError, IMAGE_ARCHIVE_DEADLINE, MODULE_FOLDER_DEADLINE, MODULE_FOLDER_MAX_BYTES, MODULE_FOLDER_MAX_DEPTH,
+    MODULE_FOLDER_MAX_FILES,
+};
 pub use git::{
     check_host, fetch_git_module, is_git_name, is_public_ip, repo_url, resolve_commit, GitError, GitPolicy,
 };

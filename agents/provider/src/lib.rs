@@ -61,6 +61,9 @@ pub struct ProviderOptions {
     /// tag's commit and checked against the hash pinned on chain. Their build commands run on
     /// this host: allow only if you trust who can publish.
     pub allow_git_modules: bool,
+    /// Which git modules: repository prefixes (`github.com/lilypad-tech`) and publishers
+    /// allowed; a git module outside it is refused (an empty policy refuses every one).
+    pub git_policy: lilypad_module::GitPolicy,
     /// Run published modules it has no folder for: the folder is fetched from IPFS by the CID
     /// the chain pins, and the image from the image archive pinned with it (never built here).
     pub fetch_modules: bool,

@@ -101,6 +101,7 @@ impl Provider {
             gateways: options.ipfs_gateways.clone(),
             cache: options.data_dir.join("cache"),
             allow_git: options.allow_git_modules,
+            git_policy: Some(options.git_policy.clone()),
             fetch: options.fetch_modules,
         };
         Ok(Self {

@@ -44,6 +44,10 @@ pub struct Sources {
     pub cache: PathBuf,
     /// Take modules from git repositories.
     pub allow_git: bool,
+    /// Which git modules (by repository prefix or publisher): `None` takes any (a job
+    /// creator's own `lilypad run`, which builds nothing); a provider passes its
+    /// `GitPolicy`, since their build commands run on its host.
+    pub git_policy: Option<lilypad_module::GitPolicy>,
     /// Fetch published folders by CID.
     pub fetch: bool,
 }
@@ -52,7 +56,23 @@ impl Sources {
     /// Whether the published module `entry` can be had from these sources (without doing the
     /// work yet).
     pub fn can_get(&self, entry: &ModuleEntry) -> bool {
-        (lilypad_module::is_git_name(&entry.name) && self.allow_git) || (self.fetch && !self.gateways.is_empty())
+        (lilypad_module::is_git_name(&entry.name) && self.git_allows(entry).is_ok()) || (self.fetch && !self.gateways.is_empty())
+    }
+
+    /// Whether git module `entry` may be taken from git: git allowed and, with a policy, its
+    /// repository or publisher allowed by it (the host rules apply either way).
+    fn git_allows(&self, entry: &ModuleEntry) -> Result<(), lilypad_module::GitError> {
+        if !self.allow_git {
+            return Err(lilypad_module::GitError::NotAllowed {
+                name: entry.name.clone(),
+                publisher: entry.publisher.to_string(),
+                allowed: "none (git modules are off)".into(),
+            });
+        }
+        match &self.git_policy {
+            Some(policy) => policy.check(&entry.name, entry.publisher),
+            None => lilypad_module::check_host(&entry.name).map(|_| ()),
+        }
     }
 
     /// The published module `entry`, from git or else fetched by CID (steps 2 and 3).
@@ -60,6 +80,9 @@ impl Sources {
         let (name, version, spec_hash) = (&entry.name, &entry.version, entry.spec.specHash);
         let image_hash = entry.spec.imageHash;
         if lilypad_module::is_git_name(name) && self.allow_git {
+            // outside the policy: refused, not fetched by CID either (the provider chose whose
+            // git modules it runs)
+            self.git_allows(entry).map_err(|source| RunError::Git { module: entry.reference(), source })?;
             let folder = lilypad_module::fetch_git_module(name, version, &self.cache.join("repos"))
                 .await
                 .map_err(|source| RunError::Git { module: entry.reference(), source })?;
@@ -142,5 +165,39 @@ impl ModuleResolver {
             locks.entry(id).or_default().clone()
         };
         lock.lock_owned().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::Address;
+    use lilypad_module::{GitError, GitPolicy};
+
+    fn entry(name: &str, publisher: Address) -> ModuleEntry {
+        ModuleEntry { name: name.into(), version: "v1".into(), publisher, spec: Default::default() }
+    }
+
+    #[test]
+    fn git_modules_outside_the_providers_policy_are_not_taken() {
+        let trusted = Address::repeat_byte(7);
+        let sources = Sources {
+            allow_git: true,
+            git_policy: Some(GitPolicy { repos: vec!["example.com/org".into()], publishers: vec![trusted] }),
+            ..Default::default()
+        };
+        assert!(sources.can_get(&entry("example.com/org/hello", Address::ZERO)));
+        assert!(sources.can_get(&entry("gitlab.com/anyone/x", trusted)), "an allowed publisher's");
+        assert!(!sources.can_get(&entry("example.com/other/x", Address::ZERO)));
+        let err = sources.git_allows(&entry("example.com/other/x", Address::ZERO)).unwrap_err();
+        assert!(matches!(err, GitError::NotAllowed { .. }), "{err}");
+        // the host rules whatever the policy: no IP literal even from a trusted publisher
+        assert!(!sources.can_get(&entry("127.0.0.1/o/r", trusted)));
+        // no policy (a job creator's own run): any public host; git off: none
+        let any = Sources { allow_git: true, ..Default::default() };
+        assert!(any.can_get(&entry("example.com/other/x", Address::ZERO)));
+        assert!(!any.can_get(&entry("10.0.0.1/o/r", Address::ZERO)));
+        let off = Sources { git_policy: sources.git_policy.clone(), ..Default::default() };
+        assert!(!off.can_get(&entry("example.com/org/hello", Address::ZERO)));
     }
 }

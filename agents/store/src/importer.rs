@@ -179,21 +179,76 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
+/// Chunks read ahead and hashed together, per hashing thread: a file of more than one chunk is
+/// read in batches of `HASH_BATCH_PER_THREAD * threads` chunks whose CIDs are computed in
+/// parallel (SHA-256 is what bounds `ipfs add` once files are in the page cache), then given to
+/// the builder in order, so the DAG and its CIDs are exactly those of the sequential import.
+const HASH_BATCH_PER_THREAD: usize = 4;
+
+/// Threads that hash one file's chunks: the machine's parallelism, at most 8.
+fn hash_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
 fn import_file<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
     let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let mut builder = FileBuilder::default();
-    let mut buf = vec![0u8; CHUNK_SIZE];
+    let threads = hash_threads();
+    let mut batch: Vec<Vec<u8>> = vec![vec![0u8; CHUNK_SIZE]];
+    let mut lens: Vec<usize> = Vec::new();
+    let mut cids: Vec<Cid> = Vec::new();
     loop {
-        let n = read_full(&mut file, &mut buf).map_err(|e| StoreError::io(path, e))?;
-        if n == 0 && builder.has_chunks() {
-            break;
+        // read up to a batch of chunks; the first batch is one chunk (most files are small),
+        // later ones as many as the threads hash at once
+        let want = if builder.has_chunks() { HASH_BATCH_PER_THREAD * threads } else { 1 };
+        if batch.len() < want {
+            batch.resize_with(want, || vec![0u8; CHUNK_SIZE]);
         }
-        builder.push_chunk(&buf[..n], sink)?;
-        if n < CHUNK_SIZE {
+        lens.clear();
+        let mut at_end = false;
+        for buf in batch.iter_mut().take(want) {
+            let n = read_full(&mut file, buf).map_err(|e| StoreError::io(path, e))?;
+            if n == 0 && (builder.has_chunks() || !lens.is_empty()) {
+                at_end = true;
+                break;
+            }
+            lens.push(n);
+            if n < CHUNK_SIZE {
+                at_end = true;
+                break;
+            }
+        }
+        let chunks: Vec<&[u8]> = batch.iter().zip(&lens).map(|(b, &n)| &b[..n]).collect();
+        hash_chunks(&chunks, threads, &mut cids);
+        for (chunk, cid) in chunks.iter().zip(&cids) {
+            builder.push_leaf(*cid, chunk, sink)?;
+        }
+        if at_end {
             break;
         }
     }
     builder.finish(sink)
+}
+
+/// The raw-block CIDs of `chunks`, in order, into `out`: on `threads` threads when there are
+/// several chunks, on this one otherwise.
+fn hash_chunks(chunks: &[&[u8]], threads: usize, out: &mut Vec<Cid>) {
+    out.clear();
+    if chunks.len() < 2 || threads < 2 {
+        out.extend(chunks.iter().map(|c| raw_cid(c)));
+        return;
+    }
+    let per = chunks.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = chunks
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(|c| raw_cid(c)).collect::<Vec<Cid>>()))
+            .collect();
+        for part in parts {
+            // raw_cid does not panic; a panicking thread is re-raised here as in sequential code
+            out.extend(part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+    });
 }
 
 /// Builds the balanced file DAG bottom-up as chunks arrive.
@@ -212,8 +267,8 @@ impl FileBuilder {
         self.levels.first().is_some_and(|l| !l.is_empty())
     }
 
-    fn push_chunk<S: BlockSink>(&mut self, chunk: &[u8], sink: &S) -> Result<()> {
-        let cid = raw_cid(chunk);
+    /// Adds the next chunk, `cid` being its raw-block CID.
+    fn push_leaf<S: BlockSink>(&mut self, cid: Cid, chunk: &[u8], sink: &S) -> Result<()> {
         sink.put_block(&cid, chunk)?;
         let len = chunk.len() as u64;
         self.push(
@@ -256,7 +311,7 @@ impl FileBuilder {
             }
             level += 1;
         }
-        // push_chunk is always called at least once (an empty file is one empty chunk).
+        // push_leaf is always called at least once (an empty file is one empty chunk).
         Err(StoreError::Unsupported {
             subject: "file".into(),
             what: "file builder finished without chunks".into(),
@@ -375,11 +430,11 @@ mod tests {
         let mut b = FileBuilder::default();
         let mut chunks = data.chunks(CHUNK_SIZE);
         match chunks.next() {
-            None => b.push_chunk(&[], sink).unwrap(),
+            None => b.push_leaf(raw_cid(&[]), &[], sink).unwrap(),
             Some(first) => {
-                b.push_chunk(first, sink).unwrap();
+                b.push_leaf(raw_cid(first), first, sink).unwrap();
                 for c in chunks {
-                    b.push_chunk(c, sink).unwrap();
+                    b.push_leaf(raw_cid(c), c, sink).unwrap();
                 }
             }
         }
@@ -420,6 +475,32 @@ mod tests {
     }
 
     #[test]
+    fn a_file_hashed_in_parallel_batches_gives_the_sequential_dag() {
+        // sizes around one chunk, one batch and a full 174-link node, whatever the thread count
+        let batch = HASH_BATCH_PER_THREAD * hash_threads();
+        let dir = tempfile::tempdir().unwrap();
+        for chunks in [0, 1, 2, batch, batch + 1, 2 * batch + 1, MAX_LINKS + 1] {
+            for extra in [0usize, 1] {
+                let len = chunks * CHUNK_SIZE + extra;
+                let data: Vec<u8> = pattern(len).iter().enumerate().map(|(i, b)| b ^ (i / CHUNK_SIZE) as u8).collect();
+                let path = dir.path().join(format!("f{chunks}-{extra}"));
+                std::fs::write(&path, &data).unwrap();
+                let sequential = import_bytes(&data, &MemSink::default());
+                let sink = MemSink::default();
+                let parallel = import_file(&path, &sink).unwrap();
+                assert_eq!(parallel.cid, sequential.cid, "{len} bytes ({chunks} chunks + {extra})");
+                assert_eq!((parallel.tsize, parallel.filesize), (sequential.tsize, sequential.filesize));
+            }
+        }
+        // and with the hashing spread over several threads explicitly
+        let chunks: Vec<Vec<u8>> = (0..9u8).map(|i| vec![i; 1000 + i as usize]).collect();
+        let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        let mut out = Vec::new();
+        hash_chunks(&refs, 4, &mut out);
+        assert_eq!(out, refs.iter().map(|c| raw_cid(c)).collect::<Vec<_>>(), "in order");
+    }
+
+    #[test]
     fn chunk_boundaries() {
         for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE] {
             let sink = MemSink::default();
@@ -455,7 +536,8 @@ mod tests {
             let sink = MemSink::default();
             let mut b = FileBuilder::default();
             for i in 0..chunks {
-                b.push_chunk(&(i as u32).to_le_bytes(), &sink).unwrap();
+                let c = (i as u32).to_le_bytes();
+                b.push_leaf(raw_cid(&c), &c, &sink).unwrap();
             }
             let root = b.finish(&sink).unwrap();
             let (d, leaves, size) = shape(&sink, &root.cid);

@@ -162,6 +162,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             ipfs_api: None,
             offer_any: Some(OFFER_ANY),
             allow_git_modules: false,
+            git_policy: Default::default(),
             fetch_modules: true,
             ipfs_gateways: vec![ipfs.clone()],
             testing: Default::default(),
@@ -203,7 +204,8 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     println!("  ipfs       {ipfs} (modules and image archives; `lilypad module publish` imports here)");
     println!("  modules    {}", modules.iter().map(|m| m.reference().to_string()).collect::<Vec<_>>().join(", "));
     // another data folder than the default: other terminals must be told it
-    let env = if data_dir == Path::new(crate::DEFAULT_DATA_DIR) { String::new() } else { format!("LILYPAD_DATA_DIR={} ", data_dir.display()) };
+    let default = crate::network::default_data_dir().ok();
+    let env = if default.as_deref() == Some(data_dir) { String::new() } else { format!("LILYPAD_DATA_DIR={} ", data_dir.display()) };
     println!("  run a job  {env}lilypad run lilysay:0.1.0 -i Message=hello");
     println!("  a job      {env}lilypad job 1");
     println!("(Ctrl-C to stop)");
@@ -244,7 +246,8 @@ const AGENT_STOP: Duration = Duration::from_secs(30);
 fn write_info(data_dir: &Path, info: &DevnetInfo) -> eyre::Result<PathBuf> {
     let path = DevnetInfo::path(data_dir);
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?)?;
+    // It holds the devnet's private keys: readable by this user only.
+    crate::network::write_private(&tmp, &serde_json::to_vec_pretty(info)?)?;
     std::fs::rename(&tmp, &path)?;
     Ok(path)
 }

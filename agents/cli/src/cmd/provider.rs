@@ -32,9 +32,19 @@ pub struct ProviderArgs {
     /// (e.g. 2000,4096,10000).
     #[arg(long, value_parser = parse_resources)]
     pub offer_any: Option<lilypad_bindings::Resources>,
-    /// Run modules published from git repositories (their build commands run on this host).
+    /// Run modules published from git repositories (their build commands run on this host):
+    /// only those --allow-git-repo or --allow-git-publisher allow (one of them is needed).
     #[arg(long)]
     pub allow_git_modules: bool,
+    /// Git modules from repositories under this prefix: a host (`github.com`) or a host and
+    /// leading path (`github.com/lilypad-tech`), whole components. Repeat for more. Implies
+    /// --allow-git-modules.
+    #[arg(long = "allow-git-repo", value_name = "PREFIX")]
+    pub allow_git_repos: Vec<String>,
+    /// Git modules published on chain by this account, from any public host. Repeat for more.
+    /// Implies --allow-git-modules.
+    #[arg(long = "allow-git-publisher", value_name = "ADDRESS")]
+    pub allow_git_publishers: Vec<alloy::primitives::Address>,
     /// Do not fetch published modules it has no folder for (by default, with --offer-any,
     /// their folders and image archives are fetched by CID from the IPFS gateway; images
     /// are loaded, never built, so nothing of theirs runs outside the sandbox).
@@ -93,9 +103,12 @@ fn parse_resources(s: &str) -> Result<lilypad_bindings::Resources, String> {
 
 impl ProviderArgs {
     pub async fn run(self, data_dir: &Path) -> eyre::Result<()> {
+        // bad flags before anything connects
+        git_policy(self.allow_git_modules, &self.allow_git_repos, &self.allow_git_publishers)?;
         let net = self.network.resolve_with(data_dir, |d| d.provider_key.clone())?;
         let client = net.connect(true).await?;
         let testing = self.testing.as_ref().map(TestingArgs::hooks).unwrap_or_default();
+        let (allow_git_modules, git_policy) = git_policy(self.allow_git_modules, &self.allow_git_repos, &self.allow_git_publishers)?;
         let options = lilypad_provider::ProviderOptions {
             modules: self.modules,
             price: self.price,
@@ -108,7 +121,8 @@ impl ProviderArgs {
             poll: std::time::Duration::from_millis(self.poll_ms.max(1)),
             ipfs_api: self.ipfs_api,
             offer_any: self.offer_any,
-            allow_git_modules: self.allow_git_modules,
+            allow_git_modules,
+            git_policy,
             fetch_modules: !self.no_fetch_modules,
             ipfs_gateways: net.ipfs_gateways.clone(),
             testing,
@@ -116,5 +130,80 @@ impl ProviderArgs {
         let provider = lilypad_provider::Provider::start(client, options).await?;
         provider.run(crate::shutdown_signal()).await?;
         Ok(())
+    }
+}
+
+/// Whether git modules are on, and which: `--allow-git-repo` prefixes and
+/// `--allow-git-publisher` accounts (either turns them on). `--allow-git-modules` alone is
+/// refused: it would let anyone who publishes a git module run build commands on this host.
+fn git_policy(
+    allow_git_modules: bool,
+    repos: &[String],
+    publishers: &[alloy::primitives::Address],
+) -> eyre::Result<(bool, lilypad_module::GitPolicy)> {
+    for prefix in repos {
+        let trimmed = prefix.trim_end_matches('/');
+        // a prefix names a host the host rules accept: no IP literal, no local-only name
+        lilypad_module::check_host(&format!("{trimmed}/x"))
+            .map_err(|e| eyre::eyre!("--allow-git-repo {prefix:?}: {e}"))?;
+    }
+    let on = allow_git_modules || !repos.is_empty() || !publishers.is_empty();
+    if on && repos.is_empty() && publishers.is_empty() {
+        return Err(eyre::eyre!(
+            "--allow-git-modules needs --allow-git-repo PREFIX (e.g. github.com/your-org) or --allow-git-publisher ADDRESS: \
+             git modules run their build commands on this host, so say whose you run"
+        ));
+    }
+    Ok((on, lilypad_module::GitPolicy { repos: repos.to_vec(), publishers: publishers.to_vec() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::Address;
+
+    #[test]
+    fn git_modules_are_taken_only_from_allowed_repos_or_publishers() {
+        let trusted = Address::repeat_byte(7);
+        let (on, policy) = git_policy(false, &["github.com/lilypad-tech".into()], &[trusted]).unwrap();
+        assert!(on, "a policy turns git modules on");
+        assert!(policy.check("github.com/lilypad-tech/cowsay", Address::ZERO).is_ok());
+        assert!(policy.check("github.com/someone-else/x", Address::ZERO).is_err());
+        assert!(policy.check("gitlab.com/anyone/x", trusted).is_ok(), "an allowed publisher's from any public host");
+
+        let (on, policy) = git_policy(false, &[], &[]).unwrap();
+        assert!(!on && policy == lilypad_module::GitPolicy::default(), "off by default");
+
+        let err = git_policy(true, &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("--allow-git-repo") && err.contains("--allow-git-publisher"), "{err}");
+        for bad in ["127.0.0.1", "10.0.0.1/org", "git.local", "localhost/x"] {
+            let err = git_policy(true, &[bad.into()], &[]).unwrap_err().to_string();
+            assert!(err.contains("--allow-git-repo"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_flags_parse_into_the_policy() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ProviderArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--offer-any",
+            "1000,64,10",
+            "--allow-git-repo",
+            "github.com/a",
+            "--allow-git-repo",
+            "example.org",
+            "--allow-git-publisher",
+            "0x0707070707070707070707070707070707070707",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.allow_git_repos, ["github.com/a", "example.org"]);
+        assert_eq!(cli.args.allow_git_publishers, [Address::repeat_byte(7)]);
+        assert!(Cli::try_parse_from(["x", "--offer-any", "1000,64,10", "--allow-git-publisher", "not-an-address"]).is_err());
     }
 }

@@ -10,12 +10,16 @@ use bollard::errors::Error as BollardError;
 use bollard::Docker;
 use tracing::{debug, info, warn};
 
+use std::sync::Arc;
+
 use crate::error::{ExecError, Subject};
+use crate::gpus::GpuAllocator;
 use crate::spec::EngineInfo;
 
 mod cleanup;
 mod images;
 mod logs;
+pub(crate) mod network;
 mod run;
 
 /// Settings of an [`Executor`].
@@ -29,6 +33,9 @@ pub struct ExecutorConfig {
     pub log_grace: Duration,
     /// How long to wait for the container to go away after a kill.
     pub kill_grace: Duration,
+    /// The GPUs jobs are given from: [`GpuAllocator::host`] (this host's, shared by every
+    /// executor of the process) unless set.
+    pub gpus: Arc<GpuAllocator>,
 }
 
 impl Default for ExecutorConfig {
@@ -37,6 +44,7 @@ impl Default for ExecutorConfig {
             instance: "default".into(),
             log_grace: Duration::from_secs(10),
             kill_grace: Duration::from_secs(30),
+            gpus: GpuAllocator::host(),
         }
     }
 }
@@ -48,6 +56,8 @@ pub struct Executor {
     endpoint: String,
     config: ExecutorConfig,
     holder_image: tokio::sync::OnceCell<String>,
+    /// One job-network setup at a time (see `network.rs`).
+    network_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -111,6 +121,7 @@ impl Executor {
             endpoint: endpoint.into(),
             config,
             holder_image: tokio::sync::OnceCell::new(),
+            network_lock: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -21,7 +21,7 @@ use super::{io_error, unique, Executor};
 use crate::error::{message_of, status_of, ExecError, Subject};
 use crate::outputs::{extract_outputs, ExtractLimits, ExtractReport, PAGE};
 use crate::sandbox;
-use crate::spec::{RunOutcome, RunSpec, OUTPUTS_PATH};
+use crate::spec::{GpuRequest, RunOutcome, RunSpec, OUTPUTS_PATH};
 
 impl Executor {
     /// Runs job `job` as `spec` says, in the sandbox (see [`crate::sandbox`]), and writes its
@@ -51,6 +51,24 @@ impl Executor {
         result_dir: &Path,
     ) -> Result<RunOutcome, ExecError> {
         let tmp = self.check_run(job, spec, result_dir).await?;
+        // GPUs of its own, held until the run ends (the lease is dropped on every path).
+        let (_gpus, placed);
+        let spec = match &spec.gpus {
+            Some(g) => {
+                let lease = self
+                    .config
+                    .gpus
+                    .acquire(g.count, &g.device_ids)
+                    .map_err(|source| ExecError::Gpus { job: job.to_string(), source })?;
+                tracing::info!(devices = ?lease.devices(), "GPUs assigned");
+                let mut s = spec.clone();
+                s.gpus = Some(GpuRequest { count: None, device_ids: lease.devices().to_vec() });
+                _gpus = Some(lease);
+                placed = s;
+                &placed
+            }
+            None => spec,
+        };
         let holder_image = self.holder_image().await?;
         fresh_dir(job, &tmp).await?;
 
@@ -227,6 +245,9 @@ impl Executor {
         uniq: &str,
         guard: &mut Cleanup,
     ) -> Result<String, ExecError> {
+        if spec.network {
+            self.ensure_job_network(job).await?;
+        }
         let name = sandbox::object_name("job", job, uniq);
         let body = sandbox::job_container(job, &self.config.instance, spec, volume);
         match self.create(&name, body, job, guard).await {
