@@ -131,8 +131,13 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
     let state = api::AppState::new(db, market.clone(), modules, options.limits.clone(), published::PublishedModules::new(sources));
     let app = api::router(state);
     // Connection caps (overall and per IP), header-read, idle and write timeouts: a flood of
-    // half-open connections or readers that never read cannot use up the gateway's files.
-    let server = lilypad_store::http::serve_router(app, options.listen, &lilypad_store::ServerLimits::default()).await.map_err(|e| match e {
+    // half-open connections or readers that never read cannot use up the gateway's files. The
+    // idle timeout (nothing read or written) also runs while a request is answered: a
+    // non-streamed LLM answer (OpenAI's and Ollama's `stream: false`) sends nothing until its job
+    // has run, for up to `compat::WAIT_LIMIT`, so the gateway's is that plus a minute (the
+    // default 60 s cut such answers off mid-request).
+    let limits = lilypad_store::ServerLimits { idle_timeout: compat::WAIT_LIMIT + Duration::from_secs(60), ..Default::default() };
+    let server = lilypad_store::http::serve_router(app, options.listen, &limits).await.map_err(|e| match e {
         lilypad_store::StoreError::Bind { source, .. } => GatewayError::Bind { addr: options.listen, source },
         other => GatewayError::Bind { addr: options.listen, source: std::io::Error::other(other.to_string()) },
     })?;
