@@ -1,6 +1,7 @@
 //! `lilypad gateway` end to end, with everything real: `lilypad devnet` (Anvil, contracts,
 //! solver, Docker provider) as a child process, `lilypad gateway serve` as another, over a
-//! SQLite file and over a throwaway PostgreSQL server; then the dashboard in headless Chromium.
+//! SQLite file and over a throwaway PostgreSQL server; then the dashboard in headless Chromium
+//! (a lilysay job's stdout and an LLM job's answer, from the form).
 //!
 //! Per database: keys and credit from the admin CLI; refused requests (each a problem+json,
 //! nothing charged); a lilysay job followed over SSE to its verified outputs; a job whose
@@ -202,11 +203,13 @@ async fn scenario(devnet: &Devnet, db: &str, chain_key: &str, label: &str) -> (G
 
     // --- a crash between sending runJob and recording its id: reconciled from JobCreated by nonce
     gw.kill();
+    // the deployment the gateway keys its jobs by
+    let deployment = devnet.client(chain_key).await.chain_key().folder_name();
     let id3 = {
         let store = Db::connect(db).await.unwrap();
         let alice = store.account_by_name("alice").await.unwrap().unwrap();
         let inputs = vec!["Message=sent before a crash".to_string()];
-        let new = NewJob { account_id: &alice.id, key_id: &key[..16], idempotency_key: None, module: "lilysay:0.1.0", inputs: &inputs, payment: PRICE };
+        let new = NewJob { deployment: &deployment, account_id: &alice.id, key_id: &key[..16], idempotency_key: None, module: "lilysay:0.1.0", inputs: &inputs, payment: PRICE };
         let (row, _) = store.create_job(new).await.unwrap();
         let chain = devnet.client(chain_key).await;
         let me = chain.address().unwrap();
@@ -222,7 +225,7 @@ async fn scenario(devnet: &Devnet, db: &str, chain_key: &str, label: &str) -> (G
         let store = Db::connect(db).await.unwrap();
         let alice = store.account_by_name("alice").await.unwrap().unwrap();
         let inputs = vec!["Message=never sent".to_string()];
-        let new = NewJob { account_id: &alice.id, key_id: &key[..16], idempotency_key: None, module: "lilysay:0.1.0", inputs: &inputs, payment: 1 };
+        let new = NewJob { deployment: &deployment, account_id: &alice.id, key_id: &key[..16], idempotency_key: None, module: "lilysay:0.1.0", inputs: &inputs, payment: 1 };
         store.create_job(new).await.unwrap().0.id
     };
     let gw = GatewayProc::start(devnet, db, chain_key, log.clone(), &["--rate", "50", "--burst", "100"]);
@@ -255,8 +258,12 @@ async fn scenario(devnet: &Devnet, db: &str, chain_key: &str, label: &str) -> (G
     (gw, key)
 }
 
-/// Headless Chromium through playwright-core: the dashboard runs lilysay from its form.
-fn browser_check(url: &str, key: &str) {
+const LLM: &str = "ollama-pipeline:smollm2-135m";
+
+/// Headless Chromium through playwright-core: the dashboard runs lilysay from its form and
+/// shows its stdout, then runs the LLM module with a prompt and shows the model's answer (the
+/// same text the API gives as the job's `result.text`).
+async fn browser_check(url: &str, key: &str) {
     if !Path::new("/usr/bin/chromium").exists() {
         let _ = Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "chromium"]).status();
     }
@@ -272,29 +279,84 @@ fn browser_check(url: &str, key: &str) {
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gateway-dashboard.png");
     let out = Command::new("node")
         .arg(dir.join("dashboard.mjs"))
-        .args([url, key, "hello from the dashboard", shot.to_str().unwrap()])
+        .args([url, key, "hello from the dashboard", shot.to_str().unwrap(), LLM, "Name one colour of the sky."])
         .output()
         .expect("node is needed for the browser test");
     let (o, e) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "dashboard test failed:\n{o}\n{e}");
-    assert!(o.contains("hello from the dashboard"), "{o}");
+    let shown: Value = serde_json::from_str(o.lines().last().unwrap_or_default()).unwrap_or_else(|err| panic!("{err}: {o}"));
+    assert!(shown["text"].as_str().unwrap().contains("hello from the dashboard"), "{o}");
+    // the answer shown is the LLM job's result.text, from its outputs/response.json
+    let api = Api { http: reqwest::Client::new(), url: url.to_string() };
+    let jobs = api.get("/api/v1/jobs?limit=1", key).await;
+    let id = jobs["jobs"][0]["id"].as_str().unwrap().to_string();
+    let job = api.get(&format!("/api/v1/jobs/{id}"), key).await;
+    assert_eq!(job["module"], LLM, "{job}");
+    assert_eq!(job["result"]["text"], shown["llm"]["text"], "the dashboard shows the model's answer: {o}\n{job}");
+    assert!(job["result"]["stdout"].is_string() && job["result"]["text"] != job["result"]["stdout"], "the answer, not the program's stdout: {job}");
     assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "screenshot saved at {}", shot.display());
     eprintln!("dashboard screenshot: {}", shot.display());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_runs_and_charges_jobs_on_sqlite_and_postgres() {
+    // the LLM module's image, for the dashboard's LLM job
+    common::build_llm_module(&common::repo());
     let devnet = Devnet::start(3);
     // SQLite, paying from the devnet's job creator key
     let sqlite = devnet.data_dir.path().join("gw/sqlite.db").display().to_string();
     let (gw, key) = scenario(&devnet, &sqlite, accounts::JOB_CREATOR, "sqlite").await;
-    // the dashboard, against the SQLite gateway (more credit for one more job)
+    // the dashboard, against the SQLite gateway (more credit for a lilysay and an LLM job)
     stdout_of(&devnet.lilypad(&["gateway", "--db", &sqlite, "credit", "add", "alice", "2LP"]));
-    browser_check(&gw.url, &key);
+    browser_check(&gw.url, &key).await;
     drop(gw);
     // PostgreSQL, paying from another key (its own nonces)
     let pg = lilypad_gateway::testing::Postgres::start().unwrap_or_else(|e| panic!("PostgreSQL is needed for this test: {e}"));
     let url = pg.database("gateway_e2e").unwrap();
     let (gw, _) = scenario(&devnet, &url, accounts::JOB_CREATOR_2, "postgres").await;
     drop(gw);
+}
+
+/// A gateway restarted against a new devnet with the same database: the old deployment's job
+/// (left open there) is neither listed nor moved by the new deployment's events, though the
+/// new deployment numbers its first job the same; the new job runs and settles; both are charged
+/// once and neither is refunded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_on_a_new_devnet_neither_lists_nor_settles_the_old_ones_jobs() {
+    let keep = tempfile::tempdir().unwrap();
+    let db = keep.path().join("gateway.db").display().to_string();
+    let (old_id, old_deployment, old_state, key) = {
+        let devnet = Devnet::start(3);
+        let key = stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "keys", "create", "alice"]));
+        stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "credit", "add", "alice", "3LP"]));
+        let gw = GatewayProc::start(&devnet, &db, accounts::JOB_CREATOR, keep.path().join("gateway-a.log"), &[]);
+        let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
+        let (status, _, job) = api.call(reqwest::Method::POST, "/api/v1/jobs", Some(&key), Some(lilysay("on the first devnet"))).await;
+        assert_eq!(status, 201, "{job}");
+        // the devnet and the gateway stop before the job is settled there
+        gw.kill();
+        let id = job["id"].as_str().unwrap().to_string();
+        let state = Db::connect(&db).await.unwrap().job(&id).await.unwrap().unwrap().state;
+        assert!(["open", "matched"].contains(&state.as_str()), "stopped before its result: {state}");
+        (id, job["deployment"].as_str().unwrap().to_string(), state, key)
+    };
+    let devnet = Devnet::start(3);
+    let gw = GatewayProc::start(&devnet, &db, accounts::JOB_CREATOR, keep.path().join("gateway-b.log"), &[]);
+    let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
+    assert_eq!(api.get("/api/v1/jobs", &key).await["jobs"], json!([]), "the old deployment's job is not listed");
+    let (status, _, job) = api.call(reqwest::Method::POST, "/api/v1/jobs", Some(&key), Some(lilysay("on the second devnet"))).await;
+    assert_eq!(status, 201, "{job}\n{}", gw.log());
+    let new_id = job["id"].as_str().unwrap().to_string();
+    assert_ne!(job["deployment"], old_deployment.as_str(), "another deployment: {job}");
+    let old = api.get(&format!("/api/v1/jobs/{old_id}"), &key).await;
+    assert_eq!(old["onchainJobId"], job["onchainJobId"], "both deployments number their first job the same: {old}\n{job}");
+    api.wait_for(&new_id, &key, "settlement", |j| j["state"] == "settled").await;
+    let old = api.get(&format!("/api/v1/jobs/{old_id}"), &key).await;
+    assert_eq!((old["state"].as_str(), old["deployment"].as_str()), (Some(old_state.as_str()), Some(old_deployment.as_str())), "untouched by the new deployment's events: {old}");
+    let listed: Vec<Value> = api.get("/api/v1/jobs", &key).await["jobs"].as_array().unwrap().iter().map(|j| j["id"].clone()).collect();
+    assert_eq!(listed, vec![json!(new_id)]);
+    let ledger = api.get("/api/v1/account/ledger", &key).await;
+    let keys: Vec<&str> = ledger["entries"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
+    assert!(!keys.iter().any(|k| k.ends_with(":refund")), "nothing refunded: {ledger}");
+    assert_eq!(ledger["balance"], (3 * 1_000_000_000_000_000_000u128 - 2 * PRICE).to_string(), "{ledger}");
 }

@@ -3,16 +3,17 @@
 //! a `lilypad devnet` running the LLM module modules/ollama-pipeline: a chat, a completion, a
 //! streamed chat, the model lists, a bad key, an unknown model, too little credit
 //! (tests/compat/clients.py). Then the per-key rate limit: 429 with `Retry-After`, as a problem
-//! on the REST API and in OpenAI's shape on /v1.
+//! on the REST API and in OpenAI's shape on /v1; every item of the gateway's streams against
+//! the item schemas of its OpenAPI document (tests/compat/streams.py); and the OpenAPI fuzzer.
 //!
 //! Needs anvil (tools/bootstrap), Docker and the ollama-pipeline build's tools
-//! (tools/bootstrap --docker), python3 with the clients (tools/bootstrap --gateway).
+//! (tools/bootstrap --docker), python3 with the clients, schemathesis and jsonschema
+//! (tools/bootstrap --gateway).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{text, Devnet, GatewayProc, LILYPAD};
+use common::{text, Devnet, GatewayProc};
 
 const MODEL: &str = "ollama-pipeline:smollm2-135m";
 
@@ -25,27 +26,13 @@ fn admin(devnet: &Devnet, db: &str, args: &[&str]) -> String {
     stdout.trim().to_string()
 }
 
-fn build_llm_module(repo: &Path) {
-    let build_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(LILYPAD)
-        .arg("--data-dir")
-        .arg(build_dir.path())
-        .args(["module", "build"])
-        .arg(repo.join("modules/ollama-pipeline"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lilypad module build");
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "building modules/ollama-pipeline failed:\n{stdout}\n{stderr}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openai_and_ollama_clients_run_llm_jobs_through_the_gateway() {
     let repo = common::repo();
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python).args(["-c", "import openai, ollama"]).output().expect("python3 is needed for this test");
     assert!(probe.status.success(), "the openai and ollama packages are needed (tools/bootstrap --gateway): {}", String::from_utf8_lossy(&probe.stderr));
-    build_llm_module(&repo);
+    common::build_llm_module(&repo);
 
     let devnet = Devnet::start(3);
     let db = devnet.dir().join("gw/compat.db").display().to_string();
@@ -110,11 +97,45 @@ async fn a_key_past_its_rate_limit_gets_429_with_retry_after() {
     assert_eq!(r.status().as_u16(), 200);
 }
 
+/// What the gateway streams, read from a devnet gateway, against the item schemas of its own
+/// OpenAPI document (tests/compat/streams.py): the market's event stream and a job's event
+/// stream over a lilysay job's life, then OpenAI's SSE and Ollama's NDJSON streams (and the
+/// non-streamed answers) of short LLM jobs.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_streams_send_what_the_openapi_document_says() {
+    let repo = common::repo();
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python).args(["-c", "import jsonschema"]).output().expect("python3 is needed for this test");
+    assert!(probe.status.success(), "the jsonschema package is needed (tools/bootstrap --gateway): {}", String::from_utf8_lossy(&probe.stderr));
+    common::build_llm_module(&repo);
+
+    let devnet = Devnet::start(3);
+    let db = devnet.dir().join("gw/streams.db").display().to_string();
+    let key = admin(&devnet, &db, &["keys", "create", "streams"]);
+    // a lilysay job and six LLM jobs at 1.05 LP
+    admin(&devnet, &db, &["credit", "add", "streams", "8LP"]);
+    let log = devnet.dir().join("gateway-streams.log");
+    let gw = GatewayProc::start(&devnet, &db, lilypad_devnet::accounts::JOB_CREATOR, log.clone(), &["--rate", "50", "--burst", "100"]);
+    let out = Command::new(&python)
+        .arg(repo.join("agents/cli/tests/compat/streams.py"))
+        .env("GATEWAY", &gw.url)
+        .env("KEY", &key)
+        .env("MODEL", MODEL)
+        .env("STREAMS_TIMEOUT", "420")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the stream checks");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stream checks failed:\n{stdout}\n{stderr}\ngateway:\n{}\ndevnet:\n{}", gw.log(), devnet.log());
+    eprintln!("{stdout}");
+    assert!(stdout.contains("all stream checks passed"), "{stdout}");
+}
+
 /// The OpenAPI-driven fuzzer `schemathesis` (PyPI, tools/bootstrap --gateway) against a devnet
 /// gateway, bounded in time: every answer has a documented status, content type and schema, no
 /// 5xx, and requests the document refuses are refused. The key has no credit, so no request
-/// starts a job (the client test above covers the answers of jobs that run); the market's
-/// event stream, which never ends by itself, is left out.
+/// starts a job (the client and stream tests above cover the answers of jobs that run); the
+/// market's event stream, which never ends by itself, is left to the stream test.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_answers_as_its_openapi_document_says() {
     let probe = Command::new("schemathesis").arg("--version").output();

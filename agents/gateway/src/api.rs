@@ -4,23 +4,19 @@
 //! test reads them from this file and compares them with [`crate::openapi::document`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::path::{Component, Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::Stream;
 use lilypad_module::Module;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, mpsc};
 
 use crate::compat;
 use crate::db::{is_final, Account, Db, DbError, JobRow, KeyCheck, NewJob};
@@ -54,22 +50,10 @@ pub struct AppState {
     /// Folders of the other published modules, fetched by CID for input checks.
     pub published: crate::published::PublishedModules,
     buckets: StdMutex<HashMap<String, (f64, Instant)>>,
-    /// Open `/api/v1/events` streams (no key needed): at most [`MAX_OPEN_EVENT_STREAMS`].
-    event_streams: Arc<tokio::sync::Semaphore>,
+    /// Open `/api/v1/events` streams (no key needed): at most
+    /// [`crate::streams::MAX_OPEN_EVENT_STREAMS`].
+    pub(crate) event_streams: Arc<tokio::sync::Semaphore>,
 }
-
-/// A slot for one more `/api/v1/events` stream, or the problem to answer with (429 and
-/// `Retry-After`) when all [`MAX_OPEN_EVENT_STREAMS`] are taken.
-fn event_stream_slot(slots: &Arc<tokio::sync::Semaphore>) -> Result<tokio::sync::OwnedSemaphorePermit, Problem> {
-    slots.clone().try_acquire_owned().map_err(|_| {
-        let mut p = Problem::new(Kind::RateLimited, format!("{MAX_OPEN_EVENT_STREAMS} event streams are open already: close one or retry shortly"));
-        p.retry_after = Some(5);
-        p
-    })
-}
-
-/// Most `/api/v1/events` streams open at once; one more is answered 429 with `Retry-After`.
-pub const MAX_OPEN_EVENT_STREAMS: usize = 256;
 
 impl AppState {
     pub fn new(db: Arc<Db>, market: Arc<Market>, modules: Vec<Module>, limits: Limits, published: crate::published::PublishedModules) -> Arc<AppState> {
@@ -81,7 +65,7 @@ impl AppState {
             limits,
             published,
             buckets: StdMutex::new(HashMap::new()),
-            event_streams: Arc::new(tokio::sync::Semaphore::new(MAX_OPEN_EVENT_STREAMS)),
+            event_streams: Arc::new(tokio::sync::Semaphore::new(crate::streams::MAX_OPEN_EVENT_STREAMS)),
         })
     }
 
@@ -113,13 +97,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/jobs", post(create_job).get(list_jobs))
         .route("/api/v1/jobs/{id}", get(get_job))
-        .route("/api/v1/jobs/{id}/events", get(job_events))
+        .route("/api/v1/jobs/{id}/events", get(crate::streams::job_events))
         .route("/api/v1/jobs/{id}/outputs", get(list_outputs))
         .route("/api/v1/jobs/{id}/outputs/{*path}", get(get_output))
         .route("/api/v1/modules", get(modules))
         .route("/api/v1/account", get(account))
         .route("/api/v1/account/ledger", get(ledger))
-        .route("/api/v1/events", get(market_events))
+        .route("/api/v1/events", get(crate::streams::market_events))
         .route("/v1/chat/completions", post(compat::openai::chat_completions))
         .route("/v1/completions", post(compat::openai::completions))
         .route("/v1/models", get(compat::openai::list_models))
@@ -340,6 +324,7 @@ pub(crate) async fn run_job(
     };
 
     let new = NewJob {
+        deployment: &state.market.deployment,
         account_id: &account.id,
         key_id,
         idempotency_key: idempotency,
@@ -364,7 +349,7 @@ pub(crate) async fn run_job(
 async fn list_jobs(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, Problem> {
     let (_, account) = authenticate(&state, &headers).await?;
     let limit = limit_param(&q, 50, 500)?;
-    let jobs = state.db.jobs_of(&account.id, limit).await.map_err(Problem::internal)?;
+    let jobs = state.db.jobs_of(&account.id, &state.market.deployment, limit).await.map_err(Problem::internal)?;
     let mut out = Vec::with_capacity(jobs.len());
     for j in &jobs {
         out.push(job_summary(j));
@@ -373,7 +358,7 @@ async fn list_jobs(State(state): Shared, headers: HeaderMap, Query(q): Query<Has
 }
 
 /// The caller's job `id`, or 404 (also for other accounts' jobs).
-async fn own_job(state: &AppState, headers: &HeaderMap, id: &str) -> Result<JobRow, Problem> {
+pub(crate) async fn own_job(state: &AppState, headers: &HeaderMap, id: &str) -> Result<JobRow, Problem> {
     let (_, account) = authenticate(state, headers).await?;
     match state.db.job(id).await.map_err(Problem::internal)? {
         Some(j) if j.account_id == account.id => Ok(j),
@@ -392,6 +377,7 @@ fn job_summary(j: &JobRow) -> Value {
         // the job's number on chain (`lilypad job <n>`); "chainId" is its older, misleading name
         "onchainJobId": j.chain_id,
         "chainId": j.chain_id,
+        "deployment": j.deployment,
         "module": j.module,
         "inputs": j.inputs,
         "payment": j.payment.to_string(),
@@ -406,7 +392,7 @@ fn job_summary(j: &JobRow) -> Value {
 
 const STDOUT_INLINE: u64 = 64 * 1024;
 
-async fn job_json(state: &AppState, j: &JobRow) -> Result<Value, Problem> {
+pub(crate) async fn job_json(state: &AppState, j: &JobRow) -> Result<Value, Problem> {
     let mut v = job_summary(j);
     let events = state.db.job_events(&j.id).await.map_err(Problem::internal)?;
     v["events"] = events
@@ -422,63 +408,16 @@ async fn job_json(state: &AppState, j: &JobRow) -> Result<Value, Problem> {
             let meta = std::fs::metadata(&p).ok()?;
             (meta.len() <= STDOUT_INLINE).then(|| std::fs::read_to_string(&p).ok()).flatten()
         };
+        let exit_code = read_small("exitCode").and_then(|s| s.trim().parse::<i64>().ok());
         v["result"] = json!({
             "stdout": read_small("stdout"),
             "stderr": read_small("stderr"),
-            "exitCode": read_small("exitCode").and_then(|s| s.trim().parse::<i64>().ok()),
+            "exitCode": exit_code,
             "outputs": format!("/api/v1/jobs/{}/outputs", j.id),
+            "text": if exit_code == Some(0) { crate::compat::answer_text(&dir) } else { None },
         });
     }
     Ok(v)
-}
-
-/// Server-Sent Events: the job (as `GET /jobs/{id}` gives it) each time it changes, until it
-/// is final. Event name `job`; the last one is followed by an `end` event.
-async fn job_events(State(state): Shared, headers: HeaderMap, Path(id): Path<String>) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    let job = own_job(&state, &headers, &id).await?;
-    let mut updates = state.market.job_updates.subscribe();
-    let (tx, rx) = mpsc::channel::<Event>(16);
-    tokio::spawn(async move {
-        let mut last = String::new();
-        let mut current = job;
-        loop {
-            let body = match job_json(&state, &current).await {
-                Ok(b) => b.to_string(),
-                Err(_) => break,
-            };
-            if body != last {
-                if tx.send(Event::default().event("job").data(body.clone())).await.is_err() {
-                    return;
-                }
-                last = body;
-            }
-            if is_final(&current.state) {
-                let _ = tx.send(Event::default().event("end").data(current.state.clone())).await;
-                return;
-            }
-            // wait for a change of this job (or re-read every few seconds)
-            let deadline = tokio::time::sleep(Duration::from_secs(3));
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    _ = &mut deadline => break,
-                    m = updates.recv() => match m {
-                        Ok(changed) if changed == current.id => break,
-                        Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    _ = tx.closed() => return,
-                }
-            }
-            match state.db.job(&current.id).await {
-                Ok(Some(j)) => current = j,
-                _ => return,
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 fn walk(dir: &FsPath, base: &FsPath, out: &mut Vec<(String, u64)>) {
@@ -596,54 +535,4 @@ async fn ledger(State(state): Shared, headers: HeaderMap, Query(q): Query<HashMa
         })
         .collect();
     Ok(Json(json!({"balance": account.balance.to_string(), "entries": entries})))
-}
-
-/// Server-Sent Events: the market's events (event name `market`, JSON data), the recent ones
-/// first, then live.
-async fn market_events(State(state): Shared) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    // held by the stream's task: released when the client goes away
-    let slot = event_stream_slot(&state.event_streams)?;
-    let mut live = state.market.events.subscribe();
-    let backlog: Vec<Arc<str>> = {
-        let view = state.market.view.read().unwrap_or_else(|p| p.into_inner());
-        view.recent.iter().cloned().collect()
-    };
-    let (tx, rx) = mpsc::channel::<Event>(256);
-    tokio::spawn(async move {
-        let _slot = slot;
-        for e in backlog {
-            if tx.send(Event::default().event("market").data(&*e)).await.is_err() {
-                return;
-            }
-        }
-        let _ = tx.send(Event::default().event("caught-up").data("{}")).await;
-        loop {
-            tokio::select! {
-                m = live.recv() => match m {
-                    Ok(e) => if tx.send(Event::default().event("market").data(&*e)).await.is_err() { return },
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                _ = tx.closed() => return,
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_streams_past_the_cap_are_refused_until_one_closes() {
-        let slots = Arc::new(tokio::sync::Semaphore::new(2));
-        let a = event_stream_slot(&slots).unwrap();
-        let _b = event_stream_slot(&slots).unwrap();
-        let refused = event_stream_slot(&slots).unwrap_err();
-        assert_eq!((refused.status, refused.retry_after), (429, Some(5)));
-        drop(a);
-        assert!(event_stream_slot(&slots).is_ok(), "a closed stream frees its slot");
-    }
 }

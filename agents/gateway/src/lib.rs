@@ -8,6 +8,7 @@
 //!   fetched (verified against their CID) and served. Errors are RFC 9457 problems
 //!   ([`problem`]); keys are rate limited; the OpenAPI 3.1 document is at
 //!   `/api/v1/openapi.json` ([`openapi`]).
+//! - Server-Sent Events ([`streams`]): a job's changes and the market's events.
 //! - A dashboard at `/`: one static page, live from `/api/v1/events`.
 //! - One data layer over SQLite and PostgreSQL.
 
@@ -21,6 +22,7 @@ pub mod market;
 pub mod openapi;
 pub mod problem;
 pub mod published;
+pub mod streams;
 /// Test support (a throwaway PostgreSQL server): only with the `testing` feature, which release
 /// builds do not enable.
 #[cfg(feature = "testing")]
@@ -94,6 +96,7 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
         modules.push(m);
     }
     let market = Market::new(client.clone(), db.clone(), options.data_dir.join("outputs"), options.ipfs_gateway.clone())?;
+    market.adopt_unkeyed_jobs().await?;
     market.ensure_allowance().await?;
     let balance = market.token_balance().await?;
     info!(gateway = %market.me, balance = %balance, "gateway account");
@@ -128,8 +131,13 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
     let state = api::AppState::new(db, market.clone(), modules, options.limits.clone(), published::PublishedModules::new(sources));
     let app = api::router(state);
     // Connection caps (overall and per IP), header-read, idle and write timeouts: a flood of
-    // half-open connections or readers that never read cannot use up the gateway's files.
-    let server = lilypad_store::http::serve_router(app, options.listen, &lilypad_store::ServerLimits::default()).await.map_err(|e| match e {
+    // half-open connections or readers that never read cannot use up the gateway's files. The
+    // idle timeout (nothing read or written) also runs while a request is answered: a
+    // non-streamed LLM answer (OpenAI's and Ollama's `stream: false`) sends nothing until its job
+    // has run, for up to `compat::WAIT_LIMIT`, so the gateway's is that plus a minute (the
+    // default 60 s cut such answers off mid-request).
+    let limits = lilypad_store::ServerLimits { idle_timeout: compat::WAIT_LIMIT + Duration::from_secs(60), ..Default::default() };
+    let server = lilypad_store::http::serve_router(app, options.listen, &limits).await.map_err(|e| match e {
         lilypad_store::StoreError::Bind { source, .. } => GatewayError::Bind { addr: options.listen, source },
         other => GatewayError::Bind { addr: options.listen, source: std::io::Error::other(other.to_string()) },
     })?;

@@ -72,6 +72,8 @@ pub struct Market {
     pub client: ChainClient,
     /// The gateway's address (the client of the jobs it submits).
     pub me: Address,
+    /// The market deployment served (`ChainKey::folder_name`): the key of its jobs.
+    pub deployment: String,
     db: Arc<Db>,
     submit_lock: Mutex<()>,
     in_flight: StdMutex<HashSet<String>>,
@@ -95,9 +97,11 @@ impl Market {
     /// `outputs_dir/<job>`, fetched from `outputs_url` (an IPFS gateway or outputs server).
     pub fn new(client: ChainClient, db: Arc<Db>, outputs_dir: PathBuf, outputs_url: Option<String>) -> Result<Arc<Market>, MarketError> {
         let me = client.address()?;
+        let deployment = client.chain_key().folder_name();
         Ok(Arc::new(Market {
             client,
             me,
+            deployment,
             db,
             submit_lock: Mutex::new(()),
             in_flight: StdMutex::new(HashSet::new()),
@@ -212,6 +216,22 @@ impl Market {
         Ok(())
     }
 
+    /// Gives jobs recorded before jobs were keyed by deployment to this one when this database
+    /// has followed no other ([`Db::adopt_unkeyed_jobs`]); logs those left without one. Call
+    /// before the watcher starts (it saves this deployment's cursor).
+    pub async fn adopt_unkeyed_jobs(&self) -> Result<(), MarketError> {
+        let cursor = self.client.chain_key().scoped(CURSOR);
+        let adopted = self.db.adopt_unkeyed_jobs(&self.deployment, CURSOR, &cursor).await?;
+        if adopted > 0 {
+            info!(adopted, deployment = %self.deployment, "jobs recorded before deployments were kept belong to this one (the only deployment this database followed)");
+        }
+        let left = self.db.unkeyed_jobs().await?;
+        if left > 0 {
+            warn!(jobs = left, deployment = %self.deployment, "jobs recorded before deployments were kept, while this database followed other deployments too: they are shown by id but neither listed, followed nor settled");
+        }
+        Ok(())
+    }
+
     // ------------------------------------------------------------------ the watcher
 
     /// Reads the market's events from the deployment's first block (the view needs them all)
@@ -278,7 +298,7 @@ impl Market {
             }
             self.watcher_block.store(applied.to, Ordering::SeqCst);
             if applied.logs().any(|l| matches!(l.event, MarketEvent::ResultSubmitted(_))) {
-                match self.db.jobs_missing_outputs().await {
+                match self.db.jobs_missing_outputs(&self.deployment).await {
                     Ok(jobs) => jobs.into_iter().for_each(|j| self.spawn_fetch(j)),
                     Err(e) => warn!(error = %e, "listing results to fetch failed; the reconciler retries"),
                 }
@@ -302,7 +322,7 @@ impl Market {
             if e.client != self.me {
                 return Ok(());
             }
-            if self.db.job_by_chain_id(&e.id.to_string()).await?.is_some() {
+            if self.db.job_by_chain_id(&self.deployment, &e.id.to_string()).await?.is_some() {
                 return Ok(());
             }
             let tx = self
@@ -312,7 +332,7 @@ impl Market {
             let Some(tx) = tx else { return Ok(()) };
             use alloy::consensus::Transaction as _;
             let nonce = tx.inner.nonce();
-            if let Some(job) = self.db.submitting_job_with_nonce(nonce).await? {
+            if let Some(job) = self.db.submitting_job_with_nonce(&self.deployment, nonce).await? {
                 info!(job = %job.id, chain_id = %e.id, nonce, "reconciled a submitted job from its JobCreated");
                 self.record_created(&job, e.id, Some(log.block), Some(log.log_index)).await?;
             }
@@ -324,7 +344,7 @@ impl Market {
             JobChange::Finished { id, .. } => *id,
             _ => return Ok(()),
         };
-        let Some(job) = self.db.job_by_chain_id(&chain_id.to_string()).await? else { return Ok(()) };
+        let Some(job) = self.db.job_by_chain_id(&self.deployment, &chain_id.to_string()).await? else { return Ok(()) };
         match change {
             JobChange::Matched(_) => {
                 let detail = match &log.event {
@@ -408,7 +428,7 @@ impl Market {
     /// Settles `submitting` jobs no request is sending (see the module's doc) and fetches
     /// results not fetched yet.
     pub async fn reconcile_once(self: &Arc<Self>) -> Result<(), MarketError> {
-        let submitting = self.db.jobs_in_state("submitting").await?;
+        let submitting = self.db.jobs_in_state(&self.deployment, "submitting").await?;
         for job in submitting {
             if self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).contains(&job.id) {
                 continue;
@@ -442,7 +462,7 @@ impl Market {
                 }
             }
         }
-        for job in self.db.jobs_missing_outputs().await? {
+        for job in self.db.jobs_missing_outputs(&self.deployment).await? {
             self.spawn_fetch(job);
         }
         Ok(())
@@ -482,8 +502,9 @@ fn resources_json(r: &lilypad_bindings::Resources) -> Value {
     json!({"cpuMilli": r.cpuMilli, "ramMb": r.ramMb, "diskMb": r.diskMb, "vramMb": r.vramMb, "gpus": r.gpus})
 }
 
-/// A market event as JSON for the dashboard: `type`, position, and its fields (amounts as
-/// decimal strings).
+/// A market event as JSON for the dashboard and `/api/v1/events`: `type`, its fields (amounts,
+/// job ids and bitmasks as decimal strings) and where it was logged. Each event's shape is the
+/// `MarketEvent` schema of the OpenAPI document ([`crate::openapi`]): change both together.
 pub fn event_json(log: &MarketLog) -> Value {
     use MarketEvent as E;
     let mut v = match &log.event {
@@ -505,16 +526,28 @@ pub fn event_json(log: &MarketLog) -> Value {
         E::ModuleRuledNondeterministic(e) => {
             json!({"type": "ModuleRuledNondeterministic", "id": e.id.to_string(), "moduleId": e.moduleId, "mediator": e.mediator})
         }
+        E::CallbackFailed(e) => json!({"type": "CallbackFailed", "id": e.id.to_string(), "client": e.client}),
+        E::Deposited(e) => json!({"type": "Deposited", "account": e.account, "from": e.from, "amount": e.amount.to_string()}),
+        E::Withdrew(e) => json!({"type": "Withdrew", "account": e.account, "to": e.to, "amount": e.amount.to_string()}),
+        E::ClientAuthorized(e) => json!({"type": "ClientAuthorized", "payee": e.payee, "client": e.client,
+            "allowance": {"remaining": e.allowance.remaining.to_string(), "maxPayment": e.allowance.maxPayment.to_string(), "minChallengeWindow": e.allowance.minChallengeWindow}}),
+        E::RolesChanged(e) => json!({"type": "RolesChanged", "account": e.account, "roles": e.roles}),
+        E::ProviderMediatorsSet(e) => json!({"type": "ProviderMediatorsSet", "provider": e.provider, "mediators": e.mediators.to_string()}),
+        E::ResourcesSet(e) => json!({"type": "ResourcesSet", "provider": e.provider, "resources": resources_json(&e.resources)}),
         E::OfferSet(e) => json!({"type": "OfferSet", "provider": e.provider, "moduleId": e.moduleId, "price": e.price.to_string(), "active": e.active,
             "minRunTimeout": e.minRunTimeout, "maxRunTimeout": e.maxRunTimeout, "maxCallbackGas": e.maxCallbackGas}),
-        E::ResourcesSet(e) => json!({"type": "ResourcesSet", "provider": e.provider, "resources": resources_json(&e.resources)}),
+        E::ModulesAnnounced(e) => json!({"type": "ModulesAnnounced", "provider": e.provider, "moduleIds": e.moduleIds, "ready": e.ready}),
+        E::MediatorRegistered(e) => json!({"type": "MediatorRegistered", "mediator": e.mediator, "index": e.index}),
+        E::MediatorApproved(e) => json!({"type": "MediatorApproved", "account": e.account, "approved": e.approved}),
+        E::MediatorActiveSet(e) => json!({"type": "MediatorActiveSet", "index": e.index, "active": e.active}),
+        E::MediatorSuspended(e) => json!({"type": "MediatorSuspended", "index": e.index, "suspended": e.suspended}),
+        E::DefaultMediatorsSet(e) => json!({"type": "DefaultMediatorsSet", "mediators": e.mediators.to_string()}),
         E::ModulePublished(e) => json!({"type": "ModulePublished", "moduleId": e.moduleId, "name": e.name, "version": e.version,
             "publisher": e.publisher, "defaultPayment": e.spec.defaultPayment.to_string(), "runTimeout": e.spec.runTimeout}),
-        E::RolesChanged(e) => json!({"type": "RolesChanged", "account": e.account, "roles": e.roles}),
-        other => {
-            let name = format!("{other:?}");
-            json!({"type": name.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("Other")})
-        }
+        E::ModuleNameTransferred(e) => json!({"type": "ModuleNameTransferred", "nameHash": e.nameHash, "name": e.name, "from": e.from, "to": e.to}),
+        E::OwnershipTransferred(e) => json!({"type": "OwnershipTransferred", "oldOwner": e.oldOwner, "newOwner": e.newOwner}),
+        E::OwnershipHandoverRequested(e) => json!({"type": "OwnershipHandoverRequested", "pendingOwner": e.pendingOwner}),
+        E::OwnershipHandoverCanceled(e) => json!({"type": "OwnershipHandoverCanceled", "pendingOwner": e.pendingOwner}),
     };
     if let Some(o) = v.as_object_mut() {
         o.insert("block".into(), json!(log.block));
@@ -522,4 +555,44 @@ pub fn event_json(log: &MarketLog) -> Value {
         o.insert("tx".into(), json!(log.tx));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, B256, U256};
+    use lilypad_bindings::LilypadMarket as M;
+    use lilypad_chain::{MarketEvent, MarketLog};
+
+    /// Events a devnet rarely logs (the devnet test checks the others against the schemas):
+    /// their JSON has exactly the fields the OpenAPI document names, with uints past 2^53 as
+    /// decimal strings.
+    #[test]
+    fn market_events_have_the_documented_fields() {
+        let a = Address::repeat_byte(0x11);
+        let events = vec![
+            MarketEvent::OwnershipTransferred(M::OwnershipTransferred { oldOwner: a, newOwner: a }),
+            MarketEvent::OwnershipHandoverRequested(M::OwnershipHandoverRequested { pendingOwner: a }),
+            MarketEvent::ModulesAnnounced(M::ModulesAnnounced { provider: a, moduleIds: vec![B256::repeat_byte(2)], ready: true }),
+            MarketEvent::DefaultMediatorsSet(M::DefaultMediatorsSet { mediators: u64::MAX }),
+            MarketEvent::ProviderMediatorsSet(M::ProviderMediatorsSet { provider: a, mediators: 3 }),
+            MarketEvent::Withdrew(M::Withdrew { account: a, to: a, amount: U256::MAX }),
+            MarketEvent::MediatorRegistered(M::MediatorRegistered { mediator: a, index: 2 }),
+            MarketEvent::JobCancelled(M::JobCancelled { id: U256::from(7), by: a }),
+        ];
+        for event in events {
+            let log = MarketLog { block: 9, tx: B256::repeat_byte(0xab), log_index: 1, event };
+            let v = super::event_json(&log);
+            let name = v["type"].as_str().unwrap().to_string();
+            let mut want = crate::openapi::streams::market_event_fields(&name).unwrap_or_else(|| panic!("{name} is not documented"));
+            want.extend(["type", "block", "logIndex", "tx"]);
+            let mut have: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            want.sort();
+            have.sort();
+            assert_eq!(have, want, "{v}");
+            assert_eq!((v["block"].as_u64(), v["logIndex"].as_u64()), (Some(9), Some(1)));
+            assert_eq!(v["tx"], format!("0x{}", "ab".repeat(32)));
+        }
+        let big = super::event_json(&MarketLog { block: 1, tx: B256::ZERO, log_index: 0, event: MarketEvent::DefaultMediatorsSet(M::DefaultMediatorsSet { mediators: u64::MAX }) });
+        assert_eq!(big["mediators"], u64::MAX.to_string());
+    }
 }

@@ -34,7 +34,7 @@ async fn ledger_keys_and_jobs(db: &Db) {
     // a job charged, refunded once however often the refund is replayed
     let inputs = vec!["Message=hi".to_string()];
     let payment: u128 = 20_000_000_000_000_000_000;
-    let new = || NewJob { account_id: &alice.id, key_id: &key2.id, idempotency_key: Some("req-1"), module: "lilysay:0.1.0", inputs: &inputs, payment };
+    let new = || NewJob { deployment: "31337-aaaa-d1", account_id: &alice.id, key_id: &key2.id, idempotency_key: Some("req-1"), module: "lilysay:0.1.0", inputs: &inputs, payment };
     let (job, created) = db.create_job(new()).await.unwrap();
     assert!(created);
     assert_eq!(job.state, "submitting");
@@ -49,22 +49,42 @@ async fn ledger_keys_and_jobs(db: &Db) {
         .await
         .unwrap_err();
     assert!(matches!(refused, DbError::InsufficientCredit { balance, needed, .. } if balance == big - payment && needed == payment), "{refused}");
-    assert_eq!(db.jobs_of(&alice.id, 10).await.unwrap().len(), 1, "the refused job was not recorded");
+    assert_eq!(db.jobs_of(&alice.id, "31337-aaaa-d1", 10).await.unwrap().len(), 1, "the refused job was not recorded");
 
     db.set_tx_nonce(&job.id, Some(7)).await.unwrap();
-    assert_eq!(db.submitting_job_with_nonce(7).await.unwrap().map(|j| j.id), Some(job.id.clone()));
+    assert_eq!(db.submitting_job_with_nonce("31337-aaaa-d1", 7).await.unwrap().map(|j| j.id), Some(job.id.clone()));
     assert!(db.link_chain_id(&job.id, "12").await.unwrap());
     assert!(!db.link_chain_id(&job.id, "12").await.unwrap(), "linked once");
-    assert_eq!(db.job_by_chain_id("12").await.unwrap().unwrap().state, "open");
+    assert_eq!(db.job_by_chain_id("31337-aaaa-d1", "12").await.unwrap().unwrap().state, "open");
+    assert_eq!(db.job(&job.id).await.unwrap().unwrap().deployment.as_deref(), Some("31337-aaaa-d1"));
+
+    // another deployment (a new devnet, same database): its job numbers, nonces and
+    // idempotency keys start again and never meet the first one's
+    let d2 = || NewJob { deployment: "31337-aaaa-d2", payment: 1, ..new() };
+    assert_eq!(db.submitting_job_with_nonce("31337-aaaa-d2", 7).await.unwrap(), None, "a nonce of another deployment");
+    assert_eq!(db.job_by_chain_id("31337-aaaa-d2", "12").await.unwrap(), None, "a job number of another deployment");
+    let (other, created) = db.create_job(d2()).await.unwrap();
+    assert!(created && other.id != job.id, "the same idempotency key on another deployment is another request");
+    db.set_tx_nonce(&other.id, Some(7)).await.unwrap();
+    assert_eq!(db.submitting_job_with_nonce("31337-aaaa-d2", 7).await.unwrap().map(|j| j.id), Some(other.id.clone()));
+    assert!(db.link_chain_id(&other.id, "12").await.unwrap(), "job number 12 again, on the new deployment");
+    assert_eq!(db.job_by_chain_id("31337-aaaa-d2", "12").await.unwrap().map(|j| j.id), Some(other.id.clone()));
+    assert_eq!(db.job_by_chain_id("31337-aaaa-d1", "12").await.unwrap().map(|j| j.id), Some(job.id.clone()));
+    assert_eq!(db.jobs_of(&alice.id, "31337-aaaa-d2", 10).await.unwrap().iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![other.id.clone()]);
+    assert_eq!(db.jobs_in_state("31337-aaaa-d1", "open").await.unwrap().len(), 1);
+    assert!(db.set_state(&other.id, "expired", None, None).await.unwrap());
+    assert!(db.refund_job(&other, &format!("job:{}:refund", other.id), 1, "expired").await.unwrap().is_some());
+
     assert!(db.set_state(&job.id, "expired", None, None).await.unwrap());
     assert!(!db.set_state(&job.id, "matched", None, None).await.unwrap(), "a final state is never left");
     let key = format!("job:{}:refund", job.id);
     assert_eq!(db.refund_job(&job, &key, payment, "expired").await.unwrap(), Some(big));
     assert_eq!(db.refund_job(&job, &key, payment, "expired").await.unwrap(), None, "replayed refund is a no-op");
     let ledger = db.ledger(&alice.id, 10).await.unwrap();
-    let kinds: Vec<(&str, i128)> = ledger.iter().map(|e| (e.kind.as_str(), e.amount)).collect();
-    assert_eq!(kinds, vec![("refund", payment as i128), ("charge", -(payment as i128)), ("credit", big as i128)]);
-    assert_eq!(ledger[0].balance_after, big);
+    let mut kinds: Vec<(&str, i128)> = ledger.iter().map(|e| (e.kind.as_str(), e.amount)).collect();
+    kinds.sort();
+    assert_eq!(kinds, vec![("charge", -(payment as i128)), ("charge", -1), ("credit", big as i128), ("refund", 1), ("refund", payment as i128)]);
+    assert_eq!(db.account(&alice.id).await.unwrap().unwrap().balance, big, "every charge refunded");
 
     // events once per key; the cursor
     assert!(db.add_job_event("e1", &job.id, "open", "x", Some(3)).await.unwrap());
@@ -74,7 +94,50 @@ async fn ledger_keys_and_jobs(db: &Db) {
     db.set_cursor("market", 42).await.unwrap();
     assert_eq!(db.cursor("market").await.unwrap(), Some(42));
     assert_eq!(db.migrate().await.unwrap(), 0, "migrations apply once");
-    assert_eq!(db.migrations().await.unwrap(), vec![1]);
+    assert_eq!(db.migrations().await.unwrap(), vec![1, 2]);
+}
+
+/// A database of the first schema (jobs not keyed by deployment), upgraded: its jobs keep their
+/// on-chain numbers and are adopted only by the one deployment it followed.
+#[tokio::test]
+async fn jobs_from_before_deployments_are_adopted_only_by_the_deployment_followed() {
+    use sqlx::Executor as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    sqlx::any::install_default_drivers();
+    {
+        let pool = sqlx::AnyPool::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+        let v1: String = include_str!("../migrations/0001_initial.sql").lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+        for statement in v1.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            pool.execute(statement).await.unwrap();
+        }
+        for statement in [
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            "INSERT INTO schema_migrations VALUES (1, 'initial', 0)",
+            "INSERT INTO accounts VALUES ('acc_1', 'alice', '0', 0)",
+            "INSERT INTO jobs (id, account_id, key_id, module, inputs, payment, state, tx_nonce, chain_id, created_at, updated_at) \
+             VALUES ('gj_old', 'acc_1', 'lpk_x', 'lilysay:0.1.0', '[]', '5', 'matched', 3, '5', 0, 0)",
+            "INSERT INTO cursors VALUES ('market@31337-aaaa-d1', 40)",
+        ] {
+            pool.execute(statement).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let db = Db::connect(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(db.migrations().await.unwrap(), vec![1, 2]);
+    let old = db.job("gj_old").await.unwrap().unwrap();
+    assert_eq!((old.chain_id.as_deref(), old.deployment.as_deref()), (Some("5"), None), "the job number kept, no deployment yet");
+    assert_eq!(db.unkeyed_jobs().await.unwrap(), 1);
+    // another deployment (a new devnet against this database): not its job
+    assert_eq!(db.adopt_unkeyed_jobs("31337-aaaa-d2", "market", "market@31337-aaaa-d2").await.unwrap(), 0);
+    assert_eq!(db.job_by_chain_id("31337-aaaa-d2", "5").await.unwrap(), None);
+    // the deployment whose cursor is the only one: adopted
+    assert_eq!(db.adopt_unkeyed_jobs("31337-aaaa-d1", "market", "market@31337-aaaa-d1").await.unwrap(), 1);
+    assert_eq!(db.job_by_chain_id("31337-aaaa-d1", "5").await.unwrap().map(|j| j.id), Some("gj_old".to_string()));
+    assert_eq!(db.unkeyed_jobs().await.unwrap(), 0);
+    // a database that followed two deployments adopts nothing
+    db.set_cursor("market@31337-aaaa-d3", 7).await.unwrap();
+    assert_eq!(db.adopt_unkeyed_jobs("31337-aaaa-d1", "market", "market@31337-aaaa-d1").await.unwrap(), 0);
 }
 
 #[tokio::test]

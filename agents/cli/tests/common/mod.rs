@@ -349,6 +349,22 @@ pub fn readme_env_table() -> Vec<(String, Option<String>)> {
     rows
 }
 
+/// Builds the LLM module modules/ollama-pipeline (its image: the devnet publishes and offers
+/// it), in a throwaway data folder.
+pub fn build_llm_module(repo: &Path) {
+    let build_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(LILYPAD)
+        .arg("--data-dir")
+        .arg(build_dir.path())
+        .args(["module", "build"])
+        .arg(repo.join("modules/ollama-pipeline"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lilypad module build");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "building modules/ollama-pipeline failed:\n{stdout}\n{stderr}");
+}
+
 /// `lilypad gateway serve` as a child process, stopped (SIGKILL) when dropped.
 pub struct GatewayProc {
     pub child: Child,

@@ -254,6 +254,19 @@ pub async fn finish(state: Arc<AppState>, job: JobRow) -> Result<Answer, Problem
     }
 }
 
+/// The answer an LLM module wrote to `outputs/response.json` in a job's fetched outputs
+/// (`dir`): Ollama's `response`, or `message.content` for a chat; `None` when there is no such
+/// file or it has neither (another kind of module).
+pub fn answer_text(dir: &std::path::Path) -> Option<String> {
+    let file = dir.join("outputs/response.json");
+    // an answer's file is small (the module's outputs are capped); anything huge is not one
+    if std::fs::metadata(&file).ok()?.len() > 4 * 1024 * 1024 {
+        return None;
+    }
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
+    r["response"].as_str().or_else(|| r["message"]["content"].as_str()).map(str::to_string)
+}
+
 fn read_answer(state: &AppState, job: &JobRow) -> Result<Answer, Problem> {
     let dir = state.market.outputs_dir(&job.id);
     let exit = std::fs::read_to_string(dir.join("exitCode")).unwrap_or_default();

@@ -28,10 +28,12 @@ impl Db {
     }
 
     /// Records a new job in state `submitting` and charges its payment, in one transaction.
-    /// With an idempotency key already used by the account, returns the existing job and
-    /// `false` (nothing charged).
+    /// With an idempotency key already used by the account on the same deployment, returns the
+    /// existing job and `false` (nothing charged). Idempotency keys are kept as
+    /// `<deployment>/<key>`: the same key on another deployment is another request.
     pub async fn create_job(&self, new: NewJob<'_>) -> Result<(JobRow, bool), DbError> {
-        if let Some(k) = new.idempotency_key {
+        let idempotency_key = new.idempotency_key.map(|k| format!("{}/{k}", new.deployment));
+        if let Some(k) = &idempotency_key {
             if let Some(existing) = self.job_by_idempotency_key(new.account_id, k).await? {
                 return Ok((existing, false));
             }
@@ -42,7 +44,8 @@ impl Db {
             id: id.clone(),
             account_id: new.account_id.to_string(),
             key_id: new.key_id.to_string(),
-            idempotency_key: new.idempotency_key.map(str::to_string),
+            idempotency_key: idempotency_key.clone(),
+            deployment: new.deployment.to_string(),
             module: new.module.to_string(),
             inputs,
             payment: new.payment,
@@ -53,9 +56,9 @@ impl Db {
         let entry = Entry { account_id: new.account_id, entry_key: &key, kind: "charge", delta: -payment, job_id: Some(&id), note: &note };
         match self.apply(&entry, Some(insert)).await {
             Ok(_) => {}
-            Err(DbError::Sql { .. }) if new.idempotency_key.is_some() => {
+            Err(DbError::Sql { .. }) if idempotency_key.is_some() => {
                 // a concurrent request with the same idempotency key won the race
-                if let Some(existing) = self.job_by_idempotency_key(new.account_id, new.idempotency_key.unwrap_or_default()).await? {
+                if let Some(existing) = self.job_by_idempotency_key(new.account_id, idempotency_key.as_deref().unwrap_or_default()).await? {
                     return Ok((existing, false));
                 }
             }
@@ -108,8 +111,8 @@ impl Db {
         let now = now_ms();
         if let Some(j) = job {
             sqlx::query(
-                "INSERT INTO jobs (id, account_id, key_id, idempotency_key, module, inputs, payment, state, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitting', $8, $8)",
+                "INSERT INTO jobs (id, account_id, key_id, idempotency_key, module, inputs, payment, state, created_at, updated_at, deployment) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitting', $8, $8, $9)",
             )
             .bind(&j.id)
             .bind(&j.account_id)
@@ -119,6 +122,7 @@ impl Db {
             .bind(&j.inputs)
             .bind(j.payment.to_string())
             .bind(now)
+            .bind(&j.deployment)
             .execute(&mut *tx)
             .await
             .map_err(sql("recording a job"))?;
@@ -230,6 +234,7 @@ struct JobInsert {
     account_id: String,
     key_id: String,
     idempotency_key: Option<String>,
+    deployment: String,
     module: String,
     inputs: String,
     payment: u128,

@@ -6,7 +6,10 @@ use tracing::debug;
 use super::{now_ms, sql, Db, DbError};
 
 /// Numbered migrations, applied in order, each once.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../../migrations/0001_initial.sql")),
+    (2, "jobs by deployment", include_str!("../../migrations/0002_jobs_by_deployment.sql")),
+];
 
 impl Db {
     /// Applies the migrations not applied yet; returns how many it applied.

@@ -3,6 +3,11 @@
 //! through `sqlx::Any`, with portable SQL only (`$N` parameters, `ON CONFLICT DO NOTHING`,
 //! TEXT/BIGINT columns) and numbered migrations recorded in `schema_migrations`.
 //!
+//! Jobs are keyed by the market deployment they were sent to (chain id, market, deployment
+//! block hash): every lookup the chain side makes (by on-chain number, by nonce, jobs to
+//! reconcile or fetch) is within one deployment, so a database reused with a new devnet never
+//! mixes the two.
+//!
 //! Money: amounts are token base units (`u128`) kept as decimal strings. Every change to a
 //! balance is a ledger entry with a unique key (`credit:<id>`, `job:<id>:charge`,
 //! `job:<id>:refund`, ...), written in the same transaction as the balance: an entry applied
@@ -112,6 +117,10 @@ pub struct JobRow {
     pub payment: u128,
     pub state: String,
     pub tx_nonce: Option<i64>,
+    /// The market deployment the job is sent to (`ChainKey::folder_name`); `None` for a job
+    /// recorded before jobs were keyed by deployment and not adopted since.
+    pub deployment: Option<String>,
+    /// The job's number on chain, once created there.
     pub chain_id: Option<String>,
     pub data_id: Option<String>,
     pub outputs_at: Option<i64>,
@@ -139,6 +148,8 @@ pub enum KeyCheck {
 
 /// A job to create and charge for.
 pub struct NewJob<'a> {
+    /// The market deployment it goes to (`ChainKey::folder_name`).
+    pub deployment: &'a str,
     pub account_id: &'a str,
     pub key_id: &'a str,
     pub idempotency_key: Option<&'a str>,
@@ -146,6 +157,9 @@ pub struct NewJob<'a> {
     pub inputs: &'a [String],
     pub payment: u128,
 }
+
+/// Every state of a job.
+pub const STATES: &[&str] = &["submitting", "open", "matched", "submitted", "challenged", "settled", "cancelled", "expired", "timed_out", "upheld", "mediation_timed_out", "failed"];
 
 /// The states in which a job is over.
 pub const FINAL_STATES: &[&str] = &["settled", "cancelled", "expired", "timed_out", "upheld", "mediation_timed_out", "failed"];

@@ -1,5 +1,8 @@
 //! The OpenAPI 3.1 document of the API, served at `/api/v1/openapi.json`. A test compares its
-//! paths and methods with the routes `api::router` registers.
+//! paths and methods with the routes `api::router` registers; what the streams send is in
+//! [`streams`].
+
+pub mod streams;
 
 use serde_json::{json, Value};
 
@@ -13,8 +16,38 @@ fn json_response(description: &str, schema: Value) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": schema}}})
 }
 
-fn sse_response(description: &str) -> Value {
-    json!({"description": description, "content": {"text/event-stream": {"schema": {"type": "string"}}}})
+/// A `text/event-stream` answer whose events are `item` (see [`streams`] on `x-itemSchema`).
+fn sse_response(description: &str, item: &str) -> Value {
+    json!({"description": description, "content": {"text/event-stream": sse_media(item)}})
+}
+
+fn sse_media(item: &str) -> Value {
+    json!({"schema": {"type": "string"}, "x-itemSchema": {"$ref": format!("#/components/schemas/{item}")}})
+}
+
+fn ndjson_media(item: &str) -> Value {
+    json!({"schema": {"type": "string"}, "x-itemSchema": {"$ref": format!("#/components/schemas/{item}")}})
+}
+
+/// The fields of a job; `required` are those every answer has.
+fn job_schema(required: &[&str]) -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": required, "properties": {
+        "id": {"type": "string", "pattern": "^gj_[0-9a-f]+$"},
+        "onchainJobId": {"type": ["string", "null"], "description": "the job's number on chain (`lilypad job <n>`); null until created there"},
+        "chainId": {"type": ["string", "null"], "deprecated": true, "description": "the same as onchainJobId (not the EVM chain id)"},
+        "deployment": {"type": ["string", "null"], "description": "the market deployment the job was sent to, `<chain id>-<market address prefix>-<deployment block hash prefix>` (the name of the agents' state folders); null for a job recorded before the gateway kept it. Only jobs of the deployment the gateway serves now are listed, followed and settled"},
+        "module": {"type": "string"},
+        "inputs": {"type": "array", "items": {"type": "string"}}, "payment": {"type": "string", "pattern": "^(0|[1-9][0-9]*)$"},
+        "state": {"$ref": "#/components/schemas/JobState"},
+        "final": {"type": "boolean"}, "dataId": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},
+        "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"},
+        "events": {"type": "array", "items": {"type": "object", "additionalProperties": false, "required": ["state", "detail", "block", "at"], "properties": {
+            "state": {"$ref": "#/components/schemas/JobState"}, "detail": {"type": "string"}, "block": {"type": ["integer", "null"]}, "at": {"type": "integer"}}}},
+        "outputsReady": {"type": "boolean"},
+        "result": {"type": "object", "additionalProperties": false, "required": ["stdout", "stderr", "exitCode", "outputs", "text"], "description": "once outputsReady",
+            "properties": {"stdout": {"type": ["string", "null"], "description": "null when over 64 KiB"}, "stderr": {"type": ["string", "null"]}, "exitCode": {"type": ["integer", "null"]},
+                "outputs": {"type": "string", "description": "where to list the output files"},
+                "text": {"type": ["string", "null"], "description": "an LLM module's answer (`response`, or `message.content`, of its outputs/response.json); null for other modules"}}}}})
 }
 
 fn id_param() -> Value {
@@ -50,7 +83,7 @@ pub fn document() -> Value {
         "num_predict": {"type": ["integer", "null"], "minimum": 1}, "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2}, "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "top_k": {"type": ["integer", "null"], "minimum": 0}, "seed": {"type": ["integer", "null"], "minimum": 0}}});
     let problem_types: Vec<Value> = Kind::ALL.iter().map(|k| json!(k.type_uri())).collect();
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Lilypad gateway",
@@ -69,8 +102,8 @@ pub fn document() -> Value {
                         "description": "Retrying with the same key returns the first job instead of running (and charging) again"}],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
                     "responses": auth_errors(json!({
-                        "201": json_response("Job created", json!({"$ref": "#/components/schemas/Job"})),
-                        "200": json_response("The job already created with this idempotency key", json!({"$ref": "#/components/schemas/Job"})),
+                        "201": json_response("Job created", json!({"$ref": "#/components/schemas/JobDetail"})),
+                        "200": json_response("The job already created with this idempotency key", json!({"$ref": "#/components/schemas/JobDetail"})),
                         "400": problem_response("Malformed body"),
                         "402": problem_response("Not enough credit"),
                         "413": problem_response("Body too large"),
@@ -80,13 +113,13 @@ pub fn document() -> Value {
                     }))},
                 "get": {"summary": "The account's jobs, newest first", "operationId": "listJobs", "security": secured,
                     "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}}],
-                    "responses": auth_errors(json!({"400": problem_response("limit out of range"), "200": json_response("Jobs", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}))}))}
+                    "responses": auth_errors(json!({"400": problem_response("limit out of range"), "200": json_response("Jobs of the deployment the gateway serves", json!({"type": "object", "additionalProperties": false, "required": ["jobs"], "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}))}))}
             },
             "/api/v1/jobs/{id}": {"get": {"summary": "A job: state, events, result", "operationId": "getJob", "security": secured, "parameters": [id_param()],
-                "responses": auth_errors(json!({"200": json_response("The job", json!({"$ref": "#/components/schemas/Job"})), "404": problem_response("No such job")}))}},
-            "/api/v1/jobs/{id}/events": {"get": {"summary": "Server-Sent Events: the job each time it changes (event `job`), until final (event `end`)", "operationId": "jobEvents",
+                "responses": auth_errors(json!({"200": json_response("The job", json!({"$ref": "#/components/schemas/JobDetail"})), "404": problem_response("No such job")}))}},
+            "/api/v1/jobs/{id}/events": {"get": {"summary": "Server-Sent Events: the job each time it changes (event `job`), until final (event `end`); each event is a JobStreamEvent", "operationId": "jobEvents",
                 "security": secured, "parameters": [id_param()],
-                "responses": auth_errors(json!({"200": sse_response("Event stream"), "404": problem_response("No such job")}))}},
+                "responses": auth_errors(json!({"200": sse_response("Event stream", "JobStreamEvent"), "404": problem_response("No such job")}))}},
             "/api/v1/jobs/{id}/outputs": {"get": {"summary": "The job's output files (fetched from the provider and verified against the CID)", "operationId": "listOutputs",
                 "security": secured, "parameters": [id_param()],
                 "responses": auth_errors(json!({"200": json_response("Files", json!({"type": "object"})), "404": problem_response("No such job"), "409": problem_response("Not available yet")}))}},
@@ -100,30 +133,30 @@ pub fn document() -> Value {
             "/api/v1/account/ledger": {"get": {"summary": "Credit history, newest first", "operationId": "getLedger", "security": secured,
                 "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
                 "responses": auth_errors(json!({"400": problem_response("limit out of range"), "200": json_response("Ledger", json!({"type": "object"}))}))}},
-            "/api/v1/events": {"get": {"summary": "Server-Sent Events: the market's events (event `market`), recent ones first, then live", "operationId": "marketEvents",
-                "responses": {"200": sse_response("Event stream"), "429": problem_response("Too many open event streams (see Retry-After)")}}},
+            "/api/v1/events": {"get": {"summary": "Server-Sent Events: the market's events (event `market`), recent ones first, then `caught-up`, then live; each event is a MarketStreamEvent", "operationId": "marketEvents",
+                "responses": {"200": sse_response("Event stream", "MarketStreamEvent"), "429": problem_response("Too many open event streams (see Retry-After)")}}},
             "/v1/chat/completions": {"post": {"summary": "OpenAI chat completion: one job of an LLM module (see /v1/models); `stream: true` sends the answer as `chat.completion.chunk` events once the job's result is fetched, then `data: [DONE]`",
                 "operationId": "openaiChatCompletions", "tags": ["OpenAI"], "security": secured,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAiChatRequest"}}}},
                 "responses": openai_errors(json!({"200": {"description": "The answer (chat.completion), or with stream: true the chunks",
-                    "content": {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}}, "text/event-stream": {"schema": {"type": "string"}}}}}))}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}}, "text/event-stream": sse_media("ChatCompletionStreamEvent")}}}))}},
             "/v1/completions": {"post": {"summary": "OpenAI text completion: the prompt as one user turn of the module's chat template",
                 "operationId": "openaiCompletions", "tags": ["OpenAI"], "security": secured,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAiCompletionRequest"}}}},
                 "responses": openai_errors(json!({"200": {"description": "The answer (text_completion), or with stream: true the chunks",
-                    "content": {"application/json": {"schema": {"type": "object", "required": ["id", "object", "choices"]}}, "text/event-stream": {"schema": {"type": "string"}}}}}))}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Completion"}}, "text/event-stream": sse_media("CompletionStreamEvent")}}}))}},
             "/v1/models": {"get": {"summary": "OpenAI model list: the LLM modules published on chain that this gateway runs", "operationId": "openaiModels", "tags": ["OpenAI"], "security": secured,
                 "responses": openai_errors(json!({"200": json_response("Models", json!({"type": "object", "required": ["object", "data"], "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {"type": "object", "required": ["id", "object"]}}}}))}))}},
             "/api/generate": {"post": {"summary": "Ollama generate: one job of an LLM module (see /api/tags); streamed (the default) as NDJSON once the job's result is fetched",
                 "operationId": "ollamaGenerate", "tags": ["Ollama"], "security": secured,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OllamaGenerateRequest"}}}},
                 "responses": ollama_errors(json!({"200": {"description": "The answer, or with stream (the default) NDJSON parts",
-                    "content": {"application/json": {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}}))}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OllamaGeneratePart"}}, "application/x-ndjson": ndjson_media("OllamaGeneratePart")}}}))}},
             "/api/chat": {"post": {"summary": "Ollama chat: one job of an LLM module; streamed (the default) as NDJSON",
                 "operationId": "ollamaChat", "tags": ["Ollama"], "security": secured,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OllamaChatRequest"}}}},
                 "responses": ollama_errors(json!({"200": {"description": "The answer, or with stream (the default) NDJSON parts",
-                    "content": {"application/json": {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": {"type": "string"}}}}}))}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OllamaChatPart"}}, "application/x-ndjson": ndjson_media("OllamaChatPart")}}}))}},
             "/api/tags": {"get": {"summary": "Ollama model list: the LLM modules published on chain that this gateway runs", "operationId": "ollamaTags", "tags": ["Ollama"], "security": secured,
                 "responses": ollama_errors(json!({"200": json_response("Models", json!({"type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": {"type": "object", "required": ["name", "model"]}}}}))}))}}
         },
@@ -137,16 +170,6 @@ pub fn document() -> Value {
                         {"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
                          "additionalProperties": {"type": ["string", "number", "boolean"]}}]},
                     "idempotencyKey": {"type": "string", "maxLength": 200}}},
-                "Job": {"type": "object", "properties": {
-                    "id": {"type": "string"},
-                    "onchainJobId": {"type": ["string", "null"], "description": "the job's number on chain (`lilypad job <n>`); null until created there"},
-                    "chainId": {"type": ["string", "null"], "deprecated": true, "description": "the same as onchainJobId (not the EVM chain id)"},
-                    "module": {"type": "string"},
-                    "inputs": {"type": "array", "items": {"type": "string"}}, "payment": {"type": "string"},
-                    "state": {"enum": ["submitting", "open", "matched", "submitted", "challenged", "settled", "cancelled", "expired", "timed_out", "upheld", "mediation_timed_out", "failed"]},
-                    "final": {"type": "boolean"}, "dataId": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},
-                    "events": {"type": "array", "items": {"type": "object"}}, "outputsReady": {"type": "boolean"},
-                    "result": {"type": "object", "properties": {"stdout": {"type": ["string", "null"]}, "stderr": {"type": ["string", "null"]}, "exitCode": {"type": ["integer", "null"]}, "outputs": {"type": "string"}}}}},
                 "OpenAiChatRequest": {"type": "object", "required": ["model", "messages"], "properties": {
                     "model": {"type": "string", "examples": ["ollama-pipeline:smollm2-135m"]},
                     "messages": {"type": "array", "minItems": 1, "items": message},
@@ -172,7 +195,17 @@ pub fn document() -> Value {
                     "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}}}
             }
         }
-    })
+    });
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.insert("Job".into(), job_schema(&["id", "onchainJobId", "chainId", "deployment", "module", "inputs", "payment", "state", "final", "dataId", "error", "createdAt", "updatedAt"]));
+        schemas.insert(
+            "JobDetail".into(),
+            job_schema(&["id", "onchainJobId", "chainId", "deployment", "module", "inputs", "payment", "state", "final", "dataId", "error", "createdAt", "updatedAt", "events", "outputsReady"]),
+        );
+        schemas.insert("JobState".into(), json!({"enum": crate::db::STATES}));
+        schemas.extend(streams::components());
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -182,7 +215,7 @@ mod tests {
     /// (METHOD, path) of every `.route(...)` in api.rs, with `{*rest}` written `{rest}` as
     /// OpenAPI does.
     fn routes_in_code() -> BTreeSet<(String, String)> {
-        let src = include_str!("api.rs");
+        let src = include_str!("../api.rs");
         let mut out = BTreeSet::new();
         for piece in src.split(".route(\"").skip(1) {
             let (path, rest) = piece.split_once('"').expect("a quoted path");
@@ -217,6 +250,39 @@ mod tests {
         let missing: Vec<_> = code.difference(&doc).collect();
         let stale: Vec<_> = doc.difference(&code).collect();
         assert!(missing.is_empty() && stale.is_empty(), "served but not documented: {missing:?}; documented but not served: {stale:?}");
+    }
+
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r.to_string());
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves_and_every_stream_documents_its_items() {
+        let doc = super::document();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        for r in &all {
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r} is not a component schema"));
+            assert!(doc["components"]["schemas"].get(name).is_some(), "{r} does not resolve");
+        }
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for media in ["text/event-stream", "application/x-ndjson"] {
+                    if let Some(content) = op["responses"]["200"]["content"].get(media) {
+                        assert!(content["x-itemSchema"]["$ref"].is_string(), "{method} {path}: {media} without x-itemSchema");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
