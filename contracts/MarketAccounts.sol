@@ -22,6 +22,8 @@ abstract contract MarketAccounts is ModuleDirectory, ILilypadMarket {
     uint8 public constant ROLE_MEDIATOR = 4;
     uint256 public constant MAX_MEDIATORS = 64;
     uint256 public constant MAX_CALLBACK_GAS = 2_000_000;
+    uint256 public constant MAX_ENDPOINTS = 4;
+    uint256 public constant MAX_ENDPOINT_LENGTH = 256;
 
     /*//////////////////////////////////////////////////////////////
                               IMMUTABLES
@@ -172,6 +174,18 @@ abstract contract MarketAccounts is ModuleDirectory, ILilypadMarket {
     function announceModules(bytes32[] calldata moduleIds, bool ready) external {
         if (_accounts[msg.sender].roles & ROLE_PROVIDER == 0) revert NotProvider(msg.sender);
         emit ModulesAnnounced(msg.sender, moduleIds, ready);
+    }
+
+    /// @inheritdoc ILilypadMarket
+    function announceEndpoints(string[] calldata endpoints) external {
+        if (_accounts[msg.sender].roles & ROLE_PROVIDER == 0) revert NotProvider(msg.sender);
+        uint256 n = endpoints.length;
+        if (n > MAX_ENDPOINTS) revert TooManyEndpoints(n, MAX_ENDPOINTS);
+        for (uint256 i; i < n; ++i) {
+            uint256 len = bytes(endpoints[i]).length;
+            if (len == 0 || len > MAX_ENDPOINT_LENGTH) revert InvalidEndpoint(i);
+        }
+        emit EndpointsAnnounced(msg.sender, endpoints);
     }
 
     /// @inheritdoc ILilypadMarket

@@ -437,6 +437,60 @@ contract MarketRolesTest is MarketFixture {
         market.announceModules(ids, true);
     }
 
+    function test_announceEndpoints_emitsForRegisteredProvider() public {
+        string[] memory urls = new string[](2);
+        urls[0] = "https://provider.example:8090";
+        urls[1] = "http://10.0.0.7:8090";
+        vm.expectEmit(true, true, true, true, address(market));
+        emit EndpointsAnnounced(provider, urls);
+        vm.prank(provider);
+        market.announceEndpoints(urls);
+    }
+
+    function test_announceEndpoints_emptyListWithdraws() public {
+        string[] memory none = new string[](0);
+        vm.expectEmit(true, true, true, true, address(market));
+        emit EndpointsAnnounced(provider, none);
+        vm.prank(provider);
+        market.announceEndpoints(none);
+    }
+
+    function test_announceEndpoints_revertsForNonProvider() public {
+        string[] memory urls = new string[](1);
+        urls[0] = "http://attacker.example";
+        vm.expectRevert(abi.encodeWithSelector(NotProvider.selector, stranger));
+        vm.prank(stranger);
+        market.announceEndpoints(urls);
+    }
+
+    function test_announceEndpoints_revertsOverMaxEndpoints() public {
+        string[] memory urls = new string[](5);
+        for (uint256 i; i < 5; ++i) {
+            urls[i] = "http://p.example";
+        }
+        vm.expectRevert(abi.encodeWithSelector(TooManyEndpoints.selector, 5, 4));
+        vm.prank(provider);
+        market.announceEndpoints(urls);
+    }
+
+    function testFuzz_announceEndpoints_acceptsOnlyOneTo256Bytes(uint16 length, uint8 at) public {
+        length = uint16(bound(length, 0, 600));
+        uint256 index = bound(at, 0, 3);
+        string[] memory urls = new string[](4);
+        for (uint256 i; i < 4; ++i) {
+            urls[i] = "http://p.example";
+        }
+        urls[index] = string(new bytes(length));
+        if (length == 0 || length > 256) {
+            vm.expectRevert(abi.encodeWithSelector(InvalidEndpoint.selector, index));
+        } else {
+            vm.expectEmit(true, true, true, true, address(market));
+            emit EndpointsAnnounced(provider, urls);
+        }
+        vm.prank(provider);
+        market.announceEndpoints(urls);
+    }
+
     function test_setResources_setsAndEmits() public {
         Resources memory r = Resources({cpuMilli: 8000, ramMb: 32_768, diskMb: 500_000, vramMb: 24_576, gpus: 2});
         vm.expectEmit(true, true, true, true, address(market));

@@ -233,6 +233,11 @@ interface ILilypadMarketTypes {
     /// @notice A provider says it has (ready) or no longer has these modules' images at hand,
     /// so solvers can prefer it for them. A hint for solvers only: nothing is stored.
     event ModulesAnnounced(address indexed provider, bytes32[] moduleIds, bool ready);
+    /// @notice A provider says where its job outputs can be fetched by CID (IPFS trustless
+    /// gateways: `<url>/ipfs/<cid>`), replacing what it announced before. Nothing is stored:
+    /// creators, mediators and gateways read the provider's latest announcement from the logs,
+    /// and verify every block they fetch against its CID.
+    event EndpointsAnnounced(address indexed provider, string[] endpoints);
     /// @notice `mediator` took mediator slot `index` (bit `index` of every mediator bitmask).
     event MediatorRegistered(address indexed mediator, uint8 index);
     /// @notice The mediator of slot `index` left (`active` false) or came back (true).
@@ -266,6 +271,10 @@ interface ILilypadMarketTypes {
     error NotSolver(address account);
     /// @notice `account` is not a registered resource provider.
     error NotProvider(address account);
+    /// @notice An endpoint announcement holds more than MAX_ENDPOINTS URLs.
+    error TooManyEndpoints(uint256 count, uint256 max);
+    /// @notice Endpoint `index` is empty or longer than MAX_ENDPOINT_LENGTH bytes.
+    error InvalidEndpoint(uint256 index);
     /// @notice `account` is not the mediator job `id` was matched with.
     error NotMediatorOfJob(uint256 id, address account);
     /// @notice `account` is neither the payee nor the client of job `id`.
@@ -522,6 +531,11 @@ interface ILilypadMarket is IModuleDirectory {
     /// no longer has them), so solvers can prefer it for jobs that then need no download.
     /// Emits an event only: it is a hint, and matching does not depend on it.
     function announceModules(bytes32[] calldata moduleIds, bool ready) external;
+
+    /// @notice A registered provider announces where its outputs are served (at most
+    /// MAX_ENDPOINTS URLs of 1 to MAX_ENDPOINT_LENGTH bytes; an empty list withdraws them).
+    /// Emits an event only: nothing is stored, and what is fetched from them is verified by CID.
+    function announceEndpoints(string[] calldata endpoints) external;
 
     /// @notice A provider declares the resources its any-module offer is matched against.
     function setResources(Resources calldata resources) external;

@@ -32,6 +32,11 @@ pub struct ProviderInfo {
     /// of one of them to it needs no download or build first.
     #[serde(default)]
     pub ready: BTreeSet<B256>,
+    /// Where it serves its outputs, as it last announced (`EndpointsAnnounced`): IPFS
+    /// trustless gateways (`<url>/ipfs/<cid>`). Untrusted: whatever is fetched from them is
+    /// verified against its CID.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
 }
 
 impl ProviderInfo {
@@ -189,6 +194,7 @@ impl MarketView {
                     }
                 }
             }
+            E::EndpointsAnnounced(e) => self.provider(e.provider).endpoints = e.endpoints.clone(),
             E::MediatorRegistered(e) => {
                 let i = usize::from(e.index);
                 if self.mediators.len() <= i {

@@ -125,4 +125,41 @@ impl ChainClient {
         let market = self.market();
         self.read(&format!("reading the hash of job {id}"), || async { market.jobHash(id).call().await }).await
     }
+
+    /// Where `provider` last announced it serves its outputs (`announceEndpoints`), newest
+    /// first found by scanning the market's logs backwards from the head in windows of
+    /// [`ENDPOINT_SCAN_WINDOW`] blocks down to the deployment's start block; empty when it never
+    /// announced any (or withdrew them). Untrusted URLs: fetch from them only with CID checks.
+    pub async fn announced_endpoints(&self, provider: Address) -> Result<Vec<String>, ChainError> {
+        use alloy::providers::Provider as _;
+        use alloy::rpc::types::Filter;
+        use alloy::sol_types::SolEvent as _;
+        use lilypad_bindings::LilypadMarket::EndpointsAnnounced;
+
+        let head = self.retrying("reading the block number", || self.provider().get_block_number()).await?;
+        let start = self.deployment().start_block;
+        let mut to = head;
+        loop {
+            let from = to.saturating_sub(ENDPOINT_SCAN_WINDOW - 1).max(start);
+            let filter = Filter::new()
+                .address(self.deployment().market)
+                .event_signature(EndpointsAnnounced::SIGNATURE_HASH)
+                .topic1(provider.into_word())
+                .from_block(from)
+                .to_block(to);
+            let logs = self.retrying(&format!("reading the endpoints {provider} announced"), || self.provider().get_logs(&filter)).await?;
+            let newest = logs.iter().rev().find_map(|log| EndpointsAnnounced::decode_raw_log(log.topics(), &log.data().data).ok());
+            if let Some(event) = newest {
+                return Ok(event.endpoints);
+            }
+            if from <= start {
+                return Ok(Vec::new());
+            }
+            to = from - 1;
+        }
+    }
 }
+
+/// Blocks per `eth_getLogs` call when looking for a provider's endpoint announcement (within
+/// what public RPC nodes accept).
+pub const ENDPOINT_SCAN_WINDOW: u64 = 5_000;

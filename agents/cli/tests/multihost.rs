@@ -8,7 +8,8 @@
 //!   (RPC URL and deployment file) and a key file; providers serve outputs on their LAN address.
 //! - `observer`: the test's own reads of the chain (one thread of the test joins it).
 //!
-//! Then: a job runs on p1 and the creator fetches verified outputs; a second job is matched to
+//! Then: each provider has announced its outputs server on chain; a job runs on p1 and the
+//! creator fetches verified outputs, knowing only the RPC URL and the deployment file; a second job is matched to
 //! p1 and p1's link is cut mid-job: the keeper times it out on chain (the creator refunded, p1's
 //! collateral slashed) while p2 takes and runs a third job, which the creator challenges and
 //! the mediator re-runs on its own host. Every token is accounted for at the end.
@@ -302,11 +303,15 @@ async fn scenario(lan: &Lan) {
     }
     let before = Ledger::read(&admin, &parties).await;
 
-    // --- job 1: the creator knows the RPC URL and the deployment file (its network file) and
-    //     where outputs are served (p1's outputs server, in the same file: issue 13 item 1,
-    //     outputs found from the chain, is not built yet)
+    // --- each provider announced on chain where it serves its outputs (its LAN address)
+    for (who, url) in [(p1, &p1_outputs), (p2, &p2_outputs)] {
+        wait_for(&format!("{who} announced its outputs server"), 60, &all, || async { admin.announced_endpoints(who).await.unwrap() == vec![url.clone()] }).await;
+    }
+
+    // --- job 1: the creator knows nothing but the RPC URL and the deployment file (its
+    //     network file): where the outputs are served it reads from the chain
     let creator_host = lan.host("creator");
-    let creator_home = home(accounts::JOB_CREATOR, &format!("gateway = \"{p1_outputs}\"\n"));
+    let creator_home = home(accounts::JOB_CREATOR, "");
     let out = creator_home.run(creator_host, &["run", "lilysay:0.1.0", "-i", "Message=hello from another host"]);
     let (stdout, stderr) = text(&out);
     let tails = || all.iter().map(|p| p.tail(30)).collect::<String>();
@@ -335,8 +340,8 @@ async fn scenario(lan: &Lan) {
     let cut_at = Instant::now();
 
     // --- job 3, meanwhile: p1's collateral is locked in job 2, so p2 takes it; the creator
-    //     fetches it from p2's outputs server and challenges it
-    let out = creator_home.run(creator_host, &["run", "lilysay:0.1.0", "-i", "Message=the other provider", "--gateway", &p2_outputs]);
+    //     fetches it from p2's outputs server (found on chain) and challenges it
+    let out = creator_home.run(creator_host, &["run", "lilysay:0.1.0", "-i", "Message=the other provider"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "job 3:\n{stdout}\n{stderr}\n{}", tails());
     assert!(stdout.contains("the other provider") && stdout.contains("(job 3, verified"), "{stdout}");

@@ -537,6 +537,7 @@ pub fn event_json(log: &MarketLog) -> Value {
         E::OfferSet(e) => json!({"type": "OfferSet", "provider": e.provider, "moduleId": e.moduleId, "price": e.price.to_string(), "active": e.active,
             "minRunTimeout": e.minRunTimeout, "maxRunTimeout": e.maxRunTimeout, "maxCallbackGas": e.maxCallbackGas}),
         E::ModulesAnnounced(e) => json!({"type": "ModulesAnnounced", "provider": e.provider, "moduleIds": e.moduleIds, "ready": e.ready}),
+        E::EndpointsAnnounced(e) => json!({"type": "EndpointsAnnounced", "provider": e.provider, "endpoints": e.endpoints}),
         E::MediatorRegistered(e) => json!({"type": "MediatorRegistered", "mediator": e.mediator, "index": e.index}),
         E::MediatorApproved(e) => json!({"type": "MediatorApproved", "account": e.account, "approved": e.approved}),
         E::MediatorActiveSet(e) => json!({"type": "MediatorActiveSet", "index": e.index, "active": e.active}),

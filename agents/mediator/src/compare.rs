@@ -14,7 +14,7 @@ use tracing::{info, warn};
 #[derive(Debug, thiserror::Error)]
 pub enum ComparisonError {
     /// No gateway to fetch the provider's result from.
-    #[error("job {job}: no gateway to fetch the provider's result from (--gateway)")]
+    #[error("job {job}: no gateway to fetch the provider's result from (its provider announced no endpoint on chain; pass --gateway)")]
     NoGateway { job: U256 },
     /// The data id posted on chain is not a CID.
     #[error("job {job}: the submitted data id {data_id:?} is not a CID: {source}")]
@@ -40,7 +40,8 @@ impl ComparisonError {
 /// Attempts at fetching the provider's result before giving up.
 const FETCH_RETRIES: u32 = 5;
 
-/// Fetches the provider's result `theirs` from `gateway` into `fetched` (verified against its
+/// Fetches the provider's result `theirs` from the first of `sources` that serves it (its
+/// provider's announced endpoints, a configured gateway) into `fetched` (verified against its
 /// CID, within `limits`: the module's output caps and a deadline per attempt) and compares it
 /// with the re-run in `mine` under the module's declared comparison.
 pub(crate) async fn compare_declared(
@@ -48,15 +49,17 @@ pub(crate) async fn compare_declared(
     module: &Module,
     mine: &Path,
     theirs: &str,
-    gateway: Option<&str>,
+    sources: &[String],
     fetched: &Path,
     limits: &FetchLimits,
 ) -> Result<Verdict, ComparisonError> {
-    let gateway = gateway.ok_or(ComparisonError::NoGateway { job: id })?;
+    if sources.is_empty() {
+        return Err(ComparisonError::NoGateway { job: id });
+    }
     let cid = lilypad_store::parse_cid(theirs).map_err(|source| ComparisonError::BadDataId { job: id, data_id: theirs.to_string(), source })?;
     let mut attempt = 0;
     loop {
-        match lilypad_runner::fetch_fresh_with(gateway, &cid, fetched, limits).await {
+        match lilypad_runner::fetch_fresh_from_any(sources, &cid, fetched, limits).await {
             Ok(_) => break,
             // A server that used the whole deadline is not tried again: it would hold this
             // ruling FETCH_RETRIES times as long.
@@ -118,7 +121,7 @@ mod tests {
         let gateway = format!("http://{addr}");
         let out = tokio::time::timeout(
             Duration::from_secs(60),
-            compare_declared(U256::from(1), &module, dir.path(), cid, Some(&gateway), &dir.path().join("theirs"), &limits),
+            compare_declared(U256::from(1), &module, dir.path(), cid, &[gateway], &dir.path().join("theirs"), &limits),
         )
         .await
         .expect("the fetch must end at its deadline, not hang");

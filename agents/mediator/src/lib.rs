@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{B256, U256};
+use alloy::primitives::{Address, B256, U256};
 use lilypad_bindings::JobState;
 use lilypad_chain::{ChainClient, ChainError, Checkpoint, FailureLog, Follower, JobRecord, ModuleEntry, NoState, Retryable};
 use lilypad_module::{Module, Verdict};
@@ -65,8 +65,9 @@ pub struct MediatorOptions {
     pub ipfs_gateways: Vec<String>,
     pub data_dir: PathBuf,
     pub poll: Duration,
-    /// Where providers' results are fetched from (an IPFS path gateway, e.g. the provider's
-    /// `http://host:8090`), for modules whose comparison is not byte for byte.
+    /// Where providers' results are fetched from first (an IPFS path gateway), before the
+    /// endpoints each provider announced on chain; for modules whose comparison is not byte
+    /// for byte.
     pub gateway: Option<String>,
 }
 
@@ -292,7 +293,7 @@ impl Ruler {
     }
 
     /// Compares the re-run in `dir` (CID `mine`) with the provider's result `theirs`.
-    async fn verdict(&self, id: U256, module: &Module, dir: &Path, mine: &Cid, theirs: &str) -> Result<Verdict, compare::ComparisonError> {
+    async fn verdict(&self, id: U256, provider: Address, module: &Module, dir: &Path, mine: &Cid, theirs: &str) -> Result<Verdict, compare::ComparisonError> {
         if mine.to_string() == theirs {
             return Ok(Verdict::Same);
         }
@@ -301,7 +302,13 @@ impl Ruler {
         }
         let fetched = self.options.data_dir.join("submitted").join(id.to_string());
         let limits = lilypad_runner::result_fetch_limits(&module.limits(), self.fetch_deadline);
-        compare::compare_declared(id, module, dir, theirs, self.options.gateway.as_deref(), &fetched, &limits).await
+        // the configured gateway first, then where the provider announced it serves outputs
+        let mut sources: Vec<String> = self.options.gateway.iter().cloned().collect();
+        match self.client.announced_endpoints(provider).await {
+            Ok(urls) => sources.extend(urls),
+            Err(e) => warn!(job = %id, %provider, error = %e, "cannot read where the provider serves its outputs"),
+        }
+        compare::compare_declared(id, module, dir, theirs, &sources, &fetched, &limits).await
     }
 
     /// Whether a second re-run agrees with the first (`first`, CID `cid`): `Ok(None)` when it
@@ -346,7 +353,7 @@ impl Ruler {
         };
         let theirs = record.data_id.clone().unwrap_or_default();
         let cid = mine;
-        let verdict = match self.verdict(id, &module, &dir, &cid, &theirs).await {
+        let verdict = match self.verdict(id, record.job.provider, &module, &dir, &cid, &theirs).await {
             Ok(v) => v,
             Err(reason) => {
                 error!(job = %id, %reason, "cannot compare with the provider's result; leaving it to time out (its result stands)");

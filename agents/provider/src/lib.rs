@@ -52,6 +52,11 @@ pub struct ProviderOptions {
     pub data_dir: PathBuf,
     /// Where the outputs server listens: it serves this provider's results (`/ipfs/<cid>`).
     pub outputs_listen: SocketAddr,
+    /// Where others fetch its outputs, announced on chain (`announceEndpoints`) so creators,
+    /// mediators and gateways find them from the chain alone. Empty: `http://<outputs server
+    /// address>` when it listens on a specific address; nothing (with a warning) when it
+    /// listens on all interfaces (0.0.0.0 or ::), which says nothing about how it is reached.
+    pub public_urls: Vec<String>,
     /// Jobs run at once.
     pub concurrency: usize,
     /// Let modules that ask for a network have one.
@@ -230,6 +235,9 @@ pub enum ProviderError {
     /// The offer terms of the options are not ones the market accepts.
     #[error("offer terms: {0}")]
     Terms(String),
+    /// The public URLs of the options are not ones the market takes (`--public-url`).
+    #[error("public URLs (--public-url): {0}")]
+    Endpoints(String),
     /// Too few tokens to deposit the collateral the options ask for.
     #[error("not enough tokens for collateral: balance {balance}, need {needed} more (fund this account)")]
     NoFunds {

@@ -7,13 +7,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{B256, U256};
+use std::net::SocketAddr;
+
+use alloy::primitives::{Address, B256, U256};
 use lilypad_chain::{ChainClient, Checkpoint, Follower, NoState, Refusals, Roles};
 use lilypad_module::Module;
 use lilypad_runner::{Engine, Engines, JobTasks, ModuleResolver, Sources};
 use lilypad_store::DiskBlockstore;
 use tokio::sync::Semaphore;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{Provider, ProviderError, ProviderOptions};
 
@@ -105,6 +107,7 @@ impl Provider {
         }
         let (outputs_server, _server) = lilypad_store::gateway::serve(store.clone(), options.outputs_listen).await?;
         info!(%outputs_server, "outputs server: serving results at http://{outputs_server}/ipfs/<cid>");
+        announce_endpoints(&client, me, &options.public_urls, outputs_server).await?;
 
         let kubo = match &options.ipfs_api {
             Some(url) => {
@@ -157,12 +160,86 @@ fn taken_slots(count: u64) -> u64 {
     }
 }
 
+/// The URLs a provider announces for its outputs: `public_urls`, or `http://<server>` when the
+/// server listens on a specific address. Each must be an http(s) URL of at most
+/// [`MAX_ENDPOINT_LENGTH`] bytes, at most [`MAX_ENDPOINTS`] of them (the market's limits).
+pub fn endpoints_to_announce(public_urls: &[String], server: SocketAddr) -> Result<Vec<String>, ProviderError> {
+    let urls: Vec<String> = if public_urls.is_empty() {
+        if server.ip().is_unspecified() {
+            return Ok(Vec::new());
+        }
+        vec![format!("http://{server}")]
+    } else {
+        public_urls.iter().map(|u| u.trim_end_matches('/').to_string()).collect()
+    };
+    if urls.len() > MAX_ENDPOINTS {
+        return Err(ProviderError::Endpoints(format!("{} public URLs given; the market takes at most {MAX_ENDPOINTS}", urls.len())));
+    }
+    for url in &urls {
+        let parsed = reqwest::Url::parse(url).map_err(|e| ProviderError::Endpoints(format!("{url:?} is not a URL ({e}); give one like https://provider.example:8090")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(ProviderError::Endpoints(format!("{url:?} is not an http(s) URL with a host; give one like https://provider.example:8090")));
+        }
+        if url.len() > MAX_ENDPOINT_LENGTH {
+            return Err(ProviderError::Endpoints(format!("{url:?} is {} bytes; the market takes at most {MAX_ENDPOINT_LENGTH}", url.len())));
+        }
+    }
+    Ok(urls)
+}
+
+/// The most URLs one announcement holds (the market's `MAX_ENDPOINTS`).
+pub const MAX_ENDPOINTS: usize = 4;
+/// The longest URL the market takes (its `MAX_ENDPOINT_LENGTH`).
+pub const MAX_ENDPOINT_LENGTH: usize = 256;
+
+/// Announces where the outputs are served when that differs from the last announcement on
+/// chain (so a restart sends nothing); warns when there is nothing to announce.
+async fn announce_endpoints(client: &ChainClient, me: Address, public_urls: &[String], server: SocketAddr) -> Result<(), ProviderError> {
+    let urls = endpoints_to_announce(public_urls, server)?;
+    if urls.is_empty() {
+        warn!(%server, "outputs server listens on all interfaces and no --public-url was given: nothing announced on chain, so creators must be told where to fetch outputs (pass --public-url http://<this host>:<port>)");
+    }
+    let announced = client.announced_endpoints(me).await?;
+    if announced != urls {
+        client.send("announceEndpoints", client.market().announceEndpoints(urls.clone())).await?;
+        info!(endpoints = ?urls, "announced where outputs are served");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn taken_slots_are_the_low_bits() {
         assert_eq!(super::taken_slots(0), 0);
         assert_eq!(super::taken_slots(3), 0b111);
         assert_eq!(super::taken_slots(64), u64::MAX);
+    }
+
+    #[test]
+    fn the_outputs_server_address_is_announced_unless_it_listens_everywhere() {
+        let specific: SocketAddr = "10.0.0.3:8090".parse().unwrap();
+        assert_eq!(endpoints_to_announce(&[], specific).unwrap(), ["http://10.0.0.3:8090"]);
+        let everywhere: SocketAddr = "0.0.0.0:8090".parse().unwrap();
+        assert!(endpoints_to_announce(&[], everywhere).unwrap().is_empty(), "0.0.0.0 says nothing about how it is reached");
+        let given = vec!["https://provider.example:8090/".to_string(), "http://10.0.0.3:8090".to_string()];
+        assert_eq!(endpoints_to_announce(&given, everywhere).unwrap(), ["https://provider.example:8090", "http://10.0.0.3:8090"], "given URLs win, without a trailing slash");
+    }
+
+    #[test]
+    fn urls_the_market_would_refuse_are_refused_at_start_with_the_reason() {
+        let any: SocketAddr = "0.0.0.0:8090".parse().unwrap();
+        for (bad, says) in [
+            (vec!["provider.example:8090".to_string()], "http(s) URL"),
+            (vec!["ftp://provider.example".to_string()], "http(s) URL"),
+            (vec!["not a url".to_string()], "not a URL"),
+            (vec![format!("https://{}.example", "a".repeat(260))], "at most 256"),
+            (vec!["http://a.example".to_string(); 5], "at most 4"),
+        ] {
+            let err = endpoints_to_announce(&bad, any).unwrap_err().to_string();
+            assert!(err.contains(says) && err.contains("--public-url"), "{bad:?}: {err}");
+        }
     }
 }

@@ -86,13 +86,16 @@ pub enum FetchFreshError {
     /// The fetch itself failed (the gateway, or blocks that do not match the CID).
     #[error("fetching {cid} from {gateway}: {source}")]
     Fetch { cid: Cid, gateway: String, #[source] source: StoreError },
+    /// No source to fetch from: no gateway configured and none announced on chain.
+    #[error("fetching {cid}: no source (its provider announced no endpoint on chain and no gateway is configured; pass one)")]
+    NoSource { cid: Cid },
 }
 
 impl FetchFreshError {
     /// Whether trying again later may succeed (the gateway was unreachable).
     pub fn is_retryable(&self) -> bool {
         match self {
-            FetchFreshError::Io { .. } => false,
+            FetchFreshError::Io { .. } | FetchFreshError::NoSource { .. } => false,
             FetchFreshError::Fetch { source, .. } => source.is_retryable(),
         }
     }
@@ -134,6 +137,24 @@ pub async fn fetch_fresh_with(gateway: &str, cid: &Cid, dest: &Path, limits: &Fe
     lilypad_store::fetch_with(gateway, cid, dest, limits)
         .await
         .map_err(|source| FetchFreshError::Fetch { cid: *cid, gateway: gateway.to_string(), source })
+}
+
+/// [`fetch_fresh_with`] from each of `sources` in turn (untrusted URLs are fine: every block
+/// is verified against `cid`) until one serves it whole; returns the source that did. The
+/// error is the last source's when none did.
+pub async fn fetch_fresh_from_any(sources: &[String], cid: &Cid, dest: &Path, limits: &FetchLimits) -> Result<(String, Vec<PathBuf>), FetchFreshError> {
+    let mut last = FetchFreshError::NoSource { cid: *cid };
+    for source in sources {
+        match fetch_fresh_with(source, cid, dest, limits).await {
+            Ok(files) => return Ok((source.clone(), files)),
+            Err(e @ FetchFreshError::Io { .. }) => return Err(e),
+            Err(e) => {
+                warn!(%cid, %source, error = %e, "could not fetch from this source; trying the next");
+                last = e;
+            }
+        }
+    }
+    Err(last)
 }
 
 /// Removes the unfinished result folders (`<id>.tmp`) a killed run left in `results`: a job

@@ -160,6 +160,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             terms: lilypad_provider::OfferTerms::default(),
             data_dir: state.join("provider"),
             outputs_listen: ([127, 0, 0, 1], args.outputs_port).into(),
+            public_urls: Vec::new(),
             concurrency: 2,
             allow_network: false,
             poll: Duration::from_millis(20),

@@ -39,6 +39,12 @@ pub struct ProviderArgs {
     /// `http://<addr>/ipfs/<cid>` (`--gateway` is the older name of this flag).
     #[arg(long, alias = "gateway", env = "LILYPAD_OUTPUTS_LISTEN", default_value = "127.0.0.1:8090")]
     pub outputs_listen: SocketAddr,
+    /// Where others fetch this provider's outputs (an IPFS trustless gateway: `<url>/ipfs/<cid>`),
+    /// announced on chain so creators and mediators find them from the chain alone; up to 4,
+    /// comma-separated in the variable. Default: `http://<--outputs-listen>` unless that is
+    /// 0.0.0.0 (then give this flag: e.g. https://provider.example:8090).
+    #[arg(long = "public-url", env = "LILYPAD_PUBLIC_URL", value_delimiter = ',')]
+    pub public_urls: Vec<String>,
     /// Jobs run at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
@@ -151,6 +157,7 @@ impl ProviderArgs {
             },
             data_dir: client.state_dir(data_dir)?.claim(format!("provider/{}", client.address()?))?,
             outputs_listen: self.outputs_listen,
+            public_urls: self.public_urls,
             concurrency: self.concurrency,
             allow_network: false,
             poll: std::time::Duration::from_millis(self.poll_ms.max(1)),

@@ -34,7 +34,8 @@ pub struct RunArgs {
     /// The most to pay (token units); default: the module's published default payment.
     #[arg(long)]
     pub max_payment: Option<u128>,
-    /// Where to fetch outputs from (default: the devnet provider's gateway).
+    /// Where to fetch outputs from first (then where the job's provider announced on chain it
+    /// serves them, then the network's configured gateway; all verified by CID).
     #[arg(long, env = "LILYPAD_OUTPUTS_GATEWAY")]
     pub gateway: Option<String>,
     /// Give up (exit 3) after this many seconds without a result.
@@ -81,6 +82,8 @@ struct Clock {
     prepared: Duration,
     submitted: Duration,
     matched: Option<Duration>,
+    /// The provider the job was (last) matched to: the one whose result is fetched.
+    provider: Option<Address>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -134,7 +137,7 @@ async fn run_job(args: RunArgs, data_dir: &Path) -> Result<u8, Failure> {
     };
     let resulted = started.elapsed();
     spinner.set_message(format!("🤔 Results submitted ({data_id}). Downloading..."));
-    let fetched = fetch(&args, &net, data_dir, job.id, &data_id, module.as_ref()).await;
+    let fetched = fetch(&args, &net, &client, clock.provider, data_dir, job.id, &data_id, module.as_ref()).await;
     spinner.finish_and_clear();
     let result = fetched?;
     let elapsed = started.elapsed();
@@ -235,7 +238,7 @@ async fn pay(
     let prepared = started.elapsed();
     spinner.set_message("submitting the job");
     let job = lilypad_client::submit(client, &reference.to_string(), inputs, me, max_payment).await.map_err(to_failure)?;
-    Ok((job, Clock { started, prepared, submitted: started.elapsed(), matched: None }))
+    Ok((job, Clock { started, prepared, submitted: started.elapsed(), matched: None, provider: None }))
 }
 
 /// Follow: the job's events until its result is posted; exit 3 at `--timeout` or when it
@@ -246,9 +249,11 @@ async fn follow(client: &ChainClient, spinner: &ProgressBar, job: lilypad_client
     let deadline = clock.started + Duration::from_secs(timeout);
     let started = clock.started;
     let matched = &mut clock.matched;
+    let matched_provider = &mut clock.provider;
     let followed = lilypad_client::follow(client, id, job.block, deadline, timeout, |p| match p {
         Progress::Matched { provider, price } => {
             matched.get_or_insert_with(|| started.elapsed());
+            *matched_provider = Some(provider);
             spinner.set_message(format!("💌 Deal agreed with {provider} at {price} LP units. Running job..."));
         }
         Progress::Released => spinner.set_message(format!("🔁 Job {id} given back by its provider; waiting for another...")),
@@ -270,20 +275,39 @@ const RESULT_FETCH_DEADLINE: Duration = Duration::from_secs(600);
 /// Fetch: the result folder from the outputs gateway into `downloaded-files/<job>`, verified,
 /// within the module's output caps (when its folder is known here; else the store's defaults)
 /// and [`RESULT_FETCH_DEADLINE`]: a provider cannot fill this disk or stall the command.
-async fn fetch(args: &RunArgs, net: &Network, data_dir: &Path, id: alloy::primitives::U256, data_id: &str, module: Option<&Module>) -> Result<lilypad_client::JobResult, Failure> {
-    let gateway = args
-        .gateway
-        .clone()
-        .or_else(|| net.gateway.clone())
-        .or_else(|| net.devnet.as_ref().map(|d| d.gateway.clone()))
-        .ok_or_else(|| bad_input("where are the outputs served? pass --gateway"))?;
+async fn fetch(
+    args: &RunArgs,
+    net: &Network,
+    client: &ChainClient,
+    provider: Option<Address>,
+    data_dir: &Path,
+    id: alloy::primitives::U256,
+    data_id: &str,
+    module: Option<&Module>,
+) -> Result<lilypad_client::JobResult, Failure> {
+    // where to fetch from: --gateway, then where the job's provider announced it serves its
+    // outputs (on chain), then the network's configured gateway; all verified by CID
+    let mut sources: Vec<String> = args.gateway.iter().cloned().collect();
+    if let Some(p) = provider {
+        match client.announced_endpoints(p).await {
+            Ok(urls) => sources.extend(urls),
+            Err(e) => eprintln!("warning: could not read where provider {p} serves its outputs: {e}"),
+        }
+    }
+    sources.extend(net.gateway.iter().cloned());
+    sources.extend(net.devnet.as_ref().map(|d| d.gateway.clone()));
+    let mut seen = std::collections::HashSet::new();
+    sources.retain(|s| seen.insert(s.trim_end_matches('/').to_string()));
+    if sources.is_empty() {
+        return Err(bad_input("where are the outputs served? the job's provider announced no endpoint on chain: pass --gateway"));
+    }
     let dest = data_dir.join("downloaded-files").join(id.to_string());
     let limits = match module {
         Some(m) => lilypad_runner::result_fetch_limits(&m.limits(), RESULT_FETCH_DEADLINE),
         None => lilypad_store::FetchLimits { deadline: RESULT_FETCH_DEADLINE, ..Default::default() },
     };
     let cid = lilypad_store::parse_cid(data_id).map_err(|e| infra(format!("the result's data id {data_id:?} is not a CID: {e}")))?;
-    lilypad_runner::fetch_fresh_with(&gateway, &cid, &dest, &limits).await.map_err(|e| match e {
+    lilypad_runner::fetch_fresh_from_any(&sources, &cid, &dest, &limits).await.map_err(|e| match e {
         lilypad_client::FetchFreshError::Fetch { cid, source, .. } => infra(format!("fetching {cid}: {source}")),
         other => infra(other),
     })?;

@@ -86,6 +86,7 @@ fn market_events() -> Vec<(&'static str, Vec<(&'static str, Value)>)> {
         ("OfferSet", vec![("provider", address()), ("moduleId", bytes32()), ("price", decimal()), ("active", json!({"type": "boolean"})),
             ("minRunTimeout", small(u32::MAX.into())), ("maxRunTimeout", small(u32::MAX.into())), ("maxCallbackGas", small(u32::MAX.into()))]),
         ("ModulesAnnounced", vec![("provider", address()), ("moduleIds", json!({"type": "array", "items": bytes32()})), ("ready", json!({"type": "boolean"}))]),
+        ("EndpointsAnnounced", vec![("provider", address()), ("endpoints", json!({"type": "array", "maxItems": 4, "items": {"type": "string", "maxLength": 256}}))]),
         ("MediatorRegistered", vec![("mediator", address()), ("index", small(255))]),
         ("MediatorActiveSet", vec![("index", small(255)), ("active", json!({"type": "boolean"}))]),
         ("MediatorApproved", vec![("account", address()), ("approved", json!({"type": "boolean"}))]),
