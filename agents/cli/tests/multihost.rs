@@ -271,6 +271,8 @@ async fn scenario(lan: &Lan) {
     // --- the agents, each on its own host with its own data folder
     let home = |key: &str, extra: &str| Home::new(key, &deployment_file, &rpc_url, extra);
     let module_arg = module_dir.to_str().unwrap();
+    // who may mediate is the market owner's choice (open-market safety): approve ours first
+    admin.send("approveMediator", market.approveMediator(mediator, true)).await.unwrap();
     let mediator_home = home(accounts::MEDIATOR, "");
     let mediator_agent = mediator_home.agent(lan.host("mediator"), "mediator", &["mediator", "--module", module_arg]);
     wait_for("the mediator's registration", 60, &[&mediator_agent], || async {
