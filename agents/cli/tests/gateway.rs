@@ -360,3 +360,42 @@ async fn a_gateway_on_a_new_devnet_neither_lists_nor_settles_the_old_ones_jobs()
     assert!(!keys.iter().any(|k| k.ends_with(":refund")), "nothing refunded: {ledger}");
     assert_eq!(ledger["balance"], (3 * 1_000_000_000_000_000_000u128 - 2 * PRICE).to_string(), "{ledger}");
 }
+
+/// A file input by CID over HTTP (issue 17): the creator's file is put on the devnet's IPFS node
+/// (as `lilypad run -i Text=@file` does), then the gateway runs `wordcount-file` on that CID and
+/// the result is the CLI's; a value that is not a CID is refused before anything is charged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_input_by_cid_runs_through_the_gateway() {
+    let devnet = Devnet::start(3);
+    let text = devnet.dir().join("words.txt");
+    std::fs::write(&text, "one two three\nfour five\nsix\n").unwrap();
+    let out = devnet.lilypad(&["run", "wordcount-file:0.1.0", "-i", &format!("Text=@{}", text.display())]);
+    let cli_stdout = stdout_of(&out);
+    let cid = cli_stdout
+        .lines()
+        .find_map(|l| l.split("Text=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the submitted line names the input's CID: {cli_stdout}"))
+        .to_string();
+    assert!(cid.starts_with("baf"), "{cid}");
+    let cli_result = std::fs::read_to_string(devnet.dir().join("downloaded-files/1/stdout")).unwrap();
+
+    let db = devnet.data_dir.path().join("gw/cid.db").display().to_string();
+    let key = stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "keys", "create", "alice"]));
+    stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "credit", "add", "alice", "2LP"]));
+    let gw = GatewayProc::start(&devnet, &db, accounts::JOB_CREATOR, devnet.dir().join("gateway-cid.log"), &["--rate", "50", "--burst", "100"]);
+    let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
+    use reqwest::Method as M;
+
+    let p = api.problem(M::POST, "/api/v1/jobs", Some(&key), Some(json!({"module": "wordcount-file:0.1.0", "inputs": {"Text": "@words.txt"}})), 422, "bad-inputs").await;
+    assert!(p["detail"].as_str().unwrap().contains("Text"), "{p}");
+    let ledger = api.get("/api/v1/account/ledger", &key).await;
+    assert_eq!(ledger["entries"].as_array().unwrap().len(), 1, "nothing charged for the refused request: {ledger}");
+
+    let (status, _, job) = api.call(M::POST, "/api/v1/jobs", Some(&key), Some(json!({"module": "wordcount-file:0.1.0", "inputs": {"Text": cid}}))).await;
+    assert_eq!(status, 201, "{job}\n{}", gw.log());
+    let id = job["id"].as_str().unwrap().to_string();
+    let (job, _) = api.follow(&id, &key).await;
+    assert_eq!(job["result"]["exitCode"], 0, "{job}\ndevnet:\n{}\ngateway:\n{}", devnet.log(), gw.log());
+    assert_eq!(job["result"]["stdout"].as_str().unwrap(), cli_result, "the same file, the same count: {job}");
+}
