@@ -27,7 +27,7 @@
 //! chunk plus at most 174 pending links per tree level, whatever the file size.
 
 use std::fs::{self, File};
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -165,25 +165,12 @@ fn import_path<S: BlockSink + Sync>(path: &Path, sink: &S) -> Result<Imported> {
     }
 }
 
-/// Reads until `buf` is full or the reader is at end of file; returns the bytes read.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
-/// Chunks read ahead and hashed together, per hashing thread: a file of more than one chunk is
-/// read in batches of `HASH_BATCH_PER_THREAD * threads` chunks whose CIDs are computed in
-/// parallel (SHA-256 is what bounds `ipfs add` once files are in the page cache), then given to
-/// the builder in order, so the DAG and its CIDs are exactly those of the sequential import.
-const HASH_BATCH_PER_THREAD: usize = 4;
+/// Chunks read and hashed together, per thread: a file of more than one chunk is taken in
+/// batches of `HASH_BATCH_PER_THREAD * threads` chunks, each thread reading its chunks at their
+/// own offsets and hashing them (SHA-256 and the copy out of the page cache are what bound
+/// `ipfs add`), then given to the builder in order, so the DAG and its CIDs are exactly those
+/// of the sequential import.
+const HASH_BATCH_PER_THREAD: usize = 8;
 
 /// Threads that hash one file's chunks: the machine's parallelism, at most 8.
 fn hash_threads() -> usize {
@@ -191,37 +178,40 @@ fn hash_threads() -> usize {
 }
 
 fn import_file<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
-    let mut file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let mut builder = FileBuilder::default();
     let threads = hash_threads();
     let mut batch: Vec<Vec<u8>> = vec![vec![0u8; CHUNK_SIZE]];
     let mut lens: Vec<usize> = Vec::new();
     let mut cids: Vec<Cid> = Vec::new();
+    let mut offset = 0u64;
     loop {
-        // read up to a batch of chunks; the first batch is one chunk (most files are small),
-        // later ones as many as the threads hash at once
+        // a batch of chunks read and hashed at once; the first batch is one chunk (most files
+        // are small), later ones as many as the threads read and hash together
         let want = if builder.has_chunks() { HASH_BATCH_PER_THREAD * threads } else { 1 };
         if batch.len() < want {
             batch.resize_with(want, || vec![0u8; CHUNK_SIZE]);
         }
+        let read = read_and_hash(&file, &mut batch[..want], offset, threads);
         lens.clear();
+        cids.clear();
         let mut at_end = false;
-        for buf in batch.iter_mut().take(want) {
-            let n = read_full(&mut file, buf).map_err(|e| StoreError::io(path, e))?;
+        for result in read {
+            let (n, cid) = result.map_err(|e| StoreError::io(path, e))?;
             if n == 0 && (builder.has_chunks() || !lens.is_empty()) {
                 at_end = true;
                 break;
             }
             lens.push(n);
+            cids.push(cid);
             if n < CHUNK_SIZE {
                 at_end = true;
                 break;
             }
         }
-        let chunks: Vec<&[u8]> = batch.iter().zip(&lens).map(|(b, &n)| &b[..n]).collect();
-        hash_chunks(&chunks, threads, &mut cids);
-        for (chunk, cid) in chunks.iter().zip(&cids) {
-            builder.push_leaf(*cid, chunk, sink)?;
+        for ((buf, &n), cid) in batch.iter().zip(&lens).zip(&cids) {
+            builder.push_leaf(*cid, &buf[..n], sink)?;
+            offset += n as u64;
         }
         if at_end {
             break;
@@ -230,25 +220,48 @@ fn import_file<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
     builder.finish(sink)
 }
 
-/// The raw-block CIDs of `chunks`, in order, into `out`: on `threads` threads when there are
+/// Reads `bufs.len()` consecutive chunks of `file` from `offset` (each at its own position,
+/// so threads read in parallel) and hashes each: `(bytes read, raw-block CID of them)` in
+/// order. A chunk past the end of the file reads 0 bytes. On `threads` threads when there are
 /// several chunks, on this one otherwise.
-fn hash_chunks(chunks: &[&[u8]], threads: usize, out: &mut Vec<Cid>) {
-    out.clear();
-    if chunks.len() < 2 || threads < 2 {
-        out.extend(chunks.iter().map(|c| raw_cid(c)));
-        return;
+fn read_and_hash(file: &File, bufs: &mut [Vec<u8>], offset: u64, threads: usize) -> Vec<std::io::Result<(usize, Cid)>> {
+    let one = |buf: &mut Vec<u8>, at: u64| -> std::io::Result<(usize, Cid)> {
+        let n = read_full_at(file, buf, at)?;
+        Ok((n, raw_cid(&buf[..n])))
+    };
+    let chunk_offset = |i: usize| offset + (i * CHUNK_SIZE) as u64;
+    if bufs.len() < 2 || threads < 2 {
+        return bufs.iter_mut().enumerate().map(|(i, b)| one(b, chunk_offset(i))).collect();
     }
-    let per = chunks.len().div_ceil(threads);
+    let per = bufs.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let parts: Vec<_> = chunks
-            .chunks(per)
-            .map(|part| scope.spawn(move || part.iter().map(|c| raw_cid(c)).collect::<Vec<Cid>>()))
+        let parts: Vec<_> = bufs
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(t, part)| {
+                let first = t * per;
+                scope.spawn(move || part.iter_mut().enumerate().map(|(i, b)| one(b, chunk_offset(first + i))).collect::<Vec<_>>())
+            })
             .collect();
-        for part in parts {
-            // raw_cid does not panic; a panicking thread is re-raised here as in sequential code
-            out.extend(part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        // neither reading nor hashing panics; a panicking thread is re-raised here as in
+        // sequential code
+        parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
+/// Reads at `offset` until `buf` is full or the file ends; returns the bytes read.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-    });
+    }
+    Ok(filled)
 }
 
 /// Builds the balanced file DAG bottom-up as chunks arrive.
@@ -569,12 +582,16 @@ mod tests {
                 assert_eq!((parallel.tsize, parallel.filesize), (sequential.tsize, sequential.filesize));
             }
         }
-        // and with the hashing spread over several threads explicitly
-        let chunks: Vec<Vec<u8>> = (0..9u8).map(|i| vec![i; 1000 + i as usize]).collect();
-        let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
-        let mut out = Vec::new();
-        hash_chunks(&refs, 4, &mut out);
-        assert_eq!(out, refs.iter().map(|c| raw_cid(c)).collect::<Vec<_>>(), "in order");
+        // and with reading and hashing spread over several threads explicitly
+        let path = dir.path().join("nine");
+        let data: Vec<u8> = (0..9 * CHUNK_SIZE + 5).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut bufs = vec![vec![0u8; CHUNK_SIZE]; 11];
+        let got: Vec<(usize, Cid)> = read_and_hash(&file, &mut bufs, 0, 4).into_iter().map(Result::unwrap).collect();
+        let mut want: Vec<(usize, Cid)> = data.chunks(CHUNK_SIZE).map(|c| (c.len(), raw_cid(c))).collect();
+        want.push((0, raw_cid(&[]))); // 9 full chunks, 5 bytes, then one read past the end
+        assert_eq!(got, want, "in order, past the end as empty reads");
     }
 
     #[test]
