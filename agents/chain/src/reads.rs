@@ -128,8 +128,11 @@ impl ChainClient {
 
     /// Where `provider` last announced it serves its outputs (`announceEndpoints`), newest
     /// first found by scanning the market's logs backwards from the head in windows of
-    /// [`ENDPOINT_SCAN_WINDOW`] blocks down to the deployment's start block; empty when it never
-    /// announced any (or withdrew them). Untrusted URLs: fetch from them only with CID checks.
+    /// [`ENDPOINT_SCAN_WINDOW`] blocks down to the deployment's start block, at most
+    /// [`ENDPOINT_SCAN_DEPTH`] blocks deep (a bounded number of RPC calls, whatever the chain's
+    /// age); empty when it announced none in that range (or withdrew them). A provider checks
+    /// with this same call at start and announces again when it finds nothing. Untrusted URLs:
+    /// fetch from them only with CID checks.
     pub async fn announced_endpoints(&self, provider: Address) -> Result<Vec<String>, ChainError> {
         use alloy::providers::Provider as _;
         use alloy::rpc::types::Filter;
@@ -152,7 +155,7 @@ impl ChainClient {
             if let Some(event) = newest {
                 return Ok(event.endpoints);
             }
-            if from <= start {
+            if from <= start || head - from >= ENDPOINT_SCAN_DEPTH {
                 return Ok(Vec::new());
             }
             to = from - 1;
@@ -163,3 +166,6 @@ impl ChainClient {
 /// Blocks per `eth_getLogs` call when looking for a provider's endpoint announcement (within
 /// what public RPC nodes accept).
 pub const ENDPOINT_SCAN_WINDOW: u64 = 5_000;
+
+/// How far back (in blocks) an endpoint announcement is looked for: 200 windows at most.
+pub const ENDPOINT_SCAN_DEPTH: u64 = 1_000_000;

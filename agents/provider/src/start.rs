@@ -198,6 +198,8 @@ async fn announce_endpoints(client: &ChainClient, me: Address, public_urls: &[St
     let urls = endpoints_to_announce(public_urls, server)?;
     if urls.is_empty() {
         warn!(%server, "outputs server listens on all interfaces and no --public-url was given: nothing announced on chain, so creators must be told where to fetch outputs (pass --public-url http://<this host>:<port>)");
+    } else if public_urls.is_empty() && server.ip().is_loopback() {
+        warn!(%server, "announcing a loopback address: only this host can fetch outputs from it (on other machines, listen on a reachable address or pass --public-url)");
     }
     let announced = client.announced_endpoints(me).await?;
     if announced != urls {
