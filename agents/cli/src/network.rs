@@ -42,7 +42,7 @@ impl DevnetInfo {
 ///
 /// ```toml
 /// rpc_url = "https://arb-sepolia.example/rpc"
-/// deployment = "deployments/421614.json"
+/// deployment = "421614.json"   # a relative path is read from this file's folder
 /// gateway = "https://provider.example/"
 /// # private_key = "0x..."   # better: WEB3_PRIVATE_KEY in the environment
 /// ```
@@ -67,7 +67,17 @@ impl ConfigFile {
             None => (data_dir.join("config.toml"), false),
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).wrap_err_with(|| format!("config file {}", path.display())),
+            Ok(text) => {
+                let mut file: ConfigFile = toml::from_str(&text).wrap_err_with(|| format!("config file {}", path.display()))?;
+                // A relative path in the file means the same wherever an agent is started from
+                // (a systemd unit's working folder is not the operator's): the file's own folder.
+                if let (Some(dep), Some(folder)) = (&file.deployment, path.parent()) {
+                    if dep.is_relative() {
+                        file.deployment = Some(folder.join(dep));
+                    }
+                }
+                Ok(file)
+            }
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
             Err(e) => Err(eyre!("config file {}: {e}", path.display())),
         }
@@ -395,6 +405,34 @@ mod tests {
         assert!(err.to_string().contains("networks/mainnet.toml"), "{err}");
         let err = NetworkArgs { network: Some("../x".into()), ..Default::default() }.resolve(dir.path()).unwrap_err();
         assert!(err.to_string().contains("network names"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_arbitrum_sepolia_file_resolves_with_its_deployment_beside_it() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deployments/networks/arbitrum-sepolia.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let networks = dir.path().join("networks");
+        std::fs::create_dir_all(&networks).unwrap();
+        std::fs::copy(&shipped, networks.join("arbitrum-sepolia.toml")).unwrap();
+        deployment(&networks, "421614.json", 421614);
+        // started from another folder, as a systemd unit is: the relative path is the file's
+        let args = NetworkArgs { network: Some("arbitrum-sepolia".into()), ..Default::default() };
+        let net = args.resolve(dir.path()).unwrap();
+        assert_eq!(net.rpc_url, "https://sepolia-rollup.arbitrum.io/rpc");
+        assert_eq!(net.deployment.chain_id, 421614);
+        assert_eq!(net.private_key, None);
+        assert!(net.ipfs_gateways.is_empty() && net.ipfs_api.is_none(), "nothing of a devnet leaks into a named network");
+    }
+
+    #[test]
+    fn a_relative_deployment_in_a_config_file_is_read_from_the_files_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("etc");
+        std::fs::create_dir_all(&conf).unwrap();
+        deployment(&conf, "7.json", 7);
+        std::fs::write(conf.join("lilypad.toml"), "rpc_url = \"http://x\"\ndeployment = \"7.json\"\n").unwrap();
+        let args = NetworkArgs { config: Some(conf.join("lilypad.toml")), ..Default::default() };
+        assert_eq!(args.resolve(dir.path()).unwrap().deployment.chain_id, 7);
     }
 
     #[test]
