@@ -38,8 +38,11 @@ impl Default for KeeperOptions {
     }
 }
 
+/// What stops the keeper: only the chain (each exit a job can take is tried, and one refused is
+/// logged and left for the next pass).
 #[derive(Debug, thiserror::Error)]
 pub enum KeeperError {
+    /// Reading the chain or sending a transaction failed.
     #[error(transparent)]
     Chain(#[from] ChainError),
 }

@@ -12,8 +12,11 @@ pub enum WasmError {
     /// The file is not a WebAssembly module at all.
     #[error("job {job}: {} is not a WebAssembly module: {reason}", path.display())]
     NotWasm {
+        /// The job being run.
         job: String,
+        /// The file concerned.
         path: PathBuf,
+        /// What was wrong.
         reason: String,
     },
 
@@ -21,8 +24,11 @@ pub enum WasmError {
     /// off for determinism: threads, shared memory, relaxed SIMD...).
     #[error("job {job}: {} does not compile: {reason}", path.display())]
     Invalid {
+        /// The job being run.
         job: String,
+        /// The file concerned.
         path: PathBuf,
+        /// What was wrong.
         reason: String,
     },
 
@@ -34,30 +40,50 @@ pub enum WasmError {
          wasm32-wasi / wasm32-wasip1 and link no other host functions)"
     )]
     MissingImport {
+        /// The job being run.
         job: String,
+        /// The import's module name.
         module: String,
+        /// The import's field name.
         name: String,
     },
 
     /// The module is not a WASI command: it exports no `_start` function.
     #[error("job {job}: the module exports no `_start` function: build it as a WASI command (a program with main), not a library")]
-    NoStart { job: String },
+    NoStart {
+        /// The job being run.
+        job: String,
+    },
 
     /// The spec (or result folder) is invalid.
     #[error("job {job}: bad run spec: {reason}")]
-    BadSpec { job: String, reason: String },
+    BadSpec {
+        /// The job being run.
+        job: String,
+        /// What was wrong.
+        reason: String,
+    },
 
     /// The engine failed in a way that is not the module's doing (instantiation resources,
     /// a host error while the module ran).
     #[error("job {job}: the WebAssembly engine failed: {message}")]
-    Engine { job: String, message: String },
+    Engine {
+        /// The job being run.
+        job: String,
+        /// What the engine said.
+        message: String,
+    },
 
     /// Reading or writing files on this host failed. Retryable.
     #[error("job {job}: {what} {}: {source}", path.display())]
     Io {
+        /// The job being run.
         job: String,
+        /// What was being done (`reading`, `writing`...).
         what: &'static str,
+        /// The file concerned.
         path: PathBuf,
+        /// The host's error.
         #[source]
         source: std::io::Error,
     },
@@ -85,18 +111,26 @@ impl WasmError {
 
 /// Why a run that took place did not succeed ([`crate::WasmOutcome::failure`]). The result is
 /// still complete and the same on every host: a job that fails this way settles with it.
+/// Every variant names the job (`job`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // the fields: `job` is the job, the rest is the message the variant prints
 pub enum JobFailure {
+    /// The module trapped (an `unreachable`, an out-of-bounds access...).
     #[error("job {job}: the WebAssembly module trapped: {message}")]
     Trapped { job: String, message: String },
+    /// It used up its instruction budget.
     #[error("job {job}: the WebAssembly module used up its fuel (instruction budget, from the module's timeoutSeconds) and was stopped")]
     OutOfFuel { job: String },
+    /// It ran past its wall-time limit.
     #[error("job {job}: the WebAssembly module ran past its wall-time limit and was stopped")]
     TimedOut { job: String },
+    /// It grew its memory past the module's `ramMb`.
     #[error("job {job}: the WebAssembly module grew its memory past the limit (the module's resources.ramMb) and was stopped")]
     MemoryLimit { job: String },
+    /// It wrote past its outputs caps.
     #[error("job {job}: the WebAssembly module wrote past its outputs caps (outputs.maxBytes / outputs.maxFiles); what it wrote before is kept")]
     OutputsTooLarge { job: String },
+    /// It exited with a non-zero code.
     #[error("job {job}: the WebAssembly module exited with code {code}")]
     Exited { job: String, code: i32 },
 }

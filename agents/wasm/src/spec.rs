@@ -171,6 +171,7 @@ impl Ending {
 pub struct WasmOutcome {
     /// The job, as given to [`crate::WasmEngine::run`].
     pub job: String,
+    /// How the run ended.
     pub ending: Ending,
     /// [`Ending::exit_code`].
     pub exit_code: i64,
@@ -180,8 +181,9 @@ pub struct WasmOutcome {
     pub outputs_too_large: bool,
     /// stdout or stderr was longer than [`WasmLimits::log_bytes`] and was cut.
     pub log_truncated: bool,
-    /// Bytes the module wrote to stdout / stderr (all of them, kept or not).
+    /// Bytes the module wrote to stdout (all of them, kept or not).
     pub stdout_bytes: u64,
+    /// Bytes the module wrote to stderr (all of them, kept or not).
     pub stderr_bytes: u64,
     /// Fuel spent.
     pub fuel_used: u64,
@@ -189,12 +191,14 @@ pub struct WasmOutcome {
     pub duration: Duration,
     /// The module was compiled for this run (not found in the cache).
     pub compiled: bool,
-    /// Bytes and regular files in `result_dir/outputs`.
+    /// Bytes in `result_dir/outputs`.
     pub output_bytes: u64,
+    /// Regular files in `result_dir/outputs`.
     pub output_files: u64,
     /// Entries of the outputs removed: links and special files (at most 100 listed;
     /// `skipped_count` has them all).
     pub skipped: Vec<String>,
+    /// How many entries were removed.
     pub skipped_count: u64,
     /// The result folder.
     pub result_dir: PathBuf,
