@@ -70,6 +70,7 @@ async fn engine(instance: &str) -> Option<Executor> {
 }
 
 async fn assert_nothing_left(exec: &Executor) {
+    exec.release().await;
     let left = exec.list_own_containers().await.unwrap();
     assert!(left.is_empty(), "containers left behind: {left:?}");
     let filter = HashMap::from([("label", vec![format!("lilypad.executor={}", exec.config().instance)])]);

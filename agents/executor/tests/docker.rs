@@ -122,8 +122,10 @@ fn read(p: impl AsRef<Path>) -> String {
     .into_owned()
 }
 
-/// Nothing of this executor instance is left in the engine (containers and volumes).
+/// Nothing of this executor instance is left in the engine (containers and volumes) once its
+/// background removals are over and the outputs volumes it prepared ahead are released.
 async fn assert_nothing_left(exec: &Executor) {
+    exec.release().await;
     let left = exec.list_own_containers().await.unwrap();
     assert!(left.is_empty(), "containers left behind: {left:?}");
     let filter = HashMap::from([(
@@ -332,6 +334,58 @@ async fn memory_above_the_limit_is_oom_killed() {
     assert!(!out.succeeded());
 }
 
+/// This executor's containers of one role (`job`, `holder`), any state.
+async fn role_containers(exec: &Executor, role: &str) -> Vec<String> {
+    let filter = HashMap::from([(
+        "label",
+        vec![format!("lilypad.executor={}", exec.config().instance), format!("lilypad.role={role}")],
+    )]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filter).build();
+    exec.docker().list_containers(Some(options)).await.unwrap().into_iter().filter_map(|c| c.id).collect()
+}
+
+/// This executor's volumes.
+async fn own_volumes(exec: &Executor) -> Vec<String> {
+    let filter = HashMap::from([("label", vec![format!("lilypad.executor={}", exec.config().instance)])]);
+    let options = bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&filter).build();
+    let vols = exec.docker().list_volumes(Some(options)).await.unwrap();
+    vols.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect()
+}
+
+#[tokio::test]
+async fn each_job_gets_a_fresh_outputs_volume_of_its_own_prepared_ahead() {
+    let Some(exec) = engine("pool").await else {
+        return;
+    };
+    // Jobs of the same outputs size share a batch (one holder, volumes prepared ahead), and
+    // none sees another's outputs: each volume is empty and serves one job only.
+    let writes = "ls -A /outputs; echo secret > /outputs/mine; mkdir /outputs/d; echo x > /outputs/d/f";
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let (_t, dir) = result_dir();
+        let out = exec.run(&format!("pool-{i}"), &spec(writes), &dir).await.unwrap();
+        assert_eq!(out.exit_code, 0, "{out:?}: {}", read(dir.join("stderr")));
+        assert_eq!(read(dir.join("stdout")), "", "job {i} found files in its outputs volume");
+        assert_eq!(read(dir.join("outputs/mine")), "secret\n");
+        let outputs = dir.join("outputs");
+        let mut names: Vec<_> = walk(&outputs).iter().map(|p| p.strip_prefix(&outputs).unwrap().to_path_buf()).collect();
+        names.sort();
+        seen.push(names);
+        // the volumes were prepared ahead: one holder, kept between runs, and spare volumes
+        assert_eq!(role_containers(&exec, "holder").await.len(), 1, "one holder for the batch");
+        assert!(own_volumes(&exec).await.len() > 1, "volumes prepared ahead");
+    }
+    assert!(seen.iter().all(|names| names.len() == 3 && names == &seen[0]), "{seen:?}");
+    // A job of another outputs size gets a volume of its size, not a pooled one of another.
+    let mut small = spec("head -c 70000 /dev/zero > /outputs/big; echo $? >&2");
+    small.limits.outputs_bytes = 64 << 10;
+    let (_t, dir) = result_dir();
+    let out = exec.run("pool-small", &small, &dir).await.unwrap();
+    assert!(out.outputs_too_large, "the 64 KiB cap holds for a pooled volume: {out:?}");
+    assert_eq!(role_containers(&exec, "holder").await.len(), 2, "a batch per outputs size");
+    assert_nothing_left(&exec).await;
+}
+
 #[tokio::test]
 async fn network_is_none() {
     let Some(exec) = engine("network").await else {
@@ -534,15 +588,16 @@ async fn dropping_a_run_removes_its_containers() {
     )
     .await;
     assert!(r.is_err(), "the run was cut by the timeout");
+    // the job's container goes by itself (the outputs holder prepared ahead stays until
+    // released)
     let t = Instant::now();
-    while !exec.list_own_containers().await.unwrap().is_empty() {
+    while !role_containers(&exec, "job").await.is_empty() {
         assert!(
             t.elapsed() < Duration::from_secs(15),
             "containers of a dropped run were not removed"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_nothing_left(&exec).await;
     assert!(!dir.exists());
     assert!(
