@@ -29,9 +29,16 @@ fn init_tracing() {
 /// An executor with its own instance label, or `None` (test skipped) when no engine answers
 /// and `LILYPAD_REQUIRE_DOCKER` is unset.
 async fn engine(test: &str) -> Option<Executor> {
+    engine_with(test, true).await
+}
+
+/// [`engine`], copying outputs straight from the volumes' mount points where this host sees
+/// them (`from_host`), or always through the engine's archive.
+async fn engine_with(test: &str, from_host: bool) -> Option<Executor> {
     init_tracing();
     let config = ExecutorConfig {
         instance: format!("test-{test}-{}", std::process::id()),
+        outputs_from_host: from_host,
         ..Default::default()
     };
     let required = std::env::var_os("LILYPAD_REQUIRE_DOCKER").is_some();
@@ -246,37 +253,43 @@ async fn wall_time_limit_kills_the_job() {
 
 #[tokio::test]
 async fn outputs_above_the_cap_fail_cleanly() {
-    let Some(exec) = engine("outputs-cap").await else {
-        return;
-    };
-    let mut s = spec(
-        "echo small > /outputs/small; dd if=/dev/zero of=/outputs/big bs=4096 count=1000 || exit 5; echo unreachable",
-    );
-    s.limits.outputs_bytes = 256 << 10;
-    let (_t, dir, out) = run(&exec, "outputs-cap", &s).await;
-    assert!(out.outputs_too_large, "{out:?}");
-    assert_eq!(out.exit_code, 5, "dd got ENOSPC");
-    assert!(read(dir.join("stderr")).contains("No space left on device"));
-    assert!(out.output_bytes <= 256 << 10, "{}", out.output_bytes);
-    assert_eq!(read(dir.join("outputs/small")), "small\n");
-    assert!(!out.succeeded());
+    // straight from the volume's mount point, and through the engine's archive
+    for from_host in [true, false] {
+        let Some(exec) = engine_with(&format!("outputs-cap-{from_host}"), from_host).await else {
+            return;
+        };
+        let mut s = spec(
+            "echo small > /outputs/small; dd if=/dev/zero of=/outputs/big bs=4096 count=1000 || exit 5; echo unreachable",
+        );
+        s.limits.outputs_bytes = 256 << 10;
+        let (_t, dir, out) = run(&exec, "outputs-cap", &s).await;
+        assert!(out.outputs_too_large, "{out:?}");
+        assert_eq!(out.exit_code, 5, "dd got ENOSPC");
+        assert!(read(dir.join("stderr")).contains("No space left on device"));
+        assert!(out.output_bytes <= 256 << 10, "{}", out.output_bytes);
+        assert_eq!(read(dir.join("outputs/small")), "small\n");
+        assert!(!out.succeeded());
+    }
 }
 
 #[tokio::test]
 async fn too_many_output_files_fill_the_inode_cap() {
-    let Some(exec) = engine("outputs-files").await else {
-        return;
-    };
-    let mut s =
-        spec("i=0; while [ $i -lt 100 ]; do echo $i > /outputs/f$i || exit 6; i=$((i+1)); done");
-    s.limits.outputs_files = 20;
-    let (_t, _dir, out) = run(&exec, "outputs-files", &s).await;
-    assert_eq!(out.exit_code, 6);
-    assert!(out.outputs_too_large, "{out:?}");
-    assert_eq!(
-        out.output_files, 20,
-        "outputs_files entries may be created, not one more"
-    );
+    // straight from the volume's mount point, and through the engine's archive
+    for from_host in [true, false] {
+        let Some(exec) = engine_with(&format!("outputs-files-{from_host}"), from_host).await else {
+            return;
+        };
+        let mut s =
+            spec("i=0; while [ $i -lt 100 ]; do echo $i > /outputs/f$i || exit 6; i=$((i+1)); done");
+        s.limits.outputs_files = 20;
+        let (_t, _dir, out) = run(&exec, "outputs-files", &s).await;
+        assert_eq!(out.exit_code, 6);
+        assert!(out.outputs_too_large, "{out:?}");
+        assert_eq!(
+            out.output_files, 20,
+            "outputs_files entries may be created, not one more"
+        );
+    }
 }
 
 #[tokio::test]
@@ -458,44 +471,47 @@ async fn root_filesystem_and_inputs_are_read_only() {
 
 #[tokio::test]
 async fn symlinks_in_outputs_are_not_copied() {
-    let Some(exec) = engine("symlinks").await else {
-        return;
-    };
-    let (_t, dir, out) = run(
-        &exec,
-        "symlinks",
-        &spec(
-            "ln -s /etc/passwd /outputs/passwd; ln -s / /outputs/root; mkdir /outputs/d; ln -s .. /outputs/d/up; \
-             echo real > /outputs/real; ln /outputs/real /outputs/hard; mkfifo /outputs/fifo",
-        ),
-    )
-    .await;
-    assert_eq!(out.exit_code, 0);
-    let outputs = dir.join("outputs");
-    let mut names: Vec<String> = Vec::new();
-    for e in walk(&outputs) {
-        let meta = std::fs::symlink_metadata(&e).unwrap();
+    // straight from the volume's mount point, and through the engine's archive
+    for from_host in [true, false] {
+        let Some(exec) = engine_with(&format!("symlinks-{from_host}"), from_host).await else {
+            return;
+        };
+        let (_t, dir, out) = run(
+            &exec,
+            "symlinks",
+            &spec(
+                "ln -s /etc/passwd /outputs/passwd; ln -s / /outputs/root; mkdir /outputs/d; ln -s .. /outputs/d/up; \
+                 echo real > /outputs/real; ln /outputs/real /outputs/hard; mkfifo /outputs/fifo",
+            ),
+        )
+        .await;
+        assert_eq!(out.exit_code, 0);
+        let outputs = dir.join("outputs");
+        let mut names: Vec<String> = Vec::new();
+        for e in walk(&outputs) {
+            let meta = std::fs::symlink_metadata(&e).unwrap();
+            assert!(
+                meta.is_file() || meta.is_dir(),
+                "{} is neither a file nor a folder",
+                e.display()
+            );
+            names.push(e.strip_prefix(&outputs).unwrap().display().to_string());
+        }
+        names.sort();
+        // `real` and `hard` are one file: the archive holds it once, the other name as a hardlink
+        // entry, which is skipped (which name comes first depends on the engine's walk order).
         assert!(
-            meta.is_file() || meta.is_dir(),
-            "{} is neither a file nor a folder",
-            e.display()
+            names == ["d", "hard"] || names == ["d", "real"],
+            "{names:?}"
         );
-        names.push(e.strip_prefix(&outputs).unwrap().display().to_string());
+        assert_eq!(read(outputs.join(&names[1])), "real\n");
+        assert_eq!(out.skipped_count, 5, "{:?}", out.skipped);
+        assert!(
+            out.skipped.iter().any(|s| s == "outputs/passwd: symlink"),
+            "{:?}",
+            out.skipped
+        );
     }
-    names.sort();
-    // `real` and `hard` are one file: the archive holds it once, the other name as a hardlink
-    // entry, which is skipped (which name comes first depends on the engine's walk order).
-    assert!(
-        names == ["d", "hard"] || names == ["d", "real"],
-        "{names:?}"
-    );
-    assert_eq!(read(outputs.join(&names[1])), "real\n");
-    assert_eq!(out.skipped_count, 5, "{:?}", out.skipped);
-    assert!(
-        out.skipped.iter().any(|s| s == "outputs/passwd: symlink"),
-        "{:?}",
-        out.skipped
-    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

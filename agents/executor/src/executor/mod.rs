@@ -40,6 +40,9 @@ pub struct ExecutorConfig {
     /// Outputs volumes per holder container, prepared ahead of the jobs (see
     /// [`Executor::release`]); each volume still serves one job only. 1: a holder per job.
     pub outputs_batch: usize,
+    /// Copy a job's outputs straight from its volume's mount point when this host sees it (an
+    /// engine on this host, checked once); off: always through the engine's archive of it.
+    pub outputs_from_host: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -50,6 +53,7 @@ impl Default for ExecutorConfig {
             kill_grace: Duration::from_secs(30),
             gpus: GpuAllocator::host(),
             outputs_batch: 8,
+            outputs_from_host: true,
         }
     }
 }
@@ -124,7 +128,7 @@ impl Executor {
         config: ExecutorConfig,
     ) -> Self {
         let endpoint = endpoint.into();
-        let pool = pool::OutputsPool::new(docker.clone(), endpoint.clone(), config.instance.clone(), config.outputs_batch);
+        let pool = pool::OutputsPool::new(docker.clone(), endpoint.clone(), config.instance.clone(), config.outputs_batch, config.outputs_from_host);
         Executor {
             pool: Arc::new(pool),
             docker,

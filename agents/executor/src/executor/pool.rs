@@ -12,17 +12,24 @@
 //! of them is done; then the holder and the volumes are removed in the background. The next
 //! batch is prepared in the background once fewer than half a batch of volumes are left.
 //!
+//! Where this host sees the volumes' mount points (the engine on this host, in its mount
+//! namespace: checked once per executor by writing a probe file through the engine into a
+//! volume that is then never handed out, and reading it at the mount point), a job's outputs
+//! are copied straight from its volume's mount point ([`OutputsLease::host_path`]) instead of
+//! through an archive the engine packs.
+//!
 //! Everything is labelled with the executor's instance (`lilypad.job=pool`), so a crash
 //! leaves nothing that [`Executor::cleanup_leftovers`](super::Executor::cleanup_leftovers)
 //! does not remove.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder};
 use bollard::Docker;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -79,6 +86,8 @@ impl Background {
 pub(super) struct Batch {
     holder: String,
     volumes: Vec<String>,
+    /// Each volume's mount point on this host, when the outputs are copied from there.
+    host_paths: Option<Vec<PathBuf>>,
     next: AtomicUsize,
     retired: AtomicBool,
     held: AtomicU64,
@@ -132,6 +141,11 @@ impl OutputsLease {
         sandbox::holder_path(self.index)
     }
 
+    /// Its mount point as this host sees it, when the outputs can be copied from there.
+    pub(super) fn host_path(&self) -> Option<&std::path::Path> {
+        self.batch.host_paths.as_ref().map(|p| p[self.index].as_path())
+    }
+
     /// The outputs were copied out: `bytes` of them stay in memory until the batch goes.
     pub(super) fn copied(&self, bytes: u64) {
         let held = self.batch.held.fetch_add(bytes, Ordering::SeqCst) + bytes;
@@ -161,10 +175,16 @@ pub(super) struct OutputsPool {
     state: Mutex<HashMap<VolumeKey, KeyState>>,
     ready: Notify,
     pub(super) background: Background,
+    /// Whether this host sees the volumes' mount points (probed with the first batch).
+    host_visible: tokio::sync::OnceCell<bool>,
 }
 
 impl OutputsPool {
-    pub(super) fn new(docker: Docker, endpoint: String, instance: String, batch: usize) -> Self {
+    pub(super) fn new(docker: Docker, endpoint: String, instance: String, batch: usize, from_host: bool) -> Self {
+        let host_visible = match from_host {
+            true => tokio::sync::OnceCell::new(),
+            false => tokio::sync::OnceCell::new_with(Some(false)),
+        };
         OutputsPool {
             docker,
             endpoint,
@@ -173,6 +193,7 @@ impl OutputsPool {
             state: Mutex::new(HashMap::new()),
             ready: Notify::new(),
             background: Background::default(),
+            host_visible,
         }
     }
 
@@ -242,23 +263,31 @@ impl OutputsPool {
     async fn prepare(&self, key: VolumeKey, holder_image: &str) -> Result<Arc<Batch>, ExecError> {
         let started = std::time::Instant::now();
         let uniq = unique();
+        // the first batch has one volume more: the probe of the mount points (never handed out)
+        let probing = !self.host_visible.initialized();
+        let count = self.batch + usize::from(probing);
+        let mut mountpoints = Vec::with_capacity(count);
         let mut batch = Batch {
             holder: String::new(),
-            volumes: Vec::with_capacity(self.batch),
+            volumes: Vec::with_capacity(count),
+            host_paths: None,
             next: AtomicUsize::new(0),
             retired: AtomicBool::new(false),
             held: AtomicU64::new(0),
             docker: self.docker.clone(),
             background: self.background.clone(),
         };
-        let creates = (0..self.batch).map(|i| {
+        let creates = (0..count).map(|i| {
             let name = sandbox::object_name("out", POOL_JOB, &format!("{uniq}-{i}"));
             let body = sandbox::outputs_volume_sized(POOL_JOB, &self.instance, &name, key.bytes, key.files);
-            async move { self.docker.create_volume(body).await.map(|_| name) }
+            async move { self.docker.create_volume(body).await.map(|v| (name, v.mountpoint)) }
         });
         for made in futures_util::future::join_all(creates).await {
             match made {
-                Ok(name) => batch.volumes.push(name),
+                Ok((name, mountpoint)) => {
+                    batch.volumes.push(name);
+                    mountpoints.push(PathBuf::from(mountpoint));
+                }
                 // the batch (dropped on return) removes the volumes made already
                 Err(e) => return Err(self.engine_err("creating a pooled outputs volume")(e)),
             }
@@ -273,6 +302,18 @@ impl OutputsPool {
             warn!(container = %holder, warning = %w, "engine warning");
         }
         self.docker.start_container(&holder, None).await.map_err(self.engine_err("starting an outputs holder"))?;
+        if probing {
+            batch.next.store(1, Ordering::SeqCst);
+            let visible = *self.host_visible.get_or_init(|| self.probe(&holder, &mountpoints[0])).await;
+            if visible {
+                info!("outputs are copied straight from their volumes' mount points (the engine runs on this host)");
+            } else {
+                info!("outputs are copied through the engine (its volumes' mount points are not visible here)");
+            }
+        }
+        if self.host_visible.get() == Some(&true) {
+            batch.host_paths = Some(mountpoints);
+        }
         info!(holder = %holder, volumes = batch.volumes.len(), bytes = key.bytes, files = key.files, ms = started.elapsed().as_millis() as u64, "outputs volumes prepared");
         Ok(Arc::new(batch))
     }
@@ -297,6 +338,34 @@ impl OutputsPool {
         if !more.is_empty() {
             drop(more);
             self.background.idle().await;
+        }
+    }
+
+    /// Whether a file written through the engine into the volume at `/o0` of `holder` shows at
+    /// `mountpoint` on this host, with the same bytes.
+    async fn probe(&self, holder: &str, mountpoint: &std::path::Path) -> bool {
+        let name = format!("lilypad-probe-{}", unique());
+        let content = format!("{name} {}\n", self.instance);
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        if tar.append_data(&mut h, &name, content.as_bytes()).is_err() {
+            return false;
+        }
+        let Ok(body) = tar.into_inner() else { return false };
+        let options = UploadToContainerOptionsBuilder::default().path(&sandbox::holder_path(0)).build();
+        if let Err(e) = self.docker.upload_to_container(holder, Some(options), bollard::body_full(body.into())).await {
+            debug!(error = %e, "the mount point probe could not be written");
+            return false;
+        }
+        match tokio::fs::read(mountpoint.join(&name)).await {
+            Ok(read) => read == content.as_bytes(),
+            Err(e) => {
+                debug!(path = %mountpoint.display(), error = %e, "the outputs volumes' mount points are not visible here");
+                false
+            }
         }
     }
 

@@ -21,7 +21,7 @@ use super::logs::{LogError, LogFiles, LogStats};
 use super::pool::{OutputsLease, VolumeKey};
 use super::{io_error, unique, Executor};
 use crate::error::{message_of, status_of, ExecError, Subject};
-use crate::outputs::{extract_outputs, ExtractLimits, ExtractReport, PAGE};
+use crate::outputs::{copy_outputs_dir, extract_outputs, ExtractLimits, ExtractReport, PAGE};
 use crate::sandbox;
 use crate::spec::{GpuRequest, RunOutcome, RunSpec, OUTPUTS_PATH};
 
@@ -170,6 +170,7 @@ impl Executor {
             .wait_draining(job, spec, &name, logs, attach, tmp)
             .await?;
         let duration = started.elapsed();
+        let t_exited = t0.elapsed();
         let (exit_code, oom_killed) = self.exit_state(job, &name).await?;
         let t_ran = t0.elapsed();
 
@@ -183,6 +184,7 @@ impl Executor {
             }
         };
         lease.copied(report.bytes);
+        let t_copied = t0.elapsed();
 
         // 5. exitCode, then sync the small files so the rename publishes complete ones.
         let code_path = tmp.join("exitCode");
@@ -194,8 +196,10 @@ impl Executor {
             volume_ms = ms(t_volume),
             create_ms = ms(t_created - t_volume),
             start_ms = ms(t_started - t_created),
-            run_ms = ms(t_ran - t_started),
-            collect_ms = ms(t0.elapsed() - t_ran),
+            run_ms = ms(t_exited - t_started),
+            inspect_ms = ms(t_ran - t_exited),
+            copy_ms = ms(t_copied - t_ran),
+            exit_code_ms = ms(t0.elapsed() - t_copied),
             "sandbox phases"
         );
 
@@ -371,6 +375,7 @@ impl Executor {
         tmp: &Path,
     ) -> Result<(ExtractReport, bool), ExecError> {
         let (holder, path) = (lease.holder(), lease.path());
+        let host_path = lease.host_path().map(Path::to_path_buf);
         let l = &spec.limits;
         let limits = ExtractLimits {
             max_bytes: l.outputs_bytes,
@@ -381,18 +386,28 @@ impl Executor {
                 + 64 * 1024,
             strip_prefix: Some(path.trim_start_matches('/').to_string()),
         };
-        let options = DownloadFromContainerOptionsBuilder::default()
-            .path(path.as_str())
-            .build();
-        let stream = self
-            .docker
-            .download_from_container(holder, Some(options))
-            .map_err(|e| std::io::Error::other(e.to_string()));
-        let reader =
-            tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(Box::pin(stream)));
         let out_dir = tmp.join("outputs");
         let dest = out_dir.clone();
-        let mut report = tokio::task::spawn_blocking(move || extract_outputs(reader, &dest, &limits))
+        let copy = match host_path {
+            // straight from the volume's mount point (the engine runs on this host)
+            Some(src) => tokio::task::spawn_blocking(move || {
+                copy_outputs_dir(&src, &dest, &limits, OUTPUTS_PATH.trim_start_matches('/'))
+            }),
+            None => {
+                let options = DownloadFromContainerOptionsBuilder::default()
+                    .path(path.as_str())
+                    .build();
+                let stream = self
+                    .docker
+                    .download_from_container(holder, Some(options))
+                    .map_err(|e| std::io::Error::other(e.to_string()));
+                let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(
+                    Box::pin(stream),
+                ));
+                tokio::task::spawn_blocking(move || extract_outputs(reader, &dest, &limits))
+            }
+        };
+        let mut report = copy
             .await
             .map_err(|e| {
                 io_error(job, "extracting outputs into", &out_dir)(std::io::Error::other(e))
