@@ -915,10 +915,17 @@ async fn agents_killed_and_restarted_finish_every_job_exactly_once() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let _ = provider.kill();
-    let _ = solver.kill();
-    let _ = provider.wait();
-    let _ = solver.wait();
+    // A clean stop at the end (SIGTERM): the provider removes the outputs volumes it prepared
+    // ahead. (Killed, it leaves them to its next start's sweep, as the kills above did.)
+    for agent in [&mut provider, &mut solver] {
+        let _ = Command::new("kill").arg(agent.id().to_string()).status();
+        let stop = Instant::now();
+        while agent.try_wait().ok().flatten().is_none() && stop.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
 
     let per_job = |logs: Vec<alloy::rpc::types::Log>| {
         let mut ids: Vec<U256> = logs.iter().map(|l| U256::from_be_bytes(l.topics()[1].0)).collect();
@@ -929,7 +936,8 @@ async fn agents_killed_and_restarted_finish_every_job_exactly_once() {
     assert_eq!(per_job(count(LilypadMarket::ResultSubmitted::SIGNATURE_HASH).await), all, "one result per job");
     assert_eq!(per_job(count(LilypadMarket::JobSettled::SIGNATURE_HASH).await), all, "one settlement per job");
     // Nothing of this provider's is left in Docker: what the killed processes left, their
-    // restarted selves removed (same identity and data folder, same instance label).
+    // restarted selves removed (same identity and data folder, same instance label), and what
+    // the last one kept, it removed as it stopped.
     let addr = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
     let instance = lilypad_runner::executor_config("provider", addr, &devnet.state_dir().await.join("provider").join(addr.to_string())).instance;
     for what in [&["ps", "-aq"][..], &["volume", "ls", "-q"][..]] {
