@@ -197,15 +197,15 @@ async fn a_challenged_honest_result_stands_and_the_provider_gets_the_bond() {
 // solver`, `lilypad resource-provider`, `lilypad mediator`, `lilypad auditor`), so that a
 // provider can be started as a (test-only) cheater.
 
-/// An agent process, killed when dropped.
+/// An agent process, stopped when dropped (cleanly: a provider removes the outputs volumes it
+/// prepared ahead).
 struct Agent {
     child: Child,
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::stop_child(&mut self.child);
     }
 }
 
@@ -750,7 +750,7 @@ async fn a_module_from_a_git_repository_runs_pinned_to_its_commit() {
         .env("LILYPAD_GIT_BASE", &base)
         .output()
         .unwrap();
-    let _ = provider.kill();
+    common::stop_child(&mut provider);
     let p2_log = std::fs::read_to_string(devnet.data_dir.path().join("p2.log")).unwrap_or_default();
     assert_eq!(out.status.code(), Some(0), "{:?}\nprovider 2:\n{p2_log}", text(&out));
     let _ = provider.wait();
