@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capacity;
 mod checkpoint;
 mod client;
 mod deployment;

@@ -37,9 +37,18 @@ pub struct ProviderInfo {
     /// verified against its CID.
     #[serde(default)]
     pub endpoints: Vec<String>,
+    /// How many jobs it runs at once, as it last announced ([`crate::capacity`]).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
 }
 
 impl ProviderInfo {
+    /// The most unfinished jobs to give it: [`crate::capacity::job_limit`] of what it
+    /// announced, `default` when it announced nothing.
+    pub fn job_limit(&self, default: u32) -> u32 {
+        crate::capacity::job_limit(self.concurrency, default)
+    }
+
     /// The engines it runs, as it announced them (Docker alone if it never did; see
     /// [`crate::engines`]).
     pub fn engines(&self) -> EngineSet {
@@ -187,7 +196,11 @@ impl MarketView {
             E::ModulesAnnounced(e) => {
                 let p = self.provider(e.provider);
                 for id in &e.moduleIds {
-                    if e.ready {
+                    if let Some(n) = crate::capacity::announced_concurrency(id) {
+                        if e.ready {
+                            p.concurrency = Some(n);
+                        }
+                    } else if e.ready {
                         p.ready.insert(*id);
                     } else {
                         p.ready.remove(id);

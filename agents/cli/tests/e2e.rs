@@ -197,15 +197,15 @@ async fn a_challenged_honest_result_stands_and_the_provider_gets_the_bond() {
 // solver`, `lilypad resource-provider`, `lilypad mediator`, `lilypad auditor`), so that a
 // provider can be started as a (test-only) cheater.
 
-/// An agent process, killed when dropped.
+/// An agent process, stopped when dropped (cleanly: a provider removes the outputs volumes it
+/// prepared ahead).
 struct Agent {
     child: Child,
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::stop_child(&mut self.child);
     }
 }
 
@@ -750,7 +750,7 @@ async fn a_module_from_a_git_repository_runs_pinned_to_its_commit() {
         .env("LILYPAD_GIT_BASE", &base)
         .output()
         .unwrap();
-    let _ = provider.kill();
+    common::stop_child(&mut provider);
     let p2_log = std::fs::read_to_string(devnet.data_dir.path().join("p2.log")).unwrap_or_default();
     assert_eq!(out.status.code(), Some(0), "{:?}\nprovider 2:\n{p2_log}", text(&out));
     let _ = provider.wait();
@@ -915,10 +915,17 @@ async fn agents_killed_and_restarted_finish_every_job_exactly_once() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let _ = provider.kill();
-    let _ = solver.kill();
-    let _ = provider.wait();
-    let _ = solver.wait();
+    // A clean stop at the end (SIGTERM): the provider removes the outputs volumes it prepared
+    // ahead. (Killed, it leaves them to its next start's sweep, as the kills above did.)
+    for agent in [&mut provider, &mut solver] {
+        let _ = Command::new("kill").arg(agent.id().to_string()).status();
+        let stop = Instant::now();
+        while agent.try_wait().ok().flatten().is_none() && stop.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
 
     let per_job = |logs: Vec<alloy::rpc::types::Log>| {
         let mut ids: Vec<U256> = logs.iter().map(|l| U256::from_be_bytes(l.topics()[1].0)).collect();
@@ -929,7 +936,8 @@ async fn agents_killed_and_restarted_finish_every_job_exactly_once() {
     assert_eq!(per_job(count(LilypadMarket::ResultSubmitted::SIGNATURE_HASH).await), all, "one result per job");
     assert_eq!(per_job(count(LilypadMarket::JobSettled::SIGNATURE_HASH).await), all, "one settlement per job");
     // Nothing of this provider's is left in Docker: what the killed processes left, their
-    // restarted selves removed (same identity and data folder, same instance label).
+    // restarted selves removed (same identity and data folder, same instance label), and what
+    // the last one kept, it removed as it stopped.
     let addr = lilypad_devnet::address_of(accounts::RESOURCE_PROVIDER).unwrap();
     let instance = lilypad_runner::executor_config("provider", addr, &devnet.state_dir().await.join("provider").join(addr.to_string())).instance;
     for what in [&["ps", "-aq"][..], &["volume", "ls", "-q"][..]] {

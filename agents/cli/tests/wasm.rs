@@ -74,14 +74,13 @@ async fn lilysay_wasm_runs_through_the_network_and_an_honest_challenge_is_reject
     assert!(shown.contains("the mediator ruled the result right"), "{shown}");
 }
 
-/// A `lilypad` agent process against `devnet`, logging to `<data-dir>/<log>`, killed when
-/// dropped; `env` set on it.
+/// A `lilypad` agent process against `devnet`, logging to `<data-dir>/<log>`, stopped cleanly
+/// when dropped (a provider removes the outputs volumes it prepared ahead); `env` set on it.
 struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        common::stop_child(&mut self.0);
     }
 }
 

@@ -29,7 +29,7 @@ pub async fn follow(
     secs: u64,
     mut progress: impl FnMut(Progress),
 ) -> Result<String, ClientError> {
-    let mut stream = EventStream::new(client.clone(), from_block).poll_interval(Duration::from_millis(50));
+    let mut stream = EventStream::new(client.clone(), from_block).poll_interval(follow_poll(client.rpc_url()));
     let mut book = JobBook::new();
     loop {
         if Instant::now() > deadline {
@@ -63,6 +63,40 @@ pub async fn follow(
         }
         if let Some(cid) = result {
             return Ok(cid);
+        }
+    }
+}
+
+/// How often to ask the node for new blocks while following a job: every 20 ms from a node on
+/// this host (a devnet: as often as its own agents, so the result is seen as soon as it is
+/// posted), every 50 ms from any other.
+fn follow_poll(rpc_url: &str) -> Duration {
+    Duration::from_millis(if is_local(rpc_url) { 20 } else { 50 })
+}
+
+/// Whether `rpc_url` names a node on this host (loopback, `localhost`, or an IPC path).
+fn is_local(rpc_url: &str) -> bool {
+    let Some((_, rest)) = rpc_url.split_once("://") else { return rpc_url.starts_with('/') };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+}
+
+#[cfg(test)]
+mod poll_tests {
+    use super::*;
+
+    #[test]
+    fn a_node_on_this_host_is_followed_more_often() {
+        for local in ["http://127.0.0.1:8545", "http://localhost:8545/", "ws://[::1]:8546", "http://user:pw@127.0.0.2"] {
+            assert_eq!(follow_poll(local), Duration::from_millis(20), "{local}");
+        }
+        for remote in ["https://rpc.example.org", "http://10.0.0.3:8545", "https://127.0.0.1.example.org"] {
+            assert_eq!(follow_poll(remote), Duration::from_millis(50), "{remote}");
         }
     }
 }

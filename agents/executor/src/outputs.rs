@@ -242,6 +242,124 @@ pub fn extract_outputs<R: Read>(
     Ok(report)
 }
 
+/// Copies the regular files and folders of `src`, a job's outputs volume as this host sees it
+/// (its mount point, while its holder keeps it mounted and no process of the job is left to
+/// change it), into `dest` (created if missing), within `limits`: the same copy, skips,
+/// report and caps as [`extract_outputs`] of the engine's archive of that folder, the entries
+/// named under `shown` (`outputs`), without the engine packing an archive. Symlinks are never
+/// followed (each entry is looked at with `lstat` and a file is opened with `O_NOFOLLOW` and
+/// checked to be the same regular file); a file seen again through a hard link is skipped as
+/// the archive's hard link entry would be. Folders are walked in name order.
+pub fn copy_outputs_dir(
+    src: &Path,
+    dest: &Path,
+    limits: &ExtractLimits,
+    shown: &str,
+) -> Result<ExtractReport, OutputsError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let werr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OutputsError::Write { path, source }
+    };
+    fs::create_dir_all(dest).map_err(werr(dest))?;
+    let mut report = ExtractReport { inodes: 1, ..Default::default() };
+    let mut linked = std::collections::HashSet::new();
+    let mut seen: u64 = 1;
+    let mut dirs = vec![PathBuf::new()];
+    'walk: while let Some(rel_dir) = dirs.pop() {
+        let mut names: Vec<_> = fs::read_dir(src.join(&rel_dir))
+            .and_then(|it| it.map(|e| e.map(|e| e.file_name())).collect::<io::Result<Vec<_>>>())
+            .map_err(OutputsError::Archive)?;
+        names.sort();
+        let mut subdirs = Vec::new();
+        for name in names {
+            seen += 1;
+            if seen > limits.max_entries {
+                report.truncated = true;
+                break 'walk;
+            }
+            report.inodes += 1;
+            let rel = rel_dir.join(&name);
+            let from = src.join(&rel);
+            let target = dest.join(&rel);
+            let shown = format!("{shown}/{}", rel.display());
+            let meta = fs::symlink_metadata(&from).map_err(OutputsError::Archive)?;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                fs::create_dir(&target).map_err(werr(&target))?;
+                report.dirs += 1;
+                subdirs.push(rel);
+                continue;
+            }
+            if !kind.is_file() {
+                let why = if kind.is_symlink() { "symlink" } else if is_fifo(&kind) { "fifo" } else { "device" };
+                skip(&mut report, &shown, why);
+                continue;
+            }
+            if meta.nlink() > 1 && !linked.insert((meta.dev(), meta.ino())) {
+                skip(&mut report, &shown, "hardlink");
+                continue;
+            }
+            let size = meta.len();
+            report.pages += size.div_ceil(PAGE);
+            if report.bytes.saturating_add(size) > limits.max_bytes {
+                report.truncated = true;
+                break 'walk;
+            }
+            let mut input = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix_flags::NOFOLLOW_NONBLOCK)
+                .open(&from)
+                .map_err(OutputsError::Archive)?;
+            let opened = input.metadata().map_err(OutputsError::Archive)?;
+            if !opened.is_file() || opened.ino() != meta.ino() || opened.dev() != meta.dev() {
+                skip(&mut report, &shown, "changed while copied");
+                continue;
+            }
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&target)
+                .map_err(werr(&target))?;
+            let allowed = limits.max_bytes - report.bytes;
+            let copied = match copy_limited(&mut input, &mut file, allowed) {
+                Ok(n) => n,
+                Err(CopyError::Read(e)) => {
+                    drop(file);
+                    let _ = fs::remove_file(&target);
+                    return Err(OutputsError::Archive(e));
+                }
+                Err(CopyError::Write(e)) => {
+                    drop(file);
+                    let _ = fs::remove_file(&target);
+                    return Err(werr(&target)(e));
+                }
+            };
+            if copied > allowed {
+                drop(file);
+                let _ = fs::remove_file(&target);
+                report.truncated = true;
+                break 'walk;
+            }
+            report.bytes += copied;
+            report.files += 1;
+        }
+        // depth first, in name order
+        dirs.extend(subdirs.into_iter().rev());
+    }
+    Ok(report)
+}
+
+fn is_fifo(kind: &fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    kind.is_fifo()
+}
+
+/// `O_NOFOLLOW | O_NONBLOCK` (opening a fifo never blocks; a symlink is refused).
+mod nix_flags {
+    pub const NOFOLLOW_NONBLOCK: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+}
+
 fn skip(report: &mut ExtractReport, path: &str, why: &str) {
     report.skipped_count += 1;
     if report.skipped.len() < MAX_LISTED_SKIPS {
@@ -666,5 +784,49 @@ mod tests {
             safe_relative(Path::new("a/b"), None),
             Some(PathBuf::from("a/b"))
         );
+    }
+
+    #[test]
+    fn a_volume_seen_on_this_host_is_copied_like_its_archive() {
+        use std::os::unix::fs::symlink;
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        fs::create_dir_all(s.join("d/e")).unwrap();
+        fs::write(s.join("a.txt"), "aaa").unwrap();
+        fs::write(s.join("d/e/deep"), vec![7u8; 5000]).unwrap();
+        fs::write(s.join("real"), "real\n").unwrap();
+        fs::hard_link(s.join("real"), s.join("zhard")).unwrap();
+        symlink("/etc/passwd", s.join("passwd")).unwrap();
+        symlink("..", s.join("d/up")).unwrap();
+        let fifo = std::ffi::CString::new(s.join("fifo").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("outputs");
+        let r = copy_outputs_dir(s, &dest, &limits(), "outputs").unwrap();
+        assert_eq!(fs::read_to_string(dest.join("a.txt")).unwrap(), "aaa");
+        assert_eq!(fs::read(dest.join("d/e/deep")).unwrap(), vec![7u8; 5000]);
+        assert_eq!(fs::read_to_string(dest.join("real")).unwrap(), "real\n");
+        for gone in ["zhard", "passwd", "d/up", "fifo"] {
+            assert!(fs::symlink_metadata(dest.join(gone)).is_err(), "{gone} copied");
+        }
+        let mut skipped = r.skipped.clone();
+        skipped.sort();
+        assert_eq!(skipped, ["outputs/d/up: symlink", "outputs/fifo: fifo", "outputs/passwd: symlink", "outputs/zhard: hardlink"]);
+        assert_eq!((r.files, r.dirs, r.bytes, r.skipped_count), (3, 2, 5008, 4));
+        // the top folder and nine entries, as the archive's entries count them
+        assert_eq!(r.inodes, 10);
+        assert_eq!(r.pages, 1 + 2 + 1);
+        assert!(!r.truncated);
+
+        // the byte cap stops the copy, leaving no partial file
+        let capped = ExtractLimits { max_bytes: 4000, ..limits() };
+        let dest2 = out.path().join("capped");
+        let r = copy_outputs_dir(s, &dest2, &capped, "outputs").unwrap();
+        assert!(r.truncated);
+        assert!(r.bytes <= 4000 && !dest2.join("d/e/deep").exists());
+        // and so does the entry cap
+        let few = ExtractLimits { max_entries: 3, ..limits() };
+        let r = copy_outputs_dir(s, &out.path().join("few"), &few, "outputs").unwrap();
+        assert!(r.truncated);
     }
 }

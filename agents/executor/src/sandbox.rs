@@ -1,10 +1,13 @@
 //! The sandbox, as pure functions: the engine objects a job runs in, built from its
 //! [`RunSpec`] without talking to the engine, so every field can be checked in unit tests.
 //!
-//! A job gets two containers and a volume, all labelled `lilypad.job=<job>` and
-//! `lilypad.executor=<instance>`:
-//! - an outputs volume: a tmpfs of `outputs_bytes` (and `outputs_files` inodes), mode 1777;
-//! - the holder (see `holder.rs`), which keeps that volume mounted until it is copied out;
+//! A job gets a container of its own and an outputs volume of its own, all labelled
+//! `lilypad.executor=<instance>` (the job's container also `lilypad.job=<job>`):
+//! - an outputs volume: a tmpfs of `outputs_bytes` (and `outputs_files` inodes), mode 1777,
+//!   fresh and empty, handed to exactly one job (see `executor/pool.rs`);
+//! - a holder (see `holder.rs`), which keeps that volume mounted until it is copied out; one
+//!   holder holds a batch of such volumes, each at `/o<i>` ([`holder_path`]), prepared ahead
+//!   of the jobs (`lilypad.job=pool` on the batch's holder and volumes);
 //! - the job's container: no network (unless allowed: then the executor's own bridge, with no
 //!   route to the host or private ranges), a non-root user, read-only root
 //!   filesystem, all capabilities dropped, `no-new-privileges`, memory without swap, CPU,
@@ -156,7 +159,19 @@ pub fn outputs_volume(
     name: &str,
     spec: &RunSpec,
 ) -> VolumeCreateRequest {
-    let l = &spec.limits;
+    outputs_volume_sized(job, instance, name, spec.limits.outputs_bytes, spec.limits.outputs_files)
+}
+
+/// [`outputs_volume`] for a job of `outputs_bytes` and `outputs_files` (a pooled volume is
+/// made before its job is known).
+pub fn outputs_volume_sized(
+    job: &str,
+    instance: &str,
+    name: &str,
+    outputs_bytes: u64,
+    outputs_files: u32,
+) -> VolumeCreateRequest {
+    let l = crate::spec::Limits { outputs_bytes, outputs_files, ..Default::default() };
     VolumeCreateRequest {
         name: Some(name.to_string()),
         driver: Some("local".into()),
@@ -301,6 +316,11 @@ pub fn job_container(
     }
 }
 
+/// Where a holder of several volumes keeps the `i`-th mounted (the engine's copy-out path).
+pub fn holder_path(i: usize) -> String {
+    format!("/o{i}")
+}
+
 /// The holder container: the holder image, the outputs volume, nothing else.
 pub fn holder_container(
     job: &str,
@@ -308,6 +328,26 @@ pub fn holder_container(
     image: &str,
     outputs_volume: &str,
 ) -> ContainerCreateBody {
+    let mut c = holder_of(job, instance, image, &[outputs_volume.to_string()]);
+    if let Some(m) = c.host_config.as_mut().and_then(|h| h.mounts.as_mut()) {
+        m[0].target = Some(OUTPUTS_PATH.to_string());
+    }
+    c
+}
+
+/// A holder of several outputs volumes, the `i`-th at [`holder_path`]`(i)`: the holder image,
+/// the volumes, nothing else.
+pub fn holder_of(
+    job: &str,
+    instance: &str,
+    image: &str,
+    volumes: &[String],
+) -> ContainerCreateBody {
+    let mounts = volumes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Mount { target: Some(holder_path(i)), ..outputs_mount(v) })
+        .collect();
     ContainerCreateBody {
         image: Some(image.to_string()),
         user: Some(DEFAULT_USER.to_string()),
@@ -325,7 +365,7 @@ pub fn holder_container(
             // 0.01 CPU the start alone took a second.
             nano_cpus: Some(100_000_000),
             pids_limit: Some(4),
-            mounts: Some(vec![outputs_mount(outputs_volume)]),
+            mounts: Some(mounts),
             ..Default::default()
         })),
         ..Default::default()
@@ -573,6 +613,11 @@ mod tests {
         assert_eq!(h.security_opt, Some(vec!["no-new-privileges".into()]));
         assert_eq!(h.pids_limit, Some(4));
         assert_eq!(h.mounts.unwrap()[0].target.as_deref(), Some("/outputs"));
+        let c = holder_of("pool", "i", "lilypad/outputs-holder:x", &["a".into(), "b".into()]);
+        let m = c.host_config.unwrap().mounts.unwrap();
+        let got: Vec<_> = m.iter().map(|m| (m.source.as_deref(), m.target.as_deref())).collect();
+        assert_eq!(got, [(Some("a"), Some("/o0")), (Some("b"), Some("/o1"))]);
+        assert!(m.iter().all(|m| m.typ == Some(MountType::VOLUME) && m.read_only == Some(false)));
     }
 
     #[test]

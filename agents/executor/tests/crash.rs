@@ -45,7 +45,13 @@ const WRITES: &str = "echo said; echo kept > /outputs/kept.txt";
 /// An executor with instance label `instance` and the busybox test image, or `None` (test
 /// skipped) when no engine answers and `LILYPAD_REQUIRE_DOCKER` is unset.
 async fn engine(instance: &str) -> Option<Executor> {
-    let config = ExecutorConfig { instance: instance.to_string(), ..Default::default() };
+    engine_with(instance, true).await
+}
+
+/// [`engine`], copying outputs from the volumes' mount points where this host sees them
+/// (`from_host`) or always through the engine's archive.
+async fn engine_with(instance: &str, from_host: bool) -> Option<Executor> {
+    let config = ExecutorConfig { instance: instance.to_string(), outputs_from_host: from_host, ..Default::default() };
     let exec = match Executor::connect_with(config).await {
         Ok(e) => e,
         Err(e) if std::env::var_os("LILYPAD_REQUIRE_DOCKER").is_none() => {
@@ -70,6 +76,7 @@ async fn engine(instance: &str) -> Option<Executor> {
 }
 
 async fn assert_nothing_left(exec: &Executor) {
+    exec.release().await;
     let left = exec.list_own_containers().await.unwrap();
     assert!(left.is_empty(), "containers left behind: {left:?}");
     let filter = HashMap::from([("label", vec![format!("lilypad.executor={}", exec.config().instance)])]);
@@ -86,43 +93,46 @@ async fn a_holder_stopped_during_the_run_fails_the_run_instead_of_publishing_emp
     if std::env::var_os(CHILD).is_some() {
         return;
     }
-    let Some(exec) = engine(&format!("test-holder-stopped-{}", std::process::id())).await else { return };
-    let d = tempfile::tempdir().unwrap();
-    let dir = d.path().join("result");
-    // The job writes its file after 3 s; the holder is killed before that.
-    let slow = spec(&format!("sleep 3; {WRITES}"));
-    let run = exec.run("holder-stopped", &slow, &dir);
-    let killer = async {
-        let filter = HashMap::from([(
-            "label",
-            vec![format!("lilypad.executor={}", exec.config().instance), "lilypad.role=holder".to_string()],
-        )]);
-        let start = Instant::now();
-        loop {
-            let found = exec
-                .docker()
-                .list_containers(Some(bollard::query_parameters::ListContainersOptionsBuilder::default().filters(&filter).build()))
-                .await
-                .unwrap();
-            if let Some(id) = found.into_iter().find_map(|c| c.id) {
-                exec.docker().kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>).await.unwrap();
-                return;
+    // copying straight from the volume's mount point, and through the engine's archive
+    for from_host in [true, false] {
+        let Some(exec) = engine_with(&format!("test-holder-stopped-{from_host}-{}", std::process::id()), from_host).await else { return };
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("result");
+        // The job writes its file after 3 s; the holder is killed before that.
+        let slow = spec(&format!("sleep 3; {WRITES}"));
+        let run = exec.run("holder-stopped", &slow, &dir);
+        let killer = async {
+            let filter = HashMap::from([(
+                "label",
+                vec![format!("lilypad.executor={}", exec.config().instance), "lilypad.role=holder".to_string()],
+            )]);
+            let start = Instant::now();
+            loop {
+                let found = exec
+                    .docker()
+                    .list_containers(Some(bollard::query_parameters::ListContainersOptionsBuilder::default().filters(&filter).build()))
+                    .await
+                    .unwrap();
+                if let Some(id) = found.into_iter().find_map(|c| c.id) {
+                    exec.docker().kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>).await.unwrap();
+                    return;
+                }
+                assert!(start.elapsed() < Duration::from_secs(60), "the holder never ran");
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "the holder never ran");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let (result, ()) = tokio::join!(run, killer);
+        match result {
+            Err(e @ ExecError::OutputsLost { .. }) => assert!(e.is_retryable(), "a fresh run may succeed: {e}"),
+            Ok(out) => panic!(
+                "a run whose outputs holder stopped was published as a result (outputs/kept.txt there: {}): {out:?}",
+                dir.join("outputs/kept.txt").exists()
+            ),
+            Err(e) => panic!("expected OutputsLost, got {e}"),
         }
-    };
-    let (result, ()) = tokio::join!(run, killer);
-    match result {
-        Err(e @ ExecError::OutputsLost { .. }) => assert!(e.is_retryable(), "a fresh run may succeed: {e}"),
-        Ok(out) => panic!(
-            "a run whose outputs holder stopped was published as a result (outputs/kept.txt there: {}): {out:?}",
-            dir.join("outputs/kept.txt").exists()
-        ),
-        Err(e) => panic!("expected OutputsLost, got {e}"),
+        assert!(!dir.exists() && !d.path().join("result.tmp").exists(), "nothing is published");
+        assert_nothing_left(&exec).await;
     }
-    assert!(!dir.exists() && !d.path().join("result.tmp").exists(), "nothing is published");
-    assert_nothing_left(&exec).await;
 }
 
 /// The child's side of [`run_killed_at`]: one run, every step logged to stderr, until killed.

@@ -29,9 +29,16 @@ fn init_tracing() {
 /// An executor with its own instance label, or `None` (test skipped) when no engine answers
 /// and `LILYPAD_REQUIRE_DOCKER` is unset.
 async fn engine(test: &str) -> Option<Executor> {
+    engine_with(test, true).await
+}
+
+/// [`engine`], copying outputs straight from the volumes' mount points where this host sees
+/// them (`from_host`), or always through the engine's archive.
+async fn engine_with(test: &str, from_host: bool) -> Option<Executor> {
     init_tracing();
     let config = ExecutorConfig {
         instance: format!("test-{test}-{}", std::process::id()),
+        outputs_from_host: from_host,
         ..Default::default()
     };
     let required = std::env::var_os("LILYPAD_REQUIRE_DOCKER").is_some();
@@ -122,8 +129,10 @@ fn read(p: impl AsRef<Path>) -> String {
     .into_owned()
 }
 
-/// Nothing of this executor instance is left in the engine (containers and volumes).
+/// Nothing of this executor instance is left in the engine (containers and volumes) once its
+/// background removals are over and the outputs volumes it prepared ahead are released.
 async fn assert_nothing_left(exec: &Executor) {
+    exec.release().await;
     let left = exec.list_own_containers().await.unwrap();
     assert!(left.is_empty(), "containers left behind: {left:?}");
     let filter = HashMap::from([(
@@ -244,37 +253,43 @@ async fn wall_time_limit_kills_the_job() {
 
 #[tokio::test]
 async fn outputs_above_the_cap_fail_cleanly() {
-    let Some(exec) = engine("outputs-cap").await else {
-        return;
-    };
-    let mut s = spec(
-        "echo small > /outputs/small; dd if=/dev/zero of=/outputs/big bs=4096 count=1000 || exit 5; echo unreachable",
-    );
-    s.limits.outputs_bytes = 256 << 10;
-    let (_t, dir, out) = run(&exec, "outputs-cap", &s).await;
-    assert!(out.outputs_too_large, "{out:?}");
-    assert_eq!(out.exit_code, 5, "dd got ENOSPC");
-    assert!(read(dir.join("stderr")).contains("No space left on device"));
-    assert!(out.output_bytes <= 256 << 10, "{}", out.output_bytes);
-    assert_eq!(read(dir.join("outputs/small")), "small\n");
-    assert!(!out.succeeded());
+    // straight from the volume's mount point, and through the engine's archive
+    for from_host in [true, false] {
+        let Some(exec) = engine_with(&format!("outputs-cap-{from_host}"), from_host).await else {
+            return;
+        };
+        let mut s = spec(
+            "echo small > /outputs/small; dd if=/dev/zero of=/outputs/big bs=4096 count=1000 || exit 5; echo unreachable",
+        );
+        s.limits.outputs_bytes = 256 << 10;
+        let (_t, dir, out) = run(&exec, "outputs-cap", &s).await;
+        assert!(out.outputs_too_large, "{out:?}");
+        assert_eq!(out.exit_code, 5, "dd got ENOSPC");
+        assert!(read(dir.join("stderr")).contains("No space left on device"));
+        assert!(out.output_bytes <= 256 << 10, "{}", out.output_bytes);
+        assert_eq!(read(dir.join("outputs/small")), "small\n");
+        assert!(!out.succeeded());
+    }
 }
 
 #[tokio::test]
 async fn too_many_output_files_fill_the_inode_cap() {
-    let Some(exec) = engine("outputs-files").await else {
-        return;
-    };
-    let mut s =
-        spec("i=0; while [ $i -lt 100 ]; do echo $i > /outputs/f$i || exit 6; i=$((i+1)); done");
-    s.limits.outputs_files = 20;
-    let (_t, _dir, out) = run(&exec, "outputs-files", &s).await;
-    assert_eq!(out.exit_code, 6);
-    assert!(out.outputs_too_large, "{out:?}");
-    assert_eq!(
-        out.output_files, 20,
-        "outputs_files entries may be created, not one more"
-    );
+    // straight from the volume's mount point, and through the engine's archive
+    for from_host in [true, false] {
+        let Some(exec) = engine_with(&format!("outputs-files-{from_host}"), from_host).await else {
+            return;
+        };
+        let mut s =
+            spec("i=0; while [ $i -lt 100 ]; do echo $i > /outputs/f$i || exit 6; i=$((i+1)); done");
+        s.limits.outputs_files = 20;
+        let (_t, _dir, out) = run(&exec, "outputs-files", &s).await;
+        assert_eq!(out.exit_code, 6);
+        assert!(out.outputs_too_large, "{out:?}");
+        assert_eq!(
+            out.output_files, 20,
+            "outputs_files entries may be created, not one more"
+        );
+    }
 }
 
 #[tokio::test]
@@ -330,6 +345,58 @@ async fn memory_above_the_limit_is_oom_killed() {
     assert!(out.oom_killed, "{out:?}");
     assert_eq!(out.exit_code, 137);
     assert!(!out.succeeded());
+}
+
+/// This executor's containers of one role (`job`, `holder`), any state.
+async fn role_containers(exec: &Executor, role: &str) -> Vec<String> {
+    let filter = HashMap::from([(
+        "label",
+        vec![format!("lilypad.executor={}", exec.config().instance), format!("lilypad.role={role}")],
+    )]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filter).build();
+    exec.docker().list_containers(Some(options)).await.unwrap().into_iter().filter_map(|c| c.id).collect()
+}
+
+/// This executor's volumes.
+async fn own_volumes(exec: &Executor) -> Vec<String> {
+    let filter = HashMap::from([("label", vec![format!("lilypad.executor={}", exec.config().instance)])]);
+    let options = bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&filter).build();
+    let vols = exec.docker().list_volumes(Some(options)).await.unwrap();
+    vols.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect()
+}
+
+#[tokio::test]
+async fn each_job_gets_a_fresh_outputs_volume_of_its_own_prepared_ahead() {
+    let Some(exec) = engine("pool").await else {
+        return;
+    };
+    // Jobs of the same outputs size share a batch (one holder, volumes prepared ahead), and
+    // none sees another's outputs: each volume is empty and serves one job only.
+    let writes = "ls -A /outputs; echo secret > /outputs/mine; mkdir /outputs/d; echo x > /outputs/d/f";
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let (_t, dir) = result_dir();
+        let out = exec.run(&format!("pool-{i}"), &spec(writes), &dir).await.unwrap();
+        assert_eq!(out.exit_code, 0, "{out:?}: {}", read(dir.join("stderr")));
+        assert_eq!(read(dir.join("stdout")), "", "job {i} found files in its outputs volume");
+        assert_eq!(read(dir.join("outputs/mine")), "secret\n");
+        let outputs = dir.join("outputs");
+        let mut names: Vec<_> = walk(&outputs).iter().map(|p| p.strip_prefix(&outputs).unwrap().to_path_buf()).collect();
+        names.sort();
+        seen.push(names);
+        // the volumes were prepared ahead: one holder, kept between runs, and spare volumes
+        assert_eq!(role_containers(&exec, "holder").await.len(), 1, "one holder for the batch");
+        assert!(own_volumes(&exec).await.len() > 1, "volumes prepared ahead");
+    }
+    assert!(seen.iter().all(|names| names.len() == 3 && names == &seen[0]), "{seen:?}");
+    // A job of another outputs size gets a volume of its size, not a pooled one of another.
+    let mut small = spec("head -c 70000 /dev/zero > /outputs/big; echo $? >&2");
+    small.limits.outputs_bytes = 64 << 10;
+    let (_t, dir) = result_dir();
+    let out = exec.run("pool-small", &small, &dir).await.unwrap();
+    assert!(out.outputs_too_large, "the 64 KiB cap holds for a pooled volume: {out:?}");
+    assert_eq!(role_containers(&exec, "holder").await.len(), 2, "a batch per outputs size");
+    assert_nothing_left(&exec).await;
 }
 
 #[tokio::test]
@@ -404,44 +471,47 @@ async fn root_filesystem_and_inputs_are_read_only() {
 
 #[tokio::test]
 async fn symlinks_in_outputs_are_not_copied() {
-    let Some(exec) = engine("symlinks").await else {
-        return;
-    };
-    let (_t, dir, out) = run(
-        &exec,
-        "symlinks",
-        &spec(
-            "ln -s /etc/passwd /outputs/passwd; ln -s / /outputs/root; mkdir /outputs/d; ln -s .. /outputs/d/up; \
-             echo real > /outputs/real; ln /outputs/real /outputs/hard; mkfifo /outputs/fifo",
-        ),
-    )
-    .await;
-    assert_eq!(out.exit_code, 0);
-    let outputs = dir.join("outputs");
-    let mut names: Vec<String> = Vec::new();
-    for e in walk(&outputs) {
-        let meta = std::fs::symlink_metadata(&e).unwrap();
+    // straight from the volume's mount point, and through the engine's archive
+    for from_host in [true, false] {
+        let Some(exec) = engine_with(&format!("symlinks-{from_host}"), from_host).await else {
+            return;
+        };
+        let (_t, dir, out) = run(
+            &exec,
+            "symlinks",
+            &spec(
+                "ln -s /etc/passwd /outputs/passwd; ln -s / /outputs/root; mkdir /outputs/d; ln -s .. /outputs/d/up; \
+                 echo real > /outputs/real; ln /outputs/real /outputs/hard; mkfifo /outputs/fifo",
+            ),
+        )
+        .await;
+        assert_eq!(out.exit_code, 0);
+        let outputs = dir.join("outputs");
+        let mut names: Vec<String> = Vec::new();
+        for e in walk(&outputs) {
+            let meta = std::fs::symlink_metadata(&e).unwrap();
+            assert!(
+                meta.is_file() || meta.is_dir(),
+                "{} is neither a file nor a folder",
+                e.display()
+            );
+            names.push(e.strip_prefix(&outputs).unwrap().display().to_string());
+        }
+        names.sort();
+        // `real` and `hard` are one file: the archive holds it once, the other name as a hardlink
+        // entry, which is skipped (which name comes first depends on the engine's walk order).
         assert!(
-            meta.is_file() || meta.is_dir(),
-            "{} is neither a file nor a folder",
-            e.display()
+            names == ["d", "hard"] || names == ["d", "real"],
+            "{names:?}"
         );
-        names.push(e.strip_prefix(&outputs).unwrap().display().to_string());
+        assert_eq!(read(outputs.join(&names[1])), "real\n");
+        assert_eq!(out.skipped_count, 5, "{:?}", out.skipped);
+        assert!(
+            out.skipped.iter().any(|s| s == "outputs/passwd: symlink"),
+            "{:?}",
+            out.skipped
+        );
     }
-    names.sort();
-    // `real` and `hard` are one file: the archive holds it once, the other name as a hardlink
-    // entry, which is skipped (which name comes first depends on the engine's walk order).
-    assert!(
-        names == ["d", "hard"] || names == ["d", "real"],
-        "{names:?}"
-    );
-    assert_eq!(read(outputs.join(&names[1])), "real\n");
-    assert_eq!(out.skipped_count, 5, "{:?}", out.skipped);
-    assert!(
-        out.skipped.iter().any(|s| s == "outputs/passwd: symlink"),
-        "{:?}",
-        out.skipped
-    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -534,15 +604,16 @@ async fn dropping_a_run_removes_its_containers() {
     )
     .await;
     assert!(r.is_err(), "the run was cut by the timeout");
+    // the job's container goes by itself (the outputs holder prepared ahead stays until
+    // released)
     let t = Instant::now();
-    while !exec.list_own_containers().await.unwrap().is_empty() {
+    while !role_containers(&exec, "job").await.is_empty() {
         assert!(
             t.elapsed() < Duration::from_secs(15),
             "containers of a dropped run were not removed"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_nothing_left(&exec).await;
     assert!(!dir.exists());
     assert!(

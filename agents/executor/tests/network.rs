@@ -4,6 +4,7 @@
 //! All traffic stays on this machine: a listener on the host and one in a container on
 //! Docker's default bridge (a private 172.17.x.x address), nothing on the internet.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
@@ -139,4 +140,10 @@ async fn a_network_enabled_job_reaches_neither_the_host_nor_private_addresses() 
     assert!(sh("iptables", &["-w", "-S", &fwd]).is_err() && sh("iptables", &["-w", "-S", &inp]).is_err(), "chains left");
     assert!(!sh("iptables", &["-w", "-S", "DOCKER-USER"]).unwrap().contains(&fwd), "jump left");
     assert!(!Path::new(&format!("/sys/class/net/{}", lilypad_executor::bridge_interface(&instance))).exists(), "bridge left");
+    // the job's container and the outputs holder go too (the control container is the test's)
+    exec.release().await;
+    let filter = HashMap::from([("label", vec![label.clone(), "lilypad.role".to_string()])]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filter).build();
+    let left = exec.docker().list_containers(Some(options)).await.unwrap();
+    assert!(left.is_empty(), "containers left: {left:?}");
 }

@@ -205,6 +205,8 @@ impl Mediator {
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), MediatorError> {
         let result = lilypad_chain::run_until("mediating challenges", shutdown, &mut self, |m| Box::pin(m.step())).await;
         self.tasks.shutdown().await;
+        // the outputs volumes prepared ahead, and the containers still being removed
+        self.ruler.engine.release().await;
         result
     }
 

@@ -306,6 +306,8 @@ impl Provider {
         }
         .await;
         self.runs.shutdown().await;
+        // the outputs volumes prepared ahead, and the containers still being removed
+        self.engine.release().await;
         result
     }
 

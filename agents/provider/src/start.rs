@@ -64,9 +64,12 @@ impl Provider {
             info!(provider = %me, mediators = format_args!("{wanted:#x}"), "registered as a resource provider");
         }
         // The engines it runs, stated before any offer so that no solver matches it a job of
-        // another engine (an event-only hint; see lilypad_chain::engines).
-        let (have, lack) = engines.announcements();
-        client.send("announceModules(engines)", market.announceModules(have, true)).await?;
+        // another engine (an event-only hint; see lilypad_chain::engines), and how many jobs
+        // it runs at once, so that solvers give it as many (lilypad_chain::capacity).
+        let (mut have, lack) = engines.announcements();
+        let concurrency = u32::try_from(options.concurrency.max(1)).unwrap_or(u32::MAX);
+        have.push(lilypad_chain::capacity::concurrency_announcement(concurrency));
+        client.send("announceModules(engines, concurrency)", market.announceModules(have, true)).await?;
         client.send("announceModules(engines it lacks)", market.announceModules(lack, false)).await?;
         let terms = options.terms;
         for (id, module) in &modules {

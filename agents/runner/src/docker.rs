@@ -170,4 +170,8 @@ impl Engine for DockerEngine {
     fn remove_leftovers(&self) -> BoxFuture<'_, Result<usize, EngineError>> {
         Box::pin(async move { self.executor.cleanup_leftovers().await.map_err(engine_error) })
     }
+
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.executor.release())
+    }
 }

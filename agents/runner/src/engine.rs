@@ -73,4 +73,11 @@ pub trait Engine: Send + Sync {
     /// Removes what a killed run of this agent left in the engine (containers, volumes);
     /// returns how many objects. Call it at start-up, before any run.
     fn remove_leftovers(&self) -> BoxFuture<'_, Result<usize, EngineError>>;
+
+    /// Removes what this engine keeps between runs (Docker: outputs volumes prepared ahead)
+    /// and waits for the removals it does in the background. Call it when the agent stops,
+    /// after its runs ended.
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }

@@ -116,7 +116,10 @@ pub async fn run_job_fetching_inputs(
         }
         ran?;
     }
-    crate::outputs::publish(job, store, dir).await
+    let started = Instant::now();
+    let published = crate::outputs::publish(job, store, dir).await;
+    tracing::debug!(job = %job, ms = started.elapsed().as_secs_f64() * 1000.0, "result folder published (hashed into the store)");
+    published
 }
 
 /// The engine's run into `dir` (a passing engine failure tried again).

@@ -211,6 +211,14 @@ impl Engine for Engines {
             Ok(n)
         })
     }
+
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(d) = &self.docker {
+                d.release().await;
+            }
+        })
+    }
 }
 
 #[cfg(test)]

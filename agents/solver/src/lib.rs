@@ -29,7 +29,8 @@ pub use matching::{choose, choose_excluding, choose_indexed, choose_indexed_excl
 pub struct SolverOptions {
     /// How often to look for new blocks.
     pub poll: Duration,
-    /// The most unfinished jobs the solver gives one provider.
+    /// The most unfinished jobs the solver gives one provider that did not announce how many
+    /// it runs at once (one that did gets twice that: [`lilypad_chain::capacity`]).
     pub max_active_per_provider: u32,
     /// Where to keep the checkpoint; `None` rebuilds from the deployment block on each start.
     pub checkpoint: Option<PathBuf>,

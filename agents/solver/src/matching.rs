@@ -106,7 +106,8 @@ pub enum NoMatch {
     /// The affordable providers are all at their job limit.
     #[error("the affordable providers are all busy ({max_active} jobs each)")]
     AtCapacity {
-        /// The market's limit of active jobs per provider.
+        /// The limit of unfinished jobs of the last busy provider looked at (twice the
+        /// concurrency it announced, or the solver's default).
         max_active: u32,
     },
 }
@@ -174,8 +175,8 @@ pub fn choose_excluding(
             worst_reason.get_or_insert(NoMatch::NoCommonMediator);
             continue;
         }
-        if p.active_jobs >= max_active {
-            worst_reason = Some(NoMatch::AtCapacity { max_active });
+        if p.active_jobs >= p.job_limit(max_active) {
+            worst_reason = Some(NoMatch::AtCapacity { max_active: p.job_limit(max_active) });
             continue;
         }
         let needed = terms.collateral(price);
@@ -312,7 +313,7 @@ pub fn choose_indexed_excluding(
             return true;
         }
         let common = usable & p.mediators & !view.mediators_held_by(&[e.provider]);
-        if common == 0 || p.active_jobs >= max_active {
+        if common == 0 || p.active_jobs >= p.job_limit(max_active) {
             return true;
         }
         if balance(e.provider).is_some_and(|b| b < terms.collateral(e.price)) {
@@ -488,7 +489,13 @@ mod tests {
         );
         let mut full = provider(LP, 1);
         full.active_jobs = 4;
-        assert_eq!(choose(&job(20 * LP), &view(vec![(A, full)]), &TERMS, 1000, 4, |_| None), Err(NoMatch::AtCapacity { max_active: 4 }));
+        assert_eq!(choose(&job(20 * LP), &view(vec![(A, full.clone())]), &TERMS, 1000, 4, |_| None), Err(NoMatch::AtCapacity { max_active: 4 }));
+        // a provider that announced it runs 3 jobs at once gets up to 6
+        let mut announced = full;
+        announced.concurrency = Some(3);
+        assert_eq!(choose(&job(20 * LP), &view(vec![(A, announced.clone())]), &TERMS, 1000, 4, |_| None).map(|c| c.provider), Ok(A));
+        announced.active_jobs = 6;
+        assert_eq!(choose(&job(20 * LP), &view(vec![(A, announced)]), &TERMS, 1000, 4, |_| None), Err(NoMatch::AtCapacity { max_active: 6 }));
         let mut picky = provider(LP, 1);
         picky.mediators = 2; // only mediator 1, which does not exist
         assert_eq!(choose(&job(20 * LP), &view(vec![(A, picky)]), &TERMS, 1000, 4, |_| None), Err(NoMatch::NoCommonMediator));
@@ -656,6 +663,10 @@ mod tests {
                 seen: i as u64 + 1,
                 ..Default::default()
             };
+            // some announced how many jobs they run at once (their limit is twice that)
+            if rng.below(3) == 0 {
+                p.concurrency = Some(rng.below(4) as u32);
+            }
             for _ in 0..rng.below(3) {
                 p.offers.insert(B256::repeat_byte(rng.below(5) as u8), random_offer(rng));
             }

@@ -188,16 +188,7 @@ impl Agent {
     /// SIGTERM (a clean stop), then SIGKILL after 10 s.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            stop_child(&mut c);
         }
     }
 
@@ -211,12 +202,27 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+/// Stops an agent process cleanly (SIGTERM: it removes what its engine keeps, e.g. a
+/// provider's outputs volumes prepared ahead), then SIGKILL after 10 s.
+#[allow(dead_code)]
+pub fn stop_child(c: &mut Child) {
+    let _ = Command::new("kill").arg(c.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
         }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+impl Drop for Agent {
+    /// A clean stop (an agent removes what its engine keeps, e.g. a provider's outputs volumes
+    /// prepared ahead); [`Agent::kill`] is the crash.
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

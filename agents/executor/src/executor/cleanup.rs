@@ -1,5 +1,5 @@
-//! Removing what runs leave: a job's containers and volume when its run ends (or is dropped),
-//! and everything of this executor's instance that a crashed earlier run left.
+//! Removing what runs leave: a job's container when its run ends (or is dropped), in the
+//! background, and everything of this executor's instance that a crashed earlier run left.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,15 +12,18 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use tracing::{debug, info, warn};
 
+use super::pool::Background;
 use super::Executor;
 use crate::error::{status_of, ExecError, Subject};
 use crate::sandbox::LABEL_EXECUTOR;
 
 impl Executor {
     /// Removes every container and volume labelled with this executor's instance: what a
-    /// crashed run left behind. Call it at start-up, before running jobs (it would also remove
+    /// crashed run left behind (and the outputs volumes this executor prepared ahead). Call it at start-up, before running jobs (it would also remove
     /// running jobs of this instance). Returns how many containers and volumes were removed.
     pub async fn cleanup_leftovers(&self) -> Result<usize, ExecError> {
+        // this executor's own prepared volumes go too: the sweep removes their holders
+        self.pool.release().await;
         let containers = self.own_containers("listing leftover containers").await?;
         let mut removed = 0;
         for id in containers {
@@ -125,35 +128,36 @@ impl Executor {
     }
 }
 
-/// Removes a job's containers and volume; on drop (panic, cancelled future) in the background.
+/// Removes a job's containers in the background: when its run ends, or on drop (panic,
+/// cancelled future). Its outputs volume goes with its batch (`pool.rs`).
 pub(super) struct Cleanup {
     docker: Docker,
+    background: Background,
     job: String,
     pub(super) containers: Vec<String>,
-    pub(super) volume: Option<String>,
     /// The unfinished result folder, removed only on drop (a normal return handles it).
     pub(super) tmp: Option<PathBuf>,
 }
 
 impl Cleanup {
-    pub(super) fn new(docker: Docker, job: &str, tmp: &Path) -> Self {
+    pub(super) fn new(docker: Docker, background: Background, job: &str, tmp: &Path) -> Self {
         Cleanup {
             docker,
+            background,
             job: job.to_string(),
             containers: Vec::new(),
-            volume: None,
             tmp: Some(tmp.to_path_buf()),
         }
     }
 
-    pub(super) async fn run(&mut self) {
-        remove_all(
-            &self.docker,
-            &self.job,
-            std::mem::take(&mut self.containers),
-            self.volume.take(),
-        )
-        .await;
+    /// Starts removing the containers in the background ([`Executor::release`] waits for it).
+    pub(super) fn spawn_removal(&mut self) {
+        let containers = std::mem::take(&mut self.containers);
+        if containers.is_empty() {
+            return;
+        }
+        let (docker, job) = (self.docker.clone(), self.job.clone());
+        self.background.spawn("removing a job's containers", async move { remove_all(&docker, &job, containers).await });
     }
 }
 
@@ -162,30 +166,16 @@ impl Drop for Cleanup {
         if let Some(tmp) = self.tmp.take() {
             let _ = std::fs::remove_dir_all(tmp);
         }
-        if self.containers.is_empty() && self.volume.is_none() {
+        if self.containers.is_empty() {
             return;
         }
-        let (docker, job) = (self.docker.clone(), self.job.clone());
-        let (containers, volume) = (std::mem::take(&mut self.containers), self.volume.take());
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                warn!(
-                    job,
-                    "run interrupted: removing its containers in the background"
-                );
-                h.spawn(async move { remove_all(&docker, &job, containers, volume).await });
-            }
-            Err(_) => warn!(
-                job,
-                ?containers,
-                "no runtime to remove the job's containers: cleanup_leftovers will"
-            ),
-        }
+        warn!(job = %self.job, "run interrupted: removing its containers in the background");
+        self.spawn_removal();
     }
 }
 
-async fn remove_all(docker: &Docker, job: &str, containers: Vec<String>, volume: Option<String>) {
-    // The job's container first, the holder last (it is created first).
+async fn remove_all(docker: &Docker, job: &str, containers: Vec<String>) {
+    let started = std::time::Instant::now();
     for c in containers.iter().rev() {
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)
@@ -199,19 +189,5 @@ async fn remove_all(docker: &Docker, job: &str, containers: Vec<String>, volume:
             }
         }
     }
-    if let Some(v) = volume {
-        match docker
-            .remove_volume(
-                &v,
-                Some(RemoveVolumeOptionsBuilder::default().force(true).build()),
-            )
-            .await
-        {
-            Ok(()) => debug!(job, volume = %v, "removed volume"),
-            Err(e) if status_of(&e) == Some(404) => {}
-            Err(e) => {
-                warn!(job, volume = %v, error = %e, "could not remove volume (cleanup_leftovers will)")
-            }
-        }
-    }
+    debug!(job, ms = started.elapsed().as_millis() as u64, "containers removed (in the background)");
 }

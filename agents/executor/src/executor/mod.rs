@@ -20,6 +20,7 @@ mod cleanup;
 mod images;
 mod logs;
 pub(crate) mod network;
+mod pool;
 mod run;
 
 /// Settings of an [`Executor`].
@@ -36,6 +37,12 @@ pub struct ExecutorConfig {
     /// The GPUs jobs are given from: [`GpuAllocator::host`] (this host's, shared by every
     /// executor of the process) unless set.
     pub gpus: Arc<GpuAllocator>,
+    /// Outputs volumes per holder container, prepared ahead of the jobs (see
+    /// [`Executor::release`]); each volume still serves one job only. 1: a holder per job.
+    pub outputs_batch: usize,
+    /// Copy a job's outputs straight from its volume's mount point when this host sees it (an
+    /// engine on this host, checked once); off: always through the engine's archive of it.
+    pub outputs_from_host: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -45,6 +52,8 @@ impl Default for ExecutorConfig {
             log_grace: Duration::from_secs(10),
             kill_grace: Duration::from_secs(30),
             gpus: GpuAllocator::host(),
+            outputs_batch: 8,
+            outputs_from_host: true,
         }
     }
 }
@@ -58,6 +67,8 @@ pub struct Executor {
     holder_image: tokio::sync::OnceCell<String>,
     /// One job-network setup at a time (see `network.rs`).
     network_lock: tokio::sync::Mutex<()>,
+    /// Outputs volumes and their holders, prepared ahead; removals in the background.
+    pool: Arc<pool::OutputsPool>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -116,9 +127,12 @@ impl Executor {
         endpoint: impl Into<String>,
         config: ExecutorConfig,
     ) -> Self {
+        let endpoint = endpoint.into();
+        let pool = pool::OutputsPool::new(docker.clone(), endpoint.clone(), config.instance.clone(), config.outputs_batch, config.outputs_from_host);
         Executor {
+            pool: Arc::new(pool),
             docker,
-            endpoint: endpoint.into(),
+            endpoint,
             config,
             holder_image: tokio::sync::OnceCell::new(),
             network_lock: tokio::sync::Mutex::new(()),
@@ -140,22 +154,35 @@ impl Executor {
         subject: Subject,
         action: &'static str,
     ) -> impl FnOnce(BollardError) -> ExecError + '_ {
-        move |source| {
-            if is_unreachable(&source) {
-                ExecError::EngineUnavailable {
-                    endpoint: self.endpoint.clone(),
-                    source,
-                }
-            } else {
-                ExecError::Engine {
-                    subject,
-                    action,
-                    source,
-                }
-            }
-        }
+        move |source| engine_error(&self.endpoint, subject, action, source)
     }
 
+    /// Waits for the removals running in the background (what finished runs left: their
+    /// containers, spent outputs batches) and removes the outputs volumes and holders prepared
+    /// ahead that no run holds. Runs may go on afterwards (volumes are prepared again); call it
+    /// before an agent stops, or to see the engine hold nothing of this executor but its runs.
+    pub async fn release(&self) {
+        self.pool.release().await;
+    }
+}
+
+/// The error of the engine at `endpoint` refusing `action` on `subject`.
+fn engine_error(endpoint: &str, subject: Subject, action: &'static str, source: BollardError) -> ExecError {
+    if is_unreachable(&source) {
+        ExecError::EngineUnavailable {
+            endpoint: endpoint.to_string(),
+            source,
+        }
+    } else {
+        ExecError::Engine {
+            subject,
+            action,
+            source,
+        }
+    }
+}
+
+impl Executor {
     /// Checks that the engine answers and can enforce the sandbox, and prepares the outputs
     /// holder image. Fails with [`ExecError::EngineUnavailable`] (saying how to start one) when
     /// no engine answers.

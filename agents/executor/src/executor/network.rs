@@ -222,6 +222,8 @@ impl Executor {
     /// Removes the job network and its firewall rules (made again by the next network-enabled
     /// run). Fails while a job of this instance is attached to the network.
     pub async fn remove_job_network(&self) -> Result<(), ExecError> {
+        // the containers of finished runs leave the network as they are removed
+        self.pool.background.idle().await;
         let _one_at_a_time = self.network_lock.lock().await;
         let instance = &self.config.instance;
         let name = job_network_name(instance);

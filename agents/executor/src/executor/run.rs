@@ -1,6 +1,7 @@
-//! A job's run: the outputs volume and its holder, the job's container attached and started,
-//! the wait (killed at the wall time) while its logs drain, the outputs copied out, the result
-//! folder published whole.
+//! A job's run: an outputs volume of its own (prepared ahead, held mounted: `pool.rs`), the
+//! job's container attached and started, the wait (killed at the wall time) while its logs
+//! drain, the outputs copied out, the result folder published whole; the container is removed
+//! in the background, after the result is out.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,13 +14,14 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use super::cleanup::Cleanup;
 use super::logs::{LogError, LogFiles, LogStats};
+use super::pool::{OutputsLease, VolumeKey};
 use super::{io_error, unique, Executor};
 use crate::error::{message_of, status_of, ExecError, Subject};
-use crate::outputs::{extract_outputs, ExtractLimits, ExtractReport, PAGE};
+use crate::outputs::{copy_outputs_dir, extract_outputs, ExtractLimits, ExtractReport, PAGE};
 use crate::sandbox;
 use crate::spec::{GpuRequest, RunOutcome, RunSpec, OUTPUTS_PATH};
 
@@ -31,9 +33,10 @@ impl Executor {
     ///
     /// A job that fails, times out, runs out of memory or fills its outputs is not an error:
     /// see [`RunOutcome`]. Errors are for what prevented running it or collecting its results.
-    /// Whatever happens, the containers and the volume are removed (if this future is dropped
-    /// or panics, removal is started in the background; [`Executor::cleanup_leftovers`]
-    /// handles a crash).
+    /// Whatever happens, the job's container and its outputs volume are removed: in the
+    /// background once the result is out (also if this future is dropped or panics;
+    /// [`Executor::release`] waits for them), and by [`Executor::cleanup_leftovers`] after a
+    /// crash.
     pub async fn run(
         &self,
         job: &str,
@@ -72,11 +75,12 @@ impl Executor {
         let holder_image = self.holder_image().await?;
         fresh_dir(job, &tmp).await?;
 
-        let mut guard = Cleanup::new(self.docker.clone(), job, &tmp);
+        let mut guard = Cleanup::new(self.docker.clone(), self.pool.background.clone(), job, &tmp);
         let res = self
             .run_in(job, spec, &holder_image, &tmp, &mut guard)
             .await;
-        guard.run().await;
+        // Off the result's path: the container is removed in the background.
+        guard.spawn_removal();
         guard.tmp = None;
         // Publish: the folder appears complete or not at all.
         let res = match res {
@@ -143,20 +147,22 @@ impl Executor {
         guard: &mut Cleanup,
     ) -> Result<RunOutcome, ExecError> {
         let uniq = unique();
-        // 1. Outputs volume, kept mounted by the holder; 2. the job's container, attached
-        // before it starts so no output is missed.
-        let holder = self
-            .start_holder(job, spec, holder_image, &uniq, guard)
-            .await?;
-        let volume = guard.volume.clone().unwrap_or_default();
-        let name = self.create_job(job, spec, &volume, &uniq, guard).await?;
+        let t0 = Instant::now();
+        // 1. An outputs volume of its own, held mounted (prepared ahead); 2. the job's
+        // container, attached before it starts so no output is missed.
+        let key = VolumeKey { bytes: spec.limits.outputs_bytes, files: spec.limits.outputs_files };
+        let lease = self.pool.acquire(key, holder_image).await?;
+        let t_volume = t0.elapsed();
+        let name = self.create_job(job, spec, lease.volume(), &uniq, guard).await?;
         let attach = self.attach(job, &name).await?;
         let stdout_path = tmp.join("stdout");
         let logs = LogFiles::create(&stdout_path, &tmp.join("stderr"), spec.limits.log_bytes)
             .await
             .map_err(io_error(job, "creating", &stdout_path))?;
+        let t_created = t0.elapsed();
         self.start_job(job, spec, &name).await?;
         let started = Instant::now();
+        let t_started = t0.elapsed();
         info!(container = %name, image = %spec.image, "job started");
 
         // 3. Wait for the exit (or kill at the wall time) while draining the logs.
@@ -164,16 +170,38 @@ impl Executor {
             .wait_draining(job, spec, &name, logs, attach, tmp)
             .await?;
         let duration = started.elapsed();
+        let t_exited = t0.elapsed();
         let (exit_code, oom_killed) = self.exit_state(job, &name).await?;
+        let t_ran = t0.elapsed();
 
         // 4. Copy the outputs out of the holder (the volume is still mounted there).
-        let (report, outputs_full) = self.copy_outputs(job, spec, &holder, tmp).await?;
+        let (report, outputs_full) = match self.copy_outputs(job, spec, &lease, tmp).await {
+            Ok(r) => r,
+            Err(e) => {
+                // a holder that stopped lost every volume of its batch: no job gets one more
+                lease.retire();
+                return Err(e);
+            }
+        };
+        lease.copied(report.bytes);
+        let t_copied = t0.elapsed();
 
         // 5. exitCode, then sync the small files so the rename publishes complete ones.
         let code_path = tmp.join("exitCode");
         write_synced(&code_path, format!("{exit_code}\n").as_bytes())
             .await
             .map_err(io_error(job, "writing", &code_path))?;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        debug!(
+            volume_ms = ms(t_volume),
+            create_ms = ms(t_created - t_volume),
+            start_ms = ms(t_started - t_created),
+            run_ms = ms(t_exited - t_started),
+            inspect_ms = ms(t_ran - t_exited),
+            copy_ms = ms(t_copied - t_ran),
+            exit_code_ms = ms(t0.elapsed() - t_copied),
+            "sandbox phases"
+        );
 
         let outcome = RunOutcome {
             exit_code,
@@ -202,38 +230,6 @@ impl Executor {
             "job finished"
         );
         Ok(outcome)
-    }
-
-    /// Creates the outputs volume and starts the holder that keeps it mounted; returns the
-    /// holder's name (the volume's is in `guard`).
-    async fn start_holder(
-        &self,
-        job: &str,
-        spec: &RunSpec,
-        holder_image: &str,
-        uniq: &str,
-        guard: &mut Cleanup,
-    ) -> Result<String, ExecError> {
-        let instance = &self.config.instance;
-        let volume = sandbox::object_name("out", job, uniq);
-        self.docker
-            .create_volume(sandbox::outputs_volume(job, instance, &volume, spec))
-            .await
-            .map_err(self.engine_err(Subject::Job(job.into()), "creating the outputs volume"))?;
-        guard.volume = Some(volume.clone());
-        let holder = sandbox::object_name("holder", job, uniq);
-        self.create(
-            &holder,
-            sandbox::holder_container(job, instance, holder_image, &volume),
-            job,
-            guard,
-        )
-        .await?;
-        self.docker
-            .start_container(&holder, None)
-            .await
-            .map_err(self.engine_err(Subject::Job(job.into()), "starting the outputs holder"))?;
-        Ok(holder)
     }
 
     /// Creates the job's container (not started); returns its name.
@@ -368,15 +364,18 @@ impl Executor {
         ))
     }
 
-    /// Copies `/outputs` out of the holder into `<tmp>/outputs`, within the spec's limits.
-    /// Returns the extraction's report and whether the outputs filled their tmpfs.
+    /// Copies the job's outputs volume out of its holder into `<tmp>/outputs`, within the
+    /// spec's limits. Returns the extraction's report and whether the outputs filled their
+    /// tmpfs.
     async fn copy_outputs(
         &self,
         job: &str,
         spec: &RunSpec,
-        holder: &str,
+        lease: &OutputsLease,
         tmp: &Path,
     ) -> Result<(ExtractReport, bool), ExecError> {
+        let (holder, path) = (lease.holder(), lease.path());
+        let host_path = lease.host_path().map(Path::to_path_buf);
         let l = &spec.limits;
         let limits = ExtractLimits {
             max_bytes: l.outputs_bytes,
@@ -385,20 +384,30 @@ impl Executor {
             max_archive_bytes: l.outputs_bytes
                 + (u64::from(l.outputs_files) + 16) * 2048
                 + 64 * 1024,
-            strip_prefix: Some(OUTPUTS_PATH.trim_start_matches('/').to_string()),
+            strip_prefix: Some(path.trim_start_matches('/').to_string()),
         };
-        let options = DownloadFromContainerOptionsBuilder::default()
-            .path(OUTPUTS_PATH)
-            .build();
-        let stream = self
-            .docker
-            .download_from_container(holder, Some(options))
-            .map_err(|e| std::io::Error::other(e.to_string()));
-        let reader =
-            tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(Box::pin(stream)));
         let out_dir = tmp.join("outputs");
         let dest = out_dir.clone();
-        let report = tokio::task::spawn_blocking(move || extract_outputs(reader, &dest, &limits))
+        let copy = match host_path {
+            // straight from the volume's mount point (the engine runs on this host)
+            Some(src) => tokio::task::spawn_blocking(move || {
+                copy_outputs_dir(&src, &dest, &limits, OUTPUTS_PATH.trim_start_matches('/'))
+            }),
+            None => {
+                let options = DownloadFromContainerOptionsBuilder::default()
+                    .path(path.as_str())
+                    .build();
+                let stream = self
+                    .docker
+                    .download_from_container(holder, Some(options))
+                    .map_err(|e| std::io::Error::other(e.to_string()));
+                let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(
+                    Box::pin(stream),
+                ));
+                tokio::task::spawn_blocking(move || extract_outputs(reader, &dest, &limits))
+            }
+        };
+        let mut report = copy
             .await
             .map_err(|e| {
                 io_error(job, "extracting outputs into", &out_dir)(std::io::Error::other(e))
@@ -408,6 +417,13 @@ impl Executor {
                 source,
             })?;
         self.check_holder_held(job, holder).await?;
+        // Reported as the job saw them: under `outputs/`, not the holder's mount point.
+        let held_at = format!("{}/", path.trim_start_matches('/'));
+        for s in &mut report.skipped {
+            if let Some(rest) = s.strip_prefix(&held_at) {
+                *s = format!("{}/{rest}", OUTPUTS_PATH.trim_start_matches('/'));
+            }
+        }
         // The tmpfs was full when no page was left, or every allowed inode was used (the count
         // includes the top folder).
         let cap_pages = l.outputs_bytes.div_ceil(PAGE);
