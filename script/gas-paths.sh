@@ -18,7 +18,8 @@
 #   run-prepaid   createJob (the payment off the creator's market balance, deposited once
 #                 before: not counted), matchJob, submitResult, settle
 # Refunds are credited to the creator's market balance; on the paths paid by approval the
-# creator withdraws it after each path (not counted), so each of them pays by token approval.
+# creator withdraws them (but 1 unit) after each path (not counted), so each of them pays by
+# token approval.
 # Prints, for each transaction, a line `GAS|<path>|<role>|<transaction>|<gasUsed>`, and for each
 # path `TOTAL|<path>|<sum>`. Every transaction must succeed and every job must end (its stored
 # hash cleared), or the script fails.
@@ -117,8 +118,10 @@ begin() { PATH_NAME=$1; PATH_TOTAL=0; NEXT_ID=$((NEXT_ID + 1)); ID=$NEXT_ID; }
 finish() {
   ended "$ID"; printf 'TOTAL|%s|%s\n' "$PATH_NAME" "$PATH_TOTAL"
   local left; left=$(cast call --rpc-url "$rpc" "$MARKET" "balanceOf(address)(uint256)" "$PAYEE" | cut -d' ' -f1)
-  if [[ "$PATH_NAME" != run-prepaid && "$left" != 0 ]]; then # the refund out: the next path pays by approval
-    send $PAYEE_KEY "$MARKET" "withdraw(uint256,address)" "$left" "$PAYEE" >/dev/null
+  # the refund out but 1 unit, so the next path pays by approval (with its balance slot in use,
+  # as a job creator's is once it has been refunded anything)
+  if [[ "$PATH_NAME" != run-prepaid && "$left" != 0 && "$left" != 1 ]]; then
+    send $PAYEE_KEY "$MARKET" "withdraw(uint256,address)" "$(python3 -c "print($left - 1)")" "$PAYEE" >/dev/null
   fi
 }
 
