@@ -287,13 +287,13 @@ contract MarketHandler is ILilypadMarketTypes {
         items[1] = Submission({id: b, job: jb, dataId: dataId, resultHash: resultHash});
         vm.prank(byProvider ? ja.provider : _stranger);
         try market.submitMany(items) {
-            uint256[2] memory ids = [a, b];
+            uint256[2] memory picked = [a, b];
             Job[2] memory jobs = [ja, jb];
             for (uint256 i; i < 2; ++i) {
-                if (!live[ids[i]]) continue;
-                _jobs[ids[i]] = JobFlow.submitted(jobs[i], dataId, resultHash);
-                _dataIds[ids[i]] = dataId;
-                _resultHashes[ids[i]] = resultHash;
+                if (!live[picked[i]]) continue;
+                _jobs[picked[i]] = JobFlow.submitted(jobs[i], dataId, resultHash);
+                _dataIds[picked[i]] = dataId;
+                _resultHashes[picked[i]] = resultHash;
             }
             _count("submitMany");
         } catch {}
