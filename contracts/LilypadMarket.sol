@@ -9,8 +9,8 @@ import {JobLib} from "./libraries/JobLib.sol";
 import {MarketAccounts} from "./MarketAccounts.sol";
 
 /// @title LilypadMarket: escrow, matching, results, mediation and timeouts for compute jobs.
-/// @notice The system of record of the network. A job's payment is pulled into escrow when it
-/// is created; a solver matches it to a resource provider whose collateral is then locked; the
+/// @notice The system of record of the network. A job's payment is taken into escrow when it
+/// is created (from the payee's balance here when that covers it, else from its tokens); a solver matches it to a resource provider whose collateral is then locked; the
 /// provider posts its result; after a challenge window anyone settles it (provider, solver and
 /// refund credited, client called back). A challenged result is re-run by a mediator both sides
 /// accept, and the loser pays. Every non-final state has a deadline after which anyone can end
@@ -171,8 +171,9 @@ contract LilypadMarket is MarketAccounts {
             job.callbackGas,
             job.onlySolver
         );
-        // slither-disable-next-line arbitrary-send-erc20 (payee is the caller or authorised it within a cap: see _create and contracts/SLITHER.md)
-        if (job.payment != 0) token.safeTransferFrom(payee, address(this), job.payment);
+        // the payee's free balance here when it covers the payment, else its token allowance
+        // (the payee is the caller or authorised it within a cap: _spendAllowance above)
+        _collect(payee, job.payment);
     }
 
     /// @dev `value`, or `fallback_` for 0; reverts when `value` is under `floor` or over MAX_TIMEOUT.
@@ -192,7 +193,23 @@ contract LilypadMarket is MarketAccounts {
 
     /// @inheritdoc ILilypadMarket
     function matchJob(uint256 id, Job calldata job, address provider, uint8 mediator) external {
-        _check(id, job, JobState.Open);
+        _match(id, job, provider, mediator, jobHash[id]);
+    }
+
+    /// @inheritdoc ILilypadMarket
+    function matchMany(Match[] calldata items) external {
+        for (uint256 i; i < items.length; ++i) {
+            Match calldata m = items[i];
+            bytes32 stored = jobHash[m.id];
+            // slither-disable-next-line incorrect-equality (0 = already final: skipped; a hash, not a balance)
+            if (stored == 0) continue;
+            _match(m.id, m.job, m.provider, m.mediator, stored);
+        }
+    }
+
+    /// @dev Matches open job `id`, whose stored hash is `stored` (see matchJob).
+    function _match(uint256 id, Job calldata job, address provider, uint8 mediator, bytes32 stored) private {
+        _checkStored(id, job, JobState.Open, stored);
         JobLib.requireBefore(id, JobLib.matchDeadline(job));
         if (_accounts[msg.sender].roles & ROLE_SOLVER == 0) revert NotSolver(msg.sender);
         address named = job.onlySolver;
@@ -261,7 +278,25 @@ contract LilypadMarket is MarketAccounts {
 
     /// @inheritdoc ILilypadMarket
     function submitResult(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external {
-        _check(id, job, JobState.Matched);
+        _submit(id, job, dataId, resultHash, jobHash[id]);
+    }
+
+    /// @inheritdoc ILilypadMarket
+    function submitMany(Submission[] calldata items) external {
+        for (uint256 i; i < items.length; ++i) {
+            Submission calldata s = items[i];
+            bytes32 stored = jobHash[s.id];
+            // slither-disable-next-line incorrect-equality (0 = already final: skipped; a hash, not a balance)
+            if (stored == 0) continue;
+            _submit(s.id, s.job, s.dataId, s.resultHash, stored);
+        }
+    }
+
+    /// @dev Posts the result of matched job `id`, whose stored hash is `stored` (see submitResult).
+    function _submit(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash, bytes32 stored)
+        private
+    {
+        _checkStored(id, job, JobState.Matched, stored);
         if (msg.sender != job.provider) revert NotJobProvider(id, msg.sender);
         JobLib.requireBefore(id, JobLib.runDeadline(job));
         uint256 n = bytes(dataId).length;
@@ -326,18 +361,7 @@ contract LilypadMarket is MarketAccounts {
         jobHash[id] = JobLib.hashMemory(next);
         emit ResultChallenged(id, msg.sender, job.mediator, next.challengedAt);
 
-        uint256 owed = uint256(mediatorFee) + challengeBond;
-        if (owed != 0) {
-            Account storage a = _accounts[msg.sender];
-            uint128 balance = a.balance;
-            if (balance >= owed) {
-                unchecked {
-                    a.balance = balance - uint128(owed);
-                }
-            } else {
-                token.safeTransferFrom(msg.sender, address(this), owed);
-            }
-        }
+        _collect(msg.sender, uint256(mediatorFee) + challengeBond);
     }
 
     /// @inheritdoc ILilypadMarket
@@ -478,6 +502,23 @@ contract LilypadMarket is MarketAccounts {
         if (stored == 0) revert JobNotFound(id);
         if (JobLib.hashCalldata(job) != stored) revert StaleJob(id);
         if (job.state != state) revert WrongState(id, job.state);
+    }
+
+    /// @dev Takes `amount` from `from`: off its free balance here when that covers it (no token
+    /// transfer), else with `transferFrom` (which needs `from`'s token allowance). Only ever called
+    /// for the caller itself or for a payee that authorised the caller (_create).
+    function _collect(address from, uint256 amount) private {
+        if (amount == 0) return;
+        Account storage a = _accounts[from];
+        uint128 balance = a.balance;
+        if (balance >= amount) {
+            unchecked {
+                a.balance = balance - uint128(amount);
+            }
+        } else {
+            // slither-disable-next-line arbitrary-send-erc20 (from is the caller, or a payee that authorised it within a cap: see _create and contracts/SLITHER.md)
+            token.safeTransferFrom(from, address(this), amount);
+        }
     }
 
     /// @dev Pays out a deal whose result stands: provider gets price + collateral + `bonus`,

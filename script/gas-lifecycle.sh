@@ -3,14 +3,20 @@
 #
 #   script/gas-lifecycle.sh
 #
-# Deploys the contracts to a new Anvil, sets up the parties (not counted: a solver, a mediator
-# the owner approved, a resource provider with collateral and an offer, the lilysay module, and
-# the payee's one-time authorisation of the client contract), then runs one job's whole lifecycle with real
+# Deploys the contracts to a new Anvil, sets up the parties (not counted, as one-time set-up: a
+# solver, a mediator the owner approved, a resource provider with collateral and an offer, the
+# lilysay module, the payee's one-time authorisation of the client contract, and the payee's
+# one-time deposit into its market balance), then runs one job's whole lifecycle with real
 # transactions and prints each one's gasUsed:
-#   approve (payee) -> ExampleClient.runLilysay -> runJob (client) -> matchJob (solver)
-#   -> submitResult (provider) -> [challenge window passes] -> settle (anyone, calls the client back)
-# and LONE_JOB_GAS=<n>. Then GAS_BATCH (default 10) jobs run the same way except that one
-# settleMany settles them all, and, last, TOTAL_LIFECYCLE_GAS=<per-job gas of those>.
+#   ExampleClient.runLilysay -> runJob (payment drawn from the payee's market balance) ->
+#   matchJob (solver) -> submitResult (provider) -> [challenge window passes] -> settle (anyone,
+#   calls the client back)
+# and LONE_JOB_GAS=<n>. The same lone job paid the way a payee without a balance pays (its
+# token `approve`, then runJob's `transferFrom`) follows: LONE_JOB_APPROVE_GAS=<n>. Then
+# GAS_BATCH (default 10) prepaid jobs are created one by one (runJob each), matched by one
+# matchMany (solver), posted by one submitMany (provider) and settled by one settleMany:
+# BATCH_SETTLE_GAS=<per-job gas with only the settlement batched> and, last,
+# TOTAL_LIFECYCLE_GAS=<per-job gas with matches, results and settlement batched>.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -32,9 +38,12 @@ SOLVER_KEY=0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a
 MEDIATOR_KEY=0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6
 PROVIDER_KEY=0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a
 PAYEE_KEY=0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba
+# a second payee that never deposits: pays each job by token approval
+TOKEN_PAYEE_KEY=0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356
 ANYONE_KEY=0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e
 addr() { cast wallet address "$1"; }
 SOLVER=$(addr $SOLVER_KEY); PROVIDER=$(addr $PROVIDER_KEY); PAYEE=$(addr $PAYEE_KEY); MEDIATOR=$(addr $MEDIATOR_KEY)
+TOKEN_PAYEE=$(addr $TOKEN_PAYEE_KEY)
 
 forge build --quiet
 CHALLENGE_WINDOW=60 forge script script/Deploy.s.sol --rpc-url "$rpc" --private-key $ADMIN_KEY --broadcast --quiet >/dev/null
@@ -61,6 +70,7 @@ RUN_T=600
 echo "== setup (not part of a job's lifecycle)"
 send $ADMIN_KEY "$TOKEN" "faucet(address,uint256)" "$PROVIDER" 1000000000000000000000 >/dev/null
 send $ADMIN_KEY "$TOKEN" "faucet(address,uint256)" "$PAYEE" 1000000000000000000000 >/dev/null
+send $ADMIN_KEY "$TOKEN" "faucet(address,uint256)" "$TOKEN_PAYEE" 1000000000000000000000 >/dev/null
 send $SOLVER_KEY "$MARKET" "registerSolver()" >/dev/null
 send $ADMIN_KEY "$MARKET" "approveMediator(address,bool)" "$MEDIATOR" true >/dev/null
 send $MEDIATOR_KEY "$MARKET" "registerMediator()" >/dev/null
@@ -79,7 +89,13 @@ CLIENT=$(forge create contracts/examples/ExampleClient.sol:ExampleClient --rpc-u
 # which each job counts down: one storage write (~2,900 gas) more per job.
 CAP="${GAS_CLIENT_CAP:-340282366920938463463374607431768211455}"
 auth=$(send $PAYEE_KEY "$MARKET" "authorizeClient(address,(uint128,uint96,uint32))" "$CLIENT" "($CAP,$PAYMENT,60)" | cut -d' ' -f1)
+send $TOKEN_PAYEE_KEY "$MARKET" "authorizeClient(address,(uint128,uint96,uint32))" "$CLIENT" "($CAP,$PAYMENT,60)" >/dev/null
 echo "payee authorises the client contract (once per payee and client; total ${GAS_CLIENT_CAP:-none}): $auth gas"
+# The payee's prepaid balance: one approve and one deposit, for every job after (not per job).
+DEPOSIT=100000000000000000000 # 100 LP: 19 jobs' payments
+dep_approve=$(send $PAYEE_KEY "$TOKEN" "approve(address,uint256)" "$MARKET" $DEPOSIT | cut -d' ' -f1)
+dep=$(send $PAYEE_KEY "$MARKET" "deposit(address,uint256)" "$PAYEE" $DEPOSIT | cut -d' ' -f1)
+echo "payee deposits 100 LP into its market balance (once, for all its jobs: approve $dep_approve + deposit $dep gas)"
 
 JOB_T="(address,address,bytes32,uint128,uint64,uint40,uint32,uint32,uint32,uint32,uint32,address,address,address,uint128,uint128,uint128,uint8,uint40,bytes32,uint40,address,uint40,uint8)"
 ZERO=0x0000000000000000000000000000000000000000
@@ -95,30 +111,44 @@ check() { # the Job we built must be the one the market stores
   [[ "$want" == "$got" ]] || { echo "job $id: built Job does not match the stored hash" >&2; exit 1; }
 }
 
-# Runs one job up to a posted result: approve, runJob (through the client), matchJob,
-# submitResult. Prints each gasUsed; leaves the job's gas in RUN_GAS and its Job in JOB.
-to_result() {
-  local id=$1 g total=0 bn
-  read -r g bn < <(send $PAYEE_KEY "$TOKEN" "approve(address,uint256)" "$MARKET" $PAYMENT)
-  printf '  %-44s %8d\n' "approve (payee)" "$g"; total=$((total + g))
-  read -r g bn < <(send $PAYEE_KEY "$CLIENT" "runLilysay(string)" hi)
+# The Job of job $1 as runJob created it in block $2 for payee $3.
+created_job() {
+  local created; created=$(ts "$2")
+  TERMS="$CLIENT,$3,$MODULE_ID,$PAYMENT,1,$created,$MATCH_T,$RUN_T,$WINDOW,$MED_T,$CB_GAS,$ZERO"
+  JOB="($TERMS,$ZERO,$ZERO,0,0,0,0,0,$Z32,0,$ZERO,0,1)"
+  check "$1" "$JOB"
+}
+
+# Creates one job through the client (paid by PAYEE_KEY $1's balance, or by an approve first when
+# $2 is "approve"). Prints each gasUsed; leaves the gas in RUN_GAS, the Job in JOB, its terms in TERMS.
+create() {
+  local key=$1 how=$2 g bn total=0 id
+  if [[ "$how" == approve ]]; then
+    read -r g bn < <(send "$key" "$TOKEN" "approve(address,uint256)" "$MARKET" $PAYMENT)
+    printf '  %-44s %8d\n' "approve (payee)" "$g"; total=$((total + g))
+  fi
+  read -r g bn < <(send "$key" "$CLIENT" "runLilysay(string)" hi)
   printf '  %-44s %8d\n' "runLilysay -> runJob (payee, via the client)" "$g"; total=$((total + g))
-  local created; created=$(ts "$bn")
-  local terms="$CLIENT,$PAYEE,$MODULE_ID,$PAYMENT,1,$created,$MATCH_T,$RUN_T,$WINDOW,$MED_T,$CB_GAS,$ZERO"
-  JOB="($terms,$ZERO,$ZERO,0,0,0,0,0,$Z32,0,$ZERO,0,1)"
-  check "$id" "$JOB"
+  id=$(cast call --rpc-url "$rpc" "$MARKET" "jobCount()(uint256)")
+  created_job "$id" "$bn" "$(addr "$key")"
+  RUN_GAS=$total
+}
+
+# Runs job $1 (just created: JOB, TERMS) up to a posted result, one transaction per step. Prints
+# each gasUsed; adds it to RUN_GAS; leaves its Job in JOB.
+to_result() {
+  local id=$1 g bn
   read -r g bn < <(send $SOLVER_KEY "$MARKET" "matchJob(uint256,$JOB_T,address,uint8)" "$id" "$JOB" "$PROVIDER" 0)
-  printf '  %-44s %8d\n' "matchJob (solver)" "$g"; total=$((total + g))
+  printf '  %-44s %8d\n' "matchJob (solver)" "$g"; RUN_GAS=$((RUN_GAS + g))
   local matched; matched=$(ts "$bn")
   local deal="$SOLVER,$PROVIDER,$PRICE,$FEE,$COLLATERAL,0,$matched"
-  JOB="($terms,$deal,$Z32,0,$ZERO,0,2)"
+  JOB="($TERMS,$deal,$Z32,0,$ZERO,0,2)"
   check "$id" "$JOB"
   read -r g bn < <(send $PROVIDER_KEY "$MARKET" "submitResult(uint256,$JOB_T,string,bytes32)" "$id" "$JOB" "$CID" "$RESULT_HASH")
-  printf '  %-44s %8d\n' "submitResult (provider)" "$g"; total=$((total + g))
+  printf '  %-44s %8d\n' "submitResult (provider)" "$g"; RUN_GAS=$((RUN_GAS + g))
   local submitted; submitted=$(ts "$bn")
-  JOB="($terms,$deal,$RESULT,$submitted,$ZERO,0,3)"
+  JOB="($TERMS,$deal,$RESULT,$submitted,$ZERO,0,3)"
   check "$id" "$JOB"
-  RUN_GAS=$total
 }
 
 pass_window() {
@@ -131,37 +161,87 @@ settled() {
   [[ "$stored" == "$Z32" ]] || { echo "job $1 was not settled" >&2; exit 1; }
 }
 
-echo "== one job on its own"
-to_result 1
-pass_window
-read -r g bn < <(send $ANYONE_KEY "$MARKET" "settle(uint256,$JOB_T,string,bytes32)" 1 "$JOB" "$CID" "$RESULT_HASH")
-printf '  %-44s %8d\n' "settle + submitResults callback (anyone)" "$g"
-settled 1
-lone=$((RUN_GAS + g))
+# Runs job $1 alone from creation (by payee key $2, paid as $3 says) to settlement; prints
+# each gasUsed and leaves the total in LONE.
+lone_job() {
+  local id=$1 g bn
+  create "$2" "$3"
+  to_result "$id"
+  pass_window
+  read -r g bn < <(send $ANYONE_KEY "$MARKET" "settle(uint256,$JOB_T,string,bytes32)" "$id" "$JOB" "$CID" "$RESULT_HASH")
+  printf '  %-44s %8d\n' "settle + submitResults callback (anyone)" "$g"
+  settled "$id"
+  LONE=$((RUN_GAS + g)); LONE_SETTLE=$g
+}
+
+echo "== one job on its own, paid from the payee's market balance (deposited once: not counted)"
+bal0=$(cast call --rpc-url "$rpc" "$MARKET" "balanceOf(address)(uint256)" "$PAYEE" | cut -d' ' -f1)
+tok0=$(cast call --rpc-url "$rpc" "$TOKEN" "balanceOf(address)(uint256)" "$PAYEE" | cut -d' ' -f1)
+lone_job 1 $PAYEE_KEY prepaid
+lone=$LONE; lone_settle=$LONE_SETTLE
 echo "  LONE_JOB_GAS=$lone"
+bal1=$(cast call --rpc-url "$rpc" "$MARKET" "balanceOf(address)(uint256)" "$PAYEE" | cut -d' ' -f1)
+tok1=$(cast call --rpc-url "$rpc" "$TOKEN" "balanceOf(address)(uint256)" "$PAYEE" | cut -d' ' -f1)
+python3 -c "import sys; b0,b1,t0,t1,p=map(int,sys.argv[1:]); assert b0-b1==p and t0==t1, (b0,b1,t0,t1,p)" "$bal0" "$bal1" "$tok0" "$tok1" "$PAYMENT" \
+  || { echo "the payment was not drawn from the payee's market balance" >&2; exit 1; }
+echo "  the payment came off the payee's market balance; its token balance did not move"
 completed=$(cast logs --rpc-url "$rpc" --address "$CLIENT" "JobCompleted(uint256 indexed,string,string)" --json \
   | python3 -c "import json,sys; print(len(json.load(sys.stdin)))")
 [[ "$completed" == 1 ]] || { echo "the client was not called back" >&2; exit 1; }
 echo "  the client contract received submitResults(1, \"1\", \"$CID\")"
 
+echo "== one job on its own, paid by token approval (a payee with no market balance: approve + transferFrom)"
+lone_job 2 $TOKEN_PAYEE_KEY approve
+lone_approve=$LONE
+echo "  LONE_JOB_APPROVE_GAS=$lone_approve"
+
 N="${GAS_BATCH:-10}"
-if [[ "$N" == 0 ]]; then exit 0; fi
-echo "== $N jobs of one provider, settled together (settleMany)"
-sum=0; items=()
-for i in $(seq 2 $((N + 1))); do
-  echo " job $i"
-  to_result "$i"
-  sum=$((sum + RUN_GAS))
-  items+=("($i,$JOB,$CID,$RESULT_HASH)")
+if [[ "$N" == 0 ]]; then
+  echo "LONE_JOB_GAS=$lone"
+  exit 0
+fi
+first=3; last=$((first + N - 1))
+echo "== $N prepaid jobs: each created alone, then matched by one matchMany, posted by one submitMany, settled by one settleMany"
+create_sum=0; declare -A TERMS_OF
+for i in $(seq $first $last); do
+  create $PAYEE_KEY prepaid
+  create_sum=$((create_sum + RUN_GAS)); TERMS_OF[$i]=$TERMS
+done
+# the same steps one transaction each, for comparison, are the lone job's above
+items=()
+for i in $(seq $first $last); do items+=("($i,(${TERMS_OF[$i]},$ZERO,$ZERO,0,0,0,0,0,$Z32,0,$ZERO,0,1),$PROVIDER,0)"); done
+read -r g_match bn < <(send $SOLVER_KEY "$MARKET" "matchMany((uint256,$JOB_T,address,uint8)[])" "[$(IFS=,; echo "${items[*]}")]")
+printf '  %-44s %8d  (%d per job)\n' "matchMany of $N jobs (solver)" "$g_match" $((g_match / N))
+matched=$(ts "$bn"); deal="$SOLVER,$PROVIDER,$PRICE,$FEE,$COLLATERAL,0,$matched"
+items=()
+for i in $(seq $first $last); do
+  check "$i" "(${TERMS_OF[$i]},$deal,$Z32,0,$ZERO,0,2)"
+  items+=("($i,(${TERMS_OF[$i]},$deal,$Z32,0,$ZERO,0,2),$CID,$RESULT_HASH)")
+done
+read -r g_submit bn < <(send $PROVIDER_KEY "$MARKET" "submitMany((uint256,$JOB_T,string,bytes32)[])" "[$(IFS=,; echo "${items[*]}")]")
+printf '  %-44s %8d  (%d per job)\n' "submitMany of $N jobs (provider)" "$g_submit" $((g_submit / N))
+submitted=$(ts "$bn")
+items=()
+for i in $(seq $first $last); do
+  job="(${TERMS_OF[$i]},$deal,$RESULT,$submitted,$ZERO,0,3)"
+  check "$i" "$job"
+  items+=("($i,$job,$CID,$RESULT_HASH)")
 done
 pass_window
-list=$(IFS=,; echo "[${items[*]}]")
-read -r g bn < <(send $ANYONE_KEY "$MARKET" "settleMany((uint256,$JOB_T,string,bytes32)[])" "$list")
-printf '  %-44s %8d  (%d per job)\n' "settleMany of $N jobs + callbacks (anyone)" "$g" $((g / N))
-for i in $(seq 2 $((N + 1))); do settled "$i"; done
-per_job=$(((sum + g) / N))
-echo "  per job: $per_job"
+read -r g_settle bn < <(send $ANYONE_KEY "$MARKET" "settleMany((uint256,$JOB_T,string,bytes32)[])" "[$(IFS=,; echo "${items[*]}")]")
+printf '  %-44s %8d  (%d per job)\n' "settleMany of $N jobs + callbacks (anyone)" "$g_settle" $((g_settle / N))
+for i in $(seq $first $last); do settled "$i"; done
+# only the settlement batched: each job's own runJob, matchJob and submitResult (the prepaid
+# lone job's receipts above) and its share of one settleMany
+settle_only=$(((lone - lone_settle) + g_settle / N))
+per_job=$(((create_sum + g_match + g_submit + g_settle) / N))
+echo "  per job, only settlement batched (runJob, matchJob, submitResult each alone): $settle_only"
+echo "  per job, matches, results and settlement batched: $per_job"
 echo
-echo "Lilypad reference (v1 contracts, same lifecycle, from its receipts): 2211306"
+echo "Lilypad reference v1 (cited, not measured here: the figure this repository was seeded with for"
+echo "  Lilypad-Tech/lilypad's v1 hardhat contracts, same lifecycle; ../shared/reference/lilypad-reference.md"
+echo "  records only their deployment gas, no per-call figure): 2211306"
 echo "LONE_JOB_GAS=$lone"
+echo "LONE_JOB_APPROVE_GAS=$lone_approve"
+echo "BATCH_SETTLE_GAS=$settle_only"
 echo "TOTAL_LIFECYCLE_GAS=$per_job"

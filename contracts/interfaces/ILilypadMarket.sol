@@ -91,6 +91,22 @@ interface ILilypadMarketTypes {
         bytes32 resultHash;
     }
 
+    /// @notice One item of `matchMany`: what `matchJob` takes.
+    struct Match {
+        uint256 id;
+        Job job;
+        address provider;
+        uint8 mediator;
+    }
+
+    /// @notice One item of `submitMany`: what `submitResult` takes.
+    struct Submission {
+        uint256 id;
+        Job job;
+        string dataId;
+        bytes32 resultHash;
+    }
+
     /// @notice What the market holds for an account (`accountOf`).
     struct Account {
         uint128 balance; // free balance, withdrawable; collateral is taken from it
@@ -141,7 +157,8 @@ interface ILilypadMarketTypes {
 
     // ------------------------------------------------------------------ events (past tense)
 
-    /// @notice Job `id` was created and its `payment` pulled into escrow from `payee`. The
+    /// @notice Job `id` was created and its `payment` taken into escrow from `payee` (its
+    /// balance here when that covered it, else its tokens). The
     /// terms here (and `inputs`) are what `Job` carries from now on; `createdAt` starts the
     /// match window.
     event JobCreated(
@@ -397,9 +414,12 @@ interface ILilypadMarket is IModuleDirectory {
 
     /// @notice Creates a job for `module` ("name:version") with `inputs` ("Key=Value"), paid by
     /// `payee`, with the module's default payment and the market's default timeouts and
-    /// mediators. The payment is pulled from `payee` now: `payee` must have approved this
-    /// contract on the token, and, when `payee` is not the caller, authorised the caller with
-    /// `authorizeClient`. A contract caller is called back with `submitResults` at settlement.
+    /// mediators. The payment is taken from `payee` now: from its free balance here when that
+    /// covers it (`deposit` once, then no token approval or transfer per job), else pulled with
+    /// `transferFrom` (`payee` must have approved this contract on the token). When `payee` is
+    /// not the caller it must have authorised the caller with `authorizeClient`, whose caps apply
+    /// whichever way the payment is taken. Refunds are credited to `payee`'s balance here. A
+    /// contract caller is called back with `submitResults` at settlement.
     /// Same selector and ABI as the Lilypad reference's `ILilypadJobManager.runJob`.
     /// @return id The job id (1, 2, ...).
     function runJob(string calldata module, string[] calldata inputs, address payee) external returns (uint256 id);
@@ -407,7 +427,8 @@ interface ILilypadMarket is IModuleDirectory {
     /// @notice Creates a job with explicit terms; zero fields of `request` take the defaults.
     /// Floors: the run timeout is at least the module's, the mediation timeout at least the run
     /// timeout (so a mediator can always re-run the job). `request.solver`, when set, is the only
-    /// solver that may match the job. Explicit mediators are kept to the slots taken now.
+    /// solver that may match the job. Explicit mediators are kept to the slots taken now. The
+    /// payment is taken as `runJob` takes it (the payee's balance here, else its token allowance).
     /// @return id The job id (1, 2, ...).
     function createJob(JobRequest calldata request) external returns (uint256 id);
 
@@ -420,6 +441,12 @@ interface ILilypadMarket is IModuleDirectory {
     /// collateral, which is locked here.
     function matchJob(uint256 id, Job calldata job, address provider, uint8 mediator) external;
 
+    /// @notice Several `matchJob`s in one transaction (a solver's matches decided together: one
+    /// transaction's intrinsic gas and cold reads shared). Items whose job is already final
+    /// (cancelled or expired meanwhile) are skipped; any other item that cannot be matched
+    /// reverts the call, as `matchJob` would.
+    function matchMany(Match[] calldata items) external;
+
     /// @notice The matched provider gives the job back before its run deadline (it cannot run
     /// it after all); its collateral is unlocked and the job is open to be matched again until
     /// its match deadline. Free in the first half of the run window; later, a share of the
@@ -429,6 +456,11 @@ interface ILilypadMarket is IModuleDirectory {
     /// @notice The matched provider posts its result: `dataId`, the IPFS CID of the outputs
     /// folder, and `resultHash`, the hash the module's comparison is made on.
     function submitResult(uint256 id, Job calldata job, string calldata dataId, bytes32 resultHash) external;
+
+    /// @notice Several `submitResult`s in one transaction (a provider's results ready together).
+    /// Items whose job is already final are skipped; any other item that cannot be posted
+    /// reverts the call, as `submitResult` would.
+    function submitMany(Submission[] calldata items) external;
 
     /// @notice After the challenge window, anyone settles: the provider is paid its price and
     /// its collateral unlocked, the solver is paid its fee, the rest of the payment goes back to
@@ -487,8 +519,9 @@ interface ILilypadMarket is IModuleDirectory {
 
     // ------------------------------------------------------------------ balances
 
-    /// @notice Adds `amount` tokens (pulled from the caller) to `account`'s balance here, e.g.
-    /// a provider's collateral.
+    /// @notice Adds `amount` tokens (pulled from the caller) to `account`'s balance here: a
+    /// provider's collateral, or a job creator's prepaid balance, from which its jobs' payments
+    /// (and challenge deposits) are then taken without a token approval or transfer each.
     function deposit(address account, uint256 amount) external;
 
     /// @notice Sends `amount` of the caller's free balance to `to` (not the market itself,

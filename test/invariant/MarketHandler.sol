@@ -91,7 +91,7 @@ contract MarketHandler is ILilypadMarketTypes {
 
     /// @dev The selectors the fuzzer calls: the actions below, nothing else.
     function actions() external pure returns (bytes4[] memory s) {
-        s = new bytes4[](18);
+        s = new bytes4[](20);
         s[0] = this.runJob.selector;
         s[1] = this.createJob.selector;
         s[2] = this.matchJob.selector;
@@ -110,6 +110,8 @@ contract MarketHandler is ILilypadMarketTypes {
         s[15] = this.warp.selector;
         s[16] = this.setOffer.selector;
         s[17] = this.settleMany.selector;
+        s[18] = this.matchMany.selector;
+        s[19] = this.submitMany.selector;
     }
 
     // ================================================================ helpers
@@ -250,6 +252,50 @@ contract MarketHandler is ILilypadMarketTypes {
         try market.releaseJob(id, job) {
             _jobs[id] = JobFlow.released(job);
             _count("releaseJob");
+        } catch {}
+    }
+
+    /// @dev Two picks matched in one matchMany (the same job twice, a final one or a wrong state
+    /// among them: the market skips the final ones and reverts the whole call for the others).
+    function matchMany(uint256 seedA, uint256 seedB, uint256 providerSeed, bool bySolver) external {
+        _begin();
+        (uint256 a, Job memory ja) = _pickId(seedA, JobState.Open);
+        (uint256 b, Job memory jb) = _pickId(seedB, JobState.Open);
+        address p = _pick(_providers, providerSeed);
+        uint8 med = uint8((providerSeed >> 8) % (_mediators.length + 1));
+        address caller = bySolver ? _solver : _stranger;
+        Match[] memory items = new Match[](2);
+        items[0] = Match({id: a, job: ja, provider: p, mediator: med});
+        items[1] = Match({id: b, job: jb, provider: p, mediator: med});
+        vm.prank(caller);
+        try market.matchMany(items) {
+            if (live[a]) _jobs[a] = JobFlow.matched(market, ja, caller, p, med);
+            if (live[b]) _jobs[b] = JobFlow.matched(market, jb, caller, p, med);
+            _count("matchMany");
+        } catch {}
+    }
+
+    /// @dev Two picks posted in one submitMany, by the first one's provider (or a stranger).
+    function submitMany(uint256 seedA, uint256 seedB, uint256 resultSeed, bool byProvider) external {
+        _begin();
+        (uint256 a, Job memory ja) = _pickId(seedA, JobState.Matched);
+        (uint256 b, Job memory jb) = _pickId(seedB, JobState.Matched);
+        string memory dataId = resultSeed % 2 == 0 ? "bafyresult" : "bafyother";
+        bytes32 resultHash = keccak256(abi.encode(resultSeed % 3));
+        Submission[] memory items = new Submission[](2);
+        items[0] = Submission({id: a, job: ja, dataId: dataId, resultHash: resultHash});
+        items[1] = Submission({id: b, job: jb, dataId: dataId, resultHash: resultHash});
+        vm.prank(byProvider ? ja.provider : _stranger);
+        try market.submitMany(items) {
+            uint256[2] memory picked = [a, b];
+            Job[2] memory jobs = [ja, jb];
+            for (uint256 i; i < 2; ++i) {
+                if (!live[picked[i]]) continue;
+                _jobs[picked[i]] = JobFlow.submitted(jobs[i], dataId, resultHash);
+                _dataIds[picked[i]] = dataId;
+                _resultHashes[picked[i]] = resultHash;
+            }
+            _count("submitMany");
         } catch {}
     }
 

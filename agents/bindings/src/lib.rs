@@ -45,7 +45,7 @@ sol!(
     "abi/ExampleClient.json"
 );
 
-pub use ILilypadMarketTypes::{ClientAllowance, Config, Job, JobRequest, ModuleSpec, Offer, Resources, Settlement};
+pub use ILilypadMarketTypes::{ClientAllowance, Config, Job, JobRequest, Match, ModuleSpec, Offer, Resources, Settlement, Submission};
 
 /// The non-final states of a job, as `Job.state` holds them (`ILilypadMarketTypes.JobState`).
 /// A job in a final state has no stored hash; the event that ended it tells the outcome.

@@ -61,6 +61,11 @@ enum Command {
     Keeper(cmd::keeper::KeeperArgs),
     /// Challenge a job's result within its challenge window (pays the mediator fee + bond).
     Challenge(cmd::challenge::ChallengeArgs),
+    /// Add tokens to your market balance: jobs it covers are paid from it, with no token
+    /// approval or transfer per job (and refunds come back to it).
+    Deposit(cmd::balance::DepositArgs),
+    /// Take tokens out of your free market balance.
+    Withdraw(cmd::balance::WithdrawArgs),
     /// Content addressing: the same CIDs as `ipfs add -r --cid-version=1`.
     Ipfs {
         #[command(subcommand)]
@@ -122,7 +127,13 @@ fn main() -> ExitCode {
 
 fn default_log_level(command: &Command) -> &'static str {
     match command {
-        Command::Run(_) | Command::Job(_) | Command::Challenge(_) | Command::Ipfs { .. } | Command::Module { .. } => "warn",
+        Command::Run(_)
+        | Command::Job(_)
+        | Command::Challenge(_)
+        | Command::Deposit(_)
+        | Command::Withdraw(_)
+        | Command::Ipfs { .. }
+        | Command::Module { .. } => "warn",
         Command::Gateway(g) if !matches!(g.command, cmd::gateway::GatewayCommand::Serve { .. }) => "warn",
         _ => "info",
     }
@@ -167,6 +178,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Keeper(args) => args.run(data_dir).await,
         Command::Job(args) => args.run(data_dir).await,
         Command::Challenge(args) => args.run(data_dir).await,
+        Command::Deposit(args) => args.run(data_dir).await,
+        Command::Withdraw(args) => args.run(data_dir).await,
         Command::Ipfs { command } => command.run().await,
         Command::Module { command } => command.run(data_dir).await,
         Command::Gateway(args) => args.run(data_dir).await,

@@ -81,6 +81,40 @@ async fn lilypad_run_lilysay_end_to_end() {
     assert_eq!(settled.len(), 1, "settled once");
 }
 
+/// `lilypad deposit` once, then `lilypad run` pays from the market balance: no approval, no
+/// token transfer; `lilypad withdraw` takes out what is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn lilypad_run_pays_from_a_deposited_market_balance() {
+    let devnet = Devnet::start(2);
+    let creator = devnet.client(accounts::JOB_CREATOR).await;
+    let me = creator.address().unwrap();
+    let (market, token) = (creator.market(), creator.token());
+    let market_addr = creator.deployment().market;
+    let payment = lilysay_payment(&creator).await;
+
+    let out = devnet.lilypad(&["deposit", "0"]);
+    assert!(!out.status.success() && text(&out).1.contains("nothing to deposit"), "a zero deposit is refused: {}", text(&out).1);
+    let out = devnet.lilypad(&["deposit", &(payment * U256::from(2)).to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(text(&out).0.contains("market balance"), "{}", text(&out).0);
+    assert_eq!(market.balanceOf(me).call().await.unwrap(), payment * U256::from(2), "deposited");
+
+    let tokens = token.balanceOf(me).call().await.unwrap();
+    let allowance = token.allowance(me, market_addr).call().await.unwrap();
+    let out = devnet.lilypad(&["run", "lilysay:0.1.0", "-i", "Message=prepaid", "--detach"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}\ndevnet:\n{}", text(&out), devnet.log());
+    assert_eq!(market.balanceOf(me).call().await.unwrap(), payment, "the payment came off the market balance");
+    assert_eq!(token.balanceOf(me).call().await.unwrap(), tokens, "no token left the creator");
+    assert_eq!(token.allowance(me, market_addr).call().await.unwrap(), allowance, "nothing approved");
+
+    let out = devnet.lilypad(&["withdraw", &(payment + U256::from(1)).to_string()]);
+    assert!(!out.status.success() && text(&out).1.contains("cannot withdraw"), "more than the balance is refused: {}", text(&out).1);
+    let out = devnet.lilypad(&["withdraw", &payment.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(token.balanceOf(me).call().await.unwrap(), tokens + payment, "withdrawn to the creator");
+    assert_eq!(market.balanceOf(me).call().await.unwrap(), U256::ZERO, "nothing left");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_contract_gets_submit_results_with_the_cid() {
     let devnet = Devnet::start(2);

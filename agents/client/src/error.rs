@@ -19,8 +19,8 @@ pub enum ClientError {
     #[error("module folder {}: {source}", path.display())]
     Load { path: std::path::PathBuf, #[source] source: lilypad_module::LoadError },
     /// The payer cannot pay.
-    #[error("{payer} holds {held} LP units but the job needs {payment}: fund the account")]
-    NoFunds { payer: alloy::primitives::Address, held: U256, payment: u128 },
+    #[error("{payer} holds {held} LP units and has {free} in its market balance, but the job needs {payment}: fund the account, or `lilypad deposit` into its market balance")]
+    NoFunds { payer: alloy::primitives::Address, held: U256, free: U256, payment: u128 },
     /// The job was created but its receipt has no `JobCreated`.
     #[error("the job was created but its JobCreated event is missing from the receipt")]
     NoJobCreated,

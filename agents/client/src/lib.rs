@@ -24,4 +24,4 @@ pub use error::ClientError;
 pub use find::{find_module, local_folder, Found};
 pub use follow::{fetch_result, follow, Progress, JobResult};
 pub use lilypad_runner::{check_pinned, fetch_fresh, published_module, FetchFreshError};
-pub use pay::{created_job_id, pay, submit, Submitted};
+pub use pay::{created_job_id, pay, submit, Payment, Submitted};

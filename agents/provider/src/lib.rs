@@ -392,10 +392,14 @@ impl Provider {
         }
         // the events may have moved on (a timeout, another transition): use the current record
         self.catch_up().await?;
+        let posted = self.submit_together(&batch).await?;
         let market = self.client.market();
         let client = &self.client;
         let mut sends = Vec::new();
         for done in batch {
+            if posted.contains(&done.id) {
+                continue;
+            }
             let Some(record) = self.follower.book().get(done.id).cloned() else { continue };
             if record.state() != JobState::Matched || record.job.provider != self.me {
                 continue;
@@ -452,6 +456,49 @@ impl Provider {
             return Err(e.into());
         }
         Ok(())
+    }
+
+    /// Posts the batch's results in one submitMany when there are several (one transaction's
+    /// intrinsic gas shared) and returns the jobs it handled; none when there is at most one or
+    /// the market refused the batch (one of its jobs moved on), so each is posted on its own.
+    async fn submit_together(&mut self, batch: &[Finished]) -> Result<HashSet<U256>, ProviderError> {
+        let book = self.follower.book();
+        let items: Vec<lilypad_bindings::Submission> = batch
+            .iter()
+            .filter_map(|done| {
+                let (cid, result_hash) = done.result.as_ref().ok()?;
+                let record = book.get(done.id)?;
+                (record.state() == JobState::Matched && record.job.provider == self.me).then(|| lilypad_bindings::Submission {
+                    id: done.id,
+                    job: record.job.clone(),
+                    dataId: cid.to_string(),
+                    resultHash: *result_hash,
+                })
+            })
+            .collect();
+        if items.len() < 2 {
+            return Ok(HashSet::new());
+        }
+        let ids: HashSet<U256> = items.iter().map(|i| i.id).collect();
+        let n = items.len();
+        match self.client.send(&format!("submitMany({n} jobs)"), self.client.market().submitMany(items)).await {
+            Ok(r) => {
+                use alloy::sol_types::SolEvent;
+                for l in r.inner.logs() {
+                    if let Ok(e) = lilypad_bindings::LilypadMarket::ResultSubmitted::decode_log(&l.inner) {
+                        info!(job = %e.data.id, cid = %e.data.dataId, batch = n, gas = r.gas_used, "result submitted (submitMany)");
+                        self.submitted.insert(e.data.id);
+                    }
+                }
+                // a job that ended meanwhile was skipped by the market: nothing more to post
+                Ok(ids)
+            }
+            Err(e) if e.is_retryable() => Err(e.into()),
+            Err(e) => {
+                warn!(jobs = n, error = %e, "submitMany refused; posting each result on its own");
+                Ok(HashSet::new())
+            }
+        }
     }
 
     async fn catch_up(&mut self) -> Result<(), ProviderError> {

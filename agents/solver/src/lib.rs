@@ -196,8 +196,34 @@ impl Solver {
                 }
             }
         }
-        // Send the pass's matches together: their nonces are consecutive and they share blocks.
         let market = self.client.market();
+        // Several matches at once go in one matchMany: one transaction's intrinsic gas and the
+        // cold reads (solver, provider, offer, mediator) are shared. When the market refuses the
+        // batch (one of its jobs went stale: another solver matched it, say), each is sent on its
+        // own below, so one refusal does not hold up the others.
+        if chosen.len() > 1 {
+            let items: Vec<lilypad_bindings::Match> = chosen
+                .iter()
+                .map(|(record, c)| lilypad_bindings::Match { id: record.id, job: record.job.clone(), provider: c.provider, mediator: c.mediator })
+                .collect();
+            match self.client.send(&format!("matchMany({} jobs)", items.len()), market.matchMany(items)).await {
+                Ok(receipt) => {
+                    let matched = matched_ids(&receipt);
+                    for (record, c) in &chosen {
+                        // a job that ended meanwhile is skipped by the market: nothing to record
+                        if matched.contains(&record.id) {
+                            info!(job = %record.id, provider = %c.provider, price = c.price, mediator = c.mediator, batch = chosen.len(), gas = receipt.gas_used, "matched (matchMany)");
+                        }
+                        self.waiting.remove(&record.id);
+                        self.refused.forget(&record.id);
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() => return Err(e.into()),
+                Err(e) => info!(jobs = chosen.len(), error = %e, "matchMany refused; matching each job on its own"),
+            }
+        }
+        // One match, or a refused batch: each on its own, sent together (consecutive nonces).
         let client = &self.client;
         let sends = chosen.iter().map(|(record, c)| {
             let call = market.matchJob(record.id, record.job.clone(), c.provider, c.mediator);
@@ -253,6 +279,12 @@ impl Solver {
     pub fn book(&self) -> &JobBook {
         self.follower.book()
     }
+}
+
+/// The jobs a matchMany receipt matched (its JobMatched events).
+fn matched_ids(receipt: &alloy::rpc::types::TransactionReceipt) -> std::collections::HashSet<U256> {
+    use alloy::sol_types::SolEvent;
+    receipt.inner.logs().iter().filter_map(|l| lilypad_bindings::LilypadMarket::JobMatched::decode_log(&l.inner).ok()).map(|e| e.data.id).collect()
 }
 
 /// Providers not to match a job to again: those that gave it back twice. One release may be a

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use alloy::primitives::{keccak256, U256};
 use lilypad_bindings::{JobState, ModuleSpec, Resources};
-use lilypad_chain::ChainClient;
+use lilypad_chain::{ChainClient, Deployment};
 use lilypad_devnet::{accounts, deploy, devnet_config, Anvil};
 use lilypad_solver::{Solver, SolverOptions};
 
@@ -16,8 +16,24 @@ fn offer(price: u128) -> lilypad_bindings::Offer {
     lilypad_bindings::Offer { price, active: true, minRunTimeout: 10, maxRunTimeout: 30 * 24 * 3600, maxCallbackGas: 500_000 }
 }
 
-#[tokio::test]
-async fn matches_an_open_job_and_resumes_from_its_checkpoint() {
+/// A fresh market on Anvil with a mediator, the lilysay and nobody:1 modules, and a provider
+/// (collateral deposited) offering lilysay at 5 LP; the job creator holds 1000 LP.
+struct Market {
+    anvil: Anvil,
+    url: String,
+    d: Deployment,
+    creator: ChainClient,
+    /// The provider's address.
+    me: alloy::primitives::Address,
+}
+
+impl Market {
+    async fn client(&self, key: &str) -> ChainClient {
+        ChainClient::connect(&self.url, Some(key), self.d.clone()).await.unwrap()
+    }
+}
+
+async fn market() -> Market {
     let anvil = Anvil::start(None).await.expect("anvil (run tools/bootstrap; source tools/env.sh)");
     let url = anvil.url();
     let d = deploy(&url, devnet_config()).await.unwrap();
@@ -54,6 +70,13 @@ async fn matches_an_open_job_and_resumes_from_its_checkpoint() {
     provider.send("setOffer", p.setOffer(keccak256("lilysay:0.1.0"), offer(5 * LP))).await.unwrap();
     provider.send("approve", provider.token().approve(d.market, U256::from(100 * LP))).await.unwrap();
     provider.send("deposit", p.deposit(me, U256::from(100 * LP))).await.unwrap();
+    Market { anvil, url, d, creator, me }
+}
+
+#[tokio::test]
+async fn matches_an_open_job_and_resumes_from_its_checkpoint() {
+    let m = market().await;
+    let (creator, me, d) = (&m.creator, m.me, m.d.clone());
     let payee = creator.address().unwrap();
     creator.send("approve", creator.token().approve(d.market, U256::from(100 * LP))).await.unwrap();
     creator.send("runJob", creator.market().runJob("nobody:1".into(), vec![], payee)).await.unwrap();
@@ -62,7 +85,7 @@ async fn matches_an_open_job_and_resumes_from_its_checkpoint() {
     let dir = std::env::temp_dir().join(format!("lilypad-solver-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let options = SolverOptions { poll: Duration::from_millis(20), checkpoint: Some(dir.join("solver.json")), ..Default::default() };
-    let solver_client = c(accounts::SOLVER).await;
+    let solver_client = m.client(accounts::SOLVER).await;
     let mut solver = Solver::start(solver_client.clone(), options.clone()).await.unwrap();
     solver.step().await.unwrap();
 
@@ -89,5 +112,37 @@ async fn matches_an_open_job_and_resumes_from_its_checkpoint() {
     assert_eq!(solver.book().get(U256::from(3)).unwrap().state(), JobState::Matched);
     assert_eq!(solver.book().get(U256::from(2)).unwrap().state(), JobState::Matched);
     assert_eq!(solver.book().len(), 3);
-    anvil.stop().await;
+    m.anvil.stop().await;
+}
+
+/// Jobs open at once are matched in one matchMany: one transaction for all of them.
+#[tokio::test]
+async fn jobs_open_together_are_matched_in_one_transaction() {
+    let m = market().await;
+    let (creator, me, d) = (&m.creator, m.me, m.d.clone());
+    let payee = creator.address().unwrap();
+    creator.send("approve", creator.token().approve(d.market, U256::from(100 * LP))).await.unwrap();
+    for i in 0..3 {
+        creator.send("runJob", creator.market().runJob("lilysay:0.1.0".into(), vec![format!("Message={i}")], payee)).await.unwrap();
+    }
+    let options = SolverOptions { poll: Duration::from_millis(20), ..Default::default() };
+    let mut solver = Solver::start(m.client(accounts::SOLVER).await, options).await.unwrap();
+    solver.step().await.unwrap();
+    solver.step().await.unwrap();
+    let mut txs = std::collections::HashSet::new();
+    for id in 1..=3u64 {
+        let record = solver.book().get(U256::from(id)).unwrap();
+        assert_eq!(record.state(), JobState::Matched, "job {id}");
+        assert_eq!(record.job.provider, me);
+    }
+    let filter = alloy::rpc::types::Filter::new()
+        .address(d.market)
+        .event_signature(<lilypad_bindings::LilypadMarket::JobMatched as alloy::sol_types::SolEvent>::SIGNATURE_HASH)
+        .from_block(0);
+    use alloy::providers::Provider as _;
+    for log in creator.provider().get_logs(&filter).await.unwrap() {
+        txs.insert(log.transaction_hash.unwrap());
+    }
+    assert_eq!(txs.len(), 1, "the three matches went in one transaction: {txs:?}");
+    m.anvil.stop().await;
 }

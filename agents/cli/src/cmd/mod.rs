@@ -1,6 +1,7 @@
 //! One file per `lilypad` command: each an args struct with a `run`.
 
 pub mod auditor;
+pub mod balance;
 pub mod challenge;
 pub mod devnet;
 pub mod gateway;

@@ -210,7 +210,8 @@ fn placeholder_cid(item: &str, module: Option<&Module>) -> String {
     }
 }
 
-/// Pay: approve exactly what the job escrows (unless already allowed), then create the job.
+/// Pay: nothing to do when the market balance covers the payment (the market takes it from
+/// there); else approve exactly what the job escrows (unless already allowed). Then create the job.
 #[allow(clippy::too_many_arguments)]
 async fn pay(
     client: &ChainClient,
@@ -229,12 +230,13 @@ async fn pay(
         other => infra(other),
     };
     let approving = lilypad_client::pay(client, me, payment);
-    spinner.set_message("approving the payment");
-    approving.await.map_err(|e| match e {
+    spinner.set_message("checking the payment (market balance, else token allowance)");
+    let paid = approving.await.map_err(|e| match e {
         // reading balances or approving: only a missing balance is the user's to fix
         ClientError::Chain(c) => infra(c),
         other => to_failure(other),
     })?;
+    tracing::debug!(?paid, payment, "payment");
     let prepared = started.elapsed();
     spinner.set_message("submitting the job");
     let job = lilypad_client::submit(client, &reference.to_string(), inputs, me, max_payment).await.map_err(to_failure)?;
