@@ -28,13 +28,14 @@ pub use blocks::StoreBlocks;
 pub use error::P2pError;
 pub use identity::load_or_create_identity;
 pub use libp2p::identity::Keypair;
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 pub use node::{verify_block, Node, NodeOptions, NodeTask};
 
 /// `addr` with `/p2p/<peer>` at its end (kept as is when it already names that peer).
 pub fn with_peer_id(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
     match addr.iter().last() {
-        Some(libp2p::core::multiaddr::Protocol::P2p(p)) if p == peer => addr.clone(),
-        _ => addr.clone().with(libp2p::core::multiaddr::Protocol::P2p(peer)),
+        Some(Protocol::P2p(p)) if p == peer => addr.clone(),
+        _ => addr.clone().with(Protocol::P2p(peer)),
     }
 }
