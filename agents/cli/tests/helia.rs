@@ -121,7 +121,7 @@ async fn helia_fetches_a_jobs_outputs_by_bitswap_from_the_providers_libp2p_node(
     assert!(addr.starts_with("/ip4/127.0.0.1/tcp/") && addr.contains("/p2p/12D3KooW"), "a loopback multiaddr with the peer id only: {addr}");
 
     // the provider announced it on chain, next to its outputs server's URL
-    let client = devnet.client(info["provider_key"].as_str().unwrap()).await;
+    let client = devnet.client(info["providerKey"].as_str().unwrap()).await;
     let provider = client.address().unwrap();
     let announced = client.announced_endpoints(provider).await.unwrap();
     let gateway = info["gateway"].as_str().unwrap();
