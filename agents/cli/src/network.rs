@@ -15,6 +15,9 @@ pub struct DevnetInfo {
     pub deployment: PathBuf,
     /// The resource provider's outputs gateway.
     pub gateway: String,
+    /// The resource provider's libp2p node (bitswap): multiaddrs ending in `/p2p/<peer id>`.
+    #[serde(default)]
+    pub p2p: Vec<String>,
     /// Module folders the devnet published.
     pub modules: Vec<PathBuf>,
     /// The devnet's IPFS node: a gateway (`/ipfs/<cid>`) that also takes `dag/import`

@@ -1,8 +1,9 @@
 //! The resource provider: registers its engines and offers, runs the jobs matched to it in a
 //! Docker sandbox or, for WebAssembly modules, in wasmtime (a provider may run WebAssembly only,
 //! without Docker), publishes each job's result folder by CID (`stdout`, `stderr`, `exitCode`,
-//! `outputs/`), serves it over HTTP (`/ipfs/<cid>`), posts the CID on chain and settles its
-//! jobs once their challenge windows have passed.
+//! `outputs/`), serves it over HTTP (`/ipfs/<cid>`) and, when asked to, by bitswap over libp2p
+//! ([`lilypad_p2p`]), posts the CID on chain and settles its jobs once their challenge windows
+//! have passed.
 //!
 //! Its state comes from the chain: after a crash it finds its matched jobs in the market's
 //! events again, reuses a result it already made (the result folder is kept by job id), and
@@ -27,11 +28,16 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use lilypad_bindings::{JobState, Settlement};
-use lilypad_chain::{run_until, ChainClient, ChainError, EngineSet, Follower, JobRecord, NoState, Refusals, Retryable};
+use lilypad_chain::{run_until, ChainClient, ChainError, EngineSet, Follower, JobRecord, NoState, Refusals, Retryable, Supervisor};
 use lilypad_runner::{Engine, EngineError, JobTasks, ModuleResolver, RunError, TaskFailure};
 use lilypad_store::{Cid, DiskBlockstore};
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
+
+pub use lilypad_p2p::Multiaddr;
+
+/// How long the provider's own tasks (outputs server, libp2p node) get to stop.
+const TASK_STOP: Duration = Duration::from_secs(5);
 
 /// How the provider runs.
 #[derive(Clone, Debug)]
@@ -57,6 +63,15 @@ pub struct ProviderOptions {
     /// address>` when it listens on a specific address; nothing (with a warning) when it
     /// listens on all interfaces (0.0.0.0 or ::), which says nothing about how it is reached.
     pub public_urls: Vec<String>,
+    /// Where its libp2p node listens (TCP multiaddrs such as `/ip4/0.0.0.0/tcp/4001`): it
+    /// answers bitswap requests for the blocks this provider stores, so any IPFS
+    /// implementation can fetch its outputs by CID. Empty: no libp2p node. Its identity key is
+    /// `<data_dir>/p2p-identity.key` (mode 0600), so its peer id survives restarts.
+    pub p2p_listen: Vec<Multiaddr>,
+    /// How others dial its libp2p node (`/dns4/provider.example/tcp/4001`), announced on chain
+    /// with `/p2p/<peer id>` added. Empty: the listen addresses, except unspecified ones
+    /// (0.0.0.0 or ::, which say nothing about how it is reached).
+    pub public_p2p: Vec<Multiaddr>,
     /// Jobs run at once.
     pub concurrency: usize,
     /// Let modules that ask for a network have one.
@@ -235,9 +250,16 @@ pub enum ProviderError {
     /// The offer terms of the options are not ones the market accepts.
     #[error("offer terms: {0}")]
     Terms(String),
-    /// The public URLs of the options are not ones the market takes (`--public-url`).
-    #[error("public URLs (--public-url): {0}")]
+    /// The public URLs or multiaddrs of the options are not ones the market takes
+    /// (`--public-url`, `--public-p2p`).
+    #[error("announced endpoints (--public-url, --public-p2p): {0}")]
     Endpoints(String),
+    /// The libp2p node could not start (its key, a listen address).
+    #[error("libp2p node (--p2p-listen): {0}")]
+    P2p(#[from] lilypad_p2p::P2pError),
+    /// One of the provider's own tasks (outputs server, libp2p node) ended by itself.
+    #[error("{0}")]
+    TaskEnded(String),
     /// Too few tokens to deposit the collateral the options ask for.
     #[error("not enough tokens for collateral: balance {balance}, need {needed} more (fund this account)")]
     NoFunds {
@@ -283,6 +305,10 @@ pub struct Provider {
     settle_refusals: Refusals<U256>,
     settle_tick: tokio::time::Interval,
     outputs_server: SocketAddr,
+    /// The libp2p node's handle, when it runs.
+    p2p: Option<lilypad_p2p::Node>,
+    /// Its own long-running tasks: the outputs server and the libp2p node.
+    tasks: Supervisor,
     /// The runs in progress, one task per job, all joined.
     runs: JobTasks<Finished>,
     slots: Arc<Semaphore>,
@@ -293,6 +319,15 @@ impl Provider {
     /// The address the outputs server listens on (`http://<it>/ipfs/<cid>`).
     pub fn outputs_server(&self) -> SocketAddr {
         self.outputs_server
+    }
+
+    /// The libp2p node's addresses, each with `/p2p/<peer id>` (what a peer dials to fetch its
+    /// outputs by bitswap); empty when it runs none.
+    pub fn p2p_addrs(&self) -> Vec<Multiaddr> {
+        match &self.p2p {
+            Some(node) => node.listen_addrs().iter().map(|a| lilypad_p2p::with_peer_id(a, node.peer_id())).collect(),
+            None => Vec::new(),
+        }
     }
 
     /// Runs until `shutdown` resolves; then cancels the runs in progress and waits for them
@@ -308,6 +343,8 @@ impl Provider {
         self.runs.shutdown().await;
         // the outputs volumes prepared ahead, and the containers still being removed
         self.engine.release().await;
+        // the outputs server and the libp2p node last: a run being cancelled still publishes
+        std::mem::take(&mut self.tasks).stop(TASK_STOP).await;
         result
     }
 
@@ -332,6 +369,9 @@ impl Provider {
                 self.finish(batch).await
             }
             _ = self.settle_tick.tick() => self.settle_due().await,
+            // the outputs server or the libp2p node ended by itself: the provider stops (its
+            // service manager restarts it) rather than run without serving its outputs
+            Some(exit) = self.tasks.next_exit() => Err(ProviderError::TaskEnded(exit.to_string())),
         }
     }
 

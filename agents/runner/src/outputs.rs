@@ -86,8 +86,9 @@ pub enum FetchFreshError {
     /// The fetch itself failed (the gateway, or blocks that do not match the CID).
     #[error("fetching {cid} from {gateway}: {source}")]
     Fetch { cid: Cid, gateway: String, #[source] source: StoreError },
-    /// No source to fetch from: no gateway configured and none announced on chain.
-    #[error("fetching {cid}: no source (its provider announced no endpoint on chain and no gateway is configured; pass one)")]
+    /// No source to fetch from: no gateway configured and no http(s) endpoint announced on
+    /// chain (libp2p multiaddrs are not fetched from here).
+    #[error("fetching {cid}: no source (its provider announced no http(s) endpoint on chain and no gateway is configured; pass one)")]
     NoSource { cid: Cid },
 }
 
@@ -145,6 +146,12 @@ pub async fn fetch_fresh_with(gateway: &str, cid: &Cid, dest: &Path, limits: &Fe
 pub async fn fetch_fresh_from_any(sources: &[String], cid: &Cid, dest: &Path, limits: &FetchLimits) -> Result<(String, Vec<PathBuf>), FetchFreshError> {
     let mut last = FetchFreshError::NoSource { cid: *cid };
     for source in sources {
+        // announced endpoints also hold libp2p multiaddrs (bitswap), which this HTTP fetch
+        // cannot use: skipped, not a failure
+        if !lilypad_store::is_gateway_url(source) {
+            tracing::debug!(%cid, %source, "not an http(s) URL; skipped");
+            continue;
+        }
         match fetch_fresh_with(source, cid, dest, limits).await {
             Ok(files) => return Ok((source.clone(), files)),
             Err(e @ FetchFreshError::Io { .. }) => return Err(e),
@@ -176,6 +183,20 @@ pub fn remove_unfinished_results(results: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn announced_multiaddrs_are_skipped_not_fetched_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let cid = lilypad_store::cid_of_path(&{
+            let f = dir.path().join("f");
+            std::fs::write(&f, b"x").unwrap();
+            f
+        })
+        .unwrap();
+        let sources = vec!["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN".to_string()];
+        let err = fetch_fresh_from_any(&sources, &cid, &dir.path().join("out"), &FetchLimits::default()).await.unwrap_err();
+        assert!(matches!(err, FetchFreshError::NoSource { .. }), "a multiaddr is no HTTP source: {err}");
+    }
 
     #[tokio::test]
     async fn a_failure_result_is_the_same_wherever_it_is_made() {

@@ -155,6 +155,13 @@ async fn fetch_inner(
     Ok(files)
 }
 
+/// Whether `source` is something [`fetch_with`] can fetch from: an http(s) URL. Endpoints
+/// announced on chain also hold libp2p multiaddrs (`/ip4/.../tcp/.../p2p/...`, for bitswap),
+/// which an HTTP fetch skips.
+pub fn is_gateway_url(source: &str) -> bool {
+    gateway_base(source).is_ok()
+}
+
 fn gateway_base(gateway: &str) -> Result<String> {
     let url = reqwest::Url::parse(gateway).map_err(|e| StoreError::InvalidUrl {
         url: gateway.into(),
@@ -410,6 +417,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_http_urls_are_gateways() {
+        assert!(is_gateway_url("http://127.0.0.1:8090"));
+        assert!(is_gateway_url("https://provider.example/"));
+        assert!(!is_gateway_url("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"));
+        assert!(!is_gateway_url("ftp://provider.example"));
+    }
 
     #[test]
     fn gateway_urls() {

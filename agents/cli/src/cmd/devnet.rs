@@ -130,6 +130,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             rpc_url: url.clone(),
             deployment,
             gateway: String::new(),
+            p2p: Vec::new(),
             modules: module_dirs.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect(),
             ipfs: ipfs.clone(),
             job_creator_key: accounts::JOB_CREATOR.into(),
@@ -161,6 +162,9 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             data_dir: state.join("provider"),
             outputs_listen: ([127, 0, 0, 1], args.outputs_port).into(),
             public_urls: Vec::new(),
+            // bitswap on a free loopback port (announced on chain; in devnet.json as `p2p`)
+            p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            public_p2p: Vec::new(),
             concurrency: 2,
             allow_network: false,
             poll: Duration::from_millis(20),
@@ -176,6 +180,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     )
     .await?;
     let outputs = format!("http://{}", provider.outputs_server());
+    let p2p: Vec<String> = provider.p2p_addrs().iter().map(|a| a.to_string()).collect();
     let keeper_client = ChainClient::connect(&url, Some(accounts::KEEPER), d.clone()).await?;
     let keeper_options = lilypad_keeper::KeeperOptions { poll: Duration::from_millis(200), grace_secs: 2, ..Default::default() };
     let keeper = lilypad_keeper::Keeper::start(keeper_client, keeper_options).await?;
@@ -195,6 +200,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
         rpc_url: url.clone(),
         deployment,
         gateway: outputs.clone(),
+        p2p: p2p.clone(),
         modules: module_dirs.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect(),
         ipfs: ipfs.clone(),
         job_creator_key: accounts::JOB_CREATOR.into(),
@@ -207,6 +213,9 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
     println!("  chain      {url} (chain id 31337)");
     println!("  market     {}", d.market);
     println!("  outputs    {outputs}/ipfs/<cid>");
+    for addr in &p2p {
+        println!("  bitswap    {addr} (libp2p: TCP, noise, yamux)");
+    }
     println!("  ipfs       {ipfs} (modules and image archives; `lilypad module publish` imports here)");
     println!("  modules    {}", modules.iter().map(|m| m.reference().to_string()).collect::<Vec<_>>().join(", "));
     // another data folder than the default: other terminals must be told it

@@ -45,6 +45,18 @@ pub struct ProviderArgs {
     /// 0.0.0.0 (then give this flag: e.g. https://provider.example:8090).
     #[arg(long = "public-url", env = "LILYPAD_PUBLIC_URL", value_delimiter = ',')]
     pub public_urls: Vec<String>,
+    /// Where its libp2p node listens (TCP multiaddrs, comma-separated in the variable; e.g.
+    /// /ip4/0.0.0.0/tcp/4001): it answers bitswap requests for the outputs it stores, so any
+    /// IPFS implementation (Helia, Kubo) can fetch them by CID. Off unless given. No discovery
+    /// of any kind: it only answers peers that dial it. Its key is p2p-identity.key (0600) in
+    /// the provider's data folder, so its peer id survives restarts.
+    #[arg(long = "p2p-listen", env = "LILYPAD_P2P_LISTEN", value_delimiter = ',', value_name = "MULTIADDR")]
+    pub p2p_listen: Vec<lilypad_provider::Multiaddr>,
+    /// How others dial its libp2p node (e.g. /dns4/provider.example/tcp/4001), announced on
+    /// chain with /p2p/<peer id> added; up to 4 endpoints in all with --public-url. Default: the
+    /// --p2p-listen addresses unless they are 0.0.0.0 or ::.
+    #[arg(long = "public-p2p", env = "LILYPAD_PUBLIC_P2P", value_delimiter = ',', value_name = "MULTIADDR")]
+    pub public_p2p: Vec<lilypad_provider::Multiaddr>,
     /// Jobs run at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
@@ -158,6 +170,8 @@ impl ProviderArgs {
             data_dir: client.state_dir(data_dir)?.claim(format!("provider/{}", client.address()?))?,
             outputs_listen: self.outputs_listen,
             public_urls: self.public_urls,
+            p2p_listen: self.p2p_listen,
+            public_p2p: self.public_p2p,
             concurrency: self.concurrency,
             allow_network: false,
             poll: std::time::Duration::from_millis(self.poll_ms.max(1)),

@@ -42,12 +42,16 @@ impl Devnet {
     /// A devnet in `data_dir`, which may hold what an earlier devnet left ([`Devnet::interrupt`]).
     pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str], modules: &Path) -> Devnet {
         let log = data_dir.path().join("devnet.log");
+        std::fs::File::create(&log).unwrap();
+        // both appending: a stdout writing from its own offset would overwrite the log lines
+        // stderr appended meanwhile (the banner hid the line after it)
+        let append = || std::fs::File::options().append(true).open(&log).unwrap();
         let child = Command::new(LILYPAD)
             .args(["--data-dir", data_dir.path().to_str().unwrap(), "devnet", "--port", "0"])
             .args(extra)
             .args(["--modules", modules.to_str().unwrap()])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .stdout(append())
+            .stderr(append())
             .spawn()
             .expect("start lilypad devnet");
         let mut devnet = Devnet { child, data_dir, log };
