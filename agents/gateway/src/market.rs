@@ -28,6 +28,7 @@ use tokio::sync::{broadcast, Mutex};
 use tracing::{info, warn};
 
 use crate::db::{now_ms, Db, DbError, JobRow};
+use crate::endpoints::EndpointPolicy;
 
 const CURSOR: &str = "market";
 /// Market events kept for dashboards that connect later.
@@ -87,16 +88,38 @@ pub struct Market {
     /// Last block whose events are applied to the database.
     watcher_block: AtomicU64,
     outputs_dir: PathBuf,
-    /// Where jobs' outputs are fetched from (an IPFS gateway or an outputs server, serving
-    /// `/ipfs/<cid>`); none: outputs are not fetched.
-    outputs_url: Option<String>,
+    outputs: OutputSources,
+    /// The HTTP client for announced endpoints ([`crate::endpoints::client`]); `None` if it
+    /// could not be built (then only the configured gateway is used).
+    endpoint_client: Option<reqwest::Client>,
 }
+
+/// Where jobs' outputs are fetched from: the endpoints each job's provider announced on chain
+/// (checked under `policy`), then `configured`.
+#[derive(Clone, Debug, Default)]
+pub struct OutputSources {
+    /// The operator's outputs gateway (`--outputs-gateway`), trusted as configured.
+    pub configured: Option<String>,
+    /// Which announced endpoints may be used.
+    pub policy: EndpointPolicy,
+}
+
+/// The longest one fetch of a job's outputs from one source may take.
+const OUTPUTS_FETCH_DEADLINE: Duration = Duration::from_secs(600);
 
 impl Market {
     /// The chain side of a gateway signing with `client`'s key; fetched outputs go to
-    /// `outputs_dir/<job>`, fetched from `outputs_url` (an IPFS gateway or outputs server).
-    pub fn new(client: ChainClient, db: Arc<Db>, outputs_dir: PathBuf, outputs_url: Option<String>) -> Result<Arc<Market>, MarketError> {
+    /// `outputs_dir/<job>`, fetched from `outputs` (the provider's announced endpoints, then
+    /// the configured gateway).
+    pub fn new(client: ChainClient, db: Arc<Db>, outputs_dir: PathBuf, outputs: OutputSources) -> Result<Arc<Market>, MarketError> {
         let me = client.address()?;
+        let endpoint_client = match crate::endpoints::client(outputs.policy) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn!(error = %e, "cannot build the HTTP client for providers' announced endpoints; outputs come from the configured gateway only");
+                None
+            }
+        };
         let deployment = client.chain_key().folder_name();
         Ok(Arc::new(Market {
             client,
@@ -111,7 +134,8 @@ impl Market {
             job_updates: broadcast::channel(1024).0,
             watcher_block: AtomicU64::new(0),
             outputs_dir,
-            outputs_url,
+            outputs,
+            endpoint_client,
         }))
     }
 
@@ -351,16 +375,24 @@ impl Market {
                     MarketEvent::JobMatched(m) => format!("matched with provider {} at {} (solver fee {})", m.provider, m.price, m.solverFee),
                     _ => "matched".into(),
                 };
+                if let MarketEvent::JobMatched(m) = &log.event {
+                    self.db.set_provider(&job.id, Some(&m.provider.to_string())).await?;
+                }
                 self.db.set_state(&job.id, "matched", None, None).await?;
                 self.db.add_job_event(&key(&job), &job.id, "matched", &detail, Some(log.block)).await?;
             }
             JobChange::Released(_) => {
+                self.db.set_provider(&job.id, None).await?;
                 self.db.set_state(&job.id, "open", None, None).await?;
                 self.db.add_job_event(&key(&job), &job.id, "open", "given back by its provider; waiting for another match", Some(log.block)).await?;
             }
             JobChange::Submitted(_) => {
                 let data_id = match &log.event {
-                    MarketEvent::ResultSubmitted(r) => r.dataId.clone(),
+                    MarketEvent::ResultSubmitted(r) => {
+                        // the provider that posted the result serves its outputs
+                        self.db.set_provider(&job.id, Some(&r.provider.to_string())).await?;
+                        r.dataId.clone()
+                    }
                     _ => String::new(),
                 };
                 self.db.set_state(&job.id, "submitted", Some(&data_id), None).await?;
@@ -468,8 +500,35 @@ impl Market {
         Ok(())
     }
 
+    /// Where job `job`'s outputs may be fetched from, in order: the endpoints its provider
+    /// announced on chain that pass the endpoint checks ([`crate::endpoints`]; others are
+    /// logged and skipped, multiaddrs silently), then the configured gateway. Each with the
+    /// client to fetch it with.
+    async fn output_sources(&self, job: &JobRow) -> Vec<(String, Option<reqwest::Client>)> {
+        let mut sources = Vec::new();
+        let provider = job.provider.as_deref().and_then(|p| p.parse::<Address>().ok());
+        if let (Some(provider), Some(client)) = (provider, &self.endpoint_client) {
+            let announced = {
+                let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+                view.market.providers.get(&provider).map(|p| p.endpoints.clone()).unwrap_or_default()
+            };
+            for endpoint in announced {
+                match crate::endpoints::check_endpoint(&endpoint, self.outputs.policy).await {
+                    Ok(url) => sources.push((url, Some(client.clone()))),
+                    Err(crate::endpoints::Refused::NotHttp(_)) => {}
+                    Err(refused) => warn!(job = %job.id, %provider, %refused, "not fetching outputs from this announced endpoint"),
+                }
+            }
+        }
+        if let Some(configured) = &self.outputs.configured {
+            if !sources.iter().any(|(s, _)| s.trim_end_matches('/') == configured.trim_end_matches('/')) {
+                sources.push((configured.clone(), None));
+            }
+        }
+        sources
+    }
+
     fn spawn_fetch(self: &Arc<Self>, job: JobRow) {
-        let Some(source) = self.outputs_url.clone() else { return };
         let Some(data_id) = job.data_id.clone() else { return };
         if !self.fetching.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id.clone()) {
             return;
@@ -478,24 +537,61 @@ impl Market {
         let market = self.clone();
         tokio::spawn(async move {
             let db = &market.db;
+            let sources = market.output_sources(&job).await;
+            if sources.is_empty() {
+                // retried by the reconciler every few seconds: said once at debug level
+                tracing::debug!(job = %job.id, provider = job.provider.as_deref().unwrap_or("(unknown)"),
+                    "no source for the outputs: the provider announced no usable endpoint and no --outputs-gateway is configured");
+                market.fetching.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);
+                return;
+            }
             let result = async {
                 let cid = lilypad_store::parse_cid(&data_id).map_err(|e| format!("malformed CID {data_id:?}: {e}"))?;
-                lilypad_client::fetch_fresh(&source, &cid, &dest).await.map_err(|e| e.to_string())?;
+                let source = fetch_from_any(&sources, &cid, &dest).await?;
                 db.set_outputs_fetched(&job.id).await.map_err(|e| e.to_string())?;
-                db.add_job_event(&format!("{}:outputs", job.id), &job.id, "submitted", &format!("outputs fetched and verified ({cid})"), None)
+                db.add_job_event(&format!("{}:outputs", job.id), &job.id, "submitted", &format!("outputs fetched from {source} and verified ({cid})"), None)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok::<_, String>(())
+                Ok::<_, String>(source)
             }
             .await;
             match result {
-                Ok(()) => info!(job = %job.id, "outputs fetched"),
+                Ok(source) => info!(job = %job.id, %source, "outputs fetched"),
                 Err(e) => warn!(job = %job.id, error = %e, "fetching outputs failed; will retry"),
             }
             market.fetching.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);
             market.notify(&job.id);
         });
     }
+}
+
+/// Fetches `cid` into `dest` (cleared first) from each source in turn until one serves it
+/// whole, every block verified, within the store's default limits and
+/// [`OUTPUTS_FETCH_DEADLINE`] per source; returns the source that did. A source with a client
+/// (an announced endpoint) is fetched through it; the configured gateway with the store's own.
+async fn fetch_from_any(sources: &[(String, Option<reqwest::Client>)], cid: &lilypad_store::Cid, dest: &std::path::Path) -> Result<String, String> {
+    let limits = lilypad_store::FetchLimits { deadline: OUTPUTS_FETCH_DEADLINE, ..Default::default() };
+    let mut errors = Vec::new();
+    for (source, client) in sources {
+        if dest.exists() {
+            std::fs::remove_dir_all(dest).map_err(|e| format!("clearing {}: {e}", dest.display()))?;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        let fetched = match client {
+            Some(c) => lilypad_store::fetch_with_client(c, source, cid, dest, &limits).await,
+            None => lilypad_store::fetch_with(source, cid, dest, &limits).await,
+        };
+        match fetched {
+            Ok(_) => return Ok(source.clone()),
+            Err(e) => {
+                warn!(%cid, %source, error = %e, "could not fetch outputs from this source; trying the next");
+                errors.push(format!("{source}: {e}"));
+            }
+        }
+    }
+    Err(format!("fetching {cid}: {}", errors.join("; ")))
 }
 
 fn resources_json(r: &lilypad_bindings::Resources) -> Value {
