@@ -479,8 +479,9 @@ async fn uploads(devnet: &Devnet, api: &Api, gw: &GatewayProc, key: &str, broke:
     assert_eq!((up["kind"].as_str(), up["bytes"].as_u64(), up["state"].as_str()), (Some("file"), Some(words.len() as u64), Some("stored")), "{up}");
     assert_eq!(up["price"], price(words.len()).to_string(), "{up}");
     let raw = api.http.get(format!("{}/ipfs/{cli_cid}?format=raw", api.url)).send().await.unwrap();
-    assert_eq!(raw.status().as_u16(), 200);
-    assert_eq!(raw.bytes().await.unwrap().to_vec(), words, "served by the gateway's trustless gateway");
+    let raw_status = raw.status().as_u16();
+    let served = raw.bytes().await.unwrap().to_vec();
+    assert_eq!((raw_status, served), (200, words.clone()), "served by the gateway's trustless gateway");
 
     // --- a file and a folder only the gateway has: jobs on them run end to end
     let fresh = b"alpha beta\ngamma delta epsilon\n".to_vec();

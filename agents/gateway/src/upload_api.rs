@@ -131,7 +131,10 @@ pub(crate) async fn list_uploads(State(state): Shared, headers: HeaderMap, Query
 
 /// `GET /ipfs/<cid>[/<path>]`: the store's trustless gateway over the uploads' blocks (no key:
 /// content is addressed by its hash, as on any IPFS gateway).
-pub(crate) async fn ipfs(State(state): Shared, request: Request) -> Response {
+pub(crate) async fn ipfs(State(state): Shared, mut request: Request) -> Response {
+    // routed again by the store's router: without this router's path parameters (axum would
+    // add the inner ones to them, and its handlers take exactly one or two)
+    request.extensions_mut().clear();
     match state.ipfs.clone().oneshot(request).await {
         Ok(r) => r,
         Err(never) => match never {},
