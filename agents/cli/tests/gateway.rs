@@ -511,4 +511,21 @@ async fn uploads(devnet: &Devnet, api: &Api, gw: &GatewayProc, key: &str, broke:
     }
     let listed = api.get("/api/v1/uploads", key).await;
     assert_eq!(listed["uploads"].as_array().unwrap().len(), 3, "{listed}");
+
+    // --- an IPFS node that takes nothing: 503, the charge refunded, nothing kept
+    let db = devnet.data_dir.path().join("gw/no-ipfs.db").display().to_string();
+    let carol = stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "keys", "create", "carol"]));
+    stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "credit", "add", "carol", "1LP"]));
+    let down = GatewayProc::start(devnet, &db, accounts::JOB_CREATOR_2, devnet.dir().join("gateway-no-ipfs.log"), &["--ipfs-api", "http://127.0.0.1:9"]);
+    let api2 = Api { http: reqwest::Client::new(), url: down.url.clone() };
+    let (status, p) = upload(&api2, &carol, Some("application/octet-stream"), b"only the failed upload has this\n".to_vec()).await;
+    assert_eq!((status, p["type"].as_str()), (503, Some(&*format!("{PROBLEMS}ipfs-unavailable"))), "{p}\n{}", down.log());
+    assert!(p["detail"].as_str().unwrap().contains("refunded"), "{p}");
+    let ledger = api2.get("/api/v1/account/ledger", &carol).await;
+    assert_eq!(ledger["balance"], LP.to_string(), "charged, then refunded: {ledger}");
+    let kinds: Vec<&str> = ledger["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "refund").count(), 1, "{ledger}");
+    assert_eq!(api2.get("/api/v1/uploads", &carol).await["uploads"][0]["state"], "failed");
+    let raw = api2.http.get(format!("{}/ipfs/{}?format=raw", api2.url, p["cid"].as_str().unwrap())).send().await.unwrap();
+    assert_eq!(raw.status().as_u16(), 404, "not kept by the gateway that failed it: {p}");
 }
