@@ -126,7 +126,7 @@ pub(crate) async fn list_uploads(State(state): Shared, headers: HeaderMap, Query
     let (_, account) = authenticate(&state, &headers).await?;
     let limit = limit_param(&q, 50, 500)?;
     let uploads = state.db.uploads_of(&account.id, limit).await.map_err(Problem::internal)?;
-    Ok(Json(json!({"uploads": uploads.iter().map(|u| upload_json(u)).collect::<Vec<_>>()})))
+    Ok(Json(json!({"uploads": uploads.iter().map(upload_json).collect::<Vec<_>>()})))
 }
 
 /// `GET /ipfs/<cid>[/<path>]`: the store's trustless gateway over the uploads' blocks (no key:

@@ -116,7 +116,7 @@ async fn fetch_inner(
     // connection, e.g. because it could not produce a block and aborted the stream before its
     // headers went out), the blocks are asked for one by one, which names what is missing. An
     // unreachable gateway still ends in a Network error there.
-    let got_car = match download_car(&client, &base, &cid, &store, &budget).await {
+    let got_car = match download_car(client, &base, &cid, &store, &budget).await {
         Ok(got) => got,
         Err(e @ StoreError::Network { .. }) => {
             warn!(%cid, error = %e, "CAR download failed; fetching blocks one by one");

@@ -157,8 +157,13 @@ async fn gateway(args: GatewayArgs, data_dir: &Path) -> eyre::Result<()> {
             let ipfs_gateway = outputs_gateway
                 .or_else(|| net.gateway.clone())
                 .or_else(|| net.devnet.as_ref().map(|d| d.gateway.clone()).filter(|g| !g.is_empty()));
-            // the devnet is all loopback: its providers announce loopback endpoints
-            let allow_private = allow_private_endpoints || net.devnet.is_some();
+            // the devnet is all loopback: its providers announce loopback endpoints (only when
+            // serving the devnet itself, not another chain with a devnet.json lying around)
+            let on_devnet = net.devnet.as_ref().is_some_and(|d| d.rpc_url == net.rpc_url);
+            let allow_private = allow_private_endpoints || on_devnet;
+            if allow_private {
+                tracing::info!(devnet = on_devnet, "outputs may be fetched from announced endpoints on private and loopback addresses");
+            }
             if ipfs_gateway.is_none() {
                 tracing::info!("no --outputs-gateway: outputs are fetched only from the endpoints providers announced on chain");
             }
