@@ -83,9 +83,13 @@ impl Api {
         let mut stream = resp.bytes_stream();
         let mut buf = String::new();
         let mut seen = 0;
+        let mut last = Value::Null;
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
-            let chunk = tokio::time::timeout_at(deadline.into(), stream.next()).await.expect("no outputs within 180 s").expect("stream ended").unwrap();
+            let Ok(chunk) = tokio::time::timeout_at(deadline.into(), stream.next()).await else {
+                panic!("job {id}: no outputs within 180 s; last seen: {last}");
+            };
+            let chunk = chunk.expect("stream ended").unwrap();
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(i) = buf.find("\n\n") {
                 let block = buf[..i].to_string();
@@ -100,6 +104,7 @@ impl Api {
                 if job["outputsReady"] == true || job["final"] == true {
                     return (job, seen);
                 }
+                last = job;
             }
         }
     }
