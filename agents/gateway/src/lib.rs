@@ -26,6 +26,7 @@ pub mod endpoints;
 pub mod keys;
 pub mod market;
 pub mod openapi;
+pub mod outputs;
 pub mod problem;
 pub mod published;
 pub mod streams;
