@@ -83,9 +83,13 @@ impl Api {
         let mut stream = resp.bytes_stream();
         let mut buf = String::new();
         let mut seen = 0;
+        let mut last = Value::Null;
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
-            let chunk = tokio::time::timeout_at(deadline.into(), stream.next()).await.expect("no outputs within 180 s").expect("stream ended").unwrap();
+            let Ok(chunk) = tokio::time::timeout_at(deadline.into(), stream.next()).await else {
+                panic!("job {id}: no outputs within 180 s; last seen: {last}");
+            };
+            let chunk = chunk.expect("stream ended").unwrap();
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(i) = buf.find("\n\n") {
                 let block = buf[..i].to_string();
@@ -100,6 +104,7 @@ impl Api {
                 if job["outputsReady"] == true || job["final"] == true {
                     return (job, seen);
                 }
+                last = job;
             }
         }
     }
@@ -364,6 +369,15 @@ async fn a_gateway_on_a_new_devnet_neither_lists_nor_settles_the_old_ones_jobs()
 /// A file input by CID over HTTP (issue 17): the creator's file is put on the devnet's IPFS node
 /// (as `lilypad run -i Text=@file` does), then the gateway runs `wordcount-file` on that CID and
 /// the result is the CLI's; a value that is not a CID is refused before anything is charged.
+///
+/// Uploads (issue 17): the same file uploaded over HTTP has the CLI's CID; a file and a folder
+/// (tar) only the gateway has seen run as jobs end to end (the provider fetches them from the
+/// IPFS node the gateway put them on); each is charged per MiB in the ledger; a body with no
+/// type, one over the size limit, a malformed or hostile tar and an account without credit are
+/// refused with problems and nothing is charged or stored.
+///
+/// Outputs from the chain (issue 13): the gateway's `--outputs-gateway` points at nothing, and
+/// every job's outputs still arrive, fetched from the endpoint its provider announced on chain.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_input_by_cid_runs_through_the_gateway() {
     let devnet = Devnet::start(3);
@@ -382,8 +396,11 @@ async fn a_file_input_by_cid_runs_through_the_gateway() {
 
     let db = devnet.data_dir.path().join("gw/cid.db").display().to_string();
     let key = stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "keys", "create", "alice"]));
-    stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "credit", "add", "alice", "2LP"]));
-    let gw = GatewayProc::start(&devnet, &db, accounts::JOB_CREATOR, devnet.dir().join("gateway-cid.log"), &["--rate", "50", "--burst", "100"]);
+    stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "credit", "add", "alice", "5LP"]));
+    let broke = stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "keys", "create", "bob"]));
+    // nothing serves outputs at the configured gateway: they can only come from the chain
+    let flags = ["--rate", "50", "--burst", "100", "--outputs-gateway", "http://127.0.0.1:9", "--allow-private-endpoints", "--max-upload", "65536", "--upload-price", "0.5LP"];
+    let gw = GatewayProc::start(&devnet, &db, accounts::JOB_CREATOR, devnet.dir().join("gateway-cid.log"), &flags);
     let api = Api { http: reqwest::Client::new(), url: gw.url.clone() };
     use reqwest::Method as M;
 
@@ -398,4 +415,122 @@ async fn a_file_input_by_cid_runs_through_the_gateway() {
     let (job, _) = api.follow(&id, &key).await;
     assert_eq!(job["result"]["exitCode"], 0, "{job}\ndevnet:\n{}\ngateway:\n{}", devnet.log(), gw.log());
     assert_eq!(job["result"]["stdout"].as_str().unwrap(), cli_result, "the same file, the same count: {job}");
+    outputs_came_from_the_announced_endpoint(&job, &gw);
+
+    uploads(&devnet, &api, &gw, &key, &broke, &cid).await;
+}
+
+/// The job's outputs were fetched from its provider's announced endpoint (a loopback URL,
+/// allowed by --allow-private-endpoints), not from the configured gateway, which serves nothing.
+fn outputs_came_from_the_announced_endpoint(job: &Value, gw: &GatewayProc) {
+    let provider = job["provider"].as_str().unwrap_or_else(|| panic!("the job names its provider: {job}"));
+    assert!(provider.starts_with("0x") && provider.len() == 42, "{job}");
+    let fetched = job["events"].as_array().unwrap().iter().find_map(|e| e["detail"].as_str().filter(|d| d.starts_with("outputs fetched from"))).unwrap_or_else(|| panic!("{job}"));
+    assert!(fetched.starts_with("outputs fetched from http://127.0.0.1:") && !fetched.contains("127.0.0.1:9 "), "from the provider's announced endpoint: {fetched}\n{}", gw.log());
+}
+
+async fn upload(api: &Api, key: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+    let mut req = api.http.post(format!("{}/api/v1/uploads", api.url)).bearer_auth(key).body(body);
+    if let Some(t) = content_type {
+        req = req.header("content-type", t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    if status >= 400 {
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    }
+    (status, resp.json().await.unwrap())
+}
+
+fn tar_of(folder: &Path) -> Vec<u8> {
+    let out = Command::new("tar").arg("-C").arg(folder).args(["-cf", "-", "."]).output().expect("tar");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Uploads: see [`a_file_input_by_cid_runs_through_the_gateway`].
+async fn uploads(devnet: &Devnet, api: &Api, gw: &GatewayProc, key: &str, broke: &str, cli_cid: &str) {
+    const LP: u128 = 1_000_000_000_000_000_000;
+    let price = |bytes: usize| (bytes as u128 * LP / 2).div_ceil(1 << 20); // --upload-price 0.5LP per MiB
+    let balance = |ledger: &Value| ledger["balance"].as_str().unwrap().parse::<u128>().unwrap();
+    let before = api.get("/api/v1/account/ledger", key).await;
+
+    // --- bad inputs: each a problem, nothing charged or stored
+    let words = std::fs::read(devnet.dir().join("words.txt")).unwrap();
+    let (status, p) = upload(api, key, None, words.clone()).await;
+    assert_eq!((status, p["type"].as_str()), (415, Some(&*format!("{PROBLEMS}unsupported-upload-type"))), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("application/x-tar"), "says what to send: {p}");
+    let (status, p) = upload(api, key, Some("application/octet-stream"), vec![b'x'; 65537]).await;
+    assert_eq!((status, p["type"].as_str()), (413, Some(&*format!("{PROBLEMS}payload-too-large"))), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("65536"), "names the limit: {p}");
+    let (status, p) = upload(api, key, Some("application/x-tar"), vec![7u8; 2048]).await;
+    assert_eq!((status, p["type"].as_str()), (422, Some(&*format!("{PROBLEMS}bad-upload"))), "{p}");
+    let hostile = devnet.dir().join("hostile");
+    std::fs::create_dir_all(&hostile).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", hostile.join("passwd")).unwrap();
+    let (status, p) = upload(api, key, Some("application/x-tar"), tar_of(&hostile)).await;
+    assert_eq!(status, 422, "a symlink is refused: {p}");
+    assert!(p["detail"].as_str().unwrap().contains("passwd"), "names the entry: {p}");
+    let (status, p) = upload(api, broke, Some("application/octet-stream"), words.clone()).await;
+    assert_eq!((status, p["type"].as_str()), (402, Some(&*format!("{PROBLEMS}insufficient-credit"))), "{p}");
+    assert_eq!(p["needed"], price(words.len()).to_string(), "{p}");
+    assert_eq!(api.get("/api/v1/uploads", broke).await["uploads"], json!([]), "nothing stored for the refused upload");
+    assert_eq!(api.get("/api/v1/account/ledger", key).await["entries"], before["entries"], "nothing charged for the refused uploads");
+
+    // --- the CLI's file: the CLI's CID, charged per MiB, served at /ipfs/<cid>
+    let (status, up) = upload(api, key, Some("application/octet-stream"), words.clone()).await;
+    assert_eq!(status, 201, "{up}\n{}", gw.log());
+    assert_eq!(up["cid"], cli_cid, "the CID `lilypad run -i Text=@file` gave: {up}");
+    assert_eq!((up["kind"].as_str(), up["bytes"].as_u64(), up["state"].as_str()), (Some("file"), Some(words.len() as u64), Some("stored")), "{up}");
+    assert_eq!(up["price"], price(words.len()).to_string(), "{up}");
+    let raw = api.http.get(format!("{}/ipfs/{cli_cid}?format=raw", api.url)).send().await.unwrap();
+    let raw_status = raw.status().as_u16();
+    let served = raw.bytes().await.unwrap().to_vec();
+    assert_eq!((raw_status, served), (200, words.clone()), "served by the gateway's trustless gateway");
+
+    // --- a file and a folder only the gateway has: jobs on them run end to end
+    let fresh = b"alpha beta\ngamma delta epsilon\n".to_vec();
+    let (status, file_up) = upload(api, key, Some("application/octet-stream"), fresh.clone()).await;
+    assert_eq!(status, 201, "{file_up}");
+    let folder = devnet.dir().join("corpus");
+    std::fs::create_dir_all(folder.join("b")).unwrap();
+    std::fs::write(folder.join("a.txt"), "one two three\n").unwrap();
+    std::fs::write(folder.join("b/c.txt"), "four\nfive six\n").unwrap();
+    let archive = tar_of(&folder);
+    let (status, folder_up) = upload(api, key, Some("application/x-tar"), archive.clone()).await;
+    assert_eq!(status, 201, "{folder_up}");
+    let folder_cid = stdout_of(&devnet.lilypad(&["ipfs", "add", folder.to_str().unwrap()]));
+    assert_eq!((folder_up["cid"].as_str(), folder_up["kind"].as_str()), (Some(folder_cid.as_str()), Some("folder")), "the CID `ipfs add -r` gives");
+    let ledger = api.get("/api/v1/account/ledger", key).await;
+    let charged = price(words.len()) + price(fresh.len()) + price(archive.len());
+    assert_eq!(balance(&ledger), balance(&before) - charged, "three uploads charged: {ledger}");
+    let upload_charges = ledger["entries"].as_array().unwrap().iter().filter(|e| e["key"].as_str().unwrap().starts_with("upload:") && e["kind"] == "charge").count();
+    assert_eq!(upload_charges, 3, "{ledger}");
+    for (up, want) in [(&file_up, "       2        5         31 (file)"), (&folder_up, "       3        6         28 total (2 files)")] {
+        let (status, _, job) = api.call(reqwest::Method::POST, "/api/v1/jobs", Some(key), Some(json!({"module": "wordcount-file:0.1.0", "inputs": {"Text": up["cid"]}}))).await;
+        assert_eq!(status, 201, "{job}");
+        let (job, _) = api.follow(job["id"].as_str().unwrap(), key).await;
+        assert_eq!(job["result"]["exitCode"], 0, "{job}\ndevnet:\n{}\ngateway:\n{}", devnet.log(), gw.log());
+        assert!(job["result"]["stdout"].as_str().unwrap().contains(want), "{want}: {job}");
+        outputs_came_from_the_announced_endpoint(&job, gw);
+    }
+    let listed = api.get("/api/v1/uploads", key).await;
+    assert_eq!(listed["uploads"].as_array().unwrap().len(), 3, "{listed}");
+
+    // --- an IPFS node that takes nothing: 503, the charge refunded, nothing kept
+    let db = devnet.data_dir.path().join("gw/no-ipfs.db").display().to_string();
+    let carol = stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "keys", "create", "carol"]));
+    stdout_of(&devnet.lilypad(&["gateway", "--db", &db, "credit", "add", "carol", "1LP"]));
+    let down = GatewayProc::start(devnet, &db, accounts::JOB_CREATOR_2, devnet.dir().join("gateway-no-ipfs.log"), &["--ipfs-api", "http://127.0.0.1:9"]);
+    let api2 = Api { http: reqwest::Client::new(), url: down.url.clone() };
+    let (status, p) = upload(&api2, &carol, Some("application/octet-stream"), b"only the failed upload has this\n".to_vec()).await;
+    assert_eq!((status, p["type"].as_str()), (503, Some(&*format!("{PROBLEMS}ipfs-unavailable"))), "{p}\n{}", down.log());
+    assert!(p["detail"].as_str().unwrap().contains("refunded"), "{p}");
+    let ledger = api2.get("/api/v1/account/ledger", &carol).await;
+    assert_eq!(ledger["balance"], LP.to_string(), "charged, then refunded: {ledger}");
+    let kinds: Vec<&str> = ledger["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "refund").count(), 1, "{ledger}");
+    assert_eq!(api2.get("/api/v1/uploads", &carol).await["uploads"][0]["state"], "failed");
+    let raw = api2.http.get(format!("{}/ipfs/{}?format=raw", api2.url, p["cid"].as_str().unwrap())).send().await.unwrap();
+    assert_eq!(raw.status().as_u16(), 404, "not kept by the gateway that failed it: {p}");
 }

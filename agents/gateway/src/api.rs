@@ -22,6 +22,7 @@ use crate::compat;
 use crate::db::{is_final, Account, Db, DbError, JobRow, KeyCheck, NewJob};
 use crate::market::Market;
 use crate::problem::{Kind, Problem};
+use crate::uploads::Uploads;
 
 /// Limits of the API.
 #[derive(Clone, Debug)]
@@ -49,6 +50,10 @@ pub struct AppState {
     pub limits: Limits,
     /// Folders of the other published modules, fetched by CID for input checks.
     pub published: crate::published::PublishedModules,
+    /// Uploaded files and folders ([`crate::uploads`]).
+    pub uploads: Arc<Uploads>,
+    /// The trustless gateway over the uploads' blockstore (`/ipfs/<cid>`).
+    pub(crate) ipfs: Router,
     buckets: StdMutex<HashMap<String, (f64, Instant)>>,
     /// Open `/api/v1/events` streams (no key needed): at most
     /// [`crate::streams::MAX_OPEN_EVENT_STREAMS`].
@@ -56,14 +61,24 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(db: Arc<Db>, market: Arc<Market>, modules: Vec<Module>, limits: Limits, published: crate::published::PublishedModules) -> Arc<AppState> {
+    pub fn new(
+        db: Arc<Db>,
+        market: Arc<Market>,
+        modules: Vec<Module>,
+        limits: Limits,
+        published: crate::published::PublishedModules,
+        uploads: Arc<Uploads>,
+    ) -> Arc<AppState> {
         let modules = modules.into_iter().map(|m| (m.reference().to_string(), m)).collect();
+        let ipfs = lilypad_store::outputs_server::router(uploads.store().clone());
         Arc::new(AppState {
             db,
             market,
             modules,
             limits,
             published,
+            uploads,
+            ipfs,
             buckets: StdMutex::new(HashMap::new()),
             event_streams: Arc::new(tokio::sync::Semaphore::new(crate::streams::MAX_OPEN_EVENT_STREAMS)),
         })
@@ -87,7 +102,7 @@ impl AppState {
     }
 }
 
-type Shared = State<Arc<AppState>>;
+pub(crate) type Shared = State<Arc<AppState>>;
 
 /// All the gateway's routes.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -96,6 +111,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(dashboard))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/jobs", post(create_job).get(list_jobs))
+        .route("/api/v1/uploads", post(crate::upload_api::create_upload).get(crate::upload_api::list_uploads).layer(DefaultBodyLimit::disable()))
+        .route("/ipfs/{cid}", get(crate::upload_api::ipfs))
+        .route("/ipfs/{cid}/{*path}", get(crate::upload_api::ipfs))
         .route("/api/v1/jobs/{id}", get(get_job))
         .route("/api/v1/jobs/{id}/events", get(crate::streams::job_events))
         .route("/api/v1/jobs/{id}/outputs", get(list_outputs))
@@ -198,7 +216,7 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
 }
 
 /// `?limit=` as the document gives it: an integer from 1 to `max`, `default` when left out.
-fn limit_param(q: &HashMap<String, String>, default: i64, max: i64) -> Result<i64, Problem> {
+pub(crate) fn limit_param(q: &HashMap<String, String>, default: i64, max: i64) -> Result<i64, Problem> {
     match q.get("limit") {
         None => Ok(default),
         Some(l) => match l.parse::<i64>() {
@@ -385,6 +403,7 @@ fn job_summary(j: &JobRow) -> Value {
         "final": is_final(&j.state),
         "dataId": j.data_id,
         "error": j.error,
+        "provider": j.provider,
         "createdAt": j.created_at,
         "updatedAt": j.updated_at,
     })

@@ -9,6 +9,11 @@
 //!   ([`problem`]); keys are rate limited; the OpenAPI 3.1 document is at
 //!   `/api/v1/openapi.json` ([`openapi`]).
 //! - Server-Sent Events ([`streams`]): a job's changes and the market's events.
+//! - Uploads ([`uploads`], [`upload_api`]): `POST /api/v1/uploads` imports a file or a folder
+//!   (tar) as UnixFS, charged per MiB, kept for a retention period, served at `/ipfs/<cid>` and
+//!   put on the configured IPFS node, so a job can take it as a `cid` input.
+//! - Outputs fetched from the endpoints the job's provider announced on chain, then the
+//!   configured gateway, with SSRF checks ([`endpoints`]).
 //! - A dashboard at `/`: one static page, live from `/api/v1/events`.
 //! - One data layer over SQLite and PostgreSQL.
 
@@ -17,12 +22,16 @@
 pub mod api;
 pub mod compat;
 pub mod db;
+pub mod endpoints;
 pub mod keys;
 pub mod market;
 pub mod openapi;
+pub mod outputs;
 pub mod problem;
 pub mod published;
 pub mod streams;
+pub mod upload_api;
+pub mod uploads;
 /// Test support (a throwaway PostgreSQL server): only with the `testing` feature, which release
 /// builds do not enable.
 #[cfg(feature = "testing")]
@@ -53,6 +62,8 @@ pub enum GatewayError {
     Market(#[from] MarketError),
     #[error("module folder {path}: {reason}")]
     Module { path: PathBuf, reason: String },
+    #[error("uploads: {0}")]
+    Uploads(#[from] uploads::UploadError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -67,15 +78,25 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Module folders whose inputs the gateway checks before charging.
     pub module_dirs: Vec<PathBuf>,
-    /// Where jobs' outputs are fetched from: an IPFS gateway (`/ipfs/<cid>` paths), a
-    /// provider's outputs server or any node serving them.
+    /// Where jobs' outputs are fetched from after the endpoints their provider announced on
+    /// chain: an IPFS gateway (`/ipfs/<cid>` paths), a provider's outputs server or any node
+    /// serving them.
     pub ipfs_gateway: Option<String>,
+    /// Which announced endpoints may be fetched from ([`endpoints`]): by default only public
+    /// addresses.
+    pub endpoint_policy: endpoints::EndpointPolicy,
     /// Where fetched outputs are kept (`<dir>/outputs/<job>`).
     pub data_dir: PathBuf,
     pub limits: Limits,
     /// How often half-submitted jobs and missing outputs are reconciled.
     pub reconcile_every: Duration,
+    /// Uploads: size limit, price per MiB, retention, the IPFS node they are put on. Kept in
+    /// `<data_dir>/uploads`.
+    pub uploads: uploads::UploadOptions,
 }
+
+/// How often expired uploads are looked for.
+const UPLOAD_GC_EVERY: Duration = Duration::from_secs(600);
 
 /// How long the gateway's tasks get to stop before they are aborted.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -95,7 +116,8 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
         let m = Module::load(dir).map_err(|e| GatewayError::Module { path: dir.clone(), reason: e.to_string() })?;
         modules.push(m);
     }
-    let market = Market::new(client.clone(), db.clone(), options.data_dir.join("outputs"), options.ipfs_gateway.clone())?;
+    let outputs = market::OutputSources { configured: options.ipfs_gateway.clone(), policy: options.endpoint_policy };
+    let market = Market::new(client.clone(), db.clone(), options.data_dir.join("outputs"), outputs)?;
     market.adopt_unkeyed_jobs().await?;
     market.ensure_allowance().await?;
     let balance = market.token_balance().await?;
@@ -128,7 +150,9 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
         git_policy: None,
         fetch: true,
     };
-    let state = api::AppState::new(db, market.clone(), modules, options.limits.clone(), published::PublishedModules::new(sources));
+    let uploads = Arc::new(uploads::Uploads::open(&options.data_dir.join("uploads"), options.uploads.clone())?);
+    tasks.spawn("the uploads collector", uploads.clone().collect_forever(db.clone(), UPLOAD_GC_EVERY));
+    let state = api::AppState::new(db, market.clone(), modules, options.limits.clone(), published::PublishedModules::new(sources), uploads);
     let app = api::router(state);
     // Connection caps (overall and per IP), header-read, idle and write timeouts: a flood of
     // half-open connections or readers that never read cannot use up the gateway's files. The

@@ -28,6 +28,7 @@ use tokio::sync::{broadcast, Mutex};
 use tracing::{info, warn};
 
 use crate::db::{now_ms, Db, DbError, JobRow};
+pub use crate::outputs::OutputSources;
 
 const CURSOR: &str = "market";
 /// Market events kept for dashboards that connect later.
@@ -74,10 +75,10 @@ pub struct Market {
     pub me: Address,
     /// The market deployment served (`ChainKey::folder_name`): the key of its jobs.
     pub deployment: String,
-    db: Arc<Db>,
+    pub(crate) db: Arc<Db>,
     submit_lock: Mutex<()>,
     in_flight: StdMutex<HashSet<String>>,
-    fetching: StdMutex<HashSet<String>>,
+    pub(crate) fetching: StdMutex<HashSet<String>>,
     /// The public market, as of the last batch read.
     pub view: RwLock<MarketView>,
     /// Market events as JSON, live.
@@ -87,16 +88,25 @@ pub struct Market {
     /// Last block whose events are applied to the database.
     watcher_block: AtomicU64,
     outputs_dir: PathBuf,
-    /// Where jobs' outputs are fetched from (an IPFS gateway or an outputs server, serving
-    /// `/ipfs/<cid>`); none: outputs are not fetched.
-    outputs_url: Option<String>,
+    pub(crate) outputs: OutputSources,
+    /// The HTTP client for announced endpoints ([`crate::endpoints::client`]); `None` if it
+    /// could not be built (then only the configured gateway is used).
+    pub(crate) endpoint_client: Option<reqwest::Client>,
 }
 
 impl Market {
     /// The chain side of a gateway signing with `client`'s key; fetched outputs go to
-    /// `outputs_dir/<job>`, fetched from `outputs_url` (an IPFS gateway or outputs server).
-    pub fn new(client: ChainClient, db: Arc<Db>, outputs_dir: PathBuf, outputs_url: Option<String>) -> Result<Arc<Market>, MarketError> {
+    /// `outputs_dir/<job>`, fetched from `outputs` (the provider's announced endpoints, then
+    /// the configured gateway).
+    pub fn new(client: ChainClient, db: Arc<Db>, outputs_dir: PathBuf, outputs: OutputSources) -> Result<Arc<Market>, MarketError> {
         let me = client.address()?;
+        let endpoint_client = match crate::endpoints::client(outputs.policy) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn!(error = %e, "cannot build the HTTP client for providers' announced endpoints; outputs come from the configured gateway only");
+                None
+            }
+        };
         let deployment = client.chain_key().folder_name();
         Ok(Arc::new(Market {
             client,
@@ -111,7 +121,8 @@ impl Market {
             job_updates: broadcast::channel(1024).0,
             watcher_block: AtomicU64::new(0),
             outputs_dir,
-            outputs_url,
+            outputs,
+            endpoint_client,
         }))
     }
 
@@ -125,7 +136,7 @@ impl Market {
         self.outputs_dir.join(job_id)
     }
 
-    fn notify(&self, job_id: &str) {
+    pub(crate) fn notify(&self, job_id: &str) {
         let _ = self.job_updates.send(job_id.to_string());
     }
 
@@ -351,16 +362,24 @@ impl Market {
                     MarketEvent::JobMatched(m) => format!("matched with provider {} at {} (solver fee {})", m.provider, m.price, m.solverFee),
                     _ => "matched".into(),
                 };
+                if let MarketEvent::JobMatched(m) = &log.event {
+                    self.db.set_provider(&job.id, Some(&m.provider.to_string())).await?;
+                }
                 self.db.set_state(&job.id, "matched", None, None).await?;
                 self.db.add_job_event(&key(&job), &job.id, "matched", &detail, Some(log.block)).await?;
             }
             JobChange::Released(_) => {
+                self.db.set_provider(&job.id, None).await?;
                 self.db.set_state(&job.id, "open", None, None).await?;
                 self.db.add_job_event(&key(&job), &job.id, "open", "given back by its provider; waiting for another match", Some(log.block)).await?;
             }
             JobChange::Submitted(_) => {
                 let data_id = match &log.event {
-                    MarketEvent::ResultSubmitted(r) => r.dataId.clone(),
+                    MarketEvent::ResultSubmitted(r) => {
+                        // the provider that posted the result serves its outputs
+                        self.db.set_provider(&job.id, Some(&r.provider.to_string())).await?;
+                        r.dataId.clone()
+                    }
                     _ => String::new(),
                 };
                 self.db.set_state(&job.id, "submitted", Some(&data_id), None).await?;
@@ -468,34 +487,6 @@ impl Market {
         Ok(())
     }
 
-    fn spawn_fetch(self: &Arc<Self>, job: JobRow) {
-        let Some(source) = self.outputs_url.clone() else { return };
-        let Some(data_id) = job.data_id.clone() else { return };
-        if !self.fetching.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id.clone()) {
-            return;
-        }
-        let dest = self.outputs_dir(&job.id);
-        let market = self.clone();
-        tokio::spawn(async move {
-            let db = &market.db;
-            let result = async {
-                let cid = lilypad_store::parse_cid(&data_id).map_err(|e| format!("malformed CID {data_id:?}: {e}"))?;
-                lilypad_client::fetch_fresh(&source, &cid, &dest).await.map_err(|e| e.to_string())?;
-                db.set_outputs_fetched(&job.id).await.map_err(|e| e.to_string())?;
-                db.add_job_event(&format!("{}:outputs", job.id), &job.id, "submitted", &format!("outputs fetched and verified ({cid})"), None)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(())
-            }
-            .await;
-            match result {
-                Ok(()) => info!(job = %job.id, "outputs fetched"),
-                Err(e) => warn!(job = %job.id, error = %e, "fetching outputs failed; will retry"),
-            }
-            market.fetching.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);
-            market.notify(&job.id);
-        });
-    }
 }
 
 fn resources_json(r: &lilypad_bindings::Resources) -> Value {

@@ -27,6 +27,9 @@ pub enum Kind {
     NotFound,
     MethodNotAllowed,
     ChainUnavailable,
+    UnsupportedUploadType,
+    BadUpload,
+    IpfsUnavailable,
     Internal,
 }
 
@@ -49,6 +52,9 @@ impl Kind {
         Kind::NotFound,
         Kind::MethodNotAllowed,
         Kind::ChainUnavailable,
+        Kind::UnsupportedUploadType,
+        Kind::BadUpload,
+        Kind::IpfsUnavailable,
         Kind::Internal,
     ];
 
@@ -71,6 +77,9 @@ impl Kind {
             Kind::NotFound => "not-found",
             Kind::MethodNotAllowed => "method-not-allowed",
             Kind::ChainUnavailable => "chain-unavailable",
+            Kind::UnsupportedUploadType => "unsupported-upload-type",
+            Kind::BadUpload => "bad-upload",
+            Kind::IpfsUnavailable => "ipfs-unavailable",
             Kind::Internal => "internal-error",
         }
     }
@@ -81,7 +90,9 @@ impl Kind {
             Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::InvalidBody => StatusCode::BAD_REQUEST,
-            Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Kind::UnsupportedMediaType | Kind::UnsupportedUploadType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Kind::BadUpload => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::IpfsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::InvalidModuleReference | Kind::UnknownModule | Kind::BadInputs => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::InsufficientCredit => StatusCode::PAYMENT_REQUIRED,
             Kind::JobNotFound | Kind::OutputNotFound | Kind::NotFound => StatusCode::NOT_FOUND,
@@ -111,6 +122,9 @@ impl Kind {
             Kind::NotFound => "No such endpoint",
             Kind::MethodNotAllowed => "Method not allowed on this endpoint",
             Kind::ChainUnavailable => "The chain cannot be reached",
+            Kind::UnsupportedUploadType => "Uploads are a file (application/octet-stream) or a folder as a tar archive (application/x-tar)",
+            Kind::BadUpload => "The upload could not be imported",
+            Kind::IpfsUnavailable => "The IPFS node cannot take the upload",
             Kind::Internal => "Internal error",
         }
     }

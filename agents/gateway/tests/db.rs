@@ -1,7 +1,7 @@
 //! The data layer on both databases: SQLite (a temp file) and PostgreSQL (a throwaway server,
 //! see `lilypad_gateway::testing`).
 
-use lilypad_gateway::db::{Db, DbError, KeyCheck, NewJob};
+use lilypad_gateway::db::{Db, DbError, KeyCheck, NewJob, NewUpload};
 use lilypad_gateway::testing::Postgres;
 
 async fn ledger_keys_and_jobs(db: &Db) {
@@ -94,7 +94,46 @@ async fn ledger_keys_and_jobs(db: &Db) {
     db.set_cursor("market", 42).await.unwrap();
     assert_eq!(db.cursor("market").await.unwrap(), Some(42));
     assert_eq!(db.migrate().await.unwrap(), 0, "migrations apply once");
-    assert_eq!(db.migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(db.migrations().await.unwrap(), vec![1, 2, 3, 4]);
+
+    providers_and_uploads(db, &alice.id, &key2.id, &job.id).await;
+}
+
+/// A job's provider (migration 3) and uploads (migration 4): charged with their row in one
+/// transaction, refused whole when credit is short, refunded once when they fail, removed
+/// when expired.
+async fn providers_and_uploads(db: &Db, account: &str, key: &str, job: &str) {
+    assert_eq!(db.job(job).await.unwrap().unwrap().provider, None, "no provider before a match");
+    let provider = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    db.set_provider(job, Some(provider)).await.unwrap();
+    assert_eq!(db.job(job).await.unwrap().unwrap().provider.as_deref(), Some(provider));
+    db.set_provider(job, None).await.unwrap();
+    assert_eq!(db.job(job).await.unwrap().unwrap().provider, None, "given back: none again");
+
+    let before = db.account(account).await.unwrap().unwrap().balance;
+    let now = lilypad_gateway::db::now_ms();
+    let new = |price: u128, expires_at: i64| NewUpload { account_id: account, key_id: key, cid: "bafkreiexample", kind: "file", bytes: 3 << 20, price, expires_at };
+    let kept = db.create_upload(new(3, now + 60_000)).await.unwrap();
+    assert_eq!((kept.state.as_str(), kept.price, kept.bytes), ("stored", 3, 3 << 20));
+    assert_eq!(db.account(account).await.unwrap().unwrap().balance, before - 3, "charged");
+    let refused = db.create_upload(new(before, now + 60_000)).await.unwrap_err();
+    assert!(matches!(refused, DbError::InsufficientCredit { needed, .. } if needed == before), "{refused}");
+    assert_eq!(db.uploads_of(account, 10).await.unwrap().len(), 1, "the refused upload was not recorded");
+    assert_eq!(db.account(account).await.unwrap().unwrap().balance, before - 3, "nor charged");
+
+    let failed = db.create_upload(new(5, now + 60_000)).await.unwrap();
+    db.fail_upload(&failed, "the IPFS node was down").await.unwrap();
+    db.fail_upload(&failed, "the IPFS node was down").await.unwrap();
+    assert_eq!(db.upload(&failed.id).await.unwrap().unwrap().state, "failed");
+    assert_eq!(db.account(account).await.unwrap().unwrap().balance, before - 3, "refunded once");
+    let expired = db.create_upload(new(1, now - 1)).await.unwrap();
+    assert_eq!(db.uploads_to_remove(now).await.unwrap().iter().map(|u| u.id.clone()).collect::<Vec<_>>(), vec![expired.id.clone()], "only the expired one");
+    assert_eq!(db.kept_upload_ids(now).await.unwrap(), vec![kept.id.clone()]);
+    assert!(db.set_upload_state(&expired.id, "stored", "expired").await.unwrap());
+    assert!(db.uploads_to_remove(now).await.unwrap().is_empty());
+    let keys: Vec<String> = db.ledger(account, 20).await.unwrap().into_iter().map(|e| e.key).filter(|k| k.starts_with("upload:")).collect();
+    assert_eq!(keys.len(), 4, "three charges and one refund: {keys:?}");
+    assert!(keys.contains(&format!("upload:{}:refund", failed.id)));
 }
 
 /// A database of the first schema (jobs not keyed by deployment), upgraded: its jobs keep their
@@ -124,7 +163,7 @@ async fn jobs_from_before_deployments_are_adopted_only_by_the_deployment_followe
         pool.close().await;
     }
     let db = Db::connect(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(db.migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(db.migrations().await.unwrap(), vec![1, 2, 3, 4]);
     let old = db.job("gj_old").await.unwrap().unwrap();
     assert_eq!((old.chain_id.as_deref(), old.deployment.as_deref()), (Some("5"), None), "the job number kept, no deployment yet");
     assert_eq!(db.unkeyed_jobs().await.unwrap(), 1);
@@ -149,7 +188,7 @@ async fn the_data_layer_on_sqlite() {
     drop(db);
     // reopening keeps everything
     let db = Db::connect(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(db.account_by_name("alice").await.unwrap().unwrap().balance, 30_000_000_000_000_000_000);
+    assert_eq!(db.account_by_name("alice").await.unwrap().unwrap().balance, 30_000_000_000_000_000_000 - 4, "less the two uploads kept charged");
 }
 
 #[tokio::test]

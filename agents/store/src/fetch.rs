@@ -59,9 +59,36 @@ pub async fn fetch_with(
     dest: &Path,
     limits: &FetchLimits,
 ) -> Result<Vec<PathBuf>> {
+    let client = default_client(gateway)?;
+    fetch_with_client(&client, gateway, cid, dest, limits).await
+}
+
+/// The HTTP client [`fetch_with`] uses: connect and read timeouts, redirects followed.
+fn default_client(gateway: &str) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("lilypad-store/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|source| StoreError::Network {
+            url: gateway.to_string(),
+            source,
+        })
+}
+
+/// [`fetch_with`] through the caller's `client`: a server that fetches from URLs others chose
+/// (a provider's announced endpoints) gives one that refuses to connect to its own network (a
+/// DNS resolver that filters addresses, no redirects). Everything else is [`fetch_with`]'s.
+pub async fn fetch_with_client(
+    client: &reqwest::Client,
+    gateway: &str,
+    cid: &Cid,
+    dest: &Path,
+    limits: &FetchLimits,
+) -> Result<Vec<PathBuf>> {
     let budget = Arc::new(Budget::new(limits, *cid));
     let deadline = tokio::time::Instant::from_std(budget.deadline());
-    match tokio::time::timeout_at(deadline, fetch_inner(gateway, cid, dest, budget.clone())).await {
+    match tokio::time::timeout_at(deadline, fetch_inner(client, gateway, cid, dest, budget.clone())).await {
         Ok(result) => result,
         // Dropping the fetch drops its temporary folder; a write still running on the blocking
         // pool checks the same deadline and stops at its next block.
@@ -70,6 +97,7 @@ pub async fn fetch_with(
 }
 
 async fn fetch_inner(
+    client: &reqwest::Client,
     gateway: &str,
     cid: &Cid,
     dest: &Path,
@@ -83,21 +111,12 @@ async fn fetch_inner(
         let dest = dest.clone();
         blocking(move || prepare(&dest)).await?
     };
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("lilypad-store/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|source| StoreError::Network {
-            url: base.clone(),
-            source,
-        })?;
 
     // The CAR is only a faster path: when it fails on the way (the gateway dropped the
     // connection, e.g. because it could not produce a block and aborted the stream before its
     // headers went out), the blocks are asked for one by one, which names what is missing. An
     // unreachable gateway still ends in a Network error there.
-    let got_car = match download_car(&client, &base, &cid, &store, &budget).await {
+    let got_car = match download_car(client, &base, &cid, &store, &budget).await {
         Ok(got) => got,
         Err(e @ StoreError::Network { .. }) => {
             warn!(%cid, error = %e, "CAR download failed; fetching blocks one by one");

@@ -43,6 +43,25 @@ pub enum GatewayCommand {
         /// Largest request body, bytes.
         #[arg(long, default_value_t = 64 * 1024)]
         max_body: usize,
+        /// Also fetch outputs from providers' announced endpoints on loopback, private,
+        /// link-local and other non-public addresses (refused by default: the URLs are the
+        /// providers' choice). On for the devnet, where everything is on loopback.
+        #[arg(long, env = "LILYPAD_ALLOW_PRIVATE_ENDPOINTS")]
+        allow_private_endpoints: bool,
+        /// IPFS node (Kubo RPC API) uploads are put on, for providers to fetch them (default:
+        /// the config file's ipfs_api, else the devnet's IPFS node; none: uploads are served
+        /// only at this gateway's /ipfs/<cid>).
+        #[arg(long, env = "LILYPAD_IPFS_API")]
+        ipfs_api: Option<String>,
+        /// Largest upload (POST /api/v1/uploads), bytes.
+        #[arg(long, env = "LILYPAD_GATEWAY_MAX_UPLOAD", default_value_t = 100 << 20)]
+        max_upload: u64,
+        /// Price of uploads per MiB (pro rata, rounded up): token base units, or LP (e.g. 0.001LP).
+        #[arg(long, env = "LILYPAD_GATEWAY_UPLOAD_PRICE", default_value = "0.001LP")]
+        upload_price: String,
+        /// How long uploads are kept, hours; then their blocks are removed from the gateway.
+        #[arg(long, env = "LILYPAD_GATEWAY_UPLOAD_RETENTION_HOURS", default_value_t = 168)]
+        upload_retention_hours: u64,
     },
     /// API keys.
     Keys {
@@ -117,15 +136,40 @@ async fn gateway(args: GatewayArgs, data_dir: &Path) -> eyre::Result<()> {
             let balance = db.add_credit(&account, amount, None, "credit added by the operator").await?;
             println!("account {account:?}: added {amount}, balance {}", balance.map(|b| b.to_string()).unwrap_or_default());
         }
-        GatewayCommand::Serve { listen, network, modules, outputs_gateway, rate, burst, max_body } => {
+        GatewayCommand::Serve {
+            listen,
+            network,
+            modules,
+            outputs_gateway,
+            rate,
+            burst,
+            max_body,
+            allow_private_endpoints,
+            ipfs_api,
+            max_upload,
+            upload_price,
+            upload_retention_hours,
+        } => {
+            let price_per_mib = parse_amount(&upload_price).wrap_err("--upload-price")?;
             let net = network.resolve_with(data_dir, |d| d.job_creator_key.clone())?;
             let client = net.connect(true).await?;
             let module_dirs = if modules.is_empty() { net.devnet.as_ref().map(|d| d.modules.clone()).unwrap_or_default() } else { modules };
             let ipfs_gateway = outputs_gateway
                 .or_else(|| net.gateway.clone())
                 .or_else(|| net.devnet.as_ref().map(|d| d.gateway.clone()).filter(|g| !g.is_empty()));
+            // the devnet is all loopback: its providers announce loopback endpoints (only when
+            // serving the devnet itself, not another chain with a devnet.json lying around)
+            let on_devnet = net.devnet.as_ref().is_some_and(|d| d.rpc_url == net.rpc_url);
+            let allow_private = allow_private_endpoints || on_devnet;
+            if allow_private {
+                tracing::info!(devnet = on_devnet, "outputs may be fetched from announced endpoints on private and loopback addresses");
+            }
             if ipfs_gateway.is_none() {
-                tracing::warn!("no IPFS gateway to fetch outputs from: pass --outputs-gateway");
+                tracing::info!("no --outputs-gateway: outputs are fetched only from the endpoints providers announced on chain");
+            }
+            let ipfs_api = ipfs_api.or_else(|| net.ipfs_api.clone());
+            if ipfs_api.is_none() {
+                tracing::warn!("no IPFS node for uploads (--ipfs-api): uploads are served only at this gateway's /ipfs/<cid>, so providers must list its public URL among their --ipfs-gateway");
             }
             // the outputs it fetched are this chain's (the database, by default next to them, is not moved)
             let state = client.state_dir(data_dir)?;
@@ -137,6 +181,13 @@ async fn gateway(args: GatewayArgs, data_dir: &Path) -> eyre::Result<()> {
                 data_dir: state.join("gateway"),
                 limits: Limits { rate_per_sec: rate, burst, body_bytes: max_body },
                 reconcile_every: Duration::from_secs(2),
+                endpoint_policy: lilypad_gateway::endpoints::EndpointPolicy { allow_private },
+                uploads: lilypad_gateway::uploads::UploadOptions {
+                    max_bytes: max_upload,
+                    price_per_mib,
+                    retention: Duration::from_secs(upload_retention_hours.saturating_mul(3600)),
+                    ipfs_api,
+                },
             };
             let gw = lilypad_gateway::start(client, Arc::new(db), options).await?;
             println!("Lilypad gateway listening on http://{} (dashboard at /, API at /api/v1, database {})", gw.addr, redact(&spec));

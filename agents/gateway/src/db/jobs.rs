@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::{now_ms, parse_amount, sql, Db, DbError, JobRow, FINAL_STATES};
 
 impl Db {
-    const JOB_COLUMNS: &'static str = "id, account_id, key_id, idempotency_key, module, inputs, payment, state, tx_nonce, deployment, onchain_id, data_id, outputs_at, error, created_at, updated_at";
+    const JOB_COLUMNS: &'static str = "id, account_id, key_id, idempotency_key, module, inputs, payment, state, tx_nonce, deployment, onchain_id, provider, data_id, outputs_at, error, created_at, updated_at";
 
     pub async fn job(&self, id: &str) -> Result<Option<JobRow>, DbError> {
         let q = format!("SELECT {} FROM jobs WHERE id = $1", Self::JOB_COLUMNS);
@@ -126,6 +126,18 @@ impl Db {
         row.try_get::<i64, _>("n").map_err(sql("counting jobs"))
     }
 
+    /// Records the provider job `job_id` is matched with (`0x...`), or none (given back).
+    pub async fn set_provider(&self, job_id: &str, provider: Option<&str>) -> Result<(), DbError> {
+        sqlx::query("UPDATE jobs SET provider = $1, updated_at = $2 WHERE id = $3")
+            .bind(provider.map(str::to_string))
+            .bind(now_ms())
+            .bind(job_id)
+            .execute(&self.pool)
+            .await
+            .map_err(sql("recording a job's provider"))?;
+        Ok(())
+    }
+
     pub async fn set_outputs_fetched(&self, job_id: &str) -> Result<(), DbError> {
         sqlx::query("UPDATE jobs SET outputs_at = $1 WHERE id = $2")
             .bind(now_ms())
@@ -153,6 +165,7 @@ fn job_of(r: &AnyRow) -> Result<JobRow, DbError> {
         tx_nonce: r.try_get("tx_nonce").map_err(g)?,
         deployment: r.try_get("deployment").map_err(g)?,
         chain_id: r.try_get("onchain_id").map_err(g)?,
+        provider: r.try_get("provider").map_err(g)?,
         data_id: r.try_get("data_id").map_err(g)?,
         outputs_at: r.try_get("outputs_at").map_err(g)?,
         error: r.try_get("error").map_err(g)?,

@@ -54,7 +54,7 @@ impl Db {
         let note = format!("{} {}", new.module, new.inputs.join(" "));
         let payment = i128::try_from(new.payment).unwrap_or(i128::MAX);
         let entry = Entry { account_id: new.account_id, entry_key: &key, kind: "charge", delta: -payment, job_id: Some(&id), note: &note };
-        match self.apply(&entry, Some(insert)).await {
+        match self.apply(&entry, Some(Insert::Job(insert))).await {
             Ok(_) => {}
             Err(DbError::Sql { .. }) if idempotency_key.is_some() => {
                 // a concurrent request with the same idempotency key won the race
@@ -71,7 +71,7 @@ impl Db {
     /// Writes `entry` (and, for a charge, the job it pays for) with the balance it changes,
     /// retrying while another writer holds the balance; `None` when the entry was applied
     /// before.
-    async fn apply(&self, entry: &Entry<'_>, job: Option<JobInsert>) -> Result<Option<u128>, DbError> {
+    pub(super) async fn apply(&self, entry: &Entry<'_>, job: Option<Insert>) -> Result<Option<u128>, DbError> {
         let _guard = self.write_lock.lock().await;
         for attempt in 0..200u64 {
             match self.try_apply(entry, job.as_ref()).await {
@@ -90,7 +90,7 @@ impl Db {
         Err(DbError::Sql { what: "updating a balance under heavy contention", source: sqlx::Error::PoolTimedOut })
     }
 
-    async fn try_apply(&self, entry: &Entry<'_>, job: Option<&JobInsert>) -> Result<Attempt, DbError> {
+    async fn try_apply(&self, entry: &Entry<'_>, insert: Option<&Insert>) -> Result<Attempt, DbError> {
         let Entry { account_id, entry_key, kind, delta, job_id, note } = *entry;
         let mut tx = self.pool.begin().await.map_err(sql("starting a transaction"))?;
         let row = sqlx::query("SELECT name, balance FROM accounts WHERE id = $1")
@@ -109,7 +109,25 @@ impl Db {
             old.saturating_add(delta as u128)
         };
         let now = now_ms();
-        if let Some(j) = job {
+        if let Some(Insert::Upload(u)) = insert {
+            sqlx::query(
+                "INSERT INTO uploads (id, account_id, key_id, cid, kind, bytes, price, state, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'stored', $8, $9)",
+            )
+            .bind(&u.id)
+            .bind(&u.account_id)
+            .bind(&u.key_id)
+            .bind(&u.cid)
+            .bind(&u.kind)
+            .bind(u.bytes)
+            .bind(u.price.to_string())
+            .bind(now)
+            .bind(u.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("recording an upload"))?;
+        }
+        if let Some(Insert::Job(j)) = insert {
             sqlx::query(
                 "INSERT INTO jobs (id, account_id, key_id, idempotency_key, module, inputs, payment, state, created_at, updated_at, deployment) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'submitting', $8, $8, $9)",
@@ -201,13 +219,31 @@ impl Db {
 
 /// One ledger entry to write: `delta` (negative for a charge) to `account_id`'s balance.
 #[derive(Clone, Copy)]
-struct Entry<'a> {
-    account_id: &'a str,
-    entry_key: &'a str,
-    kind: &'a str,
-    delta: i128,
-    job_id: Option<&'a str>,
-    note: &'a str,
+pub(super) struct Entry<'a> {
+    pub(super) account_id: &'a str,
+    pub(super) entry_key: &'a str,
+    pub(super) kind: &'a str,
+    pub(super) delta: i128,
+    pub(super) job_id: Option<&'a str>,
+    pub(super) note: &'a str,
+}
+
+/// The row a charge pays for, written in the charge's transaction.
+pub(super) enum Insert {
+    Job(JobInsert),
+    Upload(UploadInsert),
+}
+
+/// An upload to record with its charge.
+pub(super) struct UploadInsert {
+    pub(super) id: String,
+    pub(super) account_id: String,
+    pub(super) key_id: String,
+    pub(super) cid: String,
+    pub(super) kind: String,
+    pub(super) bytes: i64,
+    pub(super) price: u128,
+    pub(super) expires_at: i64,
 }
 
 enum Attempt {
@@ -229,7 +265,7 @@ fn is_busy(e: &sqlx::Error) -> bool {
     }
 }
 
-struct JobInsert {
+pub(super) struct JobInsert {
     id: String,
     account_id: String,
     key_id: String,

@@ -9,6 +9,8 @@ use super::{now_ms, sql, Db, DbError};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/0001_initial.sql")),
     (2, "jobs by deployment", include_str!("../../migrations/0002_jobs_by_deployment.sql")),
+    (3, "job provider", include_str!("../../migrations/0003_job_provider.sql")),
+    (4, "uploads", include_str!("../../migrations/0004_uploads.sql")),
 ];
 
 impl Db {

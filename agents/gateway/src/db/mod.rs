@@ -30,6 +30,9 @@ mod events;
 mod jobs;
 mod ledger;
 mod migrate;
+mod uploads;
+
+pub use uploads::{NewUpload, UploadRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -49,7 +52,7 @@ pub enum DbError {
     NoAccount(String),
     #[error("no API key with id {0:?}")]
     NoKey(String),
-    #[error("account {account:?} has {balance} credit but the job costs {needed}: add credit with `lilypad gateway credit add {account} <amount>`")]
+    #[error("account {account:?} has {balance} credit but this costs {needed}: add credit with `lilypad gateway credit add {account} <amount>`")]
     InsufficientCredit { account: String, balance: u128, needed: u128 },
     #[error("corrupt amount {0:?} in the database")]
     CorruptAmount(String),
@@ -122,6 +125,9 @@ pub struct JobRow {
     pub deployment: Option<String>,
     /// The job's number on chain, once created there.
     pub chain_id: Option<String>,
+    /// The provider the job is matched with (`0x...`, checksummed), once matched; none again
+    /// when it gave the job back. Its announced endpoints are where the outputs are fetched.
+    pub provider: Option<String>,
     pub data_id: Option<String>,
     pub outputs_at: Option<i64>,
     pub error: Option<String>,

@@ -40,6 +40,7 @@ fn job_schema(required: &[&str]) -> Value {
         "inputs": {"type": "array", "items": {"type": "string"}}, "payment": {"type": "string", "pattern": "^(0|[1-9][0-9]*)$"},
         "state": {"$ref": "#/components/schemas/JobState"},
         "final": {"type": "boolean"}, "dataId": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},
+        "provider": {"type": ["string", "null"], "description": "the provider the job is matched with (0x...); its announced endpoints are where the gateway fetches the outputs first"},
         "createdAt": {"type": "integer"}, "updatedAt": {"type": "integer"},
         "events": {"type": "array", "items": {"type": "object", "additionalProperties": false, "required": ["state", "detail", "block", "at"], "properties": {
             "state": {"$ref": "#/components/schemas/JobState"}, "detail": {"type": "string"}, "block": {"type": ["integer", "null"]}, "at": {"type": "integer"}}}},
@@ -52,6 +53,57 @@ fn job_schema(required: &[&str]) -> Value {
 
 fn id_param() -> Value {
     json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The gateway's job id (gj_...)"})
+}
+
+/// The upload endpoints and the trustless gateway over the uploads ([`crate::upload_api`]).
+fn upload_paths(secured: &Value, auth_errors: impl Fn(Value) -> Value) -> Value {
+    let ipfs_responses = |not_found: &str| {
+        json!({"200": {"description": "The block, CAR, file or listing"}, "304": {"description": "Not modified (If-None-Match)"}, "400": {"description": "Malformed CID or query"},
+            "404": {"description": not_found}, "406": {"description": "A format not served"}, "412": {"description": "only-if-cached without the block"}, "501": {"description": "Content this gateway cannot deserialize"}})
+    };
+    let cid_param = json!({"name": "cid", "in": "path", "required": true, "schema": {"type": "string"}});
+    let create = json!({"summary": "Upload a file, or a folder as a tar archive, for a job's file or folder input (`\"type\": \"cid\"`): imported as UnixFS (the CID `ipfs add --cid-version=1` and `lilypad run -i Name=@path` give), charged per MiB, kept for the gateway's retention period, served at /ipfs/<cid> and put on the gateway's IPFS node for providers. Give the returned cid as the input's value in POST /api/v1/jobs",
+        "operationId": "createUpload", "security": secured,
+        "requestBody": {"required": true, "description": "A file's bytes (application/octet-stream), or an uncompressed tar of a folder's contents (application/x-tar; e.g. `tar -C <folder> -cf - .`): regular files and folders only, relative paths. At most the gateway's --max-upload bytes",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
+                        "application/x-tar": {"schema": {"type": "string", "contentMediaType": "application/x-tar"}}}}});
+    let created = json!({
+        "201": json_response("Stored and charged (see Location: /ipfs/<cid>)", json!({"$ref": "#/components/schemas/Upload"})),
+        "400": problem_response("The body was cut short (nothing charged)"),
+        "402": problem_response("Not enough credit for the upload's price (nothing stored)"),
+        "413": problem_response("Over the gateway's upload size limit (nothing charged or stored)"),
+        "415": problem_response("Neither application/octet-stream nor application/x-tar"),
+        "422": problem_response("A malformed tar archive, or one with links, devices, absolute or `..` paths (nothing charged)"),
+        "503": problem_response("The gateway's IPFS node did not take it (the charge refunded)")
+    });
+    let mut create = create;
+    create["responses"] = auth_errors(created);
+    let listed = json!({"400": problem_response("limit out of range"),
+        "200": json_response("Uploads", json!({"type": "object", "additionalProperties": false, "required": ["uploads"], "properties": {"uploads": {"type": "array", "items": {"$ref": "#/components/schemas/Upload"}}}}))});
+    let list = json!({"summary": "The account's uploads, newest first", "operationId": "listUploads", "security": secured,
+        "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}}],
+        "responses": auth_errors(listed)});
+    json!({
+        "/api/v1/uploads": {"post": create, "get": list},
+        "/ipfs/{cid}": {"get": {"summary": "IPFS trustless gateway over the uploads (no key: content is addressed by its hash): `?format=raw` or `?format=car` (or the matching Accept types), `dag-scope`; a file's bytes or a folder's listing without a format",
+            "operationId": "ipfsGet", "tags": ["IPFS"], "parameters": [cid_param.clone()], "responses": ipfs_responses("Not stored here")}},
+        "/ipfs/{cid}/{path}": {"get": {"summary": "A path inside an uploaded folder, as /ipfs/{cid}",
+            "operationId": "ipfsGetPath", "tags": ["IPFS"], "parameters": [cid_param, {"name": "path", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "responses": ipfs_responses("Not stored here, or no such path")}}
+    })
+}
+
+/// The schema of an upload.
+fn upload_schema() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["id", "cid", "kind", "bytes", "price", "state", "createdAt", "expiresAt", "url"], "properties": {
+        "id": {"type": "string", "pattern": "^up_[0-9a-f]+$"},
+        "cid": {"type": "string", "description": "the root CID (CIDv1): give it as a `cid` input's value"},
+        "kind": {"enum": ["file", "folder"]},
+        "bytes": {"type": "integer", "minimum": 0, "description": "bytes of the request body, what the price is for"},
+        "price": {"type": "string", "pattern": "^(0|[1-9][0-9]*)$", "description": "charged, token base units: the gateway's price per MiB, pro rata, rounded up"},
+        "state": {"enum": ["stored", "failed", "expired"], "description": "failed: refunded; expired: past the retention period, removed from this gateway"},
+        "createdAt": {"type": "integer"}, "expiresAt": {"type": "integer", "description": "Unix ms after which it is removed from this gateway"},
+        "url": {"type": "string", "description": "/ipfs/<cid> on this gateway"}}})
 }
 
 /// The document.
@@ -196,11 +248,15 @@ pub fn document() -> Value {
             }
         }
     });
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), upload_paths(&secured, auth_errors)) {
+        paths.extend(more);
+    }
     if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
-        schemas.insert("Job".into(), job_schema(&["id", "onchainJobId", "chainId", "deployment", "module", "inputs", "payment", "state", "final", "dataId", "error", "createdAt", "updatedAt"]));
+        schemas.insert("Upload".into(), upload_schema());
+        schemas.insert("Job".into(), job_schema(&["id", "onchainJobId", "chainId", "deployment", "module", "inputs", "payment", "state", "final", "dataId", "error", "provider", "createdAt", "updatedAt"]));
         schemas.insert(
             "JobDetail".into(),
-            job_schema(&["id", "onchainJobId", "chainId", "deployment", "module", "inputs", "payment", "state", "final", "dataId", "error", "createdAt", "updatedAt", "events", "outputsReady"]),
+            job_schema(&["id", "onchainJobId", "chainId", "deployment", "module", "inputs", "payment", "state", "final", "dataId", "error", "provider", "createdAt", "updatedAt", "events", "outputsReady"]),
         );
         schemas.insert("JobState".into(), json!({"enum": crate::db::STATES}));
         schemas.extend(streams::components());
