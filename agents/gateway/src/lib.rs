@@ -127,6 +127,7 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
         allow_git: false,
         git_policy: None,
         fetch: true,
+        input_cache_max: lilypad_runner::DEFAULT_INPUT_CACHE_MAX,
     };
     let state = api::AppState::new(db, market.clone(), modules, options.limits.clone(), published::PublishedModules::new(sources));
     let app = api::router(state);
