@@ -134,7 +134,7 @@ async fn inputs_that_cannot_be_had_are_refused_before_the_run_and_the_creator_re
     pairs.sort();
     let n = pairs.len();
     pairs.dedup();
-    assert_eq!(pairs.len(), n, "a job is matched at most once per provider: {pairs:?}");
+    assert_eq!(pairs.len(), n, "a job is matched at most once per provider: {pairs:?}\n{}", devnet.log());
     let released_logs = logs(&observer, lilypad_bindings::LilypadMarket::JobReleased::SIGNATURE_HASH).await;
     assert_eq!(job_ids(&released_logs).len(), 2, "each job given back once");
     for id in [1u64, 2] {
