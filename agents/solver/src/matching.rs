@@ -103,8 +103,8 @@ pub enum NoMatch {
         /// The collateral the job needs.
         needed: u128,
     },
-    /// Every provider that offers the module has given this job back (each release excludes
-    /// that provider from the job until its match deadline).
+    /// Every provider that offers the module (and runs its engine) has given this job back
+    /// (each release excludes that provider from the job until its match deadline).
     #[error("every provider offering module {module_id} has given this job back ({providers} of them); it waits for another, or its match deadline")]
     GivenBack {
         /// The module.
@@ -208,11 +208,12 @@ pub fn choose_excluding(
     if let Some((_, choice)) = best {
         return Ok(choice);
     }
-    if !any_offer && given_back {
-        return Err(NoMatch::GivenBack { module_id: job.moduleId, providers: exclude.len() });
-    }
+    // the others cannot run its engine: that is why no one else takes it
     if !any_offer && lacks_engine {
         return Err(NoMatch::NoEngine { module_id: job.moduleId, engine: needs });
+    }
+    if !any_offer && given_back {
+        return Err(NoMatch::GivenBack { module_id: job.moduleId, providers: exclude.len() });
     }
     if !any_offer {
         return Err(NoMatch::NoOffer { module_id: job.moduleId });
@@ -538,7 +539,7 @@ mod tests {
         // a Docker module: the cheapest Docker provider, never the WASM-only one
         assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, A);
         let c_only = choose_excluding(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None, &[A, B]).unwrap_err();
-        assert_eq!(c_only, NoMatch::GivenBack { module_id: module(), providers: 2 }, "the Docker providers gave it back; C cannot run it");
+        assert_eq!(c_only, NoMatch::NoEngine { module_id: module(), engine: EngineSet::DOCKER }, "the Docker providers gave it back; C cannot run it");
         // the same module published as WASM: never the Docker-only provider
         v.engines.insert(module(), EngineSet::WASM);
         assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, C);
