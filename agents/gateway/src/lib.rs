@@ -149,6 +149,7 @@ pub async fn start(client: ChainClient, db: Arc<Db>, options: Options) -> Result
         allow_git: false,
         git_policy: None,
         fetch: true,
+        input_cache_max: lilypad_runner::DEFAULT_INPUT_CACHE_MAX,
     };
     let uploads = Arc::new(uploads::Uploads::open(&options.data_dir.join("uploads"), options.uploads.clone())?);
     tasks.spawn("the uploads collector", uploads.clone().collect_forever(db.clone(), UPLOAD_GC_EVERY));

@@ -69,6 +69,9 @@ pub struct MediatorOptions {
     /// endpoints each provider announced on chain; for modules whose comparison is not byte
     /// for byte.
     pub gateway: Option<String>,
+    /// The most bytes the cache of jobs' `cid` inputs keeps (least recently used out first;
+    /// an input larger than this is refused).
+    pub input_cache_max: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +193,16 @@ impl Mediator {
             allow_git: false,
             git_policy: None,
             fetch: !options.ipfs_gateways.is_empty(),
+            input_cache_max: options.input_cache_max,
         };
+        lilypad_runner::remove_fetch_leftovers(&sources);
+        // results fetched from providers are written under `submitted/`
+        let submitted = options.data_dir.join("submitted");
+        match lilypad_store::remove_fetch_leftovers(&submitted) {
+            Ok(0) => {}
+            Ok(removed) => info!(dir = %submitted.display(), removed, "removed what fetches cut short left"),
+            Err(e) => tracing::warn!(dir = %submitted.display(), error = %e, "cannot remove what fetches cut short left"),
+        }
         let resolver = Arc::new(ModuleResolver::new(modules, sources));
         let ruler = Arc::new(Ruler { client, engine: Arc::new(engine), store, resolver, options, fetch_deadline: RESULT_FETCH_DEADLINE });
         Ok(Self { index, ruler, follower, ruled: HashSet::new(), ruling: HashSet::new(), tasks: JobTasks::new(), save_failures: FailureLog::new("saving the mediator's checkpoint") })

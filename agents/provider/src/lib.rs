@@ -97,6 +97,9 @@ pub struct ProviderOptions {
     pub fetch_modules: bool,
     /// IPFS gateways to fetch modules and image archives from (e.g. http://127.0.0.1:8080).
     pub ipfs_gateways: Vec<String>,
+    /// The most bytes the cache of jobs' `cid` inputs keeps (least recently used out first;
+    /// an input larger than this is refused).
+    pub input_cache_max: u64,
     /// TEST ONLY misbehaviour; empty (the default) in production, and in release builds.
     pub testing: TestHooks,
 }

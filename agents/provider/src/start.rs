@@ -167,7 +167,9 @@ impl Provider {
             allow_git: options.allow_git_modules,
             git_policy: Some(options.git_policy.clone()),
             fetch: options.fetch_modules,
+            input_cache_max: options.input_cache_max,
         };
+        lilypad_runner::remove_fetch_leftovers(&sources);
         Ok(Self {
             client,
             me,

@@ -68,6 +68,10 @@ pub enum RunError {
     /// `maxBytes`, or a block did not verify. The job is given back before its run.
     #[error("job {job}: input {input} ({cid}) could not be had: {source}")]
     InputData { job: U256, input: String, cid: Cid, #[source] source: Box<lilypad_store::StoreError> },
+    /// A `cid` input is larger than this agent's whole input cache may hold: refused before
+    /// the run (another agent with a larger cache may take the job).
+    #[error("job {job}: input {input} ({cid}) is larger than this agent's input cache holds ({cap} bytes; raise --input-cache-max / LILYPAD_INPUT_CACHE_MAX to run it): {source}")]
+    InputOverCache { job: U256, input: String, cid: Cid, cap: u64, #[source] source: Box<lilypad_store::StoreError> },
     /// The job has a `cid` input and this agent has no IPFS gateway to fetch it from.
     #[error("job {job}: input {input} is {cid}, and this agent has no IPFS gateway to fetch it from (configure --ipfs-gateway)")]
     NoInputSource { job: U256, input: String, cid: Cid },
@@ -116,6 +120,7 @@ impl RunError {
             | RunError::Inputs { .. }
             | RunError::NetworkRefused { .. }
             | RunError::NoInputSource { .. }
+            | RunError::InputOverCache { .. }
             | RunError::NoTimeLeft { .. }
             | RunError::NotSha256 { .. }
             | RunError::PinMismatch { .. }
@@ -137,6 +142,7 @@ impl RunError {
             | RunError::NetworkRefused { job }
             | RunError::InputData { job, .. }
             | RunError::NoInputSource { job, .. }
+            | RunError::InputOverCache { job, .. }
             | RunError::NoTimeLeft { job }
             | RunError::Run { job, .. }
             | RunError::Io { job, .. }

@@ -99,7 +99,8 @@ pub async fn run_job_fetching_inputs(
             None => rendered.limits.wall_time,
         };
         let inputs_dir = crate::inputs::inputs_dir_for(dir);
-        let inputs_dir = crate::inputs::prepare_inputs(job, &rendered.data_inputs, sources, &inputs_dir, fetch_time).await?;
+        // held (and the folder kept) until the run is over; removed on every path out
+        let laid = crate::inputs::prepare_inputs(job, &rendered.data_inputs, sources, &inputs_dir, fetch_time).await?;
         if let Some(deadline) = policy.deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left < Duration::from_secs(1) {
@@ -110,10 +111,8 @@ pub async fn run_job_fetching_inputs(
                 rendered.limits.wall_time = left;
             }
         }
-        let ran = run_engine(engine, module, &rendered, dir, inputs_dir.as_deref(), job).await;
-        if let Some(d) = &inputs_dir {
-            crate::inputs::remove_inputs(d);
-        }
+        let ran = run_engine(engine, module, &rendered, dir, laid.as_ref().map(|l| l.path()), job).await;
+        drop(laid);
         ran?;
     }
     let started = Instant::now();

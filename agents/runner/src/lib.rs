@@ -27,6 +27,7 @@
 mod docker;
 mod engine;
 mod error;
+mod input_cache;
 mod inputs;
 mod job;
 pub mod outputs;
@@ -39,7 +40,8 @@ mod wasm;
 pub use docker::{executor_config, DockerEngine};
 pub use engine::{BoxFuture, Engine, EngineOutcome, EngineRun};
 pub use error::{EngineError, RunError};
-pub use inputs::{input_fetch_limits, inputs_dir_for, prepare_inputs, MAX_INPUT_DEPTH, MAX_INPUT_FILES};
+pub use input_cache::{Evicted, InputCache, Pin, DEFAULT_INPUT_CACHE_MAX};
+pub use inputs::{input_cache, input_fetch_limits, inputs_dir_for, prepare_inputs, remove_fetch_leftovers, LaidOut, MAX_INPUT_DEPTH, MAX_INPUT_FILES};
 pub use job::{run_deadline, run_job, run_job_fetching_inputs, run_job_within, RunPolicy, SUBMIT_MARGIN};
 pub use outputs::{fetch_fresh, fetch_fresh_from_any, fetch_fresh_with, remove_unfinished_results, result_fetch_limits, FetchFreshError};
 pub use published::{check_pinned, published_module};

@@ -35,8 +35,9 @@ pub struct Resolved {
 
 /// Where modules that are not local come from (steps 2 and 3 of the order), and where what is
 /// fetched is kept: `<cache>/repos` (git checkouts), `<cache>/modules` (folders by CID),
-/// `<cache>/images` (image archives).
-#[derive(Clone, Debug, Default)]
+/// `<cache>/images` (image archives), `<cache>/inputs` (jobs' `cid` inputs, at most
+/// `input_cache_max` bytes in all: [`crate::InputCache`]).
+#[derive(Clone, Debug)]
 pub struct Sources {
     /// IPFS gateways to fetch folders and artifacts from, in order.
     pub gateways: Vec<String>,
@@ -50,6 +51,21 @@ pub struct Sources {
     pub git_policy: Option<lilypad_module::GitPolicy>,
     /// Fetch published folders by CID.
     pub fetch: bool,
+    /// The most bytes `<cache>/inputs` keeps ([`crate::DEFAULT_INPUT_CACHE_MAX`] by default).
+    pub input_cache_max: u64,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self {
+            gateways: Vec::new(),
+            cache: PathBuf::new(),
+            allow_git: false,
+            git_policy: None,
+            fetch: false,
+            input_cache_max: crate::DEFAULT_INPUT_CACHE_MAX,
+        }
+    }
 }
 
 impl Sources {

@@ -75,7 +75,11 @@ pub struct Solver {
     client: ChainClient,
     options: SolverOptions,
     follower: Follower,
-    /// The market view and the providers that gave each open job back (not matched to it again).
+    /// The market view and the providers that gave each open job back: a job is never matched
+    /// again to a provider that released it (the release carries no reason, and a provider's
+    /// runner already retries passing failures before it gives a job back). Only the matched
+    /// provider can release a job, so a provider can only ever exclude itself: releasing jobs
+    /// never stops the solver matching them to others, until their match deadline.
     saved: Saved,
     terms: Terms,
     /// The last reason logged per job, so a job waiting for a provider is logged once per change.
@@ -115,7 +119,10 @@ impl Solver {
         for (log, change) in &applied.entries {
             self.saved.view.apply(log);
             if let MarketEvent::JobReleased(e) = &log.event {
-                self.saved.released.entry(e.id).or_default().push(e.provider);
+                let gave_back = self.saved.released.entry(e.id).or_default();
+                if !gave_back.contains(&e.provider) {
+                    gave_back.push(e.provider);
+                }
             }
             match change {
                 Some(JobChange::Finished { id, .. }) => {
@@ -130,6 +137,7 @@ impl Solver {
             }
         }
         self.recount_active();
+        self.forget_ended_jobs();
         self.match_open_jobs().await?;
         self.follower.save(&self.saved)?;
         Ok(())
@@ -154,8 +162,7 @@ impl Solver {
         for record in open {
             let choice = loop {
                 let known = balances.clone();
-                let exclude = excluded(self.saved.released.get(&record.id).map(Vec::as_slice).unwrap_or(&[]));
-                let exclude = exclude.as_slice();
+                let exclude = self.saved.released.get(&record.id).map(Vec::as_slice).unwrap_or(&[]);
                 match choose_indexed_excluding(
                     &record.job,
                     &self.saved.view,
@@ -270,6 +277,14 @@ impl Solver {
         }
     }
 
+    /// Drops what is remembered of jobs that are no longer live (finished, or gone from the
+    /// book since the checkpoint was written), so the list of providers that gave jobs back
+    /// stays as long as the open jobs.
+    fn forget_ended_jobs(&mut self) {
+        let book = self.follower.book();
+        self.saved.released.retain(|id, _| book.get(*id).is_some());
+    }
+
     async fn balance_of(&self, provider: Address) -> Result<u128, SolverError> {
         let b = self.client.market_balance(provider).await?;
         Ok(u128::try_from(b).unwrap_or(u128::MAX))
@@ -285,28 +300,4 @@ impl Solver {
 fn matched_ids(receipt: &alloy::rpc::types::TransactionReceipt) -> std::collections::HashSet<U256> {
     use alloy::sol_types::SolEvent;
     receipt.inner.logs().iter().filter_map(|l| lilypad_bindings::LilypadMarket::JobMatched::decode_log(&l.inner).ok()).map(|e| e.data.id).collect()
-}
-
-/// Providers not to match a job to again: those that gave it back twice. One release may be a
-/// passing failure (the Docker engine hiccuped), so the provider gets a second chance; a second
-/// release means it cannot run the job, and matching it again would only go round in circles.
-fn excluded(released: &[Address]) -> Vec<Address> {
-    let mut out: Vec<Address> = released.iter().filter(|a| released.iter().filter(|b| b == a).count() >= 2).copied().collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_provider_is_excluded_from_a_job_after_giving_it_back_twice() {
-        let (a, b) = (Address::repeat_byte(1), Address::repeat_byte(2));
-        assert!(excluded(&[]).is_empty());
-        assert!(excluded(&[a]).is_empty(), "one release: a second chance");
-        assert_eq!(excluded(&[a, b, a]), vec![a]);
-        assert_eq!(excluded(&[b, a, b, a, a]), vec![a, b]);
-    }
 }

@@ -103,6 +103,15 @@ pub enum NoMatch {
         /// The collateral the job needs.
         needed: u128,
     },
+    /// Every provider that offers the module (and runs its engine) has given this job back
+    /// (each release excludes that provider from the job until its match deadline).
+    #[error("every provider offering module {module_id} has given this job back ({providers} of them); it waits for another, or its match deadline")]
+    GivenBack {
+        /// The module.
+        module_id: B256,
+        /// How many providers gave it back.
+        providers: usize,
+    },
     /// The affordable providers are all at their job limit.
     #[error("the affordable providers are all busy ({max_active} jobs each)")]
     AtCapacity {
@@ -143,8 +152,13 @@ pub fn choose_excluding(
     let mut any_offer = false;
     let needs = view.engine_of(&job.moduleId);
     let mut lacks_engine = false;
+    let mut given_back = false;
     for (&address, p) in &view.providers {
-        if !p.roles.contains(Roles::PROVIDER) || exclude.contains(&address) {
+        if !p.roles.contains(Roles::PROVIDER) {
+            continue;
+        }
+        if exclude.contains(&address) {
+            given_back = true;
             continue;
         }
         // a named offer governs the module; the "any module that fits" one only without it
@@ -195,8 +209,12 @@ pub fn choose_excluding(
     if let Some((_, choice)) = best {
         return Ok(choice);
     }
+    // the others cannot run its engine: that is why no one else takes it
     if !any_offer && lacks_engine {
         return Err(NoMatch::NoEngine { module_id: job.moduleId, engine: needs });
+    }
+    if !any_offer && given_back {
+        return Err(NoMatch::GivenBack { module_id: job.moduleId, providers: exclude.len() });
     }
     if !any_offer {
         return Err(NoMatch::NoOffer { module_id: job.moduleId });
@@ -467,7 +485,8 @@ mod tests {
         let c = choose_excluding(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None, &[A]).unwrap();
         assert_eq!(c.provider, B);
         let e = choose_excluding(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None, &[A, B]).unwrap_err();
-        assert_eq!(e, NoMatch::NoOffer { module_id: module() });
+        assert_eq!(e, NoMatch::GivenBack { module_id: module(), providers: 2 });
+        assert!(e.to_string().contains("has given this job back (2 of them)"), "{e}");
         let idx = OfferIndex::build(&v);
         let c = choose_indexed_excluding(&job(10 * LP), &v, &idx, &TERMS, 1000, 4, |_| None, &[A]).unwrap();
         assert_eq!(c.provider, B);
@@ -527,7 +546,7 @@ mod tests {
         // a Docker module: the cheapest Docker provider, never the WASM-only one
         assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, A);
         let c_only = choose_excluding(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None, &[A, B]).unwrap_err();
-        assert_eq!(c_only, NoMatch::NoEngine { module_id: module(), engine: EngineSet::DOCKER });
+        assert_eq!(c_only, NoMatch::NoEngine { module_id: module(), engine: EngineSet::DOCKER }, "the Docker providers gave it back; C cannot run it");
         // the same module published as WASM: never the Docker-only provider
         v.engines.insert(module(), EngineSet::WASM);
         assert_eq!(choose(&job(10 * LP), &v, &TERMS, 1000, 4, |_| None).unwrap().provider, C);

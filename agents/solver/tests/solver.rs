@@ -146,3 +146,95 @@ async fn jobs_open_together_are_matched_in_one_transaction() {
     assert_eq!(txs.len(), 1, "the three matches went in one transaction: {txs:?}");
     m.anvil.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_given_back_goes_to_another_provider_and_never_again_to_one_that_gave_it_back() {
+    let anvil = Anvil::start(None).await.expect("anvil (run tools/bootstrap; source tools/env.sh)");
+    let url = anvil.url();
+    let d = deploy(&url, devnet_config()).await.unwrap();
+    let c = |key: &'static str| {
+        let d = d.clone();
+        let url = url.clone();
+        async move { ChainClient::connect(&url, Some(key), d).await.unwrap() }
+    };
+    let admin = c(accounts::ADMIN).await;
+    let creator = c(accounts::JOB_CREATOR).await;
+    let mediator = c(accounts::MEDIATOR).await;
+    let cheap = c(accounts::RESOURCE_PROVIDER).await;
+    let dear = c(accounts::RESOURCE_PROVIDER_2).await;
+    let dev = lilypad_bindings::LilypadDevToken::new(d.token, admin.provider().clone());
+    for who in [cheap.address().unwrap(), dear.address().unwrap(), creator.address().unwrap()] {
+        admin.send("faucet", dev.faucet(who, U256::from(1000 * LP))).await.unwrap();
+    }
+    admin.send("approveMediator", admin.market().approveMediator(mediator.address().unwrap(), true)).await.unwrap();
+    mediator.send("registerMediator", mediator.market().registerMediator()).await.unwrap();
+    admin.send("setDefaultMediators", admin.market().setDefaultMediators(1)).await.unwrap();
+    let spec = ModuleSpec {
+        specHash: keccak256("a"),
+        imageHash: Default::default(),
+        defaultPayment: 10 * LP,
+        runTimeout: 600,
+        flags: 0,
+        requirements: Resources { cpuMilli: 1000, ramMb: 64, diskMb: 16, vramMb: 0, gpus: 0 },
+    };
+    admin.send("publish", admin.market().publishModule("lilysay".into(), "0.1.0".into(), spec)).await.unwrap();
+    for (p, price) in [(&cheap, 4 * LP), (&dear, 5 * LP)] {
+        let m = p.market();
+        let me = p.address().unwrap();
+        p.send("registerProvider", m.registerProvider(1)).await.unwrap();
+        p.send("setOffer", m.setOffer(keccak256("lilysay:0.1.0"), offer(price))).await.unwrap();
+        p.send("approve", p.token().approve(d.market, U256::from(100 * LP))).await.unwrap();
+        p.send("deposit", m.deposit(me, U256::from(100 * LP))).await.unwrap();
+    }
+    let payee = creator.address().unwrap();
+    creator.send("approve", creator.token().approve(d.market, U256::from(100 * LP))).await.unwrap();
+    creator.send("runJob", creator.market().runJob("lilysay:0.1.0".into(), vec!["Message=hi".into()], payee)).await.unwrap();
+
+    let dir = tempfile_dir("given-back");
+    let options = SolverOptions { poll: Duration::from_millis(20), checkpoint: Some(dir.join("solver.json")), ..Default::default() };
+    let solver_client = c(accounts::SOLVER).await;
+    let mut solver = Solver::start(solver_client.clone(), options.clone()).await.unwrap();
+    let id = U256::from(1);
+    let give_back = |solver: &Solver, who: &ChainClient| {
+        let record = solver.book().get(id).cloned().unwrap();
+        assert_eq!(record.state(), JobState::Matched);
+        assert_eq!(record.job.provider, who.address().unwrap());
+        let who = who.clone();
+        async move { who.send("releaseJob", who.market().releaseJob(id, record.job)).await.unwrap() }
+    };
+    solver.step().await.unwrap();
+    solver.step().await.unwrap();
+    // the cheaper provider first; it gives the job back (say its input cannot be had)
+    give_back(&solver, &cheap).await;
+    solver.step().await.unwrap(); // sees the release, matches again
+    solver.step().await.unwrap();
+    let record = solver.book().get(id).unwrap();
+    assert_eq!(record.state(), JobState::Matched);
+    assert_eq!(record.job.provider, dear.address().unwrap(), "matched to the other provider, not again to the one that gave it back");
+
+    // the other gives it back too: nobody is left who has not, so it stays open, also for a
+    // restarted solver (it remembers who gave it back). A job of the same module created now
+    // goes to the cheaper provider: giving one job back excludes a provider from that job only.
+    give_back(&solver, &dear).await;
+    solver.step().await.unwrap();
+    drop(solver);
+    let mut solver = Solver::start(solver_client.clone(), options).await.unwrap();
+    creator.send("runJob", creator.market().runJob("lilysay:0.1.0".into(), vec!["Message=again".into()], payee)).await.unwrap();
+    solver.step().await.unwrap(); // each step waits for a new block: this one has job 2
+    solver.step().await.unwrap(); // and this one its match
+    let record = solver.book().get(id).unwrap();
+    assert_eq!(record.state(), JobState::Open, "not matched again to either provider");
+    assert_eq!(record.hash(), solver_client.market().jobHash(id).call().await.unwrap());
+    let second = solver.book().get(U256::from(2)).unwrap();
+    assert_eq!(second.state(), JobState::Matched);
+    assert_eq!(second.job.provider, cheap.address().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    anvil.stop().await;
+}
+
+/// A fresh folder for one test's checkpoint.
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lilypad-solver-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}

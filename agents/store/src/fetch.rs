@@ -107,7 +107,10 @@ async fn fetch_inner(
     let cid = *cid;
     let dest = dest.to_path_buf();
 
-    let (tmp, store) = {
+    // Every blocking task that writes into the temporary folder holds `scratch`: the folder is
+    // removed when the last of them ends, so a fetch cut short (its deadline, or its caller
+    // gone) never races a block write still under way and leaves half a folder behind.
+    let (scratch, store) = {
         let dest = dest.clone();
         blocking(move || prepare(&dest)).await?
     };
@@ -116,7 +119,7 @@ async fn fetch_inner(
     // connection, e.g. because it could not produce a block and aborted the stream before its
     // headers went out), the blocks are asked for one by one, which names what is missing. An
     // unreachable gateway still ends in a Network error there.
-    let got_car = match download_car(client, &base, &cid, &store, &budget).await {
+    let got_car = match download_car(client, &base, &cid, &store, &scratch, &budget).await {
         Ok(got) => got,
         Err(e @ StoreError::Network { .. }) => {
             warn!(%cid, error = %e, "CAR download failed; fetching blocks one by one");
@@ -148,8 +151,12 @@ async fn fetch_inner(
             .buffer_unordered(PARALLEL_BLOCKS);
         while let Some((block_cid, data)) = downloads.next().await {
             let data = data?;
-            let store = store.clone();
-            blocking(move || store.put_block(&block_cid, &data)).await?;
+            let (store, scratch) = (store.clone(), scratch.clone());
+            blocking(move || {
+                let _writing = scratch;
+                store.put_block(&block_cid, &data)
+            })
+            .await?;
         }
     }
     debug!(%cid, raw_blocks = fetched, blocks = budget.blocks(), "DAG complete");
@@ -157,7 +164,7 @@ async fn fetch_inner(
     let files = blocking(move || {
         let plan = write::plan(&store, &cid, &budget)?;
         debug!(%cid, ?plan, "writing");
-        let tree = tmp.path().join("tree");
+        let tree = scratch.dir.path().join("tree");
         let rel = write::write_tree(&store, &cid, &tree, &budget)?;
         fs::rename(&tree, &dest).map_err(|e| {
             if dest.exists() {
@@ -166,7 +173,7 @@ async fn fetch_inner(
                 StoreError::io(&dest, e)
             }
         })?;
-        drop(tmp); // removes the blocks
+        drop(scratch); // removes the blocks (once no other task holds the folder)
         Ok(rel.into_iter().map(|p| dest.join(p)).collect::<Vec<_>>())
     })
     .await?;
@@ -195,8 +202,23 @@ fn gateway_base(gateway: &str) -> Result<String> {
     Ok(gateway.trim_end_matches('/').to_string())
 }
 
+/// Name prefix of a fetch's temporary folder, made next to its destination.
+pub const FETCH_TEMP_PREFIX: &str = ".lilypad-fetch-";
+/// The file in a fetch's temporary folder that the fetch holds locked while it runs.
+const FETCH_LOCK: &str = ".lock";
+/// A leftover younger than this is never removed: a fetch may have made its folder and not
+/// yet locked it.
+pub const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(60);
+
+/// A fetch's temporary folder, locked while the fetch runs, removed when dropped.
+struct Scratch {
+    // fields drop in order: the folder is removed while the lock is still held
+    dir: tempfile::TempDir,
+    _lock: fs::File,
+}
+
 /// Checks `dest` and makes the temporary folder (with a blockstore) next to it.
-fn prepare(dest: &Path) -> Result<(tempfile::TempDir, DiskBlockstore)> {
+fn prepare(dest: &Path) -> Result<(Arc<Scratch>, DiskBlockstore)> {
     match fs::read_dir(dest) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -217,12 +239,78 @@ fn prepare(dest: &Path) -> Result<(tempfile::TempDir, DiskBlockstore)> {
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&parent).map_err(|e| StoreError::io(&parent, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".lilypad-fetch-")
+    let dir = tempfile::Builder::new()
+        .prefix(FETCH_TEMP_PREFIX)
         .tempdir_in(&parent)
         .map_err(|e| StoreError::io(&parent, e))?;
-    let store = DiskBlockstore::open(tmp.path().join("blocks"))?;
-    Ok((tmp, store))
+    let lock_path = dir.path().join(FETCH_LOCK);
+    let lock = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::io(&lock_path, e))?;
+    lock.try_lock().map_err(|e| StoreError::io(&lock_path, e.into()))?;
+    let store = DiskBlockstore::open(dir.path().join("blocks"))?;
+    Ok((Arc::new(Scratch { dir, _lock: lock }), store))
+}
+
+/// Removes what fetches into `dir` that did not end left there (a process killed mid-fetch
+/// leaves its `.lilypad-fetch-*` folder): every such folder not locked by a fetch still
+/// running, in this process or another sharing the folder, and at least
+/// [`LEFTOVER_MIN_AGE`] old. Returns how many it removed; nothing when `dir` does not exist.
+/// Safe to call while other fetches into `dir` run.
+pub fn remove_fetch_leftovers(dir: &Path) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(StoreError::io(dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(FETCH_TEMP_PREFIX) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= LEFTOVER_MIN_AGE);
+        if !old {
+            continue;
+        }
+        if !meta.is_dir() {
+            remove_leftover(&path, fs::remove_file(&path), &mut removed)?;
+            continue;
+        }
+        // A running fetch holds its folder's lock; hold it too while removing, so no fetch
+        // can be in it. No lock file: the fetch was killed before it took the lock.
+        let lock_path = path.join(FETCH_LOCK);
+        let _held = match fs::OpenOptions::new().write(true).open(&lock_path) {
+            Ok(lock) => match lock.try_lock() {
+                Ok(()) => Some(lock),
+                Err(fs::TryLockError::WouldBlock) => continue,
+                Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::io(&lock_path, e)),
+        };
+        remove_leftover(&path, fs::remove_dir_all(&path), &mut removed)?;
+    }
+    Ok(removed)
+}
+
+fn remove_leftover(path: &Path, done: std::io::Result<()>, removed: &mut usize) -> Result<()> {
+    match done {
+        Ok(()) => {
+            *removed += 1;
+            Ok(())
+        }
+        // another process removed it first
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
 }
 
 fn network(url: &str) -> impl FnOnce(reqwest::Error) -> StoreError + '_ {
@@ -260,6 +348,7 @@ async fn download_car(
     base: &str,
     cid: &Cid,
     store: &DiskBlockstore,
+    scratch: &Arc<Scratch>,
     budget: &Arc<Budget>,
 ) -> Result<bool> {
     let url = format!("{base}/ipfs/{cid}?format=car&dag-scope=all");
@@ -295,7 +384,9 @@ async fn download_car(
     let sink = store.clone();
     let root = *cid;
     let budget_c = budget.clone();
+    let scratch = scratch.clone();
     let consumer = tokio::task::spawn_blocking(move || -> Result<(Vec<Cid>, u64, u64)> {
+        let _writing = scratch;
         let mut decoder = CarDecoder::default();
         let mut keep = Reachable::new(&[root]);
         while let Some(chunk) = rx.blocking_recv() {
@@ -463,6 +554,51 @@ mod tests {
             gateway_base("not a url"),
             Err(StoreError::InvalidUrl { .. })
         ));
+    }
+
+    /// Sets the modification time of `path` (a file or folder) an hour back.
+    fn age(path: &Path) {
+        let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        fs::File::open(path).unwrap().set_modified(hour_ago).unwrap();
+    }
+
+    #[test]
+    fn leftovers_of_fetches_that_died_are_removed_and_running_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        // a fetch still running: its folder locked (an hour old: a long fetch)
+        let (running, _) = prepare(&dest).unwrap();
+        age(running.dir.path());
+        // a fetch killed midway: its lock file there, nobody holding it, blocks inside
+        let killed = dir.path().join(format!("{FETCH_TEMP_PREFIX}killed"));
+        fs::create_dir_all(killed.join("blocks/ab")).unwrap();
+        fs::write(killed.join("blocks/ab/.tmp-1"), b"half a block").unwrap();
+        fs::write(killed.join(FETCH_LOCK), b"").unwrap();
+        age(&killed);
+        // one killed before it took its lock, and a stray file of the same name
+        let unlocked = dir.path().join(format!("{FETCH_TEMP_PREFIX}early"));
+        fs::create_dir(&unlocked).unwrap();
+        age(&unlocked);
+        let stray = dir.path().join(format!("{FETCH_TEMP_PREFIX}file"));
+        fs::write(&stray, b"x").unwrap();
+        age(&stray);
+        // a fetch that has just made its folder (not locked yet), and what is not a fetch's
+        let young = dir.path().join(format!("{FETCH_TEMP_PREFIX}young"));
+        fs::create_dir(&young).unwrap();
+        let other = dir.path().join("kept");
+        fs::create_dir(&other).unwrap();
+        age(&other);
+
+        assert_eq!(remove_fetch_leftovers(dir.path()).unwrap(), 3);
+        assert!(!killed.exists() && !unlocked.exists() && !stray.exists());
+        assert!(running.dir.path().join(FETCH_LOCK).exists(), "a running fetch's folder is kept");
+        assert!(young.exists(), "a folder younger than {LEFTOVER_MIN_AGE:?} is kept");
+        assert!(other.exists(), "only fetches' folders are touched");
+        assert_eq!(remove_fetch_leftovers(dir.path()).unwrap(), 0);
+        let running_path = running.dir.path().to_path_buf();
+        drop(running);
+        assert!(!running_path.exists(), "a fetch's folder goes with it");
+        assert_eq!(remove_fetch_leftovers(&dir.path().join("absent")).unwrap(), 0);
     }
 
     #[test]

@@ -70,7 +70,7 @@ struct Imported {
 /// Blocking (file system work): from async code, call it in `tokio::task::spawn_blocking`.
 pub fn add_path(path: &Path, store: &DiskBlockstore) -> Result<Cid> {
     let writers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
-    let root = ParallelSink::run(store, writers, |sink| import_path(path, sink))?;
+    let root = ParallelSink::run(store, writers, |sink| import_path(path, sink, &mut Buffers::default()))?;
     debug!(path = %path.display(), cid = %root.cid, bytes = root.tsize, "imported");
     Ok(root.cid)
 }
@@ -143,20 +143,42 @@ impl BlockSink for ParallelSink<'_> {
 
 /// Computes the root CID of the file or folder at `path` like [`add_path`], writing nothing.
 pub fn cid_of_path(path: &Path) -> Result<Cid> {
-    Ok(import_path(path, &NullSink)?.cid)
+    Ok(import_path(path, &NullSink, &mut Buffers::default())?.cid)
 }
 
-fn import_path<S: BlockSink + Sync>(path: &Path, sink: &S) -> Result<Imported> {
+/// Chunk buffers one importing thread reuses from file to file: allocated (and zeroed) once
+/// per thread, not once per file, which matters for folders of many small files.
+#[derive(Default)]
+struct Buffers {
+    chunks: Vec<Vec<u8>>,
+}
+
+impl Buffers {
+    /// At least `n` chunk-sized buffers; the first `n` of them.
+    fn take(&mut self, n: usize) -> &mut [Vec<u8>] {
+        if self.chunks.len() < n {
+            self.chunks.resize_with(n, || vec![0u8; CHUNK_SIZE]);
+        }
+        &mut self.chunks[..n]
+    }
+}
+
+fn import_path<S: BlockSink + Sync>(path: &Path, sink: &S, bufs: &mut Buffers) -> Result<Imported> {
     let meta = fs::symlink_metadata(path).map_err(|e| StoreError::io(path, e))?;
-    let ft = meta.file_type();
+    import_typed(path, meta.file_type(), sink, bufs)
+}
+
+/// [`import_path`] of what is known to be of type `ft` (a folder entry's type, read with the
+/// folder: no `stat` per entry).
+fn import_typed<S: BlockSink + Sync>(path: &Path, ft: fs::FileType, sink: &S, bufs: &mut Buffers) -> Result<Imported> {
     if ft.is_symlink() {
         Err(StoreError::Symlink {
             path: path.to_path_buf(),
         })
     } else if ft.is_dir() {
-        import_dir(path, sink)
+        import_dir(path, sink, bufs)
     } else if ft.is_file() {
-        import_file(path, sink)
+        import_file(path, sink, bufs)
     } else {
         Err(StoreError::Unsupported {
             subject: path.display().to_string(),
@@ -172,27 +194,38 @@ fn import_path<S: BlockSink + Sync>(path: &Path, sink: &S) -> Result<Imported> {
 /// of the sequential import.
 const HASH_BATCH_PER_THREAD: usize = 8;
 
-/// Threads that hash one file's chunks: the machine's parallelism, at most 8.
+/// Threads that hash one file's chunks: the machine's parallelism, at most 8. Read once per
+/// process: `available_parallelism` reads the cgroup's CPU quota from `/proc` and `/sys` on
+/// every call, which cost an eighth of the whole import of a folder of 4,000 small files.
 fn hash_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
 }
 
-fn import_file<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
+fn import_file<S: BlockSink>(path: &Path, sink: &S, bufs: &mut Buffers) -> Result<Imported> {
     let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
-    let mut builder = FileBuilder::default();
     let threads = hash_threads();
-    let mut batch: Vec<Vec<u8>> = vec![vec![0u8; CHUNK_SIZE]];
+    // The first chunk alone (most files are small): a file of at most one chunk is that
+    // chunk's raw block, with no builder or batch to set up.
+    let first = bufs.take(1);
+    let n = read_full_at(&file, &mut first[0], 0).map_err(|e| StoreError::io(path, e))?;
+    let cid = raw_cid(&first[0][..n]);
+    if n < CHUNK_SIZE {
+        sink.put_block(&cid, &first[0][..n])?;
+        let len = n as u64;
+        return Ok(Imported { cid, tsize: len, filesize: len });
+    }
+    let mut builder = FileBuilder::default();
+    builder.push_leaf(cid, &first[0], sink)?;
     let mut lens: Vec<usize> = Vec::new();
     let mut cids: Vec<Cid> = Vec::new();
-    let mut offset = 0u64;
+    let mut offset = CHUNK_SIZE as u64;
     loop {
-        // a batch of chunks read and hashed at once; the first batch is one chunk (most files
-        // are small), later ones as many as the threads read and hash together
-        let want = if builder.has_chunks() { HASH_BATCH_PER_THREAD * threads } else { 1 };
-        if batch.len() < want {
-            batch.resize_with(want, || vec![0u8; CHUNK_SIZE]);
-        }
-        let read = read_and_hash(&file, &mut batch[..want], offset, threads);
+        // a batch of chunks read and hashed at once: as many as the threads read and hash
+        // together
+        let want = HASH_BATCH_PER_THREAD * threads;
+        let batch = bufs.take(want);
+        let read = read_and_hash(&file, batch, offset, threads);
         lens.clear();
         cids.clear();
         let mut at_end = false;
@@ -209,7 +242,7 @@ fn import_file<S: BlockSink>(path: &Path, sink: &S) -> Result<Imported> {
                 break;
             }
         }
-        for ((buf, &n), cid) in batch.iter().zip(&lens).zip(&cids) {
+        for ((buf, &n), cid) in bufs.take(want).iter().zip(&lens).zip(&cids) {
             builder.push_leaf(*cid, &buf[..n], sink)?;
             offset += n as u64;
         }
@@ -372,23 +405,25 @@ impl Drop for HelperTickets {
     }
 }
 
-/// Imports every path, in order; the entries of one folder on spare threads when there are
-/// any (small files are hashed whole, one per thread), else one after the other. The first
-/// failure (in `paths` order among those tried) is returned.
-fn import_all<S: BlockSink + Sync>(paths: &[std::path::PathBuf], sink: &S) -> Result<Vec<Imported>> {
+/// Imports every path (of the type its folder listed it with), in order; the entries of one
+/// folder on spare threads when there are any (small files are hashed whole, one per
+/// thread), else one after the other. The first failure (in `paths` order among those tried)
+/// is returned.
+fn import_all<S: BlockSink + Sync>(paths: &[(std::path::PathBuf, fs::FileType)], sink: &S, bufs: &mut Buffers) -> Result<Vec<Imported>> {
     let tickets = HelperTickets::take(paths.len().saturating_sub(1));
     if tickets.0 == 0 {
-        return paths.iter().map(|p| import_path(p, sink)).collect();
+        return paths.iter().map(|(p, ft)| import_typed(p, *ft, sink, bufs)).collect();
     }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Vec<Mutex<Option<Result<Imported>>>> = paths.iter().map(|_| Mutex::new(None)).collect();
-    let work = || loop {
+    let work = |bufs: &mut Buffers| loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         if i >= paths.len() || failed.load(Ordering::Relaxed) {
             break;
         }
-        let result = import_path(&paths[i], sink);
+        let (path, ft) = &paths[i];
+        let result = import_typed(path, *ft, sink, bufs);
         if result.is_err() {
             failed.store(true, Ordering::Relaxed);
         }
@@ -396,14 +431,14 @@ fn import_all<S: BlockSink + Sync>(paths: &[std::path::PathBuf], sink: &S) -> Re
     };
     std::thread::scope(|scope| {
         for _ in 0..tickets.0 {
-            scope.spawn(&work);
+            scope.spawn(|| work(&mut Buffers::default()));
         }
-        work();
+        work(bufs);
     });
     drop(tickets);
     let mut out = Vec::with_capacity(paths.len());
     let mut first_error = None;
-    for (slot, path) in results.into_iter().zip(paths) {
+    for (slot, (path, _)) in results.into_iter().zip(paths) {
         match slot.into_inner().unwrap_or_else(PoisonError::into_inner) {
             Some(Ok(imported)) => out.push(imported),
             Some(Err(e)) => {
@@ -421,13 +456,15 @@ fn import_all<S: BlockSink + Sync>(paths: &[std::path::PathBuf], sink: &S) -> Re
     }
 }
 
-fn import_dir<S: BlockSink + Sync>(path: &Path, sink: &S) -> Result<Imported> {
+fn import_dir<S: BlockSink + Sync>(path: &Path, sink: &S, bufs: &mut Buffers) -> Result<Imported> {
     let mut names: Vec<String> = Vec::new();
-    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    let mut paths: Vec<(std::path::PathBuf, fs::FileType)> = Vec::new();
     let read = fs::read_dir(path).map_err(|e| StoreError::io(path, e))?;
     for entry in read {
         let entry = entry.map_err(|e| StoreError::io(path, e))?;
         let child = entry.path();
+        // the type the folder lists (no stat where the file system gives it)
+        let ft = entry.file_type().map_err(|e| StoreError::io(&child, e))?;
         let name = entry
             .file_name()
             .into_string()
@@ -435,9 +472,9 @@ fn import_dir<S: BlockSink + Sync>(path: &Path, sink: &S) -> Result<Imported> {
                 path: child.clone(),
             })?;
         names.push(name);
-        paths.push(child);
+        paths.push((child, ft));
     }
-    let imported = import_all(&paths, sink)?;
+    let imported = import_all(&paths, sink, bufs)?;
     let mut entries: Vec<(String, Imported)> = names.into_iter().zip(imported).collect();
     // dag-pb requires links sorted by name bytes; String's Ord is byte order.
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -577,7 +614,7 @@ mod tests {
                 std::fs::write(&path, &data).unwrap();
                 let sequential = import_bytes(&data, &MemSink::default());
                 let sink = MemSink::default();
-                let parallel = import_file(&path, &sink).unwrap();
+                let parallel = import_file(&path, &sink, &mut Buffers::default()).unwrap();
                 assert_eq!(parallel.cid, sequential.cid, "{len} bytes ({chunks} chunks + {extra})");
                 assert_eq!((parallel.tsize, parallel.filesize), (sequential.tsize, sequential.filesize));
             }
@@ -658,7 +695,7 @@ mod tests {
         let f = File::create(&path).unwrap();
         f.set_len((MAX_LINKS * CHUNK_SIZE + 1) as u64).unwrap(); // sparse zeros
         let sink = MemSink::default();
-        let root = import_path(&path, &sink).unwrap();
+        let root = import_path(&path, &sink, &mut Buffers::default()).unwrap();
         assert_eq!(
             shape(&sink, &root.cid),
             (2, MAX_LINKS + 1, (MAX_LINKS * CHUNK_SIZE + 1) as u64)
@@ -683,7 +720,7 @@ mod tests {
         )
         .unwrap();
         let sink = MemSink::default();
-        let root = import_path(&top, &sink).unwrap();
+        let root = import_path(&top, &sink, &mut Buffers::default()).unwrap();
 
         let node = decode_node(&sink.get(&root.cid)).unwrap();
         assert_eq!(
@@ -707,7 +744,7 @@ mod tests {
             fs::write(dir.path().join(name), name).unwrap();
         }
         let sink = MemSink::default();
-        let root = import_path(dir.path(), &sink).unwrap();
+        let root = import_path(dir.path(), &sink, &mut Buffers::default()).unwrap();
         let node = decode_node(&sink.get(&root.cid)).unwrap();
         let names: Vec<_> = node.links.iter().map(|l| l.name.clone().unwrap()).collect();
         assert_eq!(names, ["E", "a b", "e", "z", "é", "Ω", "😀"]);
@@ -785,7 +822,7 @@ mod tests {
             File::create(dir.path().join(name(i))).unwrap();
         }
         let sink = MemSink::default();
-        let flat = import_path(dir.path(), &sink).unwrap();
+        let flat = import_path(dir.path(), &sink, &mut Buffers::default()).unwrap();
         let node = decode_node(&sink.get(&flat.cid)).unwrap();
         assert_eq!(node.links.len(), 4096);
         let fs = decode_unixfs(node.data.as_deref().unwrap()).unwrap();
@@ -793,7 +830,7 @@ mod tests {
         // One more: a HAMT whose root links to sub-shards ("XX") and entries ("XX<name>").
         File::create(dir.path().join(name(4096))).unwrap();
         let sink = MemSink::default();
-        let sharded = import_path(dir.path(), &sink).unwrap();
+        let sharded = import_path(dir.path(), &sink, &mut Buffers::default()).unwrap();
         let node = decode_node(&sink.get(&sharded.cid)).unwrap();
         let fs = decode_unixfs(node.data.as_deref().unwrap()).unwrap();
         assert_eq!(fs.kind, crate::pb::UNIXFS_HAMT_SHARD);

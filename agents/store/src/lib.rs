@@ -44,7 +44,7 @@ pub use blockstore::DiskBlockstore;
 pub use car::{export_car, import_car, MAX_BLOCK_SIZE};
 pub use cid::Cid;
 pub use error::{Result, StoreError};
-pub use fetch::{fetch, fetch_with, fetch_with_client, is_gateway_url};
+pub use fetch::{fetch, fetch_with, fetch_with_client, is_gateway_url, remove_fetch_leftovers, FETCH_TEMP_PREFIX, LEFTOVER_MIN_AGE};
 pub use http::{ServerLimits, ServerStats};
 pub use limits::FetchLimits;
 pub use hash::{parse_cid, CODEC_DAG_PB, CODEC_RAW};

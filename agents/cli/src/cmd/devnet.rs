@@ -175,6 +175,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             git_policy: Default::default(),
             fetch_modules: true,
             ipfs_gateways: vec![ipfs.clone()],
+            input_cache_max: lilypad_runner::DEFAULT_INPUT_CACHE_MAX,
             testing: Default::default(),
         },
     )
@@ -192,6 +193,7 @@ async fn devnet(args: DevnetArgs, data_dir: &Path) -> eyre::Result<()> {
             data_dir: state.join("mediator"),
             poll: Duration::from_millis(50),
             gateway: Some(outputs.clone()),
+            input_cache_max: lilypad_runner::DEFAULT_INPUT_CACHE_MAX,
         },
     )
     .await?;

@@ -16,6 +16,11 @@ pub struct MediatorArgs {
     /// comparison (default: the devnet provider's gateway).
     #[arg(long, env = "LILYPAD_OUTPUTS_GATEWAY")]
     pub gateway: Option<String>,
+    /// The most the cache of jobs' file and folder inputs keeps on disk, in bytes (suffixes
+    /// KiB, MiB, GiB, TiB, or KB, MB, GB, TB): the least recently used inputs no running job
+    /// holds are removed first, and a job whose input is larger is refused (given back).
+    #[arg(long, env = "LILYPAD_INPUT_CACHE_MAX", default_value = "10GiB", value_parser = super::parse_bytes)]
+    pub input_cache_max: u64,
 }
 
 impl MediatorArgs {
@@ -29,6 +34,7 @@ impl MediatorArgs {
             data_dir: client.state_dir(data_dir)?.claim(format!("mediator/{}", client.address()?))?,
             poll: std::time::Duration::from_millis(250),
             gateway,
+            input_cache_max: self.input_cache_max,
         };
         let mediator = lilypad_mediator::Mediator::start(client, options).await?;
         mediator.run(crate::shutdown_signal()).await?;

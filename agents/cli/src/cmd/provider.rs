@@ -89,6 +89,11 @@ pub struct ProviderArgs {
     /// are loaded, never built, so nothing of theirs runs outside the sandbox).
     #[arg(long)]
     pub no_fetch_modules: bool,
+    /// The most the cache of jobs' file and folder inputs keeps on disk, in bytes (suffixes
+    /// KiB, MiB, GiB, TiB, or KB, MB, GB, TB): the least recently used inputs no running job
+    /// holds are removed first, and a job whose input is larger is refused (given back).
+    #[arg(long, env = "LILYPAD_INPUT_CACHE_MAX", default_value = "10GiB", value_parser = super::parse_bytes)]
+    pub input_cache_max: u64,
     /// How often to look for new events, in milliseconds (`lilypad devnet`'s own agents: 20).
     #[arg(long, env = "LILYPAD_POLL_MS", default_value_t = 250)]
     pub poll_ms: u64,
@@ -182,6 +187,7 @@ impl ProviderArgs {
             git_policy,
             fetch_modules: !self.no_fetch_modules,
             ipfs_gateways: net.ipfs_gateways.clone(),
+            input_cache_max: self.input_cache_max,
             testing,
         };
         let provider = lilypad_provider::Provider::start(client, options).await?;

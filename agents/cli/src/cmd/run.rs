@@ -168,7 +168,7 @@ async fn resolve(
     let devnet_modules = net.devnet.as_ref().map(|d| d.modules.clone()).unwrap_or_default();
     let local = lilypad_client::local_folder(args.module_dir.clone(), &reference.name, &devnet_modules).map_err(bad_input)?;
     let client = net.connect(true).await.map_err(|e| infra(format!("{e:#}")))?;
-    let sources = lilypad_runner::Sources { gateways: net.ipfs_gateways.clone(), cache: data_dir.join("cache"), allow_git: true, git_policy: None, fetch: true };
+    let sources = lilypad_runner::Sources { gateways: net.ipfs_gateways.clone(), cache: data_dir.join("cache"), allow_git: true, git_policy: None, fetch: true, input_cache_max: lilypad_runner::DEFAULT_INPUT_CACHE_MAX };
     let found = lilypad_client::find_module(&client, reference, local, &sources).await.map_err(|e| match e {
         ClientError::Chain(e) => infra(e),
         ClientError::Module(lilypad_runner::RunError::HashMismatch { local, chain, .. }) => bad_input(format!(
