@@ -508,6 +508,7 @@ contract LilypadMarket is MarketAccounts {
     /// transfer), else with `transferFrom` (which needs `from`'s token allowance). Only ever called
     /// for the caller itself or for a payee that authorised the caller (_create).
     function _collect(address from, uint256 amount) private {
+        // slither-disable-next-line incorrect-equality (nothing to take: an amount, not a balance read; see contracts/SLITHER.md)
         if (amount == 0) return;
         Account storage a = _accounts[from];
         uint128 balance = a.balance;

@@ -172,12 +172,14 @@ abstract contract MarketAccounts is ModuleDirectory, ILilypadMarket {
 
     /// @inheritdoc ILilypadMarket
     function announceModules(bytes32[] calldata moduleIds, bool ready) external {
+        // slither-disable-next-line incorrect-equality (a role bit, not a balance; see contracts/SLITHER.md)
         if (_accounts[msg.sender].roles & ROLE_PROVIDER == 0) revert NotProvider(msg.sender);
         emit ModulesAnnounced(msg.sender, moduleIds, ready);
     }
 
     /// @inheritdoc ILilypadMarket
     function announceEndpoints(string[] calldata endpoints) external {
+        // slither-disable-next-line incorrect-equality (a role bit, not a balance; see contracts/SLITHER.md)
         if (_accounts[msg.sender].roles & ROLE_PROVIDER == 0) revert NotProvider(msg.sender);
         uint256 n = endpoints.length;
         if (n > MAX_ENDPOINTS) revert TooManyEndpoints(n, MAX_ENDPOINTS);
