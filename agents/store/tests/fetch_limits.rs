@@ -368,6 +368,12 @@ async fn a_stalling_gateway_hits_the_deadline() {
             took >= Duration::from_secs(2) && took < Duration::from_secs(6),
             "{took:?}"
         );
-        assert_eq!(leftovers(&out), 0);
+        // The temporary folder goes when its last writer (a blocking task fed by the dropped
+        // download) sees the end of its input: at once, or a moment later on a loaded machine.
+        let waited = Instant::now();
+        while leftovers(&out) != 0 && waited.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(leftovers(&out), 0, "the fetch's temporary folder outlived its writers");
     }
 }
