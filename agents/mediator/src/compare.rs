@@ -80,9 +80,14 @@ pub(crate) async fn compare_declared(
     Ok(verdict)
 }
 
-/// Whether the fetch ran out of its deadline.
+/// Whether the fetch (or one of its sources) ran out of its deadline.
 fn stalled(e: &FetchFreshError) -> bool {
-    matches!(e, FetchFreshError::Fetch { source: lilypad_store::StoreError::DeadlineExceeded { .. }, .. })
+    match e {
+        FetchFreshError::Fetch { source: lilypad_store::StoreError::DeadlineExceeded { .. }, .. } => true,
+        // one source that held the fetch to its deadline would hold every retry as long
+        FetchFreshError::AllSourcesFailed { failures, .. } => failures.iter().any(|(_, e)| stalled(e)),
+        _ => false,
+    }
 }
 
 /// Compares two re-runs of the same job made here (`first`, `second`) under the module's

@@ -90,6 +90,22 @@ pub enum FetchFreshError {
     /// chain (libp2p multiaddrs are not fetched from here).
     #[error("fetching {cid}: no source (its provider announced no http(s) endpoint on chain and no gateway is configured; pass one)")]
     NoSource { cid: Cid },
+    /// Several sources were tried and none served it whole: each one's reason, in the order
+    /// tried (one source failing gives its own error, not this).
+    #[error("fetching {cid}: none of {} sources served it whole: {}", failures.len(), describe(failures))]
+    AllSourcesFailed { cid: Cid, failures: Vec<(String, FetchFreshError)> },
+}
+
+fn describe(failures: &[(String, FetchFreshError)]) -> String {
+    let reasons: Vec<String> = failures
+        .iter()
+        .map(|(source, e)| match e {
+            // the source is in the line already
+            FetchFreshError::Fetch { source: why, .. } => format!("{source}: {why}"),
+            other => format!("{source}: {other}"),
+        })
+        .collect();
+    reasons.join("; ")
 }
 
 impl FetchFreshError {
@@ -98,6 +114,7 @@ impl FetchFreshError {
         match self {
             FetchFreshError::Io { .. } | FetchFreshError::NoSource { .. } => false,
             FetchFreshError::Fetch { source, .. } => source.is_retryable(),
+            FetchFreshError::AllSourcesFailed { failures, .. } => failures.iter().any(|(_, e)| e.is_retryable()),
         }
     }
 }
@@ -141,10 +158,11 @@ pub async fn fetch_fresh_with(gateway: &str, cid: &Cid, dest: &Path, limits: &Fe
 }
 
 /// [`fetch_fresh_with`] from each of `sources` in turn (untrusted URLs are fine: every block
-/// is verified against `cid`) until one serves it whole; returns the source that did. The
-/// error is the last source's when none did.
+/// is verified against `cid`) until one serves it whole; returns the source that did. When
+/// none did: the one source's error, or every source's reason
+/// ([`FetchFreshError::AllSourcesFailed`]).
 pub async fn fetch_fresh_from_any(sources: &[String], cid: &Cid, dest: &Path, limits: &FetchLimits) -> Result<(String, Vec<PathBuf>), FetchFreshError> {
-    let mut last = FetchFreshError::NoSource { cid: *cid };
+    let mut failures = Vec::new();
     for source in sources {
         // announced endpoints also hold libp2p multiaddrs (bitswap), which this HTTP fetch
         // cannot use: skipped, not a failure
@@ -157,11 +175,15 @@ pub async fn fetch_fresh_from_any(sources: &[String], cid: &Cid, dest: &Path, li
             Err(e @ FetchFreshError::Io { .. }) => return Err(e),
             Err(e) => {
                 warn!(%cid, %source, error = %e, "could not fetch from this source; trying the next");
-                last = e;
+                failures.push((source.clone(), e));
             }
         }
     }
-    Err(last)
+    match failures.len() {
+        0 => Err(FetchFreshError::NoSource { cid: *cid }),
+        1 => Err(failures.remove(0).1),
+        _ => Err(FetchFreshError::AllSourcesFailed { cid: *cid, failures }),
+    }
 }
 
 /// Removes the unfinished result folders (`<id>.tmp`) a killed run left in `results`: a job
@@ -183,6 +205,29 @@ pub fn remove_unfinished_results(results: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn when_every_source_fails_each_ones_reason_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let cid = lilypad_store::parse_cid("bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e").unwrap();
+        let dest = dir.path().join("d");
+        let limits = FetchLimits { deadline: Duration::from_secs(5), ..Default::default() };
+        // nothing listens on these ports (bound, then closed)
+        let closed = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (a, b) = (closed(), closed());
+        let sources = vec![format!("http://127.0.0.1:{a}"), "/ip4/127.0.0.1/tcp/4001".to_string(), format!("http://127.0.0.1:{b}")];
+        let e = fetch_fresh_from_any(&sources, &cid, &dest, &limits).await.unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, FetchFreshError::AllSourcesFailed { ref failures, .. } if failures.len() == 2), "{text}");
+        assert!(text.contains(&format!("127.0.0.1:{a}")) && text.contains(&format!("127.0.0.1:{b}")), "both named: {text}");
+        assert!(!text.contains("/ip4/"), "a multiaddr is skipped, not a failure: {text}");
+        assert!(e.is_retryable(), "an unreachable server may come back");
+        // one source: its own error, as before; none usable: no source
+        let e = fetch_fresh_from_any(&sources[..1], &cid, &dest, &limits).await.unwrap_err();
+        assert!(matches!(e, FetchFreshError::Fetch { .. }), "{e}");
+        let e = fetch_fresh_from_any(&sources[1..2], &cid, &dest, &limits).await.unwrap_err();
+        assert!(matches!(e, FetchFreshError::NoSource { .. }), "{e}");
+    }
 
     #[tokio::test]
     async fn announced_multiaddrs_are_skipped_not_fetched_from() {
