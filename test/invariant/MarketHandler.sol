@@ -271,7 +271,8 @@ contract MarketHandler is ILilypadMarketTypes {
         try market.matchMany(items) {
             if (live[a]) _jobs[a] = JobFlow.matched(market, ja, caller, p, med);
             if (live[b]) _jobs[b] = JobFlow.matched(market, jb, caller, p, med);
-            _count("matchMany");
+            // counted when a job was matched: a call whose items were all final (skipped) is not
+            if (live[a] || live[b]) _count("matchMany");
         } catch {}
     }
 
@@ -295,7 +296,7 @@ contract MarketHandler is ILilypadMarketTypes {
                 _dataIds[picked[i]] = dataId;
                 _resultHashes[picked[i]] = resultHash;
             }
-            _count("submitMany");
+            if (live[a] || live[b]) _count("submitMany");
         } catch {}
     }
 
@@ -386,7 +387,7 @@ contract MarketHandler is ILilypadMarketTypes {
             // items already final (or never created) are skipped; the same job twice settles once
             if (liveA) _finalize(a);
             if (b != a && liveB) _finalize(b);
-            _count("settleMany");
+            if (liveA || liveB) _count("settleMany");
         } catch {}
     }
 

@@ -63,8 +63,10 @@ impl DiskBlockstore {
 
     /// Removes the `.tmp-*` files a killed writer left in the block folders and returns how many
     /// it removed. They are never read, but they take disk space and would pile up over crashes.
-    /// Call it when the process that owns this folder starts, before it writes any block: a
-    /// temporary file another live writer is filling would be removed too.
+    /// A writer holds an exclusive lock (`flock`) on its temporary file until the block is
+    /// renamed into place, and the system drops it when the writer dies: a file still locked is
+    /// another live process's (two agents sharing one store folder) and is left alone. Call it
+    /// when the process that owns this folder starts.
     pub fn remove_stray_temp_files(&self) -> Result<usize> {
         let blocks = self.root.join("blocks");
         let mut removed = 0;
@@ -74,6 +76,11 @@ impl DiskBlockstore {
             for entry in entries.flatten() {
                 if entry.file_name().to_string_lossy().starts_with(".tmp-") {
                     let path = entry.path();
+                    // a live writer's (locked), or one that is gone already, is skipped
+                    let Ok(file) = fs::File::open(&path) else { continue };
+                    if file.try_lock().is_err() {
+                        continue;
+                    }
                     match fs::remove_file(&path) {
                         Ok(()) => removed += 1,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -147,6 +154,10 @@ impl BlockSink for DiskBlockstore {
             .prefix(".tmp-")
             .tempfile_in(dir)
             .map_err(|e| StoreError::io(dir, e))?;
+        // locked while it is being written: remove_stray_temp_files leaves a locked one alone
+        tmp.as_file()
+            .lock()
+            .map_err(|e| StoreError::io(tmp.path().to_path_buf(), e))?;
         tmp.write_all(data)
             .map_err(|e| StoreError::io(tmp.path().to_path_buf(), e))?;
         tmp.persist(&path)
@@ -175,7 +186,14 @@ mod tests {
         store.put(&cid, b"kept\n").unwrap();
         let shard = store.block_path(&cid).parent().unwrap().to_path_buf();
         std::fs::write(shard.join(".tmp-abc123"), b"half a blo").unwrap();
+        // a live writer's temporary file (locked, as put_block locks its own) is left alone
+        let writing = std::fs::File::create(shard.join(".tmp-live")).unwrap();
+        writing.lock().unwrap();
         assert_eq!(store.remove_stray_temp_files().unwrap(), 1);
+        assert!(shard.join(".tmp-live").exists());
+        drop(writing); // the writer died: its lock is gone
+        assert_eq!(store.remove_stray_temp_files().unwrap(), 1);
+        assert!(!shard.join(".tmp-live").exists());
         assert!(!shard.join(".tmp-abc123").exists());
         assert_eq!(store.get(&cid).unwrap(), b"kept\n");
         assert_eq!(store.remove_stray_temp_files().unwrap(), 0);
