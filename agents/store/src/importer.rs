@@ -217,13 +217,18 @@ fn import_file<S: BlockSink>(path: &Path, sink: &S, bufs: &mut Buffers) -> Resul
     }
     let mut builder = FileBuilder::default();
     builder.push_leaf(cid, &first[0], sink)?;
+    // The size the file has now sizes the batches, so that a file of a few chunks is split
+    // evenly over the threads (reads past its end would leave a thread idle); the reading
+    // itself still ends where the file does, whatever its size by then.
+    let size = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
     let mut lens: Vec<usize> = Vec::new();
     let mut cids: Vec<Cid> = Vec::new();
     let mut offset = CHUNK_SIZE as u64;
     loop {
         // a batch of chunks read and hashed at once: as many as the threads read and hash
-        // together
-        let want = HASH_BATCH_PER_THREAD * threads;
+        // together, or those left (at least one, which finds the end)
+        let left = size.saturating_sub(offset).div_ceil(CHUNK_SIZE as u64);
+        let want = usize::try_from(left).unwrap_or(usize::MAX).clamp(1, HASH_BATCH_PER_THREAD * threads);
         let batch = bufs.take(want);
         let read = read_and_hash(&file, batch, offset, threads);
         lens.clear();
