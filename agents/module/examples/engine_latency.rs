@@ -146,5 +146,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("\n(medians of {runs} runs; Docker warm: runs 2..{})", runs + 1);
+    // the outputs volumes and holder containers the executor prepared ahead are not left behind
+    exec.release().await;
     Ok(())
 }

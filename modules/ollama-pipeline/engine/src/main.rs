@@ -160,9 +160,9 @@ impl Engine {
         }
         let n_ctx = (prompt.len() as u64 + max_tokens as u64).min(n_ctx_train as u64) as u32;
         let mut ctx = self.context(n_ctx)?;
-        let mut sampler = sampling.sampler(self.model.n_vocab(), n_ctx);
+        let mut chooser = sampling::Chooser::new(sampling, self.model.n_vocab(), n_ctx);
         // The prompt is in the penalties' window, as in Ollama and llama.cpp's server.
-        sampler.accept_many(prompt);
+        chooser.accept_many(prompt);
 
         let start = Instant::now();
         let mut batch = LlamaBatch::new(prompt.len().max(1), 1);
@@ -177,11 +177,16 @@ impl Engine {
         let mut tokens = Vec::new();
         let mut pos = prompt.len() as i32;
         let mut logits_at = batch.n_tokens() - 1;
+        let mut sampling = Duration::ZERO;
         let done_reason = loop {
             if tokens.len() as u32 >= max_tokens || pos as u32 >= n_ctx {
                 break "length";
             }
-            let t = sampler.sample(&ctx, logits_at);
+            let chosen = Instant::now();
+            let t = chooser
+                .choose(ctx.get_logits_ith(logits_at))
+                .ok_or_else(|| Error::Inference(format!("no token chosen after {} tokens", tokens.len())))?;
+            sampling += chosen.elapsed();
             if stop && (STOP_TOKENS.contains(&t.0) || self.model.vocab().is_eog(t)) {
                 break "stop";
             }
@@ -192,7 +197,7 @@ impl Engine {
             pos += 1;
             logits_at = 0;
         };
-        Ok(Generation { tokens, done_reason, prompt_eval, eval: start.elapsed() })
+        Ok(Generation { tokens, done_reason, prompt_eval, eval: start.elapsed(), sampling })
     }
 
     /// The text of generated tokens: their bytes joined, decoded as UTF-8 once (a character may
@@ -209,6 +214,8 @@ struct Generation {
     done_reason: &'static str,
     prompt_eval: Duration,
     eval: Duration,
+    /// The part of `eval` spent choosing tokens (the sampler chain), not decoding.
+    sampling: Duration,
 }
 
 fn per_s(n: usize, d: Duration) -> f64 {
@@ -291,20 +298,22 @@ fn bench(engine: &Engine) -> Result<(), Error> {
     let mut runs = Vec::new();
     for _ in 0..BENCH_RUNS {
         let g = engine.generate(&prompt, BENCH_TOKENS, &Sampling::default(), false)?;
-        runs.push((per_s(prompt.len(), g.prompt_eval), per_s(g.tokens.len(), g.eval), g.tokens.len()));
+        let sample_us = g.sampling.as_secs_f64() * 1e6 / g.tokens.len().max(1) as f64;
+        runs.push((per_s(prompt.len(), g.prompt_eval), per_s(g.tokens.len(), g.eval), g.tokens.len(), sample_us));
     }
-    let median = |f: fn(&(f64, f64, usize)) -> f64| {
+    let median = |f: fn(&(f64, f64, usize, f64)) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!(
-        "bench model={BENCH_NAME} threads={} prompt_tokens={} prompt_tok_per_s={:.1} gen_tokens={} gen_tok_per_s={:.1} load_ms={:.0} runs={BENCH_RUNS}",
+        "bench model={BENCH_NAME} threads={} prompt_tokens={} prompt_tok_per_s={:.1} gen_tokens={} gen_tok_per_s={:.1} sample_us_per_token={:.0} load_ms={:.0} runs={BENCH_RUNS}",
         engine.threads,
         prompt.len(),
         median(|r| r.0),
         runs[0].2,
         median(|r| r.1),
+        median(|r| r.3),
         engine.load.as_secs_f64() * 1000.0,
     );
     Ok(())
