@@ -64,9 +64,12 @@ impl EngineSet {
     /// The reserved id a provider announces (`announceModules([id], ready)`) to say it has
     /// (or has not) this one engine; `None` for a set of other than one engine.
     pub fn announcement_id(self) -> Option<B256> {
+        // hashed once per process: the solver asks for every provider it weighs for every job
+        static IDS: std::sync::LazyLock<[B256; 2]> =
+            std::sync::LazyLock::new(|| [keccak256(b"lilypad:engine:docker"), keccak256(b"lilypad:engine:wasm")]);
         match self {
-            EngineSet::DOCKER => Some(keccak256(b"lilypad:engine:docker")),
-            EngineSet::WASM => Some(keccak256(b"lilypad:engine:wasm")),
+            EngineSet::DOCKER => Some(IDS[0]),
+            EngineSet::WASM => Some(IDS[1]),
             _ => None,
         }
     }
