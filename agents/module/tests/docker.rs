@@ -158,6 +158,9 @@ async fn lilysay_builds_and_runs() {
     // The module folder was not touched by the build: no binary, same hash.
     assert!(!lilysay_dir().join("lilysay").exists());
     assert_eq!(Module::load(lilysay_dir()).unwrap().cid(), module.cid());
+    // the outputs volumes and holders prepared ahead, and the runs' containers, are not left
+    exec.release().await;
+    assert_eq!(exec.list_own_containers().await.unwrap(), Vec::<String>::new(), "left in the engine");
 }
 
 #[tokio::test]
@@ -205,6 +208,8 @@ async fn an_initialized_module_builds_and_runs() {
     let (_, result, _hold) = run(&exec, &module, &built.tag, &[]).await;
     assert_eq!(read(result.join("stdout")), "Hello, world!\n");
     remove_image(&exec, &built.tag).await;
+    exec.release().await;
+    assert_eq!(exec.list_own_containers().await.unwrap(), Vec::<String>::new(), "left in the engine");
 }
 
 #[tokio::test]
