@@ -189,7 +189,7 @@ pub fn extract_outputs<R: Read>(
                 Err(e) => return Err(werr(parent)(e)),
             }
         }
-        let mut file = match fs::OpenOptions::new()
+        let file = match fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&target)
@@ -204,32 +204,19 @@ pub fn extract_outputs<R: Read>(
             }
             Err(e) => return Err(werr(&target)(e)),
         };
-        let allowed = limits.max_bytes - report.bytes;
-        let copied = match copy_limited(&mut entry, &mut file, allowed) {
-            Ok(n) => n,
-            Err(CopyError::Read(e)) => {
-                drop(file);
-                let _ = fs::remove_file(&target);
-                if is_cap(&e) {
-                    report.truncated = true;
-                    break;
-                }
-                return Err(OutputsError::Archive(e));
+        let copied = match copy_file(&mut entry, file, &target, limits.max_bytes - report.bytes)? {
+            Copied::Whole(n) => n,
+            Copied::OverCap => {
+                report.truncated = true;
+                break;
             }
-            Err(CopyError::Write(e)) => {
-                drop(file);
-                let _ = fs::remove_file(&target);
-                return Err(werr(&target)(e));
+            Copied::ReadFailed(e) if is_cap(&e) => {
+                report.truncated = true;
+                break;
             }
+            Copied::ReadFailed(e) => return Err(OutputsError::Archive(e)),
         };
-        if copied > allowed {
-            drop(file);
-            let _ = fs::remove_file(&target);
-            report.truncated = true;
-            break;
-        }
         if copied < size {
-            drop(file);
             let _ = fs::remove_file(&target);
             return Err(OutputsError::Archive(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -316,31 +303,19 @@ pub fn copy_outputs_dir(
                 skip(&mut report, &shown, "changed while copied");
                 continue;
             }
-            let mut file = fs::OpenOptions::new()
+            let file = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&target)
                 .map_err(werr(&target))?;
-            let allowed = limits.max_bytes - report.bytes;
-            let copied = match copy_limited(&mut input, &mut file, allowed) {
-                Ok(n) => n,
-                Err(CopyError::Read(e)) => {
-                    drop(file);
-                    let _ = fs::remove_file(&target);
-                    return Err(OutputsError::Archive(e));
+            let copied = match copy_file(&mut input, file, &target, limits.max_bytes - report.bytes)? {
+                Copied::Whole(n) => n,
+                Copied::OverCap => {
+                    report.truncated = true;
+                    break 'walk;
                 }
-                Err(CopyError::Write(e)) => {
-                    drop(file);
-                    let _ = fs::remove_file(&target);
-                    return Err(werr(&target)(e));
-                }
+                Copied::ReadFailed(e) => return Err(OutputsError::Archive(e)),
             };
-            if copied > allowed {
-                drop(file);
-                let _ = fs::remove_file(&target);
-                report.truncated = true;
-                break 'walk;
-            }
             report.bytes += copied;
             report.files += 1;
         }
@@ -393,6 +368,35 @@ pub fn safe_relative(path: &Path, prefix: Option<&str>) -> Option<PathBuf> {
 enum CopyError {
     Read(io::Error),
     Write(io::Error),
+}
+
+/// What copying one output file under the byte cap gave ([`copy_file`]).
+enum Copied {
+    /// All of it: this many bytes, within the cap.
+    Whole(u64),
+    /// More than the cap allowed: the file was removed.
+    OverCap,
+    /// Reading failed (the caller says whether that is the cap or a broken source): the file
+    /// was removed.
+    ReadFailed(io::Error),
+}
+
+/// Copies `input` into `file` (just created at `target`) with at most `allowed` bytes, and
+/// removes `target` when the copy fails or goes over; a write error is returned as such.
+fn copy_file<R: Read>(input: &mut R, mut file: fs::File, target: &Path, allowed: u64) -> Result<Copied, OutputsError> {
+    let result = copy_limited(input, &mut file, allowed);
+    drop(file);
+    let copied = match result {
+        Ok(n) if n <= allowed => return Ok(Copied::Whole(n)),
+        Ok(_) => Copied::OverCap,
+        Err(CopyError::Read(e)) => Copied::ReadFailed(e),
+        Err(CopyError::Write(source)) => {
+            let _ = fs::remove_file(target);
+            return Err(OutputsError::Write { path: target.to_path_buf(), source });
+        }
+    };
+    let _ = fs::remove_file(target);
+    Ok(copied)
 }
 
 /// Copies at most `limit + 1` bytes (so the caller sees when there was more).
